@@ -1,0 +1,15 @@
+// The `ddaq` command line: one registration function per command group.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace ddaq {
+namespace cli {
+
+void add_data_commands(CLI::App& app);  // ddaq data import|synth|overlay|stats
+void add_run_command(CLI::App& app);    // ddaq run CONFIG -o RUN (the main job)
+
+}  // namespace cli
+}  // namespace ddaq

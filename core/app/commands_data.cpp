@@ -1,0 +1,104 @@
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "ddaq/core/csv_import.h"
+#include "ddaq/core/error.h"
+#include "ddaq/core/events.h"
+#include "ddaq/core/overlay.h"
+#include "ddaq/core/progress.h"
+#include "ddaq/core/statistics.h"
+#include "ddaq/core/synth.h"
+
+namespace ddaq {
+namespace cli {
+
+void add_data_commands(CLI::App& app) {
+  CLI::App* data = app.add_subcommand("data", "Make, import and inspect event files (HDF5: calq [N,48], label [N])");
+  data->require_subcommand(1);
+
+  {
+    auto inputs = std::make_shared<std::vector<std::string>>();
+    auto output = std::make_shared<std::string>();
+    auto labels = std::make_shared<std::vector<int32_t>>();
+    CLI::App* c = data->add_subcommand("import", "Import CALQ_0..CALQ_47 CSV files into one event file");
+    c->add_option("files", *inputs, "CSV files (header CALQ_0..CALQ_47, one wafer per line)")->required();
+    c->add_option("-o,--output", *output, "output event file (.h5)")->required();
+    c->add_option("--label", *labels, "class label: once for all files, or once per file (1 electron, 0 jet)");
+    c->callback([=] {
+      Progress progress("import", 0);
+      const CsvImportSummary s = import_calq_csv(*inputs, *output, *labels, &progress);
+      progress.set_total(s.events);
+      progress.finish();
+      std::printf("wrote %s: %lld events from %zu file(s)\n", output->c_str(), static_cast<long long>(s.events),
+                  inputs->size());
+    });
+  }
+  {
+    auto options = std::make_shared<SynthOptions>();
+    auto output = std::make_shared<std::string>();
+    auto events = std::make_shared<int64_t>(10000);
+    auto seed = std::make_shared<uint64_t>(1);
+    auto pileup = std::make_shared<double>(0.0);
+    auto electron_fraction = std::make_shared<double>(0.5);
+    CLI::App* c = data->add_subcommand("synth", "Generate labelled HGCAL-like wafers on the real 48-cell geometry");
+    c->add_option("-o,--output", *output, "output event file (.h5)")->required();
+    c->add_option("--events", *events, "number of wafers")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--seed", *seed, "random seed (same seed, same events, bit for bit)")->capture_default_str();
+    c->add_option("--pileup", *pileup, "mean number of pileup wafers added to each wafer")->capture_default_str();
+    c->add_option("--electron-fraction", *electron_fraction, "fraction of electron-like (label 1) wafers")
+        ->capture_default_str();
+    c->callback([=] {
+      options->events(*events).seed(*seed).pileup_mu(*pileup).electron_fraction(*electron_fraction);
+      options->validate();
+      {
+        Progress progress("synth", *events);
+        synthesize_to_file(*options, *output, &progress);
+        progress.finish();
+      }
+      std::printf("wrote %s: %lld events (seed %llu, pileup %g)\n", output->c_str(), static_cast<long long>(*events),
+                  static_cast<unsigned long long>(*seed), *pileup);
+    });
+  }
+  {
+    auto input = std::make_shared<std::string>();
+    auto pool = std::make_shared<std::string>();
+    auto output = std::make_shared<std::string>();
+    auto mu = std::make_shared<double>(0.0);
+    auto seed = std::make_shared<uint64_t>(1);
+    CLI::App* c = data->add_subcommand("overlay", "Add k ~ Poisson(mu) pool wafers to each wafer (pileup)");
+    c->add_option("input", *input, "signal event file")->required();
+    c->add_option("--pool", *pool, "pileup pool event file (read whole)")->required();
+    c->add_option("--mu", *mu, "mean number of pileup wafers per wafer")->required();
+    c->add_option("--seed", *seed, "random seed")->capture_default_str();
+    c->add_option("-o,--output", *output, "output event file (.h5)")->required();
+    c->callback([=] {
+      const OverlayOptions options = OverlayOptions().mu(*mu).seed(*seed);
+      options.validate();
+      const int64_t n = EventFileReader(*input).size();
+      {
+        Progress progress("overlay", n);
+        overlay_file(options, *input, *pool, *output, &progress);
+        progress.finish();
+      }
+      std::printf("wrote %s: %lld events (mu %g, seed %llu)\n", output->c_str(), static_cast<long long>(n), *mu,
+                  static_cast<unsigned long long>(*seed));
+    });
+  }
+  {
+    auto input = std::make_shared<std::string>();
+    auto json = std::make_shared<bool>(false);
+    CLI::App* c = data->add_subcommand("stats", "Occupancy, wafer-sum and label summary of an event file");
+    c->add_option("file", *input, "event file")->required();
+    c->add_flag("--json", *json, "print JSON instead of text");
+    c->callback([=] {
+      const EventStatistics s = compute_statistics(*input);
+      std::cout << (*json ? s.to_json() + "\n" : s.to_text());
+    });
+  }
+}
+
+}  // namespace cli
+}  // namespace ddaq

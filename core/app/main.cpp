@@ -1,0 +1,35 @@
+// ddaq: the command line. Errors end as one line on stderr and exit code 1
+// (2 for usage errors); nothing ever aborts with a stack dump.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "commands.h"
+#include "ddaq/core/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ddaq: differentiable full-DAQ optimization (front end -> compression -> links -> trigger)", "ddaq"};
+  app.set_version_flag("--version", std::string("ddaq ") + ddaq::version());
+  app.require_subcommand(1);
+  ddaq::cli::add_data_commands(app);
+  ddaq::cli::add_run_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "ddaq: error: %s (see --help)\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ddaq: error: %s\n", e.what());
+    return 1;
+  } catch (...) {
+    std::fprintf(stderr, "ddaq: error: unknown failure\n");
+    return 1;
+  }
+  return 0;
+}

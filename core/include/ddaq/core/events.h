@@ -1,0 +1,85 @@
+// ddaq/core/events.h: event files (HDF5), the currency between every ddaq step.
+//
+// Format (h5py reads it as is):
+//   /calq   float32 [N, 48]  trigger-cell charges in the source's CALQ units,
+//                            column = tc of the wafer geometry
+//   /label  int32   [N]      optional class label (1 = electron, 0 = jet by
+//                            convention of `ddaq data synth`)
+//   root attributes          format = "ddaq-events-1", ddaq_version, creator
+//                            (the command), provenance (JSON text: sources,
+//                            seeds, generator parameters), and numeric ones
+//                            such as seed.
+// Files are written to a temporary name beside the target and renamed on
+// commit(), so a failed or interrupted write never leaves a partial file.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ddaq/core/geometry.h"
+
+namespace ddaq {
+
+// Events held in memory, row-major.
+struct EventTable {
+  std::vector<float> calq;     // size() * 48
+  std::vector<int32_t> label;  // empty, or size()
+  int64_t size() const { return static_cast<int64_t>(calq.size()) / kCellsPerWafer; }
+  bool has_labels() const { return !label.empty(); }
+};
+
+class EventFileWriter {
+ public:
+  // Opens "<path>.tmp-<pid>" for writing. Throws ddaq::Error if the folder
+  // is not writable.
+  EventFileWriter(const std::string& path, bool with_labels);
+  ~EventFileWriter();  // without commit(): removes the temporary file
+  EventFileWriter(const EventFileWriter&) = delete;
+  EventFileWriter& operator=(const EventFileWriter&) = delete;
+
+  // Appends `rows` wafers (rows x 48 charges; labels ignored unless the file
+  // has labels, then required).
+  void append(const float* calq, const int32_t* labels, int64_t rows);
+  void append(const EventTable& table);
+
+  void set_attribute(const std::string& name, const std::string& value);
+  void set_attribute(const std::string& name, int64_t value);
+  void set_attribute(const std::string& name, double value);
+
+  // Closes and atomically renames to the final path.
+  void commit();
+  int64_t rows_written() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class EventFileReader {
+ public:
+  // Throws ddaq::Error naming the file when it is missing, not HDF5, or has
+  // no /calq of shape [N, 48].
+  explicit EventFileReader(const std::string& path);
+  ~EventFileReader();
+  EventFileReader(EventFileReader&&) noexcept;
+  EventFileReader& operator=(EventFileReader&&) noexcept;
+
+  const std::string& path() const;
+  int64_t size() const;
+  bool has_labels() const;
+  // Reads rows [first, first + count) into calq (count x 48) and, when
+  // `labels` is non-null and the file has labels, into labels (count).
+  void read(int64_t first, int64_t count, float* calq, int32_t* labels) const;
+  EventTable read_all() const;
+
+  // String attributes of the root group (numeric ones rendered as text).
+  std::map<std::string, std::string> attributes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ddaq

@@ -1,0 +1,305 @@
+#include "ddaq/core/events.h"
+
+#include <H5Cpp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "ddaq/core/error.h"
+#include "ddaq/core/version.h"
+
+namespace ddaq {
+namespace {
+
+constexpr hsize_t kCells = kCellsPerWafer;
+
+// HDF5's C++ exceptions do not derive from std::exception: translate them at
+// this file's boundary so callers only ever see ddaq::Error.
+template <class F>
+auto hdf5_call(const std::string& path, const char* what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const H5::Exception& e) {
+    throw Error(path + ": " + what + " failed (HDF5: " + e.getDetailMsg() + ")");
+  }
+}
+
+void silence_hdf5() {
+  static const bool done = [] {
+    H5::Exception::dontPrint();
+    return true;
+  }();
+  (void)done;
+}
+
+H5::StrType utf8_string_type() {
+  H5::StrType t(H5::PredType::C_S1, H5T_VARIABLE);
+  t.setCset(H5T_CSET_UTF8);
+  return t;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- writer
+
+struct EventFileWriter::Impl {
+  std::string path, tmp_path;
+  bool with_labels = false;
+  bool committed = false;
+  H5::H5File file;
+  H5::DataSet calq, label;
+  int64_t rows = 0;
+};
+
+EventFileWriter::EventFileWriter(const std::string& path, bool with_labels) : impl_(new Impl) {
+  silence_hdf5();
+  impl_->path = path;
+  impl_->tmp_path = path + ".tmp-" + std::to_string(::getpid());
+  impl_->with_labels = with_labels;
+  try {
+    impl_->file = H5::H5File(impl_->tmp_path, H5F_ACC_TRUNC);
+  } catch (const H5::Exception&) {
+    throw Error(path + ": cannot create file (is the folder there and writable?)");
+  }
+  hdf5_call(path, "creating datasets", [&] {
+    const bool deflate = H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
+    hsize_t dims[2] = {0, kCells}, maxdims[2] = {H5S_UNLIMITED, kCells};
+    H5::DataSpace space(2, dims, maxdims);
+    H5::DSetCreatPropList props;
+    hsize_t chunk[2] = {4096, kCells};
+    props.setChunk(2, chunk);
+    if (deflate) {
+      props.setShuffle();
+      props.setDeflate(4);
+    }
+    impl_->calq = impl_->file.createDataSet("calq", H5::PredType::IEEE_F32LE, space, props);
+    if (with_labels) {
+      hsize_t ldims[1] = {0}, lmax[1] = {H5S_UNLIMITED}, lchunk[1] = {4096};
+      H5::DataSpace lspace(1, ldims, lmax);
+      H5::DSetCreatPropList lprops;
+      lprops.setChunk(1, lchunk);
+      if (deflate) lprops.setDeflate(4);
+      impl_->label = impl_->file.createDataSet("label", H5::PredType::STD_I32LE, lspace, lprops);
+    }
+    return 0;
+  });
+  set_attribute("format", std::string("ddaq-events-1"));
+  set_attribute("ddaq_version", std::string(version()));
+}
+
+EventFileWriter::~EventFileWriter() {
+  if (!impl_->committed) {
+    try {
+      impl_->file.close();
+    } catch (...) {
+    }
+    std::remove(impl_->tmp_path.c_str());
+  }
+}
+
+void EventFileWriter::append(const float* calq, const int32_t* labels, int64_t rows) {
+  if (rows <= 0) return;
+  if (impl_->with_labels && labels == nullptr)
+    throw Error(impl_->path + ": labels required for a labelled event file");
+  hdf5_call(impl_->path, "writing events", [&] {
+    const hsize_t first = static_cast<hsize_t>(impl_->rows);
+    const hsize_t n = static_cast<hsize_t>(rows);
+    hsize_t new_dims[2] = {first + n, kCells};
+    impl_->calq.extend(new_dims);
+    H5::DataSpace file_space = impl_->calq.getSpace();
+    hsize_t offset[2] = {first, 0}, count[2] = {n, kCells};
+    file_space.selectHyperslab(H5S_SELECT_SET, count, offset);
+    H5::DataSpace mem_space(2, count);
+    impl_->calq.write(calq, H5::PredType::NATIVE_FLOAT, mem_space, file_space);
+    if (impl_->with_labels) {
+      hsize_t lnew[1] = {first + n}, loff[1] = {first}, lcount[1] = {n};
+      impl_->label.extend(lnew);
+      H5::DataSpace lfile = impl_->label.getSpace();
+      lfile.selectHyperslab(H5S_SELECT_SET, lcount, loff);
+      H5::DataSpace lmem(1, lcount);
+      impl_->label.write(labels, H5::PredType::NATIVE_INT32, lmem, lfile);
+    }
+    return 0;
+  });
+  impl_->rows += rows;
+}
+
+void EventFileWriter::append(const EventTable& table) {
+  append(table.calq.data(), table.has_labels() ? table.label.data() : nullptr, table.size());
+}
+
+void EventFileWriter::set_attribute(const std::string& name, const std::string& value) {
+  hdf5_call(impl_->path, "writing attribute", [&] {
+    if (impl_->file.attrExists(name)) impl_->file.removeAttr(name);
+    const H5::StrType type = utf8_string_type();
+    H5::Attribute a = impl_->file.createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
+    a.write(type, value);
+    return 0;
+  });
+}
+
+void EventFileWriter::set_attribute(const std::string& name, int64_t value) {
+  hdf5_call(impl_->path, "writing attribute", [&] {
+    if (impl_->file.attrExists(name)) impl_->file.removeAttr(name);
+    H5::Attribute a = impl_->file.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR));
+    a.write(H5::PredType::NATIVE_INT64, &value);
+    return 0;
+  });
+}
+
+void EventFileWriter::set_attribute(const std::string& name, double value) {
+  hdf5_call(impl_->path, "writing attribute", [&] {
+    if (impl_->file.attrExists(name)) impl_->file.removeAttr(name);
+    H5::Attribute a = impl_->file.createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR));
+    a.write(H5::PredType::NATIVE_DOUBLE, &value);
+    return 0;
+  });
+}
+
+void EventFileWriter::commit() {
+  if (impl_->committed) return;
+  hdf5_call(impl_->path, "closing", [&] {
+    impl_->calq.close();
+    if (impl_->with_labels) impl_->label.close();
+    impl_->file.flush(H5F_SCOPE_GLOBAL);
+    impl_->file.close();
+    return 0;
+  });
+  if (std::rename(impl_->tmp_path.c_str(), impl_->path.c_str()) != 0) {
+    std::remove(impl_->tmp_path.c_str());
+    throw Error(impl_->path + ": cannot rename the finished temporary file into place");
+  }
+  impl_->committed = true;
+}
+
+int64_t EventFileWriter::rows_written() const { return impl_->rows; }
+
+// ---------------------------------------------------------------- reader
+
+struct EventFileReader::Impl {
+  std::string path;
+  H5::H5File file;
+  H5::DataSet calq, label;
+  int64_t rows = 0;
+  bool has_labels = false;
+};
+
+EventFileReader::EventFileReader(const std::string& path) : impl_(new Impl) {
+  silence_hdf5();
+  impl_->path = path;
+  if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
+  bool is_hdf5 = false;
+  try {
+    is_hdf5 = H5::H5File::isHdf5(path);
+  } catch (const H5::Exception&) {
+  }
+  if (!is_hdf5) throw Error(path + ": not an HDF5 file");
+  hdf5_call(path, "opening", [&] {
+    impl_->file = H5::H5File(path, H5F_ACC_RDONLY);
+    return 0;
+  });
+  if (!impl_->file.nameExists("calq")) throw Error(path + ": no dataset 'calq'");
+  hdf5_call(path, "reading 'calq'", [&] {
+    impl_->calq = impl_->file.openDataSet("calq");
+    const H5::DataSpace space = impl_->calq.getSpace();
+    hsize_t dims[2] = {0, 0};
+    if (space.getSimpleExtentNdims() != 2) throw Error(path + ": dataset 'calq' must be 2-D [N, 48]");
+    space.getSimpleExtentDims(dims);
+    if (dims[1] != kCells)
+      throw Error(path + ": dataset 'calq' has " + std::to_string(dims[1]) + " columns, expected 48");
+    impl_->rows = static_cast<int64_t>(dims[0]);
+    return 0;
+  });
+  if (impl_->file.nameExists("label")) {
+    hdf5_call(path, "reading 'label'", [&] {
+      impl_->label = impl_->file.openDataSet("label");
+      const H5::DataSpace space = impl_->label.getSpace();
+      hsize_t dims[1] = {0};
+      if (space.getSimpleExtentNdims() != 1) throw Error(path + ": dataset 'label' must be 1-D [N]");
+      space.getSimpleExtentDims(dims);
+      if (static_cast<int64_t>(dims[0]) != impl_->rows)
+        throw Error(path + ": dataset 'label' has " + std::to_string(dims[0]) + " rows, 'calq' has " +
+                    std::to_string(impl_->rows));
+      return 0;
+    });
+    impl_->has_labels = true;
+  }
+}
+
+EventFileReader::~EventFileReader() = default;
+EventFileReader::EventFileReader(EventFileReader&&) noexcept = default;
+EventFileReader& EventFileReader::operator=(EventFileReader&&) noexcept = default;
+
+const std::string& EventFileReader::path() const { return impl_->path; }
+int64_t EventFileReader::size() const { return impl_->rows; }
+bool EventFileReader::has_labels() const { return impl_->has_labels; }
+
+void EventFileReader::read(int64_t first, int64_t count, float* calq, int32_t* labels) const {
+  if (first < 0 || count < 0 || first + count > impl_->rows)
+    throw Error(impl_->path + ": rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                ") out of range (file has " + std::to_string(impl_->rows) + ")");
+  if (count == 0) return;
+  hdf5_call(impl_->path, "reading events", [&] {
+    H5::DataSpace file_space = impl_->calq.getSpace();
+    hsize_t offset[2] = {static_cast<hsize_t>(first), 0}, n[2] = {static_cast<hsize_t>(count), kCells};
+    file_space.selectHyperslab(H5S_SELECT_SET, n, offset);
+    H5::DataSpace mem_space(2, n);
+    impl_->calq.read(calq, H5::PredType::NATIVE_FLOAT, mem_space, file_space);
+    if (labels != nullptr && impl_->has_labels) {
+      H5::DataSpace lfile = impl_->label.getSpace();
+      hsize_t loff[1] = {offset[0]}, ln[1] = {n[0]};
+      lfile.selectHyperslab(H5S_SELECT_SET, ln, loff);
+      H5::DataSpace lmem(1, ln);
+      impl_->label.read(labels, H5::PredType::NATIVE_INT32, lmem, lfile);
+    }
+    return 0;
+  });
+}
+
+EventTable EventFileReader::read_all() const {
+  EventTable t;
+  t.calq.resize(static_cast<size_t>(impl_->rows) * kCellsPerWafer);
+  if (impl_->has_labels) t.label.resize(static_cast<size_t>(impl_->rows));
+  read(0, impl_->rows, t.calq.data(), impl_->has_labels ? t.label.data() : nullptr);
+  return t;
+}
+
+std::map<std::string, std::string> EventFileReader::attributes() const {
+  return hdf5_call(impl_->path, "reading attributes", [&] {
+    std::map<std::string, std::string> out;
+    const int n = impl_->file.getNumAttrs();
+    for (int i = 0; i < n; ++i) {
+      H5::Attribute a = impl_->file.openAttribute(static_cast<unsigned>(i));
+      const std::string name = a.getName();
+      switch (a.getTypeClass()) {
+        case H5T_STRING: {
+          std::string v;
+          a.read(a.getStrType(), v);
+          out[name] = v;
+          break;
+        }
+        case H5T_INTEGER: {
+          int64_t v = 0;
+          a.read(H5::PredType::NATIVE_INT64, &v);
+          out[name] = std::to_string(v);
+          break;
+        }
+        case H5T_FLOAT: {
+          double v = 0;
+          a.read(H5::PredType::NATIVE_DOUBLE, &v);
+          std::ostringstream s;
+          s.precision(17);
+          s << v;
+          out[name] = s.str();
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    return out;
+  });
+}
+
+}  // namespace ddaq
