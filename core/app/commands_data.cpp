@@ -17,7 +17,10 @@ namespace cli {
 
 void add_data_commands(CLI::App& app) {
   CLI::App* data = app.add_subcommand("data", "Make, import and inspect event files (HDF5: calq [N,48], label [N])");
-  data->require_subcommand(1);
+  data->callback([data] {
+    if (data->get_subcommands().empty())
+      throw CLI::ValidationError("data: a command is required: import, synth, overlay or stats");
+  });
 
   {
     auto inputs = std::make_shared<std::vector<std::string>>();

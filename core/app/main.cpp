@@ -10,7 +10,10 @@
 int main(int argc, char** argv) {
   CLI::App app{"ddaq: differentiable full-DAQ optimization (front end -> compression -> links -> trigger)", "ddaq"};
   app.set_version_flag("--version", std::string("ddaq ") + ddaq::version());
-  app.require_subcommand(1);
+  app.callback([&app] {
+    if (app.get_subcommands().empty())
+      throw CLI::ValidationError("a command is required: data or run");
+  });
   ddaq::cli::add_data_commands(app);
   ddaq::cli::add_run_command(app);
   try {

@@ -35,7 +35,8 @@ class WaferGeometry {
   // Row-major 8x8 image position -> tc. Positions that repeat an earlier cell
   // (the lower-right 4x4 block of the HGCAL layout) are not in mask8x8().
   const std::array<int, 64>& layout8x8() const { return layout8x8_; }
-  // true where a position holds the first occurrence of its cell: exactly 48.
+  // true where a position holds the first occurrence of its cell in
+  // column-major order: exactly 48 positions.
   const std::array<bool, 64>& mask8x8() const { return mask8x8_; }
   // tc -> the image position that carries it (inverse on the mask).
   const std::array<int, kCellsPerWafer>& image8x8_position() const { return image_position_; }

@@ -1,0 +1,88 @@
+// The ddaq executable as a user meets it: exit codes, one-line errors on
+// stderr, and no output file left behind by a failure.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "ddaq/core/events.h"
+#include "test_support.h"
+
+using ddaq_test::run_ddaq;
+
+namespace {
+int lines(const std::string& s) { return static_cast<int>(std::count(s.begin(), s.end(), '\n')); }
+
+void expect_error(const ddaq_test::CommandResult& r, const std::string& fragment) {
+  DOCTEST_INFO("stderr: " << r.err);
+  DOCTEST_CHECK(r.exit_code != 0);
+  DOCTEST_CHECK(lines(r.err) == 1);
+  DOCTEST_CHECK(r.err.rfind("ddaq: error: ", 0) == 0);
+  DOCTEST_CHECK(r.err.find(fragment) != std::string::npos);
+}
+}  // namespace
+
+DOCTEST_TEST_SUITE("cli") {
+  DOCTEST_TEST_CASE("--help and --version everywhere") {
+    auto r = run_ddaq("--version");
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("ddaq 0.") == 0);
+    for (const char* sub : {"", "data", "data import", "data synth", "data overlay", "data stats", "run"}) {
+      r = run_ddaq(std::string(sub) + " --help");
+      DOCTEST_INFO("ddaq " << sub << " --help");
+      DOCTEST_CHECK(r.exit_code == 0);
+      DOCTEST_CHECK(r.out.find("Usage") != std::string::npos);
+    }
+    expect_error(run_ddaq(""), "a command is required");
+    expect_error(run_ddaq("data frobnicate"), "frobnicate");
+    expect_error(run_ddaq("data synth --events 10"), "--output");
+  }
+
+  DOCTEST_TEST_CASE("synth / overlay / stats / import round trip") {
+    ddaq_test::TempDir dir;
+    auto r = run_ddaq("data synth -o " + dir.file("s.h5") + " --events 500 --seed 4");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    r = run_ddaq("data synth -o " + dir.file("s2.h5") + " --events 500 --seed 4");
+    DOCTEST_CHECK(ddaq::EventFileReader(dir.file("s.h5")).read_all().calq ==
+                  ddaq::EventFileReader(dir.file("s2.h5")).read_all().calq);
+    r = run_ddaq("data overlay " + dir.file("s.h5") + " --pool " + dir.file("s2.h5") + " --mu 5 --seed 2 -o " +
+                 dir.file("o.h5"));
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    r = run_ddaq("data stats --json " + dir.file("o.h5"));
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("\"events\": 500") != std::string::npos);
+    ddaq_test::write_text(dir.file("a.csv"), ddaq_test::calq_csv({std::vector<double>(48, 2.0)}));
+    r = run_ddaq("data import " + dir.file("a.csv") + " -o " + dir.file("a.h5") + " --label 1");
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(ddaq::EventFileReader(dir.file("a.h5")).read_all().label == std::vector<int32_t>{1});
+  }
+
+  DOCTEST_TEST_CASE("error paths: one line / non-zero exit / nothing written") {
+    ddaq_test::TempDir dir;
+    ddaq_test::write_text(dir.file("bad.csv"), ddaq_test::calq_csv({}) + "1,2,3\n");
+    expect_error(run_ddaq("data import " + dir.file("bad.csv") + " -o " + dir.file("o.h5")),
+                 dir.file("bad.csv") + ":2: has 3 columns, expected 48");
+    expect_error(run_ddaq("data import " + dir.file("none.csv") + " -o " + dir.file("o.h5")), "cannot open");
+    expect_error(run_ddaq("data overlay " + dir.file("none.h5") + " --pool x --mu 1 -o " + dir.file("o.h5")),
+                 "none.h5: cannot open");
+    expect_error(run_ddaq("data synth -o " + dir.file("o.h5") + " --events 5 --pileup -1"), "pileup");
+    expect_error(run_ddaq("data synth -o " + dir.file("nofolder/o.h5") + " --events 5"), "cannot create");
+    expect_error(run_ddaq("data stats " + dir.file("bad.csv")), "not an HDF5 file");
+    ddaq_test::write_text(dir.file("c.json"), R"({"data": {"train_evnts": 5}})");
+    expect_error(run_ddaq("run " + dir.file("c.json") + " -o " + dir.file("run")), "data.train_evnts: unknown key");
+    DOCTEST_CHECK(dir.entries().size() == 2);  // bad.csv, c.json
+  }
+
+  DOCTEST_TEST_CASE("run: the main job on a tiny configuration") {
+    ddaq_test::TempDir dir;
+    ddaq_test::write_text(dir.file("tiny.json"),
+                          R"({"name": "tiny", "data": {"train_events": 300, "test_events": 100,
+                              "pool_events": 200, "pileup_mu": 5, "seed": 2}})");
+    const auto r = run_ddaq("run " + dir.file("tiny.json") + " -o " + dir.file("run"));
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    for (const char* f : {"train.h5", "test.h5", "pool.h5", "report.json", "report.txt"})
+      DOCTEST_CHECK(ddaq_test::exists(dir.file("run/") + f));
+    DOCTEST_CHECK(ddaq::EventFileReader(dir.file("run/train.h5")).size() == 300);
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("run/report.json")).find("\"occupancy\"") != std::string::npos);
+  }
+}
