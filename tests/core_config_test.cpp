@@ -1,7 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "ddaq/core/config.h"
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 
 DOCTEST_TEST_SUITE("config") {
   DOCTEST_TEST_CASE("values / defaults / sections") {

@@ -1,7 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "ddaq/core/csv_import.h"
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/events.h"
 #include "test_support.h"
 

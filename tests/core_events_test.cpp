@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/files.h"
 #include "test_support.h"

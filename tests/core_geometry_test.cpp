@@ -2,7 +2,7 @@
 
 #include <set>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/geometry.h"
 
 DOCTEST_TEST_SUITE("geometry") {

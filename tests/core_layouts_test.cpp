@@ -4,7 +4,7 @@
 // doctest after the LibTorch headers (glog defines CHECK); short names off anyway.
 #include <doctest/doctest.h>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/layouts.h"
 
 DOCTEST_TEST_SUITE("layouts") {

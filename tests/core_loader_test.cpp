@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/loader.h"
 #include "test_support.h"
 

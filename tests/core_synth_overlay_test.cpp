@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/statistics.h"

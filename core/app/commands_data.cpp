@@ -5,7 +5,7 @@
 
 #include "commands.h"
 #include "ddaq/core/csv_import.h"
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/progress.h"

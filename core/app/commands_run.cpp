@@ -9,7 +9,7 @@
 
 #include "commands.h"
 #include "ddaq/core/config.h"
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/files.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/progress.h"

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 
 namespace ddaq {
 

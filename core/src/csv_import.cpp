@@ -4,7 +4,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/progress.h"
 #include "text.h"

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/version.h"
 
 namespace ddaq {
@@ -17,7 +17,7 @@ constexpr hsize_t kCells = kCellsPerWafer;
 // HDF5's C++ exceptions do not derive from std::exception: translate them at
 // this file's boundary so callers only ever see ddaq::Error.
 template <class F>
-auto hdf5_call(const std::string& path, const char* what, F&& f) -> decltype(f()) {
+auto hdf5_call(const std::string& path, const std::string& what, F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const H5::Exception& e) {
@@ -298,6 +298,64 @@ std::map<std::string, std::string> EventFileReader::attributes() const {
           break;
       }
     }
+    return out;
+  });
+}
+
+// ---------------------------------------------------------------- results
+
+void write_results_file(const std::string& path,
+                        const std::vector<std::pair<std::string, std::vector<double>>>& datasets,
+                        const std::map<std::string, std::string>& attributes) {
+  silence_hdf5();
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  try {
+    H5::H5File file;
+    try {
+      file = H5::H5File(tmp, H5F_ACC_TRUNC);
+    } catch (const H5::Exception&) {
+      throw Error(path + ": cannot create file (is the folder there and writable?)");
+    }
+    hdf5_call(path, "writing results", [&] {
+      for (const auto& ds : datasets) {
+        hsize_t dims[1] = {ds.second.size()};
+        H5::DataSpace space(1, dims);
+        H5::DataSet d = file.createDataSet(ds.first, H5::PredType::IEEE_F64LE, space);
+        if (!ds.second.empty()) d.write(ds.second.data(), H5::PredType::NATIVE_DOUBLE);
+      }
+      const H5::StrType type = utf8_string_type();
+      std::map<std::string, std::string> attrs = attributes;
+      attrs["ddaq_version"] = version();
+      for (const auto& kv : attrs) {
+        H5::Attribute a = file.createAttribute(kv.first, type, H5::DataSpace(H5S_SCALAR));
+        a.write(type, kv.second);
+      }
+      file.close();
+      return 0;
+    });
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot rename the finished temporary file into place");
+  }
+}
+
+std::vector<double> read_results_dataset(const std::string& path, const std::string& name) {
+  silence_hdf5();
+  if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
+  return hdf5_call(path, "reading '" + name + "'", [&] {
+    H5::H5File file(path, H5F_ACC_RDONLY);
+    if (!file.nameExists(name)) throw Error(path + ": no dataset '" + name + "'");
+    H5::DataSet d = file.openDataSet(name);
+    const H5::DataSpace space = d.getSpace();
+    if (space.getSimpleExtentNdims() != 1) throw Error(path + ": dataset '" + name + "' must be 1-D");
+    hsize_t dims[1] = {0};
+    space.getSimpleExtentDims(dims);
+    std::vector<double> out(dims[0]);
+    if (!out.empty()) d.read(out.data(), H5::PredType::NATIVE_DOUBLE);
     return out;
   });
 }

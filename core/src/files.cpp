@@ -9,7 +9,7 @@
 #include <system_error>
 #include <filesystem>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 
 namespace ddaq {
 

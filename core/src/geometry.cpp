@@ -5,7 +5,7 @@
 #include <limits>
 #include <sstream>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "text.h"
 
 namespace ddaq {

@@ -2,7 +2,7 @@
 
 #include <ATen/ATen.h>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 
 namespace ddaq {
 namespace {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/random.h"
 
 namespace ddaq {

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "ddaq/core/error.h"
+#include "ddaq/error.h"
 #include "ddaq/core/progress.h"
 #include "ddaq/core/random.h"
 #include "ddaq/core/version.h"

@@ -82,4 +82,12 @@ class EventFileReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// Per-event results (EMD values, scores): named 1-D float64 datasets plus
+// string attributes, written atomically like event files.
+void write_results_file(const std::string& path,
+                        const std::vector<std::pair<std::string, std::vector<double>>>& datasets,
+                        const std::map<std::string, std::string>& attributes = {});
+// Reads one 1-D dataset of a results file as float64.
+std::vector<double> read_results_dataset(const std::string& path, const std::string& name);
+
 }  // namespace ddaq

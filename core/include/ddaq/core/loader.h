@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "ddaq/core/events.h"
-#include "ddaq/core/options.h"
+#include "ddaq/options.h"
 
 namespace ddaq {
 

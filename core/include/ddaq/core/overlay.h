@@ -8,7 +8,7 @@
 #include <string>
 
 #include "ddaq/core/events.h"
-#include "ddaq/core/options.h"
+#include "ddaq/options.h"
 
 namespace ddaq {
 

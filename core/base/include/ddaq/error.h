@@ -1,4 +1,4 @@
-// ddaq/core/error.h: the one exception type ddaq throws for bad input.
+// ddaq/error.h: the one exception type ddaq throws for bad input.
 #pragma once
 #include <stdexcept>
 #include <string>

@@ -1,4 +1,4 @@
-// ddaq/core/options.h: fluent option setters in the style of TORCH_ARG.
+// ddaq/options.h: fluent option setters in the style of TORCH_ARG.
 #pragma once
 
 // DDAQ_OPTION(int64_t, events) = 1000; declares a field `events_` with a
