@@ -1,0 +1,115 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "ddaq/core/random.h"
+#include "ddaq/core/synth.h"
+#include "ddaq/core/wafer_metric.h"
+#include "ddaq/error.h"
+#include "ddaq/surrogates/emd.h"
+
+namespace {
+
+std::vector<double> one_hot(int cell, double q = 1.0) {
+  std::vector<double> w(48, 0.0);
+  w[cell] = q;
+  return w;
+}
+
+// Random wafers with `hits` cells hit (dense with pileup-like occupancy).
+std::vector<double> random_wafer(ddaq::Rng& rng, int hits) {
+  std::vector<double> w(48, 0.0);
+  for (int h = 0; h < hits; ++h) w[rng.below(48)] += std::floor(1 + 100 * rng.uniform() * rng.uniform());
+  return w;
+}
+
+}  // namespace
+
+DOCTEST_TEST_SUITE("exact emd") {
+  DOCTEST_TEST_CASE("single cells: EMD is their distance in sensor-cell pitch units") {
+    ddaq::ExactEmd emd(ddaq::trigger_cell_metric());
+    // Cells 0 and 1 are one trigger-cell pitch apart = 2 sensor-cell pitches.
+    DOCTEST_CHECK(emd(one_hot(0).data(), one_hot(1).data()) == doctest::Approx(2.0).epsilon(1e-9));
+    DOCTEST_CHECK(emd(one_hot(5, 7.0).data(), one_hot(5, 2.0).data()) == 0.0);
+    const auto& g = ddaq::WaferGeometry::hgcal();
+    const double d = std::hypot(g.cell(3).x_cm - g.cell(40).x_cm, g.cell(3).y_cm - g.cell(40).y_cm) / 1.20840075;
+    DOCTEST_CHECK(emd(one_hot(3).data(), one_hot(40).data()) == doctest::Approx(d).epsilon(1e-12));
+    // Half the energy moves one pitch.
+    std::vector<double> split(48, 0.0);
+    split[0] = split[1] = 1.0;
+    DOCTEST_CHECK(emd(one_hot(0).data(), split.data()) == doctest::Approx(1.0).epsilon(1e-12));
+  }
+
+  DOCTEST_TEST_CASE("empty wafers: both empty is 0 / one empty is NaN / bad charges throw") {
+    ddaq::ExactEmd emd(ddaq::trigger_cell_metric());
+    const std::vector<double> zero(48, 0.0);
+    DOCTEST_CHECK(emd(zero.data(), zero.data()) == 0.0);
+    DOCTEST_CHECK(std::isnan(emd(zero.data(), one_hot(3).data())));
+    DOCTEST_CHECK(std::isnan(emd(one_hot(3).data(), zero.data())));
+    std::vector<double> bad = one_hot(2);
+    bad[7] = -1.0;
+    DOCTEST_CHECK_THROWS_AS(emd(bad.data(), one_hot(3).data()), ddaq::Error);
+    bad[7] = NAN;
+    DOCTEST_CHECK_THROWS_AS(emd(one_hot(3).data(), bad.data()), ddaq::Error);
+  }
+
+  DOCTEST_TEST_CASE("metric properties on dense random wafers and agreement with the full problem") {
+    const ddaq::GroundMetric metric = ddaq::trigger_cell_metric();
+    DOCTEST_REQUIRE(metric.is_metric());
+    ddaq::ExactEmd reduced(metric), full(metric, /*transport_difference_only=*/false);
+    ddaq::Rng rng(17);
+    int pivoted = 0;
+    for (int t = 0; t < 300; ++t) {
+      const auto a = random_wafer(rng, 1 + static_cast<int>(rng.below(60)));
+      const auto b = random_wafer(rng, 1 + static_cast<int>(rng.below(60)));
+      const auto c = random_wafer(rng, 1 + static_cast<int>(rng.below(60)));
+      const double ab = reduced(a.data(), b.data());
+      pivoted += reduced.last_pivots() > 0;
+      DOCTEST_REQUIRE(ab == doctest::Approx(full(a.data(), b.data())).epsilon(1e-10));
+      DOCTEST_REQUIRE(ab == doctest::Approx(reduced(b.data(), a.data())).epsilon(1e-10));  // symmetric
+      DOCTEST_REQUIRE(ab <= reduced(a.data(), c.data()) + reduced(c.data(), b.data()) + 1e-9);
+      std::vector<double> a3 = a;
+      for (double& q : a3) q *= 3.0;  // scale invariant (normalized)
+      DOCTEST_REQUIRE(reduced(a3.data(), b.data()) == doctest::Approx(ab).epsilon(1e-10));
+    }
+    DOCTEST_CHECK(pivoted > 100);  // the simplex, not only the closed forms, was exercised
+  }
+
+  DOCTEST_TEST_CASE("degenerate problems terminate (ties everywhere)") {
+    // Equal masses on a regular lattice: many equal costs and zero-flow basic arcs.
+    ddaq::ExactEmd emd(ddaq::trigger_cell_metric());
+    for (int shift = 1; shift < 48; shift += 5) {
+      std::vector<double> a(48, 0.0), b(48, 0.0);
+      for (int c = 0; c < 48; c += 2) a[c] = 1.0;
+      for (int c = 0; c < 48; c += 2) b[(c + shift) % 48] += 1.0;
+      const double e = emd(a.data(), b.data());
+      DOCTEST_CHECK(std::isfinite(e));
+      DOCTEST_CHECK(e >= 0.0);
+    }
+  }
+
+  DOCTEST_TEST_CASE("a non-metric cost matrix takes the full problem") {
+    // 3 points, d(0,2) > d(0,1) + d(1,2): moving via 1 is not allowed to be cheaper.
+    const auto g = ddaq::GroundMetric::from_matrix({0, 1, 5, 1, 0, 1, 5, 1, 0}, 3);
+    DOCTEST_CHECK_FALSE(g.is_metric());
+    ddaq::ExactEmd emd(g);
+    const double a[3] = {1, 0, 0}, b[3] = {0, 0, 1}, c[3] = {0.5, 0.5, 0};
+    DOCTEST_CHECK(emd(a, b) == doctest::Approx(5.0));
+    DOCTEST_CHECK(emd(c, b) == doctest::Approx(3.0));  // 0.5*5 + 0.5*1
+    DOCTEST_CHECK_THROWS_AS(ddaq::GroundMetric::from_matrix({0, -1, 1, 0}, 2), ddaq::Error);
+    DOCTEST_CHECK_THROWS_AS(ddaq::GroundMetric::from_matrix({0, 1, 1}, 2), ddaq::Error);
+  }
+
+  DOCTEST_TEST_CASE("rows: results do not depend on the thread count") {
+    const ddaq::EventTable a = ddaq::synthesize(ddaq::SynthOptions().events(400).seed(1).pileup_mu(20));
+    const ddaq::EventTable b = ddaq::synthesize(ddaq::SynthOptions().events(400).seed(2).pileup_mu(20));
+    const auto metric = ddaq::trigger_cell_metric();
+    std::vector<double> one(400), four(400);
+    ddaq::emd_exact_rows(metric, a.calq.data(), b.calq.data(), 400, one.data(), 1);
+    ddaq::emd_exact_rows(metric, a.calq.data(), b.calq.data(), 400, four.data(), 4);
+    DOCTEST_CHECK(one == four);
+    ddaq::ExactEmd single(metric);
+    DOCTEST_CHECK(one[123] == single(a.calq.data() + 123 * 48, b.calq.data() + 123 * 48));
+  }
+}
