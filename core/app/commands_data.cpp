@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "ddaq/core/csv_import.h"
@@ -88,6 +89,38 @@ void add_data_commands(CLI::App& app) {
       }
       std::printf("wrote %s: %lld events (mu %g, seed %llu)\n", output->c_str(), static_cast<long long>(n), *mu,
                   static_cast<unsigned long long>(*seed));
+    });
+  }
+  {
+    auto input = std::make_shared<std::string>();
+    auto output = std::make_shared<std::string>();
+    auto start = std::make_shared<int64_t>(0);
+    auto stop = std::make_shared<int64_t>(-1);
+    CLI::App* c = data->add_subcommand("slice", "Copy rows [start, stop) of an event file (train/test splits)");
+    c->add_option("input", *input, "event file")->required();
+    c->add_option("--start", *start, "first row")->capture_default_str()->check(CLI::NonNegativeNumber);
+    c->add_option("--stop", *stop, "one past the last row (-1: the end)")->capture_default_str();
+    c->add_option("-o,--output", *output, "output event file (.h5)")->required();
+    c->callback([=] {
+      const EventFileReader in(*input);
+      const int64_t end = *stop < 0 ? in.size() : std::min(*stop, in.size());
+      if (*start >= end)
+        throw Error(*input + ": empty slice [" + std::to_string(*start) + ", " + std::to_string(end) + ")");
+      EventTable t;
+      t.calq.resize(static_cast<size_t>(end - *start) * kCellsPerWafer);
+      if (in.has_labels()) t.label.resize(static_cast<size_t>(end - *start));
+      in.read(*start, end - *start, t.calq.data(), in.has_labels() ? t.label.data() : nullptr);
+      EventFileWriter writer(*output, in.has_labels());
+      writer.append(t);
+      const auto attrs = in.attributes();
+      writer.set_attribute("creator", std::string("ddaq data slice"));
+      nlohmann::json provenance = {{"creator", "ddaq data slice"}, {"input", *input}, {"start", *start}, {"stop", end}};
+      if (attrs.count("provenance"))
+        provenance["input_provenance"] = nlohmann::json::parse(attrs.at("provenance"), nullptr, false);
+      writer.set_attribute("provenance", provenance.dump());
+      writer.commit();
+      std::printf("wrote %s: rows %lld..%lld of %s\n", output->c_str(), static_cast<long long>(*start),
+                  static_cast<long long>(end), input->c_str());
     });
   }
   {

@@ -1,0 +1,148 @@
+// `ddaq surrogate emd train|eval`: the learned EMD surrogate.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "ddaq/core/events.h"
+#include "ddaq/core/files.h"
+#include "ddaq/core/progress.h"
+#include "ddaq/core/wafer_metric.h"
+#include "ddaq/error.h"
+#include "ddaq/surrogates/emd_surrogate.h"
+
+namespace ddaq {
+namespace cli {
+namespace {
+
+struct PairSource {
+  std::vector<std::string> files;
+  std::string rows = ":";
+  int64_t max_wafers = 20000;
+  uint64_t seed = 1;
+  int threads = 0;
+};
+
+void add_source_options(CLI::App* c, PairSource& s) {
+  c->add_option("--data", s.files, "event files whose wafers are paired with reconstructions")->required();
+  c->add_option("--rows", s.rows, "row range START:STOP used from every file (hold events out)")->capture_default_str();
+  c->add_option("--max-wafers", s.max_wafers, "at most this many wafers per file (from the start of the range)")
+      ->capture_default_str();
+  c->add_option("--seed", s.seed, "seed of the reconstructions")->capture_default_str();
+  c->add_option("--threads", s.threads, "threads for the exact labels (0: all cores)")->capture_default_str();
+}
+
+std::pair<int64_t, int64_t> parse_rows(const std::string& text, int64_t size) {
+  const auto colon = text.find(':');
+  if (colon == std::string::npos) throw Error("--rows '" + text + "': expected START:STOP (either may be empty)");
+  auto number = [&](const std::string& part, int64_t fallback) -> int64_t {
+    if (part.empty()) return fallback;
+    try {
+      size_t used = 0;
+      const long long v = std::stoll(part, &used);
+      if (used != part.size() || v < 0) throw 0;
+      return std::min<int64_t>(v, size);
+    } catch (...) {
+      throw Error("--rows '" + text + "': '" + part + "' is not a row number");
+    }
+  };
+  const int64_t start = number(text.substr(0, colon), 0), stop = number(text.substr(colon + 1), size);
+  return {start, std::max(start, stop)};
+}
+
+EmdPairs load_pairs(const PairSource& s, const GroundMetric& metric) {
+  EmdPairs all;
+  all.cells = metric.size();
+  for (size_t f = 0; f < s.files.size(); ++f) {
+    const EventFileReader reader(s.files[f]);
+    const auto range = parse_rows(s.rows, reader.size());
+    const int64_t n = std::min(s.max_wafers, range.second - range.first);
+    if (n < 2) throw Error(s.files[f] + ": fewer than 2 wafers in rows " + s.rows);
+    std::vector<float> calq(static_cast<size_t>(n) * kCellsPerWafer);
+    reader.read(range.first, n, calq.data(), nullptr);
+    const EmdPairs p =
+        make_emd_pairs(metric, calq.data(), n, EmdPairOptions().seed(s.seed + 1000003 * f).threads(s.threads));
+    all.a.insert(all.a.end(), p.a.begin(), p.a.end());
+    all.b.insert(all.b.end(), p.b.begin(), p.b.end());
+    all.emd.insert(all.emd.end(), p.emd.begin(), p.emd.end());
+    all.kind.insert(all.kind.end(), p.kind.begin(), p.kind.end());
+    std::fprintf(stderr, "pairs: %lld from %s (rows %lld..%lld)\n", static_cast<long long>(n), s.files[f].c_str(),
+                 static_cast<long long>(range.first), static_cast<long long>(range.first + n));
+  }
+  return all;
+}
+
+EmdSurrogateOptions hgcal_surrogate_options() {
+  CellCentres centres;
+  for (const TriggerCell& c : WaferGeometry::hgcal().cells()) centres.push_back({c.x_cm, c.y_cm});
+  return EmdSurrogateOptions().points(centres).unit(kSensorCellPitchCm);
+}
+
+}  // namespace
+
+void add_surrogate_commands(CLI::App& app) {
+  CLI::App* surrogate = app.add_subcommand("surrogate", "Learned and fitted surrogates of costs that are not differentiable");
+  CLI::App* emd = surrogate->add_subcommand("emd", "The learned EMD surrogate (a differentiable loss)");
+  for (CLI::App* group : {surrogate, emd})
+    group->callback([group] {
+      if (group->get_subcommands().empty())
+        throw CLI::ValidationError(group->get_name() + ": a command is required (see --help)");
+    });
+  {
+    auto source = std::make_shared<PairSource>();
+    auto output = std::make_shared<std::string>();
+    auto train = std::make_shared<EmdSurrogateTrainOptions>();
+    auto epochs = std::make_shared<int>(train->epochs());
+    auto batch = std::make_shared<int64_t>(train->batch_size());
+    auto lr = std::make_shared<double>(train->learning_rate());
+    auto hidden = std::make_shared<std::vector<int64_t>>(EmdSurrogateOptions().hidden());
+    auto directions = std::make_shared<int>(EmdSurrogateOptions().directions());
+    CLI::App* c = emd->add_subcommand("train", "Train a surrogate on exact-EMD-labelled pairs");
+    add_source_options(c, *source);
+    c->add_option("-o,--output", *output, "surrogate file to write")->required();
+    c->add_option("--epochs", *epochs, "maximum epochs")->capture_default_str();
+    c->add_option("--batch-size", *batch, "pairs per step")->capture_default_str();
+    c->add_option("--learning-rate", *lr, "AdamW peak learning rate (cosine decay)")->capture_default_str();
+    c->add_option("--hidden", *hidden, "hidden layer sizes")->capture_default_str();
+    c->add_option("--directions", *directions, "sliced-EMD directions")->capture_default_str();
+    c->callback([=] {
+      const GroundMetric metric = trigger_cell_metric();
+      const EmdPairs pairs = load_pairs(*source, metric);
+      EmdSurrogate model(hgcal_surrogate_options().hidden(*hidden).directions(*directions).seed(source->seed));
+      std::fprintf(stderr, "training: %lld pairs, %lld parameters\n", static_cast<long long>(pairs.size()),
+                   static_cast<long long>(model.parameter_count()));
+      Progress progress("train", *epochs);
+      const auto summary = train_emd_surrogate(
+          model, pairs, EmdSurrogateTrainOptions().epochs(*epochs).batch_size(*batch).learning_rate(*lr).seed(source->seed),
+          [&](int epoch, double train_loss, double valid_loss) {
+            progress.advance(1);
+            if (std::getenv("DDAQ_VERBOSE"))
+              std::fprintf(stderr, "epoch %d train %.5f valid %.5f\n", epoch, train_loss, valid_loss);
+          });
+      progress.finish();
+      model.save(*output);
+      std::printf("wrote %s: %lld parameters; %s\n", output->c_str(), static_cast<long long>(model.parameter_count()),
+                  summary.to_text().c_str());
+    });
+  }
+  {
+    auto source = std::make_shared<PairSource>();
+    auto model_path = std::make_shared<std::string>();
+    auto report_path = std::make_shared<std::string>();
+    CLI::App* c = emd->add_subcommand("eval", "Relative error of a surrogate against the exact EMD");
+    c->add_option("model", *model_path, "surrogate file")->required();
+    add_source_options(c, *source);
+    c->add_option("-o,--output", *report_path, "also write the report as JSON");
+    c->callback([=] {
+      const EmdSurrogate model = EmdSurrogate::load(*model_path);
+      const GroundMetric metric = trigger_cell_metric();
+      const EmdPairs pairs = load_pairs(*source, metric);
+      const EmdSurrogateReport report = evaluate_emd_surrogate(model, pairs, metric);
+      if (!report_path->empty()) write_file_atomic(*report_path, report.to_json() + "\n");
+      std::printf("%s", report.to_text().c_str());
+    });
+  }
+}
+
+}  // namespace cli
+}  // namespace ddaq
