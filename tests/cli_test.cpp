@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "ddaq/core/events.h"
 #include "test_support.h"
@@ -26,7 +27,8 @@ DOCTEST_TEST_SUITE("cli") {
     auto r = run_ddaq("--version");
     DOCTEST_CHECK(r.exit_code == 0);
     DOCTEST_CHECK(r.out.find("ddaq 0.") == 0);
-    for (const char* sub : {"", "data", "data import", "data synth", "data overlay", "data stats", "run"}) {
+    for (const char* sub : {"", "data", "data import", "data synth", "data overlay", "data slice", "data stats", "emd",
+                            "run", "surrogate", "surrogate emd", "surrogate emd train", "surrogate emd eval"}) {
       r = run_ddaq(std::string(sub) + " --help");
       DOCTEST_INFO("ddaq " << sub << " --help");
       DOCTEST_CHECK(r.exit_code == 0);
@@ -84,5 +86,59 @@ DOCTEST_TEST_SUITE("cli") {
       DOCTEST_CHECK(ddaq_test::exists(dir.file("run/") + f));
     DOCTEST_CHECK(ddaq::EventFileReader(dir.file("run/train.h5")).size() == 300);
     DOCTEST_CHECK(ddaq_test::read_text(dir.file("run/report.json")).find("\"occupancy\"") != std::string::npos);
+  }
+
+  DOCTEST_TEST_CASE("emd: values / empty wafers counted / bad input is one error with no output") {
+    ddaq_test::TempDir dir;
+    auto write = [&](const std::string& name, std::vector<std::vector<float>> rows) {
+      ddaq::EventFileWriter w(dir.file(name), false);
+      for (const auto& r : rows) w.append(r.data(), nullptr, 1);
+      w.commit();
+    };
+    std::vector<float> c0(48, 0.0f), c1(48, 0.0f), zero(48, 0.0f), neg(48, 0.0f);
+    c0[0] = 5.0f;
+    c1[1] = 3.0f;
+    neg[4] = -1.0f;
+    write("a.h5", {c0, c0, zero, zero});
+    write("b.h5", {c1, c0, zero, c1});
+    auto r = run_ddaq("emd " + dir.file("a.h5") + " " + dir.file("b.h5") + " -o " + dir.file("e.h5"));
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK(r.err.find("1 pair(s) with both wafers empty (emd 0), 1 with one empty (emd NaN)") !=
+                  std::string::npos);
+    const auto emd = ddaq::read_results_dataset(dir.file("e.h5"), "emd");
+    DOCTEST_REQUIRE(emd.size() == 4);
+    DOCTEST_CHECK(emd[0] == doctest::Approx(2.0));  // neighbouring cells: 2 sensor-cell pitches
+    DOCTEST_CHECK(emd[1] == 0.0);
+    DOCTEST_CHECK(emd[2] == 0.0);
+    DOCTEST_CHECK(std::isnan(emd[3]));
+    write("short.h5", {c0});
+    write("neg.h5", {c0, neg, c0, c0});
+    expect_error(run_ddaq("emd " + dir.file("a.h5") + " " + dir.file("short.h5") + " -o " + dir.file("x.h5")),
+                 "short.h5: has 1 events");
+    expect_error(run_ddaq("emd " + dir.file("a.h5") + " " + dir.file("neg.h5") + " -o " + dir.file("x.h5")),
+                 "neg.h5: row 1, cell 4: charge -1.000000 is negative");
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("x.h5")));
+  }
+
+  DOCTEST_TEST_CASE("surrogate emd train and eval on a tiny set / data slice") {
+    ddaq_test::TempDir dir;
+    DOCTEST_REQUIRE(run_ddaq("data synth -o " + dir.file("s.h5") + " --events 600 --pileup 5").exit_code == 0);
+    auto r = run_ddaq("data slice " + dir.file("s.h5") + " --start 400 -o " + dir.file("test.h5"));
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK(ddaq::EventFileReader(dir.file("test.h5")).size() == 200);
+    r = run_ddaq("surrogate emd train --data " + dir.file("s.h5") +
+                 " --rows :400 --epochs 2 --hidden 16 --directions 4 -o " + dir.file("m.pt"));
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    r = run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --data " + dir.file("test.h5") + " -o " +
+                 dir.file("report.json"));
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("relative error") != std::string::npos);
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("report.json")).find("\"by_kind\"") != std::string::npos);
+    expect_error(run_ddaq("surrogate emd eval " + dir.file("s.h5") + " --data " + dir.file("test.h5")),
+                 "not a ddaq EMD surrogate file");
+    expect_error(run_ddaq("surrogate emd train --data " + dir.file("s.h5") + " --rows 5:x -o " + dir.file("n.pt")),
+                 "--rows '5:x'");
+    expect_error(run_ddaq("data slice " + dir.file("s.h5") + " --start 700 -o " + dir.file("e.h5")), "empty slice");
   }
 }
