@@ -1,0 +1,166 @@
+// ddaq/quant/layers.h: quantization-aware layers for LibTorch graphs.
+//
+// Every layer fake-quantizes with ap_fixed semantics (fixed_point.h): the
+// forward values are exactly those of the fixed-point hardware; gradients are
+// straight-through inside the representable range and zero outside.
+// Evaluated in float64 the forward equals IntegerReference bit for bit; in
+// float32 (training) only the accumulation may round.
+//
+// Learnable precision (HGQ-style, `QuantizerOptions::learnable`): fractional
+// bits are trainable (rounded with a straight-through estimator; surrogate
+// gradient d(xq)/df = -ln2 * (xq - x)), integer bits follow the tracked
+// range, and ebops() is differentiable in the bits. An element whose width
+// reaches zero is exactly zero: its weight is pruned.
+//
+// Structured pruning: every Dense/Conv layer has an output-unit mask
+// (magnitude pruning to a target sparsity, with PolynomialSchedule), a group
+// lasso penalty, and optional learned gates. describe() removes pruned units
+// physically and shrinks the next layer.
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ddaq/options.h"
+#include "ddaq/quant/description.h"
+
+namespace ddaq {
+
+enum class Granularity { PerTensor, PerChannel, PerElement };
+
+struct QuantizerOptions {
+  QuantizerOptions() = default;
+  /* implicit */ QuantizerOptions(FixedPointType t) : type_(t) {}
+  // Fixed mode: the type. Learnable mode: signedness, modes and the initial
+  // fractional bits (width - integer); integer bits come from the range.
+  DDAQ_OPTION(FixedPointType, type);
+  DDAQ_OPTION(Granularity, granularity) = Granularity::PerTensor;
+  DDAQ_OPTION(bool, learnable) = false;
+};
+
+// The fake quantizer. `shape`: the quantized tensor's shape, without the
+// batch dimension for activations (is_activation) and whole for weights;
+// per-channel means dim 0 for weights, dim 1 (after the batch) for activations.
+class FixedPointQuantizerImpl : public torch::nn::Module {
+ public:
+  FixedPointQuantizerImpl(QuantizerOptions options, std::vector<int64_t> shape, bool is_activation);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  // Bits per quantization group (integer + fractional, >= 0), differentiable
+  // in learnable mode; shaped for broadcasting against the quantized tensor.
+  torch::Tensor bits() const;
+  // One type able to hold every group's values exactly (max integer bits,
+  // max fractional bits): what exporters use.
+  FixedPointType export_type() const;
+  const QuantizerOptions& options() const { return options_; }
+  // Learnable mode: integer bits from the largest |x| seen in training
+  // (activations) or from the current values (weights).
+  void observe(const torch::Tensor& x);
+
+ private:
+  torch::Tensor integer_bits() const;
+  torch::Tensor fractional_bits() const;  // rounded, straight-through
+  QuantizerOptions options_;
+  bool is_activation_;
+  torch::Tensor fractional_;  // parameter (learnable) or buffer
+  torch::Tensor range_;       // largest |x| per group (learnable mode)
+};
+TORCH_MODULE(FixedPointQuantizer);
+
+// Masks, gates and penalties for structured pruning of output units.
+struct PruningOptions {
+  DDAQ_OPTION(bool, gates) = false;  // learned gates (sigmoid of a logit per unit)
+};
+
+struct QLinearOptions {
+  QLinearOptions(int64_t in, int64_t out) : in_(in), out_(out) {}
+  DDAQ_OPTION(int64_t, in);
+  DDAQ_OPTION(int64_t, out);
+  DDAQ_OPTION(bool, bias) = true;
+  DDAQ_OPTION(QuantizerOptions, weight) = QuantizerOptions(FixedPointType(6, 1));
+  DDAQ_OPTION(QuantizerOptions, bias_quant) = QuantizerOptions(FixedPointType(12, 4));
+  DDAQ_OPTION(QuantizerOptions, output) = QuantizerOptions(FixedPointType(16, 6, true, Rounding::TRN, Overflow::SAT));
+  DDAQ_OPTION(PruningOptions, pruning);
+};
+
+struct QConvOptions {
+  QConvOptions(int64_t in, int64_t out, int64_t kernel) : in_(in), out_(out), kernel_(kernel) {}
+  DDAQ_OPTION(int64_t, in);
+  DDAQ_OPTION(int64_t, out);
+  DDAQ_OPTION(int64_t, kernel);
+  DDAQ_OPTION(int64_t, stride) = 1;
+  DDAQ_OPTION(int64_t, padding) = 0;
+  DDAQ_OPTION(int64_t, output_padding) = 0;  // transposed only
+  DDAQ_OPTION(bool, bias) = true;
+  DDAQ_OPTION(bool, transposed) = false;
+  // BatchNorm after the convolution, folded into weights and bias for
+  // evaluation and export (trained on batch statistics).
+  DDAQ_OPTION(bool, batchnorm) = false;
+  DDAQ_OPTION(QuantizerOptions, weight) = QuantizerOptions(FixedPointType(6, 1));
+  DDAQ_OPTION(QuantizerOptions, bias_quant) = QuantizerOptions(FixedPointType(12, 4));
+  DDAQ_OPTION(QuantizerOptions, output) = QuantizerOptions(FixedPointType(16, 6, true, Rounding::TRN, Overflow::SAT));
+  DDAQ_OPTION(PruningOptions, pruning);
+};
+
+// A quantized layer of a QuantizedStack: one of input quantizer, dense,
+// conv2d / conv-transpose2d, ReLU. Shapes are fixed at construction.
+class QLayerImpl : public torch::nn::Module {
+ public:
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+  virtual std::vector<int64_t> output_shape() const = 0;
+  virtual FixedPointQuantizer output_quantizer() const = 0;
+  // Description given the input type and which input channels survive
+  // pruning upstream (empty: all); fills kept_outputs.
+  virtual LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
+                                    const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) = 0;
+  // sum over multiplies of input bits x weight bits (differentiable).
+  virtual torch::Tensor ebops(const torch::Tensor& input_bits) const = 0;
+  // Structured pruning hooks (no-ops for layers without weights).
+  virtual void prune_to(double /*sparsity*/) {}
+  virtual torch::Tensor group_lasso() const;
+  virtual torch::Tensor gate_penalty() const;
+  virtual double sparsity() const { return 0.0; }
+};
+
+// A chain of quantized layers with static shapes (without batch), built
+// fluently: QuantizedStack({1, 8, 8}).input(type).conv(...).relu(...).dense(...).
+class QuantizedStackImpl : public torch::nn::Module {
+ public:
+  explicit QuantizedStackImpl(std::vector<int64_t> input_shape);
+
+  QuantizedStackImpl& input(QuantizerOptions output);
+  QuantizedStackImpl& dense(QLinearOptions options);     // flattens its input
+  QuantizedStackImpl& conv(QConvOptions options);
+  QuantizedStackImpl& relu(QuantizerOptions output);
+
+  torch::Tensor forward(const torch::Tensor& x);  // [N, input_shape...] -> [N, output_shape...]
+  std::vector<int64_t> output_shape() const;
+
+  // Integer descriptions, pruned units removed. The first layer must be an
+  // input quantizer (it fixes the input type).
+  ModelDescription describe();
+  torch::Tensor ebops() const;  // differentiable
+  torch::Tensor group_lasso() const;
+  torch::Tensor gate_penalty() const;
+  void prune_to(double sparsity);  // every weighted layer, by magnitude
+  std::vector<std::shared_ptr<QLayerImpl>> layers() const { return layers_; }
+
+ private:
+  std::vector<int64_t> input_shape_;
+  std::vector<std::shared_ptr<QLayerImpl>> layers_;
+};
+TORCH_MODULE(QuantizedStack);
+
+// Polynomial sparsity schedule (Zhu & Gupta 2017): from `initial` at
+// begin_step to `final` at end_step, s(t) = final + (initial - final)(1 - p)^3.
+struct PolynomialSchedule {
+  double initial = 0.0, final = 0.5;
+  int64_t begin_step = 0, end_step = 1000;
+  double power = 3.0;
+  double at(int64_t step) const;
+};
+
+}  // namespace ddaq

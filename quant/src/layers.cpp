@@ -1,0 +1,624 @@
+// Quantization-aware layers: the one <torch/torch.h> translation unit of quant/.
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "ddaq/error.h"
+#include "ddaq/quant/layers.h"
+
+namespace ddaq {
+namespace {
+
+constexpr double kLn2 = 0.69314718055994530942;
+
+std::vector<int64_t> group_shape(const std::vector<int64_t>& shape, Granularity g, bool is_activation) {
+  std::vector<int64_t> out;
+  if (is_activation) out.push_back(1);
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (g == Granularity::PerElement || (g == Granularity::PerChannel && d == 0))
+      out.push_back(shape[d]);
+    else
+      out.push_back(1);
+  }
+  if (out.empty()) out.push_back(1);
+  return out;
+}
+
+torch::Tensor round_mode(const torch::Tensor& s, Rounding r) {
+  switch (r) {
+    case Rounding::TRN: return torch::floor(s);
+    case Rounding::RND: return torch::floor(s + 0.5);
+    default: return torch::round(s);  // half to even
+  }
+}
+
+// Kaiming-uniform initialization as torch::nn::Linear / Conv2d do.
+torch::Tensor init_weight(std::vector<int64_t> shape, int64_t fan_in) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+  return torch::empty(shape).uniform_(-bound, bound);
+}
+
+// Integer bits able to hold |values| <= bound, for exact accumulators.
+int bits_for(double bound) { return bound > 0 ? static_cast<int>(std::floor(std::log2(bound))) + 2 : 1; }
+
+}  // namespace
+
+// ---------------------------------------------------------------- quantizer
+
+FixedPointQuantizerImpl::FixedPointQuantizerImpl(QuantizerOptions options, std::vector<int64_t> shape,
+                                                 bool is_activation)
+    : options_(std::move(options)), is_activation_(is_activation) {
+  options_.type().validate();
+  const auto g = group_shape(shape, options_.granularity(), is_activation);
+  const auto f = torch::full(g, static_cast<double>(options_.type().fractional()));
+  if (options_.learnable()) {
+    fractional_ = register_parameter("fractional_bits", f);
+    range_ = register_buffer("range", torch::zeros(g));
+  } else {
+    fractional_ = register_buffer("fractional_bits", f);
+  }
+}
+
+void FixedPointQuantizerImpl::observe(const torch::Tensor& x) {
+  if (!options_.learnable()) return;
+  torch::NoGradGuard no_grad;
+  torch::Tensor m = x.detach().abs().to(torch::kFloat);
+  // Reduce every dimension where the group shape is 1.
+  for (int64_t d = 0; d < m.dim(); ++d)
+    if (range_.size(d) == 1 && m.size(d) != 1) m = std::get<0>(m.max(d, true));
+  if (is_activation_)
+    range_.copy_(torch::max(range_, m));  // largest seen
+  else
+    range_.copy_(m);  // weights: their current values
+}
+
+torch::Tensor FixedPointQuantizerImpl::integer_bits() const {
+  const FixedPointType& t = options_.type();
+  if (!options_.learnable()) return torch::full_like(fractional_, static_cast<double>(t.integer));
+  // floor(log2 r) + 1 (+ sign) holds r with room: never saturates what was seen.
+  const torch::Tensor i = torch::floor(torch::log2(range_.clamp_min(1e-30))) + 1 + (t.is_signed ? 1 : 0);
+  return torch::where(range_ > 0, i, -fractional_.detach().round());
+}
+
+torch::Tensor FixedPointQuantizerImpl::fractional_bits() const {
+  if (!options_.learnable()) return fractional_;
+  return fractional_ + (torch::round(fractional_) - fractional_).detach();
+}
+
+torch::Tensor FixedPointQuantizerImpl::bits() const { return torch::relu(integer_bits().detach() + fractional_bits()); }
+
+torch::Tensor FixedPointQuantizerImpl::forward(const torch::Tensor& x) {
+  const FixedPointType& t = options_.type();
+  if (options_.learnable() && (!is_activation_ || is_training())) observe(x);
+  const torch::Tensor f = fractional_bits();
+  const auto dtype = x.scalar_type();
+  const torch::Tensor fd = f.detach().to(dtype);
+  const torch::Tensor wd = (integer_bits().detach() + f.detach()).to(dtype);
+  const torch::Tensor scale = torch::exp2(fd);
+  torch::Tensor lo, hi;
+  if (t.is_signed) {
+    hi = torch::exp2(wd - 1) - 1;
+    lo = -torch::exp2(wd - 1) + (t.overflow == Overflow::SAT_SYM ? 1 : 0);
+  } else {
+    hi = torch::exp2(wd) - 1;
+    lo = torch::zeros_like(hi);
+  }
+  const torch::Tensor alive = wd > 0;
+  torch::Tensor xq;
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor q = round_mode(x.detach() * scale, t.rounding);
+    if (t.overflow == Overflow::WRAP)
+      q = torch::remainder(q - lo, torch::exp2(wd)) + lo;
+    else
+      q = torch::max(torch::min(q, hi), lo);
+    xq = torch::where(alive, q / scale, torch::zeros_like(q));
+  }
+  const torch::Tensor inside = ((x >= lo / scale) & (x <= hi / scale) & alive).to(dtype).detach();
+  torch::Tensor y = x * inside + (xq - x * inside).detach();
+  if (options_.learnable())  // value 0; gradient -ln2 (xq - x) towards the fractional bits
+    y = y + (-kLn2) * (xq - x.detach()) * (f - f.detach()).to(dtype);
+  return y;
+}
+
+FixedPointType FixedPointQuantizerImpl::export_type() const {
+  const FixedPointType& t = options_.type();
+  if (!options_.learnable()) return t;
+  const torch::Tensor w = integer_bits().detach() + fractional_.detach().round();
+  const torch::Tensor alive = w > 0;
+  if (!alive.any().item<bool>()) return FixedPointType(1, 1 - static_cast<int>(fractional_.detach().round().max().item<double>()),
+                                                       t.is_signed, t.rounding, Overflow::SAT);
+  const int i = static_cast<int>(integer_bits().detach().masked_select(alive).max().item<double>());
+  const int f = static_cast<int>(fractional_.detach().round().masked_select(alive).max().item<double>());
+  return FixedPointType(std::max(1, i + f), i, t.is_signed, t.rounding, Overflow::SAT);
+}
+
+// ---------------------------------------------------------------- layers
+
+torch::Tensor QLayerImpl::group_lasso() const { return torch::zeros({}); }
+torch::Tensor QLayerImpl::gate_penalty() const { return torch::zeros({}); }
+
+namespace {
+
+// Common state of layers with weights: quantizers, masks, gates.
+struct Weighted {
+  torch::Tensor weight, bias, mask, gate_logits;
+  FixedPointQuantizer wq{nullptr}, bq{nullptr}, outq{nullptr};
+  int64_t units = 0;  // output units (rows for dense, channels for conv)
+  int unit_dim = 0;   // weight dimension of the units (1 for transposed convs)
+  bool gates = false;
+
+  torch::Tensor unit_view(const torch::Tensor& per_unit, int64_t dims) const {
+    std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
+    shape[unit_dim] = units;
+    return per_unit.view(shape);
+  }
+  torch::Tensor effective_mask(bool training) const {
+    if (!gates) return mask;
+    const torch::Tensor g = training ? torch::sigmoid(gate_logits) : (gate_logits > 0).to(mask.dtype());
+    return mask * g;
+  }
+  torch::Tensor unit_norms() const {
+    std::vector<int64_t> dims;
+    for (int64_t d = 0; d < weight.dim(); ++d)
+      if (d != unit_dim) dims.push_back(d);
+    return weight.pow(2).sum(dims).sqrt();
+  }
+  void prune_to(double sparsity) {
+    if (!(sparsity >= 0 && sparsity < 1)) throw Error("pruning: sparsity must be in [0, 1)");
+    torch::NoGradGuard no_grad;
+    const int64_t drop = static_cast<int64_t>(std::floor(sparsity * static_cast<double>(units)));
+    mask.fill_(1.0);
+    if (drop == 0) return;
+    const auto order = std::get<1>(unit_norms().sort());
+    mask.index_fill_(0, order.narrow(0, 0, drop), 0.0);
+  }
+  std::vector<int64_t> kept_units() const {
+    const torch::Tensor m = effective_mask(false);
+    std::vector<int64_t> kept;
+    for (int64_t u = 0; u < units; ++u)
+      if (m[u].item<double>() > 0) kept.push_back(u);
+    return kept;
+  }
+};
+
+std::vector<int64_t> all_indices(int64_t n) {
+  std::vector<int64_t> v(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) v[k] = k;
+  return v;
+}
+
+torch::Tensor index_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); }
+
+std::vector<int64_t> raw_values(const torch::Tensor& values, const FixedPointType& type) {
+  const torch::Tensor v = values.detach().to(torch::kDouble).contiguous();
+  std::vector<int64_t> raw(static_cast<size_t>(v.numel()));
+  const double* p = v.data_ptr<double>();
+  for (int64_t k = 0; k < v.numel(); ++k) {
+    raw[k] = type.to_raw(p[k]);
+    if (type.from_raw(raw[k]) != p[k])
+      throw Error("export: value " + std::to_string(p[k]) + " is not representable in " + type.hls_type());
+  }
+  return raw;
+}
+
+void check_activation_export(const FixedPointQuantizer& q, const std::string& name) {
+  if (q->options().learnable() && q->options().granularity() != Granularity::PerTensor)
+    throw Error("layer '" + name +
+                "': learnable activation bits must be per tensor to export (per-channel ones are for cost estimates)");
+}
+
+// Input bits as a per-channel vector [C] (per-tensor bits broadcast).
+torch::Tensor channel_bits(const torch::Tensor& input_bits, const std::vector<int64_t>& input_shape) {
+  std::vector<int64_t> full{1};
+  full.insert(full.end(), input_shape.begin(), input_shape.end());
+  torch::Tensor b = input_bits.expand(full).reshape({input_shape[0], -1});
+  return b.mean(1);
+}
+
+class InputQuantImpl : public QLayerImpl {
+ public:
+  InputQuantImpl(QuantizerOptions o, std::vector<int64_t> shape) : shape_(shape) {
+    outq_ = register_module("output", FixedPointQuantizer(o, shape, true));
+  }
+  torch::Tensor forward(const torch::Tensor& x) override { return outq_->forward(x); }
+  std::vector<int64_t> output_shape() const override { return shape_; }
+  FixedPointQuantizer output_quantizer() const override { return outq_; }
+  LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
+                            const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
+    check_activation_export(outq_, "input");
+    LayerDescription d;
+    d.kind = LayerKind::InputQuant;
+    d.name = "input";
+    d.input_shape = input_shape;
+    d.output_shape = input_shape;
+    d.input_type = input_type;
+    d.output_type = outq_->export_type();
+    kept_outputs = kept_inputs;
+    return d;
+  }
+  torch::Tensor ebops(const torch::Tensor&) const override { return torch::zeros({}); }
+
+ private:
+  std::vector<int64_t> shape_;
+  FixedPointQuantizer outq_{nullptr};
+};
+
+class ReluImpl : public QLayerImpl {
+ public:
+  ReluImpl(QuantizerOptions o, std::vector<int64_t> shape, std::string name) : shape_(shape), name_(std::move(name)) {
+    outq_ = register_module("output", FixedPointQuantizer(o, shape, true));
+  }
+  torch::Tensor forward(const torch::Tensor& x) override { return outq_->forward(torch::relu(x)); }
+  std::vector<int64_t> output_shape() const override { return shape_; }
+  FixedPointQuantizer output_quantizer() const override { return outq_; }
+  LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
+                            const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
+    check_activation_export(outq_, name_);
+    LayerDescription d;
+    d.kind = LayerKind::Relu;
+    d.name = name_;
+    d.input_shape = input_shape;
+    d.output_shape = input_shape;
+    d.input_type = input_type;
+    d.output_type = outq_->export_type();
+    kept_outputs = kept_inputs;
+    return d;
+  }
+  torch::Tensor ebops(const torch::Tensor&) const override { return torch::zeros({}); }
+
+ private:
+  std::vector<int64_t> shape_;
+  std::string name_;
+  FixedPointQuantizer outq_{nullptr};
+};
+
+class DenseImpl : public QLayerImpl {
+ public:
+  DenseImpl(const QLinearOptions& o, std::string name) : o_(o), name_(std::move(name)) {
+    w_.units = o.out();
+    w_.unit_dim = 0;
+    w_.weight = register_parameter("weight", init_weight({o.out(), o.in()}, o.in()));
+    if (o.bias()) w_.bias = register_parameter("bias", init_weight({o.out()}, o.in()));
+    w_.mask = register_buffer("unit_mask", torch::ones({o.out()}));
+    w_.gates = o.pruning().gates();
+    if (w_.gates) w_.gate_logits = register_parameter("gate_logits", torch::full({o.out()}, 3.0));
+    w_.wq = register_module("weight_quant", FixedPointQuantizer(o.weight(), std::vector<int64_t>{o.out(), o.in()}, false));
+    if (o.bias()) w_.bq = register_module("bias_quant", FixedPointQuantizer(o.bias_quant(), std::vector<int64_t>{o.out()}, false));
+    w_.outq = register_module("output", FixedPointQuantizer(o.output(), std::vector<int64_t>{o.out()}, true));
+  }
+  torch::Tensor forward(const torch::Tensor& x) override {
+    const torch::Tensor flat = x.reshape({x.size(0), -1});
+    const torch::Tensor m = w_.effective_mask(is_training());
+    const torch::Tensor w = w_.wq->forward(w_.weight * m.unsqueeze(1)).to(flat.scalar_type());
+    torch::Tensor y = torch::matmul(flat, w.t());
+    if (o_.bias()) y = y + w_.bq->forward(w_.bias * m).to(flat.scalar_type());
+    return w_.outq->forward(y);
+  }
+  std::vector<int64_t> output_shape() const override { return {o_.out()}; }
+  FixedPointQuantizer output_quantizer() const override { return w_.outq; }
+  LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
+                            const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
+    check_activation_export(w_.outq, name_);
+    torch::NoGradGuard no_grad;
+    const bool was = is_training();
+    eval();
+    kept_outputs = w_.kept_units();
+    std::vector<int64_t> columns = columns_for(input_shape, kept_inputs);
+    const torch::Tensor wfull = w_.wq->forward(w_.weight * w_.effective_mask(false).unsqueeze(1));
+    const torch::Tensor wk = wfull.index_select(0, index_tensor(kept_outputs)).index_select(1, index_tensor(columns));
+    LayerDescription d;
+    d.kind = LayerKind::Dense;
+    d.name = name_;
+    d.input_shape = {static_cast<int64_t>(columns.size())};
+    d.output_shape = {static_cast<int64_t>(kept_outputs.size())};
+    d.input_type = input_type;
+    d.weight_type = w_.wq->export_type();
+    d.weight_shape = {d.output_shape[0], d.input_shape[0]};
+    d.weight_raw = raw_values(wk, d.weight_type);
+    double bound = wk.abs().sum(1).max().item<double>() * std::max(std::fabs(input_type.min_value()), input_type.max_value());
+    if (o_.bias()) {
+      d.bias_type = w_.bq->export_type();
+      const torch::Tensor b = w_.bq->forward(w_.bias * w_.effective_mask(false)).index_select(0, index_tensor(kept_outputs));
+      d.bias_raw = raw_values(b, d.bias_type);
+      bound += b.abs().max().item<double>();
+    } else {
+      d.bias_type = FixedPointType(1, 1);
+    }
+    const int frac = std::max(d.weight_type.fractional() + input_type.fractional(), d.bias_type.fractional());
+    d.accumulator_type = FixedPointType(bits_for(bound) + frac, bits_for(bound), true);
+    d.output_type = w_.outq->export_type();
+    d.multiplies = 0;
+    for (int64_t v : d.weight_raw) d.multiplies += v != 0;
+    const torch::Tensor wb = w_.wq->bits().expand({o_.out(), o_.in()}).index_select(0, index_tensor(kept_outputs))
+                                 .index_select(1, index_tensor(columns));
+    d.ebops = (wb * (wk != 0).to(wb.dtype())).sum().item<double>() * input_type.width;
+    train(was);
+    return d;
+  }
+  torch::Tensor ebops(const torch::Tensor& input_bits) const override {
+    std::vector<int64_t> full{1};
+    full.insert(full.end(), upstream_shape_.begin(), upstream_shape_.end());
+    const torch::Tensor bx = input_bits.expand(full).reshape({-1});
+    const torch::Tensor wb = w_.wq->bits().expand({o_.out(), o_.in()}) * w_.effective_mask(is_training()).unsqueeze(1);
+    return (wb * bx.unsqueeze(0)).sum();
+  }
+  void prune_to(double s) override { w_.prune_to(s); }
+  torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
+  torch::Tensor gate_penalty() const override {
+    return w_.gates ? torch::sigmoid(w_.gate_logits).sum() : torch::zeros({});
+  }
+  double sparsity() const override { return 1.0 - static_cast<double>(w_.kept_units().size()) / w_.units; }
+
+ private:
+  // Flattened input columns kept, given the kept upstream channels.
+  std::vector<int64_t> columns_for(const std::vector<int64_t>& pruned_shape, const std::vector<int64_t>& kept) const {
+    if (kept.empty()) return all_indices(o_.in());
+    const int64_t per = o_.in() / upstream_shape_[0];
+    std::vector<int64_t> cols;
+    for (int64_t c : kept)
+      for (int64_t p = 0; p < per; ++p) cols.push_back(c * per + p);
+    (void)pruned_shape;
+    return cols;
+  }
+
+ public:
+  std::vector<int64_t> upstream_shape_;  // the unpruned input shape (set by the stack)
+
+ private:
+  QLinearOptions o_;
+  std::string name_;
+  Weighted w_;
+};
+
+class ConvImpl : public QLayerImpl {
+ public:
+  ConvImpl(const QConvOptions& o, std::vector<int64_t> input_shape, std::string name)
+      : o_(o), in_shape_(input_shape), name_(std::move(name)) {
+    if (input_shape.size() != 3 || input_shape[0] != o.in())
+      throw Error("layer '" + name_ + "': expected an input [" + std::to_string(o.in()) + ", H, W]");
+    const int64_t k = o.kernel(), s = o.stride(), p = o.padding();
+    int64_t h, w;
+    if (o.transposed()) {
+      h = (input_shape[1] - 1) * s - 2 * p + k + o.output_padding();
+      w = (input_shape[2] - 1) * s - 2 * p + k + o.output_padding();
+    } else {
+      h = (input_shape[1] + 2 * p - k) / s + 1;
+      w = (input_shape[2] + 2 * p - k) / s + 1;
+    }
+    if (h < 1 || w < 1) throw Error("layer '" + name_ + "': output would be empty");
+    out_shape_ = {o.out(), h, w};
+    w_.units = o.out();
+    w_.unit_dim = o.transposed() ? 1 : 0;
+    const std::vector<int64_t> wshape =
+        o.transposed() ? std::vector<int64_t>{o.in(), o.out(), k, k} : std::vector<int64_t>{o.out(), o.in(), k, k};
+    w_.weight = register_parameter("weight", init_weight(wshape, o.in() * k * k));
+    if (o.bias() || o.batchnorm()) w_.bias = register_parameter("bias", torch::zeros({o.out()}));
+    w_.mask = register_buffer("unit_mask", torch::ones({o.out()}));
+    w_.gates = o.pruning().gates();
+    if (w_.gates) w_.gate_logits = register_parameter("gate_logits", torch::full({o.out()}, 3.0));
+    if (o.batchnorm()) {
+      gamma_ = register_parameter("bn_gamma", torch::ones({o.out()}));
+      beta_ = register_parameter("bn_beta", torch::zeros({o.out()}));
+      running_mean_ = register_buffer("bn_running_mean", torch::zeros({o.out()}));
+      running_var_ = register_buffer("bn_running_var", torch::ones({o.out()}));
+    }
+    // Per-channel weight quantization means per output channel.
+    w_.wq = register_module("weight_quant", FixedPointQuantizer(o.weight(), weight_quant_shape(wshape), false));
+    if (o.bias() || o.batchnorm())
+      w_.bq = register_module("bias_quant", FixedPointQuantizer(o.bias_quant(), std::vector<int64_t>{o.out()}, false));
+    w_.outq = register_module("output", FixedPointQuantizer(o.output(), out_shape_, true));
+  }
+
+  torch::Tensor conv(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) const {
+    if (o_.transposed())
+      return torch::conv_transpose2d(x, w, b, o_.stride(), o_.padding(), o_.output_padding());
+    return torch::conv2d(x, w, b, o_.stride(), o_.padding());
+  }
+
+  // Folded (BatchNorm) float weights and bias, before quantization.
+  std::pair<torch::Tensor, torch::Tensor> folded(const torch::Tensor& x) {
+    if (!o_.batchnorm()) return {w_.weight, w_.bias};
+    torch::Tensor mean = running_mean_, var = running_var_;
+    if (is_training()) {
+      const torch::Tensor y = conv(x.to(torch::kFloat), w_.weight, w_.bias);
+      mean = y.mean({0, 2, 3});
+      var = y.var({0, 2, 3}, false);
+      torch::NoGradGuard no_grad;
+      running_mean_.mul_(0.9).add_(mean.detach() * 0.1);
+      running_var_.mul_(0.9).add_(var.detach() * 0.1);
+    }
+    const torch::Tensor inv = gamma_ / torch::sqrt(var + 1e-3);
+    const torch::Tensor w = w_.weight * w_.unit_view(inv, 4);
+    const torch::Tensor b = beta_ + (w_.bias - mean) * inv;
+    return {w, b};
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) override {
+    const torch::Tensor m = w_.effective_mask(is_training());
+    const auto wb = folded(x);
+    const torch::Tensor w = w_.wq->forward(wb.first * w_.unit_view(m, 4)).to(x.scalar_type());
+    torch::Tensor b;
+    if (wb.second.defined()) b = w_.bq->forward(wb.second * m).to(x.scalar_type());
+    return w_.outq->forward(conv(x, w, b));
+  }
+  std::vector<int64_t> output_shape() const override { return out_shape_; }
+  FixedPointQuantizer output_quantizer() const override { return w_.outq; }
+
+  LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
+                            const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
+    check_activation_export(w_.outq, name_);
+    torch::NoGradGuard no_grad;
+    const bool was = is_training();
+    eval();
+    kept_outputs = w_.kept_units();
+    const std::vector<int64_t> ins = kept_inputs.empty() ? all_indices(o_.in()) : kept_inputs;
+    const auto wb = folded(torch::Tensor());
+    const torch::Tensor wq = w_.wq->forward(wb.first * w_.unit_view(w_.effective_mask(false), 4));
+    const int in_dim = o_.transposed() ? 0 : 1, out_dim = o_.transposed() ? 1 : 0;
+    const torch::Tensor wk = wq.index_select(out_dim, index_tensor(kept_outputs)).index_select(in_dim, index_tensor(ins));
+    LayerDescription d;
+    d.kind = o_.transposed() ? LayerKind::ConvTranspose2d : LayerKind::Conv2d;
+    d.name = name_;
+    d.input_shape = {static_cast<int64_t>(ins.size()), input_shape[1], input_shape[2]};
+    d.output_shape = {static_cast<int64_t>(kept_outputs.size()), out_shape_[1], out_shape_[2]};
+    d.input_type = input_type;
+    d.weight_type = w_.wq->export_type();
+    d.weight_shape = wk.sizes().vec();
+    d.weight_raw = raw_values(wk, d.weight_type);
+    d.stride = o_.stride();
+    d.padding = o_.padding();
+    d.output_padding = o_.output_padding();
+    double bound = wk.abs().sum().item<double>() * std::max(std::fabs(input_type.min_value()), input_type.max_value());
+    if (wb.second.defined()) {
+      d.bias_type = w_.bq->export_type();
+      const torch::Tensor b =
+          w_.bq->forward(wb.second * w_.effective_mask(false)).index_select(0, index_tensor(kept_outputs));
+      d.bias_raw = raw_values(b, d.bias_type);
+      bound += b.abs().max().item<double>();
+    } else {
+      d.bias_type = FixedPointType(1, 1);
+    }
+    const int frac = std::max(d.weight_type.fractional() + input_type.fractional(), d.bias_type.fractional());
+    d.accumulator_type = FixedPointType(bits_for(bound) + frac, bits_for(bound), true);
+    d.output_type = w_.outq->export_type();
+    const int64_t positions = o_.transposed() ? input_shape[1] * input_shape[2] : out_shape_[1] * out_shape_[2];
+    int64_t nonzero = 0;
+    for (int64_t v : d.weight_raw) nonzero += v != 0;
+    d.multiplies = nonzero * positions;
+    const torch::Tensor bits = w_.wq->bits().expand(w_.weight.sizes()).index_select(out_dim, index_tensor(kept_outputs))
+                                   .index_select(in_dim, index_tensor(ins));
+    d.ebops = (bits * (wk != 0).to(bits.dtype())).sum().item<double>() * positions * input_type.width;
+    train(was);
+    return d;
+  }
+
+  torch::Tensor ebops(const torch::Tensor& input_bits) const override {
+    const torch::Tensor bx = channel_bits(input_bits, in_shape_);  // [C_in]
+    const int in_dim = o_.transposed() ? 0 : 1;
+    torch::Tensor wb = w_.wq->bits().expand(w_.weight.sizes()) * w_.unit_view(w_.effective_mask(is_training()), 4);
+    wb = wb.sum({2, 3});  // [out, in] or [in, out]
+    std::vector<int64_t> shape{1, 1};
+    shape[in_dim] = o_.in();
+    const int64_t positions = o_.transposed() ? in_shape_[1] * in_shape_[2] : out_shape_[1] * out_shape_[2];
+    return (wb * bx.view(shape)).sum() * static_cast<double>(positions);
+  }
+  void prune_to(double s) override { w_.prune_to(s); }
+  torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
+  torch::Tensor gate_penalty() const override {
+    return w_.gates ? torch::sigmoid(w_.gate_logits).sum() : torch::zeros({});
+  }
+  double sparsity() const override { return 1.0 - static_cast<double>(w_.kept_units().size()) / w_.units; }
+
+ private:
+  // Per-channel weight groups are along dim 0 of the LibTorch weight: output
+  // channels for Conv2d, input channels for ConvTranspose2d.
+  static std::vector<int64_t> weight_quant_shape(const std::vector<int64_t>& wshape) { return wshape; }
+  QConvOptions o_;
+  std::vector<int64_t> in_shape_, out_shape_;
+  std::string name_;
+  Weighted w_;
+  torch::Tensor gamma_, beta_, running_mean_, running_var_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- stack
+
+QuantizedStackImpl::QuantizedStackImpl(std::vector<int64_t> input_shape) : input_shape_(std::move(input_shape)) {}
+
+std::vector<int64_t> QuantizedStackImpl::output_shape() const {
+  return layers_.empty() ? input_shape_ : layers_.back()->output_shape();
+}
+
+QuantizedStackImpl& QuantizedStackImpl::input(QuantizerOptions output) {
+  if (!layers_.empty()) throw Error("quantized stack: input() must come first");
+  layers_.push_back(register_module("input", std::make_shared<InputQuantImpl>(output, input_shape_)));
+  return *this;
+}
+
+QuantizedStackImpl& QuantizedStackImpl::dense(QLinearOptions options) {
+  const auto shape = output_shape();
+  if (elements(shape) != options.in())
+    throw Error("quantized stack: dense layer expects " + std::to_string(options.in()) + " inputs, the stack gives " +
+                std::to_string(elements(shape)));
+  const std::string name = "dense" + std::to_string(layers_.size());
+  auto layer = std::make_shared<DenseImpl>(options, name);
+  layer->upstream_shape_ = shape;
+  layers_.push_back(register_module(name, layer));
+  return *this;
+}
+
+QuantizedStackImpl& QuantizedStackImpl::conv(QConvOptions options) {
+  const std::string name = (options.transposed() ? "convtranspose" : "conv") + std::to_string(layers_.size());
+  layers_.push_back(register_module(name, std::make_shared<ConvImpl>(options, output_shape(), name)));
+  return *this;
+}
+
+QuantizedStackImpl& QuantizedStackImpl::relu(QuantizerOptions output) {
+  const std::string name = "relu" + std::to_string(layers_.size());
+  layers_.push_back(register_module(name, std::make_shared<ReluImpl>(output, output_shape(), name)));
+  return *this;
+}
+
+torch::Tensor QuantizedStackImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = x;
+  for (const auto& l : layers_) y = l->forward(y);
+  return y;
+}
+
+ModelDescription QuantizedStackImpl::describe() {
+  if (layers_.empty() || !std::dynamic_pointer_cast<InputQuantImpl>(layers_.front()))
+    throw Error("quantized stack: describe() needs an input quantizer first");
+  ModelDescription model;
+  FixedPointType type = layers_.front()->output_quantizer()->export_type();
+  std::vector<int64_t> shape = input_shape_, kept;
+  for (const auto& l : layers_) {
+    std::vector<int64_t> kept_out;
+    LayerDescription d = l->describe(type, shape, kept, kept_out);
+    type = d.output_type;
+    shape = d.output_shape;
+    if (kept_out.empty()) throw Error("quantized stack: every unit of layer '" + d.name + "' is pruned");
+    // Channels (or units) of the unpruned output that survive; empty = all.
+    kept = static_cast<int64_t>(kept_out.size()) == l->output_shape()[0] ? std::vector<int64_t>{} : kept_out;
+    model.push_back(std::move(d));
+  }
+  // The input quantizer's own input: real numbers, described by its output type.
+  model.front().input_type = model.front().output_type;
+  return model;
+}
+
+torch::Tensor QuantizedStackImpl::ebops() const {
+  torch::Tensor total = torch::zeros({});
+  torch::Tensor bits;
+  for (const auto& l : layers_) {
+    if (bits.defined()) total = total + l->ebops(bits);
+    bits = l->output_quantizer()->bits();
+  }
+  return total;
+}
+
+torch::Tensor QuantizedStackImpl::group_lasso() const {
+  torch::Tensor total = torch::zeros({});
+  for (const auto& l : layers_) total = total + l->group_lasso();
+  return total;
+}
+
+torch::Tensor QuantizedStackImpl::gate_penalty() const {
+  torch::Tensor total = torch::zeros({});
+  for (const auto& l : layers_) total = total + l->gate_penalty();
+  return total;
+}
+
+void QuantizedStackImpl::prune_to(double sparsity) {
+  for (const auto& l : layers_) l->prune_to(sparsity);
+}
+
+double PolynomialSchedule::at(int64_t step) const {
+  if (step <= begin_step) return initial;
+  if (step >= end_step) return final;
+  const double p = static_cast<double>(step - begin_step) / static_cast<double>(end_step - begin_step);
+  return final + (initial - final) * std::pow(1.0 - p, power);
+}
+
+}  // namespace ddaq
