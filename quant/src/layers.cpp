@@ -180,6 +180,12 @@ struct Weighted {
       if (m[u].item<double>() > 0) kept.push_back(u);
     return kept;
   }
+  // For describe(): the kept units; a layer with none left cannot be exported.
+  std::vector<int64_t> kept_units_for_export(const std::string& name) const {
+    auto kept = kept_units();
+    if (kept.empty()) throw Error("layer '" + name + "': every unit is pruned");
+    return kept;
+  }
 };
 
 std::vector<int64_t> all_indices(int64_t n) {
@@ -303,7 +309,7 @@ class DenseImpl : public QLayerImpl {
     torch::NoGradGuard no_grad;
     const bool was = is_training();
     eval();
-    kept_outputs = w_.kept_units();
+    kept_outputs = w_.kept_units_for_export(name_);
     std::vector<int64_t> columns = columns_for(input_shape, kept_inputs);
     const torch::Tensor wfull = w_.wq->forward(w_.weight * w_.effective_mask(false).unsqueeze(1));
     const torch::Tensor wk = wfull.index_select(0, index_tensor(kept_outputs)).index_select(1, index_tensor(columns));
@@ -451,7 +457,7 @@ class ConvImpl : public QLayerImpl {
     torch::NoGradGuard no_grad;
     const bool was = is_training();
     eval();
-    kept_outputs = w_.kept_units();
+    kept_outputs = w_.kept_units_for_export(name_);
     const std::vector<int64_t> ins = kept_inputs.empty() ? all_indices(o_.in()) : kept_inputs;
     const auto wb = folded(torch::Tensor());
     const torch::Tensor wq = w_.wq->forward(wb.first * w_.unit_view(w_.effective_mask(false), 4));
@@ -578,7 +584,6 @@ ModelDescription QuantizedStackImpl::describe() {
     LayerDescription d = l->describe(type, shape, kept, kept_out);
     type = d.output_type;
     shape = d.output_shape;
-    if (kept_out.empty()) throw Error("quantized stack: every unit of layer '" + d.name + "' is pruned");
     // Channels (or units) of the unpruned output that survive; empty = all.
     kept = static_cast<int64_t>(kept_out.size()) == l->output_shape()[0] ? std::vector<int64_t>{} : kept_out;
     model.push_back(std::move(d));
@@ -611,7 +616,13 @@ torch::Tensor QuantizedStackImpl::gate_penalty() const {
 }
 
 void QuantizedStackImpl::prune_to(double sparsity) {
-  for (const auto& l : layers_) l->prune_to(sparsity);
+  // The last layer with weights is left whole: its outputs are the stack's
+  // interface (a transmitted latent, a classifier score).
+  int64_t last = -1;
+  for (size_t k = 0; k < layers_.size(); ++k)
+    if (!std::dynamic_pointer_cast<InputQuantImpl>(layers_[k]) && !std::dynamic_pointer_cast<ReluImpl>(layers_[k]))
+      last = static_cast<int64_t>(k);
+  for (int64_t k = 0; k < last; ++k) layers_[k]->prune_to(sparsity);
 }
 
 double PolynomialSchedule::at(int64_t step) const {

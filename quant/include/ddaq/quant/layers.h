@@ -145,7 +145,8 @@ class QuantizedStackImpl : public torch::nn::Module {
   torch::Tensor ebops() const;  // differentiable
   torch::Tensor group_lasso() const;
   torch::Tensor gate_penalty() const;
-  void prune_to(double sparsity);  // every weighted layer, by magnitude
+  // Every weighted layer but the last (its outputs are the interface), by magnitude.
+  void prune_to(double sparsity);
   std::vector<std::shared_ptr<QLayerImpl>> layers() const { return layers_; }
 
  private:
