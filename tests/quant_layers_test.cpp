@@ -186,6 +186,46 @@ DOCTEST_TEST_SUITE("quantized layers") {
     DOCTEST_CHECK(model[3].weight_shape == std::vector<int64_t>{3, 3});
   }
 
+  DOCTEST_TEST_CASE("learned gates: a penalty closes gates and export removes those units") {
+    torch::manual_seed(5);
+    ddaq::QuantizedStack s(std::vector<int64_t>{10});
+    s->input(FixedPointType(10, 4));
+    s->dense(ddaq::QLinearOptions(10, 16).pruning(ddaq::PruningOptions().gates(true)));
+    s->relu(FixedPointType(10, 4, false, Rounding::TRN, Overflow::SAT));
+    s->dense(ddaq::QLinearOptions(16, 2));
+    torch::optim::Adam opt(s->parameters(), 2e-2);
+    const double before = s->gate_penalty().item<double>();
+    for (int step = 0; step < 150; ++step) {
+      opt.zero_grad();
+      const torch::Tensor x = torch::randn({64, 10});
+      // Target uses 2 inputs only: most hidden units are dispensable.
+      const torch::Tensor target = torch::stack({x.select(1, 0), x.select(1, 1)}, 1).relu();
+      ((s->forward(x) - target).pow(2).mean() + 0.003 * s->gate_penalty()).backward();
+      opt.step();
+    }
+    s->eval();
+    DOCTEST_CHECK(s->gate_penalty().item<double>() < before);
+    const double sparsity = s->layers()[1]->sparsity();
+    DOCTEST_CHECK(sparsity > 0.0);  // some gates closed (2 of 16 with this seed)
+    const auto model = s->describe();
+    DOCTEST_CHECK(model[1].output_shape[0] == static_cast<int64_t>(std::lround(16 * (1 - sparsity))));
+    DOCTEST_CHECK(model[3].input_shape[0] == model[1].output_shape[0]);
+    // The exported model still computes what the gated stack computes.
+    const ddaq::IntegerReference reference(model);
+    const torch::Tensor x = torch::randn({50, 10}, torch::kDouble);
+    torch::Tensor y;
+    {
+      torch::NoGradGuard no_grad;
+      y = s->forward(x);
+    }
+    for (int64_t i = 0; i < 50; ++i) {
+      std::vector<double> in(x[i].data_ptr<double>(), x[i].data_ptr<double>() + 10);
+      const auto out = reference.run(in);
+      DOCTEST_CHECK(out[0] == y[i][0].item<double>());
+      DOCTEST_CHECK(out[1] == y[i][1].item<double>());
+    }
+  }
+
   DOCTEST_TEST_CASE("export refuses what it cannot represent exactly") {
     ddaq::QuantizedStack s(std::vector<int64_t>{4});
     s->input(ddaq::QuantizerOptions(FixedPointType(8, 3)).learnable(true).granularity(ddaq::Granularity::PerElement));
