@@ -20,6 +20,8 @@
 #include "ddaq/quant/layers.h"
 #include "ddaq/surrogates/emd.h"
 #include "ddaq/surrogates/emd_surrogate.h"
+#include "ddaq/surrogates/energy.h"
+#include "ddaq/surrogates/link_budget.h"
 
 using ddaq::FixedPointType;
 using ddaq::Overflow;
@@ -189,6 +191,15 @@ int main(int argc, char** argv) {
           bits += (bits.empty() ? "" : " ") + l.weight_type.hls_type();
       std::printf("%-52s %10.3f %10.3f %12.0f %10lld  %s\n", v.name.c_str(), mean, e[e.size() / 2], ebops,
                   static_cast<long long>(nonzero), bits.c_str());
+      const int latent_bits = model.back().output_type.width;
+      const ddaq::AutoencoderFrame frame;
+      const std::string links = 16 * latent_bits <= frame.payload_capacity(frame.max_elinks())
+                                    ? std::to_string(frame.elinks_for_latent(16, latent_bits)) + " e-links"
+                                    : "does not fit the ECON-T frame";
+      std::printf("    link: 16 x %d bits -> %s; energy (45 nm): %s\n", latent_bits, links.c_str(),
+                  ddaq::estimate_energy(model).to_text().c_str());
+      if (v.name.rfind("fixed", 0) == 0)  // the ECON-T ASIC: 2.4 nJ per inference, 95 mW
+        std::printf("    ECON-T ASIC (65 nm): %s\n", ddaq::fit_technology_scale(model, 2.4, 95.0).to_text().c_str());
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "econt_quant_study: error: %s\n", e.what());
