@@ -28,7 +28,8 @@ DOCTEST_TEST_SUITE("cli") {
     DOCTEST_CHECK(r.exit_code == 0);
     DOCTEST_CHECK(r.out.find("ddaq 0.") == 0);
     for (const char* sub : {"", "data", "data import", "data synth", "data overlay", "data slice", "data stats", "emd",
-                            "run", "surrogate", "surrogate emd", "surrogate emd train", "surrogate emd eval"}) {
+                            "run", "surrogate", "surrogate emd", "surrogate emd train", "surrogate emd eval",
+                            "surrogate resources", "surrogate resources fit", "surrogate resources predict"}) {
       r = run_ddaq(std::string(sub) + " --help");
       DOCTEST_INFO("ddaq " << sub << " --help");
       DOCTEST_CHECK(r.exit_code == 0);
@@ -140,5 +141,31 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(run_ddaq("surrogate emd train --data " + dir.file("s.h5") + " --rows 5:x -o " + dir.file("n.pt")),
                  "--rows '5:x'");
     expect_error(run_ddaq("data slice " + dir.file("s.h5") + " --start 700 -o " + dir.file("e.h5")), "empty slice");
+  }
+
+  DOCTEST_TEST_CASE("surrogate resources fit and predict / bad CSV row reported by line") {
+    ddaq_test::TempDir dir;
+    std::string csv = "model_id,layer_dims,weight_bits,act_bits,reuse_factor,strategy,LUT,FF,DSP,BRAM18K,latency_cycles_best\n";
+    for (int i = 0; i < 24; ++i) {
+      const int in = 16 + 8 * (i % 6), b = 4 + (i % 5) * 3, rf = 1 << (i % 4);
+      csv += "m" + std::to_string(i) + "," + std::to_string(in) + "-16-8," + std::to_string(b) + ",," +
+             std::to_string(rf) + ",resource," + std::to_string(2000 + 30 * in * b / rf) + "," +
+             std::to_string(1500 + 10 * in) + ",0,1," + std::to_string(20 + 3 * rf) + "\n";
+    }
+    ddaq_test::write_text(dir.file("d.csv"), csv);
+    auto r = run_ddaq("surrogate resources fit --data " + dir.file("d.csv") + " --folds 3 -o " + dir.file("m.txt"));
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("sMAPE") != std::string::npos);
+    r = run_ddaq("surrogate resources predict " + dir.file("m.txt") + " --data " + dir.file("d.csv") + " -o " +
+                 dir.file("p.csv"));
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const std::string p = ddaq_test::read_text(dir.file("p.csv"));
+    DOCTEST_CHECK(p.find("pred_LUT,pred_FF,pred_DSP,pred_BRAM18K,pred_latency_cycles") != std::string::npos);
+    DOCTEST_CHECK(std::count(p.begin(), p.end(), '\n') == 25);
+    ddaq_test::write_text(dir.file("bad.csv"), csv + "x,8-4,3,,0,resource,1,1,0,1,1\n");
+    expect_error(run_ddaq("surrogate resources fit --data " + dir.file("bad.csv") + " -o " + dir.file("n.txt")),
+                 "bad.csv:26: reuse_factor: out of range: '0'");
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("n.txt")));
   }
 }

@@ -103,3 +103,88 @@ DOCTEST_TEST_SUITE("cost gradients") {
     DOCTEST_CHECK(gates_reached == 1);
   }
 }
+
+#include "ddaq/surrogates/fpga_resources.h"
+#include "test_support.h"
+
+DOCTEST_TEST_SUITE("fpga resources") {
+  DOCTEST_TEST_CASE("CSV rows: good ones parsed / bad ones reported by line and column") {
+    ddaq_test::TempDir dir;
+    const std::string header = "model_id,layer_dims,weight_bits,act_bits,reuse_factor,strategy,LUT,FF,DSP,BRAM18K,latency_cycles_best\n";
+    ddaq_test::write_text(dir.file("ok.csv"), header + "a,16-8-4,6,,4,resource,1000,900,0,1,40\n" +
+                                                   "b,\"16-8\",12,8,2,Resource,2000,1800,64,2,70\n");
+    const ddaq::ResourceTable t = ddaq::read_resource_csv(dir.file("ok.csv"), true);
+    DOCTEST_REQUIRE(t.designs.size() == 2);
+    DOCTEST_CHECK(t.designs[0].layers.size() == 2);
+    DOCTEST_CHECK(t.designs[0].layers[0].act_bits == 16.0);  // empty = the hls4ml default
+    DOCTEST_CHECK(t.targets[1][0] == 2000.0);
+    // DSP rule: 12-bit weights, 16*8/2 = 64 multipliers.
+    DOCTEST_CHECK(ddaq::AnalyticResourceModel().predict(t.designs[1])[2] == 64.0);
+    ddaq_test::write_text(dir.file("bad.csv"), header + "a,16-8-4,6,,4,resource,1000,900,0,1,40\n" +
+                                                    "b,16-x,6,,4,resource,1,1,0,1,40\n");
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::read_resource_csv(dir.file("bad.csv"), true),
+                                 (dir.file("bad.csv") + ":3: layer_dims: expected sizes like 80-24-120, got '16-x'").c_str(),
+                                 ddaq::Error);
+    ddaq_test::write_text(dir.file("bad2.csv"), header + "a,16-8-4,six,,4,resource,1000,900,0,1,40\n");
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::read_resource_csv(dir.file("bad2.csv"), true),
+                                 (dir.file("bad2.csv") + ":2: weight_bits: not a number: 'six'").c_str(), ddaq::Error);
+    ddaq_test::write_text(dir.file("bad3.csv"), header + "a,16-8-4,6,,4,resource,1000,900,0\n");
+    DOCTEST_CHECK_THROWS_AS(ddaq::read_resource_csv(dir.file("bad3.csv"), true), ddaq::Error);
+    ddaq_test::write_text(dir.file("bad4.csv"), "model_id,weight_bits\n");
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::read_resource_csv(dir.file("bad4.csv"), false),
+                                 (dir.file("bad4.csv") + ":1: missing column 'layer_dims'").c_str(), ddaq::Error);
+  }
+
+  DOCTEST_TEST_CASE("fits recover a known linear model and are reproducible / save and load") {
+    // Synthetic designs from known parameters: the fit must find them.
+    std::vector<ddaq::DesignSpec> designs;
+    std::vector<ddaq::ResourceValues> targets;
+    for (int i = 0; i < 60; ++i) {
+      ddaq::DesignSpec d;
+      d.group = std::to_string(i % 12);
+      d.layers = {{16 + 4 * (i % 7), 8 + 2 * (i % 5), 4.0 + i % 9, 16, 1 + i % 4}, {8 + 2 * (i % 5), 5, 4.0 + i % 9, 16, 1}};
+      double io_a = 0, io_b = 0, mults = 0, kbits = 0, cycles = 0;
+      for (const auto& l : d.layers) {
+        io_a += (l.in + l.out) * l.act_bits;
+        io_b += (l.in + l.out) * l.weight_bits;
+        mults += std::ceil(static_cast<double>(l.in * l.out) / l.reuse_factor);
+        kbits += l.in * l.out * l.weight_bits / 1000.0;
+        cycles += std::min<double>(l.reuse_factor, l.in * l.out);
+      }
+      ddaq::ResourceValues y;
+      y[0] = 500 + 2 * io_a + 1 * io_b + 30 * mults + 10 * kbits + 100 * 2;
+      y[1] = 300 + 1 * io_a + 20 * mults + 100 * 2;
+      y[2] = NAN;
+      y[3] = NAN;
+      y[4] = 10 + 1 * cycles + 5 * 2;
+      designs.push_back(d);
+      targets.push_back(y);
+    }
+    ddaq::AnalyticResourceModel a, b;
+    a.fit(designs, targets);
+    b.fit(designs, targets);
+    DOCTEST_CHECK(a.parameters(ddaq::ResourceTarget::LUT) == b.parameters(ddaq::ResourceTarget::LUT));
+    DOCTEST_CHECK(a.parameters(ddaq::ResourceTarget::LUT).at("multipliers") == doctest::Approx(30).epsilon(1e-3));
+    DOCTEST_CHECK(a.parameters(ddaq::ResourceTarget::LatencyCycles).at("cycles_per_reuse") ==
+                  doctest::Approx(1).epsilon(1e-3));
+    DOCTEST_CHECK(a.predict(designs[7])[0] == doctest::Approx(targets[7][0]).epsilon(1e-4));
+    const auto cv = ddaq::cross_validate(designs, targets, 4, 1);
+    DOCTEST_CHECK(cv.smape[0] < 0.01);
+    ddaq_test::TempDir dir;
+    a.save(dir.file("m.txt"));
+    const auto loaded = ddaq::AnalyticResourceModel::load(dir.file("m.txt"));
+    DOCTEST_CHECK(loaded.predict(designs[3])[0] == a.predict(designs[3])[0]);
+    ddaq_test::write_text(dir.file("bad.txt"), "LUT nonsense 3\n");
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::AnalyticResourceModel::load(dir.file("bad.txt")),
+                                 (dir.file("bad.txt") + ":1: unknown parameter 'LUT nonsense'").c_str(), ddaq::Error);
+    // Differentiable form: gradients reach bits and kept-unit counts.
+    const torch::Tensor in = torch::tensor(16.0, torch::kDouble).requires_grad_(true);
+    const torch::Tensor out = torch::tensor(8.0, torch::kDouble).requires_grad_(true);
+    const torch::Tensor wb = torch::tensor(6.0, torch::kDouble).requires_grad_(true);
+    const torch::Tensor ab = torch::tensor(16.0, torch::kDouble);
+    const torch::Tensor lut = a.predict_differentiable({{&in, &out, &wb, &ab, 2}}, ddaq::ResourceTarget::LUT);
+    lut.backward();
+    DOCTEST_CHECK(wb.grad().item<double>() > 0);
+    DOCTEST_CHECK(out.grad().item<double>() > 0);
+  }
+}

@@ -10,6 +10,7 @@
 #include "ddaq/core/wafer_metric.h"
 #include "ddaq/error.h"
 #include "ddaq/surrogates/emd_surrogate.h"
+#include "ddaq/surrogates/fpga_resources.h"
 
 namespace ddaq {
 namespace cli {
@@ -83,7 +84,8 @@ EmdSurrogateOptions hgcal_surrogate_options() {
 void add_surrogate_commands(CLI::App& app) {
   CLI::App* surrogate = app.add_subcommand("surrogate", "Learned and fitted surrogates of costs that are not differentiable");
   CLI::App* emd = surrogate->add_subcommand("emd", "The learned EMD surrogate (a differentiable loss)");
-  for (CLI::App* group : {surrogate, emd})
+  CLI::App* resources = surrogate->add_subcommand("resources", "FPGA resources and latency of hls4ml dense networks");
+  for (CLI::App* group : {surrogate, emd, resources})
     group->callback([group] {
       if (group->get_subcommands().empty())
         throw CLI::ValidationError(group->get_name() + ": a command is required (see --help)");
@@ -140,6 +142,63 @@ void add_surrogate_commands(CLI::App& app) {
       const EmdSurrogateReport report = evaluate_emd_surrogate(model, pairs, metric);
       if (!report_path->empty()) write_file_atomic(*report_path, report.to_json() + "\n");
       std::printf("%s", report.to_text().c_str());
+    });
+  }
+  {
+    auto files = std::make_shared<std::vector<std::string>>();
+    auto output = std::make_shared<std::string>();
+    auto folds = std::make_shared<int>(5);
+    auto seed = std::make_shared<uint64_t>(1);
+    CLI::App* c = resources->add_subcommand("fit", "Fit the analytic model with Ceres; report grouped cross-validation");
+    c->add_option("--data", *files, "CSV files with the wa-hls4ml columns and targets")->required();
+    c->add_option("-o,--output", *output, "model file (text)")->required();
+    c->add_option("--folds", *folds, "cross-validation folds (0: skip)")->capture_default_str();
+    c->add_option("--seed", *seed, "fold assignment seed")->capture_default_str();
+    c->callback([=] {
+      std::vector<DesignSpec> designs;
+      std::vector<ResourceValues> targets;
+      for (const auto& f : *files) {
+        const ResourceTable t = read_resource_csv(f, true);
+        designs.insert(designs.end(), t.designs.begin(), t.designs.end());
+        targets.insert(targets.end(), t.targets.begin(), t.targets.end());
+      }
+      if (*folds > 0) std::printf("%s", cross_validate(designs, targets, *folds, *seed).to_text().c_str());
+      AnalyticResourceModel model;
+      model.fit(designs, targets);
+      model.save(*output);
+      std::printf("fitted on %zu designs:\n%swrote %s\n", designs.size(), model.to_text().c_str(), output->c_str());
+    });
+  }
+  {
+    auto model_path = std::make_shared<std::string>();
+    auto data = std::make_shared<std::string>();
+    auto output = std::make_shared<std::string>();
+    CLI::App* c = resources->add_subcommand("predict", "Add pred_LUT, pred_FF, pred_DSP, pred_BRAM18K, pred_latency_cycles");
+    c->add_option("model", *model_path, "model file from 'fit'")->required();
+    c->add_option("--data", *data, "CSV with layer_dims, weight_bits, reuse_factor, strategy (act_bits optional)")
+        ->required();
+    c->add_option("-o,--output", *output, "output CSV")->required();
+    c->callback([=] {
+      const AnalyticResourceModel model = AnalyticResourceModel::load(*model_path);
+      const ResourceTable t = read_resource_csv(*data, false);
+      auto field = [](const std::string& v) {
+        if (v.find_first_of(",\"") == std::string::npos) return v;
+        std::string q = "\"";
+        for (char ch : v) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+        return q + "\"";
+      };
+      std::string out;
+      for (size_t k = 0; k < t.header.size(); ++k) out += (k ? "," : "") + field(t.header[k]);
+      out += ",pred_LUT,pred_FF,pred_DSP,pred_BRAM18K,pred_latency_cycles\n";
+      char buf[160];
+      for (size_t r = 0; r < t.rows.size(); ++r) {
+        for (size_t k = 0; k < t.rows[r].size(); ++k) out += (k ? "," : "") + field(t.rows[r][k]);
+        const ResourceValues p = model.predict(t.designs[r]);
+        std::snprintf(buf, sizeof buf, ",%.1f,%.1f,%.0f,%.2f,%.1f\n", p[0], p[1], p[2], p[3], p[4]);
+        out += buf;
+      }
+      write_file_atomic(*output, out);
+      std::printf("wrote %s: %zu rows\n", output->c_str(), t.rows.size());
     });
   }
 }

@@ -35,3 +35,39 @@ at::Tensor energy_pj(const at::Tensor& ebops, double multiplies, double mean_max
 }
 
 }  // namespace ddaq
+
+#include "ddaq/surrogates/fpga_resources.h"
+
+namespace ddaq {
+
+at::Tensor AnalyticResourceModel::predict_differentiable(const std::vector<LayerTensors>& layers,
+                                                         ResourceTarget target) const {
+  if (target == ResourceTarget::DSP) throw Error("resource model: DSP has no differentiable form (a threshold rule)");
+  const auto& p = params_[static_cast<size_t>(target)];
+  at::Tensor io_a = at::zeros({}, at::kDouble), io_b = io_a, mults = io_a, kbits = io_a, cycles = io_a, words = io_a;
+  for (const auto& l : layers) {
+    const at::Tensor in = l.in->to(at::kDouble), out = l.out->to(at::kDouble);
+    const at::Tensor wb = l.weight_bits->to(at::kDouble), ab = l.act_bits->to(at::kDouble);
+    const at::Tensor nw = in * out;
+    const double r = static_cast<double>(l.reuse_factor);
+    io_a = io_a + (in + out) * ab;
+    io_b = io_b + (in + out) * wb;
+    mults = mults + nw / r;
+    kbits = kbits + nw * wb / 1000.0;
+    cycles = cycles + at::clamp_max(nw, r);
+    words = words + nw / r * wb / 36.0;
+  }
+  const double layers_n = static_cast<double>(layers.size());
+  switch (target) {
+    case ResourceTarget::LUT:
+    case ResourceTarget::FF:
+      return p.at("intercept") + p.at("io_act_bits") * io_a + p.at("io_weight_bits") * io_b +
+             p.at("multipliers") * mults + p.at("weight_kbits") * kbits + p.at("layers") * layers_n;
+    case ResourceTarget::LatencyCycles:
+      return p.at("intercept") + p.at("cycles_per_reuse") * cycles + p.at("layers") * layers_n;
+    default:
+      return p.at("intercept") + p.at("words_36b") * words + p.at("layers") * layers_n;
+  }
+}
+
+}  // namespace ddaq

@@ -1,0 +1,102 @@
+// ddaq/surrogates/fpga_resources.h: FPGA resources and latency of dense
+// networks synthesized by hls4ml, as an analytic model with interpretable,
+// non-negative parameters fitted with Ceres.
+//
+// Per design (a chain of dense layers, weight bits b, activation bits a,
+// reuse factor R; n_w = in x out per layer; mults = sum ceil(n_w / R)):
+//   LUT, FF  = c0 + c_io_a sum (in + out) a + c_io_b sum (in + out) b
+//              + c_mult mults + c_store sum n_w b / 1000 + c_layer layers
+//   latency  = c0 + c_cycle sum min(R, n_w) + c_layer layers      (cycles)
+//   BRAM18K  = c0 + c_word sum ceil(ceil(n_w / R) b / 36) + c_layer layers
+//   DSP      = sum over layers with b >= 9 of ceil(n_w / R)       (Vivado rule, not fitted)
+// The differentiable form replaces ceil by its argument and takes bits and
+// kept-unit counts as tensors.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace at {
+class Tensor;
+}
+
+namespace ddaq {
+
+struct DenseLayerSpec {
+  int64_t in = 0, out = 0;
+  double weight_bits = 8, act_bits = 16;
+  int64_t reuse_factor = 1;
+};
+
+struct DesignSpec {
+  std::string id;     // e.g. the CSV's model_id
+  std::string group;  // architecture key for grouped cross-validation (layer_dims)
+  std::vector<DenseLayerSpec> layers;
+  bool resource_strategy = true;
+};
+
+enum class ResourceTarget { LUT = 0, FF, DSP, BRAM18K, LatencyCycles, kCount };
+const char* to_string(ResourceTarget t);
+
+using ResourceValues = std::array<double, static_cast<size_t>(ResourceTarget::kCount)>;
+
+// A CSV with the columns of wa_hls4ml_dense_sample_hls_xcu250.csv (at least
+// layer_dims, weight_bits, reuse_factor, strategy; act_bits may be empty =
+// 16, the hls4ml default; targets LUT, FF, DSP, BRAM18K, latency_cycles_best
+// when fitting). Quoted fields are allowed. Bad rows throw ddaq::Error
+// "<file>:<line>: <column>: <what>".
+struct ResourceTable {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;  // raw fields, for writing predictions back
+  std::vector<DesignSpec> designs;
+  std::vector<ResourceValues> targets;  // NaN where a target column is missing or empty
+  std::vector<int> lines;               // source line of each row
+};
+ResourceTable read_resource_csv(const std::string& path, bool need_targets);
+
+class AnalyticResourceModel {
+ public:
+  static constexpr int kMaxParams = 6;
+  AnalyticResourceModel();
+
+  ResourceValues predict(const DesignSpec& design) const;
+  // Fits every fitted target on the rows where it is known (Ceres, relative
+  // residuals, Cauchy loss, parameters >= 0 except the intercept).
+  void fit(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets);
+
+  // Differentiable LUT, FF, latency (cycles) and BRAM18K for per-layer tensors
+  // (0-d): in, out (kept units), weight and activation bits; reuse factors fixed.
+  struct LayerTensors {
+    const at::Tensor* in;
+    const at::Tensor* out;
+    const at::Tensor* weight_bits;
+    const at::Tensor* act_bits;
+    int64_t reuse_factor;
+  };
+  at::Tensor predict_differentiable(const std::vector<LayerTensors>& layers, ResourceTarget target) const;
+
+  // Text format: one "target name value" per line; atomic save.
+  void save(const std::string& path) const;
+  static AnalyticResourceModel load(const std::string& path);
+  std::string to_text() const;
+
+  const std::map<std::string, double>& parameters(ResourceTarget t) const { return params_[static_cast<size_t>(t)]; }
+
+ private:
+  std::array<std::map<std::string, double>, static_cast<size_t>(ResourceTarget::kCount)> params_;
+};
+
+// Grouped k-fold cross-validation (no architecture in both train and test):
+// sMAPE and R^2 per target.
+struct CrossValidation {
+  int folds = 0;
+  ResourceValues smape{}, r2{};
+  std::array<int64_t, static_cast<size_t>(ResourceTarget::kCount)> count{};
+  std::string to_text() const;
+};
+CrossValidation cross_validate(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets,
+                               int folds, uint64_t seed);
+
+}  // namespace ddaq
