@@ -188,3 +188,44 @@ DOCTEST_TEST_SUITE("fpga resources") {
     DOCTEST_CHECK(out.grad().item<double>() > 0);
   }
 }
+
+#include "ddaq/surrogates/resource_net.h"
+
+DOCTEST_TEST_SUITE("fpga resources") {
+  DOCTEST_TEST_CASE("the learned readout corrects what the analytic form cannot express / save and load") {
+    std::vector<ddaq::DesignSpec> designs;
+    std::vector<ddaq::ResourceValues> targets;
+    for (int i = 0; i < 80; ++i) {
+      ddaq::DesignSpec d;
+      d.group = std::to_string(i % 16);
+      const double b = 3.0 + i % 11;
+      d.layers = {{16 + 8 * (i % 5), 16, b, 16, 1 + i % 3}, {16, 4 + i % 4, b, 16, 1}};
+      // LUT grows with the square of the bits: not in the analytic form.
+      const double mults = 16.0 * (16 + 8 * (i % 5)) / (1 + i % 3) + 16.0 * (4 + i % 4);
+      ddaq::ResourceValues y{};
+      y[0] = 1000 + 2.0 * mults * b * b;
+      y[1] = 800 + 10 * mults;
+      y[2] = NAN;
+      y[3] = 1 + i % 3;
+      y[4] = 20.0 + (1 + i % 3) * 2;
+      designs.push_back(d);
+      targets.push_back(y);
+    }
+    auto mean_abs_rel = [&](const std::function<ddaq::ResourceValues(const ddaq::DesignSpec&)>& f) {
+      double s = 0;
+      for (size_t r = 0; r < designs.size(); ++r) s += std::fabs(f(designs[r])[0] - targets[r][0]) / targets[r][0];
+      return s / designs.size();
+    };
+    ddaq::LearnedResourceModel learned(ddaq::LearnedResourceOptions().epochs(800));
+    learned.fit(designs, targets);
+    const double analytic_err = mean_abs_rel([&](const ddaq::DesignSpec& d) { return learned.analytic().predict(d); });
+    const double learned_err = mean_abs_rel([&](const ddaq::DesignSpec& d) { return learned.predict(d); });
+    DOCTEST_MESSAGE("LUT mean |relative error|: analytic " << analytic_err << ", learned " << learned_err);
+    DOCTEST_CHECK(learned_err < 0.5 * analytic_err);
+    ddaq_test::TempDir dir;
+    learned.save(dir.file("l.pt"));
+    const ddaq::LearnedResourceModel loaded = ddaq::LearnedResourceModel::load(dir.file("l.pt"));
+    DOCTEST_CHECK(loaded.predict(designs[5])[0] == learned.predict(designs[5])[0]);
+    DOCTEST_CHECK_THROWS_AS(ddaq::LearnedResourceModel::load(dir.file("none.pt")), ddaq::Error);
+  }
+}

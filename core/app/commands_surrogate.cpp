@@ -1,6 +1,7 @@
 // `ddaq surrogate emd train|eval`: the learned EMD surrogate.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 
 #include "commands.h"
@@ -11,6 +12,7 @@
 #include "ddaq/error.h"
 #include "ddaq/surrogates/emd_surrogate.h"
 #include "ddaq/surrogates/fpga_resources.h"
+#include "ddaq/surrogates/resource_net.h"
 
 namespace ddaq {
 namespace cli {
@@ -71,6 +73,30 @@ EmdPairs load_pairs(const PairSource& s, const GroundMetric& metric) {
                  static_cast<long long>(range.first), static_cast<long long>(range.first + n));
   }
   return all;
+}
+
+void read_designs(const std::vector<std::string>& files, std::vector<DesignSpec>& designs,
+                  std::vector<ResourceValues>& targets) {
+  for (const auto& f : files) {
+    const ResourceTable t = read_resource_csv(f, true);
+    designs.insert(designs.end(), t.designs.begin(), t.designs.end());
+    targets.insert(targets.end(), t.targets.begin(), t.targets.end());
+  }
+}
+
+// An analytic model file starts with its text header; anything else is a
+// learned model archive.
+ResourcePredictor load_resource_model(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open (missing or unreadable)");
+  std::string first;
+  std::getline(in, first);
+  if (first.rfind("# ddaq analytic", 0) == 0) {
+    const AnalyticResourceModel m = AnalyticResourceModel::load(path);
+    return [m](const DesignSpec& d) { return m.predict(d); };
+  }
+  auto m = std::make_shared<LearnedResourceModel>(LearnedResourceModel::load(path));
+  return [m](const DesignSpec& d) { return m->predict(d); };
 }
 
 EmdSurrogateOptions hgcal_surrogate_options() {
@@ -157,11 +183,7 @@ void add_surrogate_commands(CLI::App& app) {
     c->callback([=] {
       std::vector<DesignSpec> designs;
       std::vector<ResourceValues> targets;
-      for (const auto& f : *files) {
-        const ResourceTable t = read_resource_csv(f, true);
-        designs.insert(designs.end(), t.designs.begin(), t.designs.end());
-        targets.insert(targets.end(), t.targets.begin(), t.targets.end());
-      }
+      read_designs(*files, designs, targets);
       if (*folds > 0) std::printf("%s", cross_validate(designs, targets, *folds, *seed).to_text().c_str());
       AnalyticResourceModel model;
       model.fit(designs, targets);
@@ -170,16 +192,45 @@ void add_surrogate_commands(CLI::App& app) {
     });
   }
   {
+    auto files = std::make_shared<std::vector<std::string>>();
+    auto output = std::make_shared<std::string>();
+    auto folds = std::make_shared<int>(5);
+    auto seed = std::make_shared<uint64_t>(1);
+    auto epochs = std::make_shared<int>(LearnedResourceOptions().epochs());
+    CLI::App* c = resources->add_subcommand(
+        "train", "Train the learned correction (per-layer readout on the analytic model's residual)");
+    c->add_option("--data", *files, "CSV files with the wa-hls4ml columns and targets")->required();
+    c->add_option("-o,--output", *output, "model file (LibTorch archive)")->required();
+    c->add_option("--folds", *folds, "cross-validation folds (0: skip)")->capture_default_str();
+    c->add_option("--seed", *seed, "fold assignment and initialization seed")->capture_default_str();
+    c->add_option("--epochs", *epochs, "full-batch training epochs")->capture_default_str();
+    c->callback([=] {
+      std::vector<DesignSpec> designs;
+      std::vector<ResourceValues> targets;
+      read_designs(*files, designs, targets);
+      const auto options = LearnedResourceOptions().epochs(*epochs).seed(*seed);
+      if (*folds > 0) {
+        std::printf("analytic model:\n%s", cross_validate(designs, targets, *folds, *seed).to_text().c_str());
+        std::printf("learned model:\n%s",
+                    cross_validate_learned(designs, targets, *folds, *seed, options).to_text().c_str());
+      }
+      LearnedResourceModel model(options);
+      model.fit(designs, targets);
+      model.save(*output);
+      std::printf("trained on %zu designs; wrote %s\n", designs.size(), output->c_str());
+    });
+  }
+  {
     auto model_path = std::make_shared<std::string>();
     auto data = std::make_shared<std::string>();
     auto output = std::make_shared<std::string>();
     CLI::App* c = resources->add_subcommand("predict", "Add pred_LUT, pred_FF, pred_DSP, pred_BRAM18K, pred_latency_cycles");
-    c->add_option("model", *model_path, "model file from 'fit'")->required();
+    c->add_option("model", *model_path, "model file from 'fit' or 'train'")->required();
     c->add_option("--data", *data, "CSV with layer_dims, weight_bits, reuse_factor, strategy (act_bits optional)")
         ->required();
     c->add_option("-o,--output", *output, "output CSV")->required();
     c->callback([=] {
-      const AnalyticResourceModel model = AnalyticResourceModel::load(*model_path);
+      const ResourcePredictor predict = load_resource_model(*model_path);
       const ResourceTable t = read_resource_csv(*data, false);
       auto field = [](const std::string& v) {
         if (v.find_first_of(",\"") == std::string::npos) return v;
@@ -193,7 +244,7 @@ void add_surrogate_commands(CLI::App& app) {
       char buf[160];
       for (size_t r = 0; r < t.rows.size(); ++r) {
         for (size_t k = 0; k < t.rows[r].size(); ++k) out += (k ? "," : "") + field(t.rows[r][k]);
-        const ResourceValues p = model.predict(t.designs[r]);
+        const ResourceValues p = predict(t.designs[r]);
         std::snprintf(buf, sizeof buf, ",%.1f,%.1f,%.0f,%.2f,%.1f\n", p[0], p[1], p[2], p[3], p[4]);
         out += buf;
       }

@@ -277,7 +277,14 @@ void AnalyticResourceModel::save(const std::string& path) const {
 AnalyticResourceModel AnalyticResourceModel::load(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open (missing or unreadable)");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse(text.str(), path);
+}
+
+AnalyticResourceModel AnalyticResourceModel::parse(const std::string& text, const std::string& source) {
   AnalyticResourceModel m;
+  std::istringstream in(text);
   std::string line;
   int line_no = 0;
   while (std::getline(in, line)) {
@@ -286,11 +293,12 @@ AnalyticResourceModel AnalyticResourceModel::load(const std::string& path) {
     std::istringstream s(line);
     std::string target, name;
     double value;
-    if (!(s >> target >> name >> value)) throw Error(path + ":" + std::to_string(line_no) + ": expected 'TARGET NAME VALUE'");
+    if (!(s >> target >> name >> value))
+      throw Error(source + ":" + std::to_string(line_no) + ": expected 'TARGET NAME VALUE'");
     size_t k = 0;
     while (k < kTargets && target != to_string(static_cast<ResourceTarget>(k))) ++k;
     if (k == kTargets || !m.params_[k].count(name))
-      throw Error(path + ":" + std::to_string(line_no) + ": unknown parameter '" + target + " " + name + "'");
+      throw Error(source + ":" + std::to_string(line_no) + ": unknown parameter '" + target + " " + name + "'");
     m.params_[k][name] = value;
   }
   return m;
@@ -310,6 +318,16 @@ std::string AnalyticResourceModel::to_text() const {
 
 CrossValidation cross_validate(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets,
                                int folds, uint64_t seed) {
+  return cross_validate(designs, targets, folds, seed,
+                        [](const std::vector<DesignSpec>& d, const std::vector<ResourceValues>& y) -> ResourcePredictor {
+                          AnalyticResourceModel m;
+                          m.fit(d, y);
+                          return [m](const DesignSpec& x) { return m.predict(x); };
+                        });
+}
+
+CrossValidation cross_validate(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets,
+                               int folds, uint64_t seed, const ResourceFitter& fit) {
   if (folds < 2) throw Error("cross-validation: need at least 2 folds");
   std::vector<std::string> groups;
   for (const auto& d : designs) groups.push_back(d.group);
@@ -333,10 +351,9 @@ CrossValidation cross_validate(const std::vector<DesignSpec>& designs, const std
         train.push_back(designs[r]);
         train_y.push_back(targets[r]);
       }
-    AnalyticResourceModel m;
-    m.fit(train, train_y);
+    const ResourcePredictor predict = fit(train, train_y);
     for (size_t r = 0; r < designs.size(); ++r)
-      if (fold_of[designs[r].group] == f) pred[r] = m.predict(designs[r]);
+      if (fold_of[designs[r].group] == f) pred[r] = predict(designs[r]);
   }
   CrossValidation cv;
   cv.folds = folds;

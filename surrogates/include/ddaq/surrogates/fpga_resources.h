@@ -14,6 +14,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -80,6 +81,8 @@ class AnalyticResourceModel {
   // Text format: one "target name value" per line; atomic save.
   void save(const std::string& path) const;
   static AnalyticResourceModel load(const std::string& path);
+  // The same text format from a string; errors name `source` and the line.
+  static AnalyticResourceModel parse(const std::string& text, const std::string& source);
   std::string to_text() const;
 
   const std::map<std::string, double>& parameters(ResourceTarget t) const { return params_[static_cast<size_t>(t)]; }
@@ -98,5 +101,12 @@ struct CrossValidation {
 };
 CrossValidation cross_validate(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets,
                                int folds, uint64_t seed);
+// The same folds for any model: `fit` trains on a fold's training rows and
+// returns a predictor.
+using ResourcePredictor = std::function<ResourceValues(const DesignSpec&)>;
+using ResourceFitter =
+    std::function<ResourcePredictor(const std::vector<DesignSpec>&, const std::vector<ResourceValues>&)>;
+CrossValidation cross_validate(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets,
+                               int folds, uint64_t seed, const ResourceFitter& fit);
 
 }  // namespace ddaq

@@ -1,0 +1,197 @@
+// The learned FPGA resource correction (per-layer additive readout).
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "ddaq/error.h"
+#include "ddaq/surrogates/resource_net.h"
+
+namespace ddaq {
+namespace {
+
+// Fitted targets, in output order.
+constexpr ResourceTarget kLearned[] = {ResourceTarget::LUT, ResourceTarget::FF, ResourceTarget::BRAM18K,
+                                       ResourceTarget::LatencyCycles};
+constexpr int64_t kOut = 4, kFeatures = 8;
+
+std::vector<float> layer_features(const DesignSpec& d, size_t k) {
+  const auto& l = d.layers[k];
+  const double nw = static_cast<double>(l.in * l.out), r = static_cast<double>(l.reuse_factor);
+  return {static_cast<float>(std::log2(static_cast<double>(l.in))), static_cast<float>(std::log2(static_cast<double>(l.out))),
+          static_cast<float>(l.weight_bits / 8.0), static_cast<float>(l.act_bits / 16.0),
+          static_cast<float>(std::log2(r)), static_cast<float>(std::log2(std::max(nw / r, 1.0))),
+          k == 0 ? 1.0f : 0.0f, k + 1 == d.layers.size() ? 1.0f : 0.0f};
+}
+
+struct ReadoutImpl : torch::nn::Module {
+  torch::nn::Sequential mlp;
+  torch::Tensor bias;
+  explicit ReadoutImpl(const std::vector<int64_t>& hidden) {
+    int64_t in = kFeatures;
+    for (int64_t h : hidden) {
+      mlp->push_back(torch::nn::Linear(in, h));
+      mlp->push_back(torch::nn::SiLU());
+      in = h;
+    }
+    mlp->push_back(torch::nn::Linear(in, kOut));
+    register_module("mlp", mlp);
+    bias = register_parameter("bias", torch::zeros({kOut}));
+  }
+  // layer features [L, F], design index of each layer [L] -> [designs, kOut]
+  torch::Tensor forward(const torch::Tensor& phi, const torch::Tensor& owner, int64_t designs) {
+    const torch::Tensor per_layer = mlp->forward(phi);
+    return torch::zeros({designs, kOut}).index_add(0, owner, per_layer) + bias;
+  }
+};
+TORCH_MODULE(Readout);
+
+struct Batch {
+  torch::Tensor phi, owner;
+  int64_t designs;
+};
+
+Batch make_batch(const std::vector<DesignSpec>& designs) {
+  std::vector<float> phi;
+  std::vector<int64_t> owner;
+  for (size_t i = 0; i < designs.size(); ++i)
+    for (size_t k = 0; k < designs[i].layers.size(); ++k) {
+      const auto f = layer_features(designs[i], k);
+      phi.insert(phi.end(), f.begin(), f.end());
+      owner.push_back(static_cast<int64_t>(i));
+    }
+  return {torch::tensor(phi).reshape({-1, kFeatures}), torch::tensor(owner, torch::kLong),
+          static_cast<int64_t>(designs.size())};
+}
+
+}  // namespace
+
+struct LearnedResourceModel::Impl {
+  LearnedResourceOptions options;
+  AnalyticResourceModel analytic;
+  Readout readout;
+  explicit Impl(const LearnedResourceOptions& o) : options(o), readout(nullptr) {
+    torch::manual_seed(o.seed());
+    readout = Readout(o.hidden());
+  }
+};
+
+LearnedResourceModel::LearnedResourceModel(const LearnedResourceOptions& options) : impl_(new Impl(options)) {}
+LearnedResourceModel::~LearnedResourceModel() = default;
+LearnedResourceModel::LearnedResourceModel(LearnedResourceModel&&) noexcept = default;
+LearnedResourceModel& LearnedResourceModel::operator=(LearnedResourceModel&&) noexcept = default;
+const AnalyticResourceModel& LearnedResourceModel::analytic() const { return impl_->analytic; }
+
+void LearnedResourceModel::fit(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets) {
+  impl_->analytic.fit(designs, targets);
+  const int64_t n = static_cast<int64_t>(designs.size());
+  std::vector<float> residual(static_cast<size_t>(n * kOut), 0.0f), known(static_cast<size_t>(n * kOut), 0.0f);
+  for (int64_t i = 0; i < n; ++i) {
+    const ResourceValues base = impl_->analytic.predict(designs[i]);
+    for (int64_t k = 0; k < kOut; ++k) {
+      const size_t t = static_cast<size_t>(kLearned[k]);
+      if (!std::isfinite(targets[i][t])) continue;
+      residual[i * kOut + k] = static_cast<float>(std::log((targets[i][t] + 1.0) / (base[t] + 1.0)));
+      known[i * kOut + k] = 1.0f;
+    }
+  }
+  const torch::Tensor y = torch::tensor(residual).reshape({n, kOut}), mask = torch::tensor(known).reshape({n, kOut});
+  const Batch b = make_batch(designs);
+  torch::optim::AdamW opt(impl_->readout->parameters(),
+                          torch::optim::AdamWOptions(impl_->options.learning_rate()).weight_decay(impl_->options.weight_decay()));
+  impl_->readout->train();
+  for (int epoch = 0; epoch < impl_->options.epochs(); ++epoch) {  // full batch: a few hundred designs
+    opt.zero_grad();
+    const torch::Tensor pred = impl_->readout->forward(b.phi, b.owner, b.designs);
+    const torch::Tensor loss = ((pred - y).pow(2) * mask).sum() / mask.sum().clamp_min(1.0);
+    loss.backward();
+    opt.step();
+  }
+  impl_->readout->eval();
+}
+
+ResourceValues LearnedResourceModel::predict(const DesignSpec& design) const {
+  ResourceValues v = impl_->analytic.predict(design);
+  torch::NoGradGuard no_grad;
+  const Batch b = make_batch({design});
+  const torch::Tensor r = impl_->readout->forward(b.phi, b.owner, 1);
+  for (int64_t k = 0; k < kOut; ++k) {
+    const size_t t = static_cast<size_t>(kLearned[k]);
+    v[t] = std::max(0.0, (v[t] + 1.0) * std::exp(r[0][k].item<double>()) - 1.0);
+  }
+  return v;
+}
+
+void LearnedResourceModel::save(const std::string& path) const {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  nlohmann::json params;
+  for (size_t k = 0; k < static_cast<size_t>(ResourceTarget::kCount); ++k)
+    for (const auto& kv : impl_->analytic.parameters(static_cast<ResourceTarget>(k)))
+      params[to_string(static_cast<ResourceTarget>(k))][kv.first] = kv.second;
+  try {
+    torch::serialize::OutputArchive archive;
+    archive.write("format", c10::IValue(std::string("ddaq-resource-net-1")));
+    archive.write("hidden", c10::IValue(nlohmann::json(impl_->options.hidden()).dump()));
+    archive.write("analytic", c10::IValue(params.dump()));
+    for (const auto& p : impl_->readout->named_parameters()) archive.write(p.key(), p.value().detach());
+    archive.save_to(tmp);
+  } catch (const c10::Error& e) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot write the resource model (" + e.what_without_backtrace() + ")");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot rename the finished temporary file into place");
+  }
+}
+
+LearnedResourceModel LearnedResourceModel::load(const std::string& path) {
+  if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
+  torch::serialize::InputArchive archive;
+  c10::IValue format, hidden, analytic;
+  try {
+    archive.load_from(path);
+    archive.read("format", format);
+    archive.read("hidden", hidden);
+    archive.read("analytic", analytic);
+  } catch (const c10::Error&) {
+    throw Error(path + ": not a ddaq learned resource model");
+  }
+  if (!format.isString() || format.toStringRef() != "ddaq-resource-net-1")
+    throw Error(path + ": not a ddaq learned resource model (format)");
+  LearnedResourceModel m(LearnedResourceOptions().hidden(nlohmann::json::parse(hidden.toStringRef()).get<std::vector<int64_t>>()));
+  // The analytic part travels as "TARGET NAME VALUE" lines through its own loader.
+  std::ostringstream text;
+  text.precision(17);
+  const nlohmann::json parsed = nlohmann::json::parse(analytic.toStringRef());  // must outlive items()
+  for (const auto& t : parsed.items())
+    for (const auto& kv : t.value().items()) text << t.key() << " " << kv.key() << " " << kv.value().get<double>() << "\n";
+  m.impl_->analytic = AnalyticResourceModel::parse(text.str(), path + " (analytic part)");
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.impl_->readout->named_parameters()) {
+    torch::Tensor v;
+    try {
+      archive.read(p.key(), v);
+    } catch (const c10::Error&) {
+      throw Error(path + ": missing parameter '" + p.key() + "'");
+    }
+    p.value().copy_(v);
+  }
+  m.impl_->readout->eval();
+  return m;
+}
+
+CrossValidation cross_validate_learned(const std::vector<DesignSpec>& designs,
+                                       const std::vector<ResourceValues>& targets, int folds, uint64_t seed,
+                                       const LearnedResourceOptions& options) {
+  return cross_validate(designs, targets, folds, seed,
+                        [&](const std::vector<DesignSpec>& d, const std::vector<ResourceValues>& y) -> ResourcePredictor {
+                          auto m = std::make_shared<LearnedResourceModel>(options);
+                          m->fit(d, y);
+                          return [m](const DesignSpec& x) { return m->predict(x); };
+                        });
+}
+
+}  // namespace ddaq
