@@ -1,0 +1,38 @@
+// ddaq/quant/hls.h: an HLS C++ project from a quantized model description,
+// laid out as firmware engineers expect from hls4ml:
+//   firmware/NAME.cpp, NAME.h   top function NAME(input_t in[N_IN], result_t out[N_OUT])
+//   firmware/defines.h          ap_fixed typedefs per layer
+//   firmware/parameters.h       per-layer sizes, reuse factor, kernel/stride/padding
+//   firmware/weights/wK.h, bK.h weights and biases (zero and pruned ones skipped in the code)
+//   firmware/ap_types/ap_fixed.h  ddaq's ap_fixed subset for C simulation without Vitis
+//   NAME_test.cpp, tb_data/     testbench with inputs and expected outputs (the integer reference)
+//   build_prj.tcl, README.md    Vitis HLS script (csim, csynth) and instructions
+// io_parallel only; pragmas: arrays partitioned completely, the top function
+// pipelined with II = reuse factor, multipliers limited to ceil(mults / R).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "ddaq/options.h"
+#include "ddaq/quant/description.h"
+
+namespace ddaq {
+
+struct HlsOptions {
+  DDAQ_OPTION(std::string, name) = "ddaq_model";
+  DDAQ_OPTION(int, reuse_factor) = 1;
+  DDAQ_OPTION(std::string, io) = "parallel";  // "stream" is refused for now
+  DDAQ_OPTION(std::string, part) = "xcvu13p-flga2577-2-e";
+  DDAQ_OPTION(double, clock_period_ns) = 25.0;  // 40 MHz, one inference per bunch crossing
+};
+
+// Writes the project into `dir` (which must not exist or be empty), through
+// a temporary folder renamed at the end: a failure leaves nothing. The
+// testbench data are `test_inputs` (each elements(input_shape) reals) and the
+// integer reference's outputs for them. Throws ddaq::Error for unsupported
+// layers or options (a reuse factor that does not divide a layer's
+// multiplications, io stream) and unwritable folders.
+void write_hls_project(const ModelDescription& model, const std::string& dir, const HlsOptions& options,
+                       const std::vector<std::vector<double>>& test_inputs);
+
+}  // namespace ddaq

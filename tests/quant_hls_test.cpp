@@ -1,0 +1,73 @@
+// The emitted HLS project builds with g++ and ddaq's ap_fixed subset, and its
+// testbench reproduces the integer reference bit for bit on 10,200 inputs.
+#include <torch/torch.h>
+
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "ddaq/error.h"
+#include "ddaq/quant/hls.h"
+#include "ddaq/quant/integer_reference.h"
+#include "quant_test_models.h"
+#include "test_support.h"
+
+namespace {
+
+std::vector<std::vector<double>> random_inputs(const ddaq::ModelDescription& model, int64_t n) {
+  const int64_t in = ddaq::elements(model.front().input_shape);
+  torch::Tensor x = torch::randn({n, in}, torch::kDouble) * 3;
+  if (!model.front().output_type.is_signed) x = x.abs();
+  x = x.contiguous();
+  std::vector<std::vector<double>> out;
+  for (int64_t i = 0; i < n; ++i) out.emplace_back(x[i].data_ptr<double>(), x[i].data_ptr<double>() + in);
+  return out;
+}
+
+}  // namespace
+
+DOCTEST_TEST_SUITE("hls export") {
+  DOCTEST_TEST_CASE("emitted projects compile with g++ and match the integer reference bit for bit") {
+    torch::manual_seed(3);
+    auto models = ddaq_test::export_test_models();
+    ddaq_test::TempDir dir;
+    int64_t samples = 0;
+    for (size_t k = 0; k < models.size(); ++k) {
+      models[k]->eval();
+      const ddaq::ModelDescription model = models[k]->describe();
+      const std::string prj = dir.file("prj" + std::to_string(k));
+      ddaq::write_hls_project(model, prj, ddaq::HlsOptions().name("model" + std::to_string(k)), random_inputs(model, 3400));
+      for (const char* f : {"firmware/defines.h", "firmware/parameters.h", "firmware/weights/w1.h", "build_prj.tcl",
+                            "README.md", "tb_data/tb_input_features.dat"})
+        DOCTEST_CHECK(ddaq_test::exists(prj + "/" + f));
+      const std::string name = "model" + std::to_string(k);
+      const std::string cmd = "cd '" + prj + "' && g++ -std=c++17 -O1 -Ifirmware/ap_types -o tb " + name + "_test.cpp firmware/" +
+                              name + ".cpp > build.log 2>&1 && ./tb > tb.log 2>&1";
+      const int status = std::system(cmd.c_str());
+      DOCTEST_INFO(ddaq_test::read_text(prj + "/build.log") << ddaq_test::read_text(prj + "/tb.log"));
+      DOCTEST_CHECK(status == 0);
+      DOCTEST_CHECK(ddaq_test::read_text(prj + "/tb.log").find("3400 samples, 0 mismatching outputs") != std::string::npos);
+      samples += 3400;
+    }
+    DOCTEST_CHECK(samples >= 10000);
+  }
+
+  DOCTEST_TEST_CASE("bad requests: clear errors and no partial project") {
+    auto models = ddaq_test::export_test_models();
+    models[0]->eval();
+    const ddaq::ModelDescription model = models[0]->describe();
+    ddaq_test::TempDir dir;
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions().reuse_factor(7), {}),
+                                 doctest::Contains("reuse factor 7 does not divide"), ddaq::Error);
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions().io("stream"), {}),
+                                 "hls export: io 'stream' is not supported yet (only io_parallel)", ddaq::Error);
+    DOCTEST_CHECK_THROWS_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions().name("9bad"), {}), ddaq::Error);
+    DOCTEST_CHECK_THROWS_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions(), {{1.0, 2.0}}), ddaq::Error);
+    DOCTEST_CHECK_THROWS_AS(ddaq::write_hls_project(model, "/proc/ddaq-no/prj", ddaq::HlsOptions(), {}), ddaq::Error);
+    DOCTEST_CHECK(dir.entries().empty());  // nothing half-written
+    ddaq_test::write_text(dir.file("occupied"), "x");
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, dir.file("occupied"), ddaq::HlsOptions(), {}),
+                                 doctest::Contains("exists and is not an empty folder"), ddaq::Error);
+  }
+}
