@@ -71,3 +71,47 @@ DOCTEST_TEST_SUITE("hls export") {
                                  doctest::Contains("exists and is not an empty folder"), ddaq::Error);
   }
 }
+
+DOCTEST_TEST_SUITE("hls export") {
+  DOCTEST_TEST_CASE("quantized stacks save and load exactly / ddaq export writes QONNX and HLS with estimates") {
+    auto models = ddaq_test::export_test_models();
+    ddaq_test::TempDir dir;
+    std::filesystem::create_directories(dir.file("run"));
+    ddaq::save_quantized_stack(models[1], dir.file("run/encoder.qstack"));
+    ddaq::QuantizedStack loaded = ddaq::load_quantized_stack(dir.file("run/encoder.qstack"));
+    models[1]->eval();
+    const auto a = models[1]->describe(), b = loaded->describe();
+    DOCTEST_REQUIRE(a.size() == b.size());
+    for (size_t k = 0; k < a.size(); ++k) {
+      DOCTEST_CHECK(a[k].weight_raw == b[k].weight_raw);
+      DOCTEST_CHECK(a[k].bias_raw == b[k].bias_raw);
+      DOCTEST_CHECK(a[k].output_type == b[k].output_type);
+    }
+    DOCTEST_CHECK(loaded->spec() == models[1]->spec());
+    auto r = ddaq_test::run_ddaq("export " + dir.file("run") + " --qonnx " + dir.file("enc.onnx") + " --hls " +
+                                 dir.file("hls") + " --tb-samples 200");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK(ddaq_test::exists(dir.file("enc.onnx")));
+    DOCTEST_CHECK(ddaq_test::exists(dir.file("hls/firmware/encoder.cpp")));
+    DOCTEST_CHECK(r.out.find("encoder estimates: LUT") != std::string::npos);
+    DOCTEST_CHECK(r.out.find("pJ per inference") != std::string::npos);
+    const std::string cmd = "cd '" + dir.file("hls") +
+                            "' && g++ -std=c++17 -O1 -Ifirmware/ap_types -o tb encoder_test.cpp firmware/encoder.cpp "
+                            "> build.log 2>&1 && ./tb > tb.log 2>&1";
+    DOCTEST_CHECK(std::system(cmd.c_str()) == 0);
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("hls/tb.log")).find("200 samples, 0 mismatching") != std::string::npos);
+    // Errors: one line, nothing written.
+    r = ddaq_test::run_ddaq("export " + dir.file("run") + " --part classifier --qonnx " + dir.file("c.onnx"));
+    DOCTEST_CHECK(r.exit_code != 0);
+    DOCTEST_CHECK(r.err.find("classifier.qstack: cannot open") != std::string::npos);
+    r = ddaq_test::run_ddaq("export " + dir.file("run") + " --hls " + dir.file("hls2") + " --reuse-factor 5");
+    DOCTEST_CHECK(r.exit_code != 0);
+    DOCTEST_CHECK(r.err.find("does not divide") != std::string::npos);
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("hls2")));
+    r = ddaq_test::run_ddaq("export " + dir.file("run"));
+    DOCTEST_CHECK(r.err.find("give --qonnx FILE and/or --hls DIR") != std::string::npos);
+    ddaq_test::write_text(dir.file("run/bad.qstack"), "junk");
+    DOCTEST_CHECK_THROWS_AS(ddaq::load_quantized_stack(dir.file("run/bad.qstack")), ddaq::Error);
+  }
+}

@@ -11,6 +11,7 @@ namespace cli {
 void add_data_commands(CLI::App& app);  // ddaq data import|synth|overlay|stats
 void add_run_command(CLI::App& app);    // ddaq run CONFIG -o RUN (the main job)
 void add_emd_command(CLI::App& app);    // ddaq emd A B -o OUT
+void add_export_command(CLI::App& app);  // ddaq export RUN --qonnx F --hls D
 void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 
 }  // namespace cli

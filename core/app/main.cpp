@@ -12,10 +12,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("ddaq ") + ddaq::version());
   app.callback([&app] {
     if (app.get_subcommands().empty())
-      throw CLI::ValidationError("a command is required: data, emd, run or surrogate");
+      throw CLI::ValidationError("a command is required: data, emd, export, run or surrogate");
   });
   ddaq::cli::add_data_commands(app);
   ddaq::cli::add_emd_command(app);
+  ddaq::cli::add_export_command(app);
   ddaq::cli::add_run_command(app);
   ddaq::cli::add_surrogate_commands(app);
   try {

@@ -1,7 +1,10 @@
 // Quantization-aware layers: the one <torch/torch.h> translation unit of quant/.
 #include <torch/torch.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <nlohmann/json.hpp>
 
 #include "ddaq/error.h"
 #include "ddaq/quant/layers.h"
@@ -537,8 +540,38 @@ std::vector<int64_t> QuantizedStackImpl::output_shape() const {
   return layers_.empty() ? input_shape_ : layers_.back()->output_shape();
 }
 
+namespace {
+
+using nlohmann::json;
+
+json to_json(const FixedPointType& t) {
+  return {{"width", t.width}, {"integer", t.integer}, {"signed", t.is_signed}, {"rounding", to_string(t.rounding)},
+          {"overflow", to_string(t.overflow)}};
+}
+FixedPointType type_from(const json& j) {
+  return FixedPointType(j.at("width").get<int>(), j.at("integer").get<int>(), j.at("signed").get<bool>(),
+                        rounding_from_string(j.at("rounding").get<std::string>()),
+                        overflow_from_string(j.at("overflow").get<std::string>()));
+}
+const char* granularity_name(Granularity g) {
+  return g == Granularity::PerTensor ? "tensor" : (g == Granularity::PerChannel ? "channel" : "element");
+}
+json to_json(const QuantizerOptions& q) {
+  return {{"type", to_json(q.type())}, {"granularity", granularity_name(q.granularity())}, {"learnable", q.learnable()}};
+}
+QuantizerOptions quantizer_from(const json& j) {
+  const std::string g = j.at("granularity").get<std::string>();
+  if (g != "tensor" && g != "channel" && g != "element") throw Error("quantized stack spec: granularity '" + g + "'");
+  return QuantizerOptions(type_from(j.at("type")))
+      .granularity(g == "tensor" ? Granularity::PerTensor : (g == "channel" ? Granularity::PerChannel : Granularity::PerElement))
+      .learnable(j.at("learnable").get<bool>());
+}
+
+}  // namespace
+
 QuantizedStackImpl& QuantizedStackImpl::input(QuantizerOptions output) {
   if (!layers_.empty()) throw Error("quantized stack: input() must come first");
+  layer_specs_.push_back(json({{"kind", "input"}, {"output", to_json(output)}}).dump());
   layers_.push_back(register_module("input", std::make_shared<InputQuantImpl>(output, input_shape_)));
   return *this;
 }
@@ -550,6 +583,15 @@ QuantizedStackImpl& QuantizedStackImpl::dense(QLinearOptions options) {
                 std::to_string(elements(shape)));
   const std::string name = "dense" + std::to_string(layers_.size());
   auto layer = std::make_shared<DenseImpl>(options, name);
+  layer_specs_.push_back(json({{"kind", "dense"},
+                               {"in", options.in()},
+                               {"out", options.out()},
+                               {"bias", options.bias()},
+                               {"weight", to_json(options.weight())},
+                               {"bias_quant", to_json(options.bias_quant())},
+                               {"output", to_json(options.output())},
+                               {"gates", options.pruning().gates()}})
+                             .dump());
   layer->upstream_shape_ = shape;
   layers_.push_back(register_module(name, layer));
   return *this;
@@ -557,12 +599,29 @@ QuantizedStackImpl& QuantizedStackImpl::dense(QLinearOptions options) {
 
 QuantizedStackImpl& QuantizedStackImpl::conv(QConvOptions options) {
   const std::string name = (options.transposed() ? "convtranspose" : "conv") + std::to_string(layers_.size());
-  layers_.push_back(register_module(name, std::make_shared<ConvImpl>(options, output_shape(), name)));
+  auto layer = std::make_shared<ConvImpl>(options, output_shape(), name);
+  layer_specs_.push_back(json({{"kind", "conv"},
+                               {"in", options.in()},
+                               {"out", options.out()},
+                               {"kernel", options.kernel()},
+                               {"stride", options.stride()},
+                               {"padding", options.padding()},
+                               {"output_padding", options.output_padding()},
+                               {"bias", options.bias()},
+                               {"transposed", options.transposed()},
+                               {"batchnorm", options.batchnorm()},
+                               {"weight", to_json(options.weight())},
+                               {"bias_quant", to_json(options.bias_quant())},
+                               {"output", to_json(options.output())},
+                               {"gates", options.pruning().gates()}})
+                             .dump());
+  layers_.push_back(register_module(name, layer));
   return *this;
 }
 
 QuantizedStackImpl& QuantizedStackImpl::relu(QuantizerOptions output) {
   const std::string name = "relu" + std::to_string(layers_.size());
+  layer_specs_.push_back(json({{"kind", "relu"}, {"output", to_json(output)}}).dump());
   layers_.push_back(register_module(name, std::make_shared<ReluImpl>(output, output_shape(), name)));
   return *this;
 }
@@ -623,6 +682,98 @@ void QuantizedStackImpl::prune_to(double sparsity) {
     if (!std::dynamic_pointer_cast<InputQuantImpl>(layers_[k]) && !std::dynamic_pointer_cast<ReluImpl>(layers_[k]))
       last = static_cast<int64_t>(k);
   for (int64_t k = 0; k < last; ++k) layers_[k]->prune_to(sparsity);
+}
+
+std::string QuantizedStackImpl::spec() const {
+  json layers = json::array();
+  for (const auto& l : layer_specs_) layers.push_back(json::parse(l));
+  return json({{"format", "ddaq-quantized-stack-1"}, {"input_shape", input_shape_}, {"layers", layers}}).dump();
+}
+
+QuantizedStack quantized_stack_from_spec(const std::string& text) {
+  try {
+    const json j = json::parse(text);
+    if (j.at("format").get<std::string>() != "ddaq-quantized-stack-1") throw Error("quantized stack spec: unknown format");
+    QuantizedStack s(j.at("input_shape").get<std::vector<int64_t>>());
+    for (const json& l : j.at("layers")) {
+      const std::string kind = l.at("kind").get<std::string>();
+      if (kind == "input") {
+        s->input(quantizer_from(l.at("output")));
+      } else if (kind == "relu") {
+        s->relu(quantizer_from(l.at("output")));
+      } else if (kind == "dense") {
+        s->dense(QLinearOptions(l.at("in").get<int64_t>(), l.at("out").get<int64_t>())
+                     .bias(l.at("bias").get<bool>())
+                     .weight(quantizer_from(l.at("weight")))
+                     .bias_quant(quantizer_from(l.at("bias_quant")))
+                     .output(quantizer_from(l.at("output")))
+                     .pruning(PruningOptions().gates(l.at("gates").get<bool>())));
+      } else if (kind == "conv") {
+        s->conv(QConvOptions(l.at("in").get<int64_t>(), l.at("out").get<int64_t>(), l.at("kernel").get<int64_t>())
+                    .stride(l.at("stride").get<int64_t>())
+                    .padding(l.at("padding").get<int64_t>())
+                    .output_padding(l.at("output_padding").get<int64_t>())
+                    .bias(l.at("bias").get<bool>())
+                    .transposed(l.at("transposed").get<bool>())
+                    .batchnorm(l.at("batchnorm").get<bool>())
+                    .weight(quantizer_from(l.at("weight")))
+                    .bias_quant(quantizer_from(l.at("bias_quant")))
+                    .output(quantizer_from(l.at("output")))
+                    .pruning(PruningOptions().gates(l.at("gates").get<bool>())));
+      } else {
+        throw Error("quantized stack spec: unknown layer kind '" + kind + "'");
+      }
+    }
+    return s;
+  } catch (const json::exception& e) {
+    throw Error(std::string("quantized stack spec: ") + e.what());
+  }
+}
+
+void save_quantized_stack(QuantizedStack& stack, const std::string& path) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  try {
+    torch::serialize::OutputArchive archive;
+    archive.write("spec", c10::IValue(stack->spec()));
+    for (const auto& p : stack->named_parameters()) archive.write("p." + p.key(), p.value().detach());
+    for (const auto& b : stack->named_buffers()) archive.write("b." + b.key(), b.value());
+    archive.save_to(tmp);
+  } catch (const c10::Error& e) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot write the quantized stack (" + e.what_without_backtrace() + ")");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(path + ": cannot rename the finished temporary file into place");
+  }
+}
+
+QuantizedStack load_quantized_stack(const std::string& path) {
+  if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
+  torch::serialize::InputArchive archive;
+  c10::IValue spec;
+  try {
+    archive.load_from(path);
+    archive.read("spec", spec);
+  } catch (const c10::Error&) {
+    throw Error(path + ": not a ddaq quantized stack file");
+  }
+  QuantizedStack s = quantized_stack_from_spec(spec.toStringRef());
+  torch::NoGradGuard no_grad;
+  auto restore = [&](const std::string& key, torch::Tensor& target) {
+    torch::Tensor v;
+    try {
+      archive.read(key, v);
+    } catch (const c10::Error&) {
+      throw Error(path + ": missing '" + key + "'");
+    }
+    if (v.sizes() != target.sizes()) throw Error(path + ": '" + key + "' has the wrong shape");
+    target.copy_(v);
+  };
+  for (auto& p : s->named_parameters()) restore("p." + p.key(), p.value());
+  for (auto& b : s->named_buffers()) restore("b." + b.key(), b.value());
+  s->eval();
+  return s;
 }
 
 double PolynomialSchedule::at(int64_t step) const {

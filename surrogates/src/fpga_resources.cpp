@@ -195,6 +195,38 @@ ResourceTable read_resource_csv(const std::string& path, bool need_targets) {
   return t;
 }
 
+namespace embedded {
+extern const char* const fpga_resources_txt;
+}
+
+const AnalyticResourceModel& AnalyticResourceModel::shipped() {
+  static const AnalyticResourceModel m = parse(embedded::fpga_resources_txt, "built-in fpga_resources.txt");
+  return m;
+}
+
+DesignSpec design_from(const ModelDescription& model, int64_t reuse_factor) {
+  DesignSpec d;
+  d.id = "model";
+  for (const LayerDescription& l : model) {
+    int64_t in = 0, out = 0;
+    if (l.kind == LayerKind::Dense) {
+      out = l.weight_shape[0];
+      in = l.weight_shape[1];
+    } else if (l.kind == LayerKind::Conv2d) {
+      out = l.weight_shape[0];
+      in = l.weight_shape[1] * l.weight_shape[2] * l.weight_shape[3];
+    } else if (l.kind == LayerKind::ConvTranspose2d) {
+      out = l.weight_shape[1];
+      in = l.weight_shape[0] * l.weight_shape[2] * l.weight_shape[3];
+    } else {
+      continue;
+    }
+    d.layers.push_back({in, out, static_cast<double>(l.weight_type.width), static_cast<double>(l.input_type.width),
+                        reuse_factor});
+  }
+  return d;
+}
+
 AnalyticResourceModel::AnalyticResourceModel() {
   for (size_t k = 0; k < kTargets; ++k)
     for (const auto& n : feature_names(static_cast<ResourceTarget>(k))) params_[k][n] = 0.0;

@@ -148,12 +148,25 @@ class QuantizedStackImpl : public torch::nn::Module {
   // Every weighted layer but the last (its outputs are the interface), by magnitude.
   void prune_to(double sparsity);
   std::vector<std::shared_ptr<QLayerImpl>> layers() const { return layers_; }
+  const std::vector<int64_t>& input_shape() const { return input_shape_; }
+
+  // The construction as JSON text (shapes, layer options, types): with the
+  // parameters and buffers it rebuilds the stack (save/load below).
+  std::string spec() const;
 
  private:
   std::vector<int64_t> input_shape_;
   std::vector<std::shared_ptr<QLayerImpl>> layers_;
+  std::vector<std::string> layer_specs_;  // JSON per layer
 };
 TORCH_MODULE(QuantizedStack);
+
+// A quantized stack as one file (LibTorch archive: spec + parameters +
+// buffers), written atomically. Loading rebuilds it from the spec; a file
+// that is not one, or does not match its spec, throws ddaq::Error.
+void save_quantized_stack(QuantizedStack& stack, const std::string& path);
+QuantizedStack load_quantized_stack(const std::string& path);
+QuantizedStack quantized_stack_from_spec(const std::string& json);
 
 // Polynomial sparsity schedule (Zhu & Gupta 2017): from `initial` at
 // begin_step to `final` at end_step, s(t) = final + (initial - final)(1 - p)^3.

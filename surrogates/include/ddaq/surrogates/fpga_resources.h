@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "ddaq/quant/description.h"
+
 namespace at {
 class Tensor;
 }
@@ -57,10 +59,16 @@ struct ResourceTable {
 };
 ResourceTable read_resource_csv(const std::string& path, bool need_targets);
 
+// A quantized model as dense-equivalent layers (a convolution counts as a
+// dense layer of C_in k^2 inputs and C_out outputs), all with reuse factor R.
+DesignSpec design_from(const ModelDescription& model, int64_t reuse_factor);
+
 class AnalyticResourceModel {
  public:
   static constexpr int kMaxParams = 6;
   AnalyticResourceModel();
+  // The fit shipped in surrogates/models/fpga_resources.txt (built in).
+  static const AnalyticResourceModel& shipped();
 
   ResourceValues predict(const DesignSpec& design) const;
   // Fits every fitted target on the rows where it is known (Ceres, relative

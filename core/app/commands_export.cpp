@@ -1,0 +1,95 @@
+// `ddaq export RUN --qonnx FILE --hls DIR`: the quantized parts of a run for
+// firmware flows, with cost estimates.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "commands.h"
+#include "ddaq/core/random.h"
+#include "ddaq/core/version.h"
+#include "ddaq/error.h"
+#include "ddaq/quant/hls.h"
+#include "ddaq/quant/layers.h"
+#include "ddaq/quant/qonnx.h"
+#include "ddaq/surrogates/energy.h"
+#include "ddaq/surrogates/fpga_resources.h"
+
+namespace ddaq {
+namespace cli {
+namespace {
+
+// Testbench inputs: uniform over the input type's range.
+std::vector<std::vector<double>> tb_inputs(const ModelDescription& model, int64_t n, uint64_t seed) {
+  const FixedPointType& t = model.front().output_type;
+  const int64_t size = elements(model.front().input_shape);
+  std::vector<std::vector<double>> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    Rng rng(seed, static_cast<uint64_t>(i));
+    for (int64_t k = 0; k < size; ++k)
+      out[i].push_back(t.min_value() + (t.max_value() - t.min_value()) * rng.uniform());
+  }
+  return out;
+}
+
+std::string with_suffix(const std::string& path, const std::string& part) {
+  const std::filesystem::path p(path);
+  return (p.parent_path() / (p.stem().string() + "." + part + p.extension().string())).string();
+}
+
+}  // namespace
+
+void add_export_command(CLI::App& app) {
+  auto run = std::make_shared<std::string>();
+  auto qonnx = std::make_shared<std::string>();
+  auto hls = std::make_shared<std::string>();
+  auto part = std::make_shared<std::string>("encoder");
+  auto name = std::make_shared<std::string>();
+  auto reuse = std::make_shared<int>(1);
+  auto io = std::make_shared<std::string>("parallel");
+  auto samples = std::make_shared<int64_t>(1000);
+  auto seed = std::make_shared<uint64_t>(1);
+  CLI::App* c = app.add_subcommand("export", "Export a run's quantized parts as QONNX and/or an HLS C++ project");
+  c->add_option("run", *run, "run folder holding encoder.qstack and/or classifier.qstack")->required();
+  c->add_option("--qonnx", *qonnx, "QONNX file to write (for --part all: FILE.encoder.onnx, FILE.classifier.onnx)");
+  c->add_option("--hls", *hls, "HLS project folder to write (for --part all: DIR/encoder, DIR/classifier)");
+  c->add_option("--part", *part, "encoder, classifier or all")->capture_default_str()->check(
+      CLI::IsMember({"encoder", "classifier", "all"}));
+  c->add_option("--name", *name, "top function name (default: the part)");
+  c->add_option("--reuse-factor", *reuse, "HLS reuse factor")->capture_default_str();
+  c->add_option("--io", *io, "parallel or stream")->capture_default_str();
+  c->add_option("--tb-samples", *samples, "testbench inputs (uniform over the input type's range)")->capture_default_str();
+  c->add_option("--seed", *seed, "testbench seed")->capture_default_str();
+  c->callback([=] {
+    if (qonnx->empty() && hls->empty()) throw Error("export: give --qonnx FILE and/or --hls DIR");
+    const std::vector<std::string> parts =
+        *part == "all" ? std::vector<std::string>{"encoder", "classifier"} : std::vector<std::string>{*part};
+    for (const std::string& p : parts) {
+      const std::string file = *run + "/" + p + ".qstack";
+      QuantizedStack stack = load_quantized_stack(file);
+      const ModelDescription model = stack->describe();
+      if (!qonnx->empty()) {
+        const std::string out = parts.size() > 1 ? with_suffix(*qonnx, p) : *qonnx;
+        write_qonnx(model, out,
+                    QonnxOptions().graph_name(p).metadata(
+                        {{"ddaq_version", version()}, {"run", *run}, {"part", p}, {"spec", stack->spec()}}));
+        std::printf("wrote %s (QONNX, opset 11)\n", out.c_str());
+      }
+      if (!hls->empty()) {
+        const std::string out = parts.size() > 1 ? *hls + "/" + p : *hls;
+        write_hls_project(model, out,
+                          HlsOptions().name(name->empty() ? p : *name).reuse_factor(*reuse).io(*io),
+                          tb_inputs(model, *samples, *seed));
+        std::printf("wrote %s (HLS project, testbench with %lld samples)\n", out.c_str(), static_cast<long long>(*samples));
+      }
+      const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(model, *reuse));
+      std::printf("%s estimates: LUT %.0f, FF %.0f, DSP %.0f, BRAM18K %.1f, latency %.0f cycles (analytic model fitted "
+                  "on Resource-strategy dense designs: indicative only)\n",
+                  p.c_str(), r[0], r[1], r[2], r[3], r[4]);
+      std::printf("%s energy: %s\n", p.c_str(), estimate_energy(model).to_text().c_str());
+    }
+  });
+}
+
+}  // namespace cli
+}  // namespace ddaq
