@@ -49,6 +49,15 @@ void Progress::draw(bool final) {
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double frac = total_ > 0 ? std::min(1.0, static_cast<double>(done_) / static_cast<double>(total_)) : 0.0;
   const double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0.0;
+  if (total_ <= 0) {  // unknown total: count only
+    if (mode_ == Mode::Bar)
+      std::fprintf(out_, "\r%s %lld %.1fs %.0f/s%s", label_.c_str(), static_cast<long long>(done_), elapsed, rate,
+                   final ? "\n" : "");
+    else
+      std::fprintf(out_, "%s: %lld %.1fs%s\n", label_.c_str(), static_cast<long long>(done_), elapsed, final ? " done" : "");
+    std::fflush(out_);
+    return;
+  }
   if (mode_ == Mode::Bar) {
     constexpr int kWidth = 30;
     const int filled = static_cast<int>(frac * kWidth);

@@ -3,6 +3,7 @@
 // On a terminal: one redrawn bar line. Otherwise (CI, batch jobs, files):
 // plain lines at most every `plain_interval_s` seconds and at the end.
 // DDAQ_PROGRESS=plain|bar|off in the environment overrides the choice.
+// A total <= 0 means unknown: only the count is shown.
 #pragma once
 #include <chrono>
 #include <cstdint>
