@@ -1,0 +1,239 @@
+// The `ddaq` Python module (pybind11) over the public headers. Arrays cross
+// as numpy; long C++ work releases the GIL.
+#include <ATen/ATen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "ddaq/core/csv_import.h"
+#include "ddaq/core/events.h"
+#include "ddaq/core/overlay.h"
+#include "ddaq/core/synth.h"
+#include "ddaq/core/version.h"
+#include "ddaq/core/wafer_metric.h"
+#include "ddaq/error.h"
+#include "ddaq/surrogates/emd.h"
+#include "ddaq/surrogates/emd_surrogate.h"
+#include "ddaq/surrogates/energy.h"
+#include "ddaq/surrogates/fpga_resources.h"
+#include "ddaq/surrogates/link_budget.h"
+#include "ddaq/surrogates/sinkhorn.h"
+
+namespace py = pybind11;
+using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+namespace {
+
+// [N, 48] float32 view of an array, or ddaq::Error naming the argument.
+Floats wafers(const py::array& a, const char* name) {
+  Floats f = Floats::ensure(a);
+  if (!f || f.ndim() != 2 || f.shape(1) != ddaq::kCellsPerWafer)
+    throw ddaq::Error(std::string(name) + ": expected an array of shape [N, 48]");
+  return f;
+}
+
+py::array_t<double> to_numpy(const std::vector<double>& v) {
+  py::array_t<double> out(static_cast<py::ssize_t>(v.size()));
+  std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(double));
+  return out;
+}
+
+py::dict resources_dict(const ddaq::ResourceValues& r) {
+  py::dict d;
+  for (size_t k = 0; k < r.size(); ++k) d[ddaq::to_string(static_cast<ddaq::ResourceTarget>(k))] = r[k];
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_ddaq, m) {
+  m.doc() = "ddaq: event files, exact and learned EMD, link budget, FPGA and energy cost models";
+  m.attr("__version__") = ddaq::version();
+  static py::exception<ddaq::Error> error(m, "Error");
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const ddaq::Error& e) {
+      error(e.what());
+    }
+  });
+
+  // ------------------------------------------------------------------ data
+  m.def(
+      "import_csv",
+      [](const std::vector<std::string>& files, const std::string& output, const std::vector<int32_t>& labels) {
+        py::gil_scoped_release release;
+        return ddaq::import_calq_csv(files, output, labels).events;
+      },
+      py::arg("files"), py::arg("output"), py::arg("labels") = std::vector<int32_t>{},
+      "Import CALQ_0..CALQ_47 CSV files into an event file; returns the number of events.");
+  m.def(
+      "synthesize",
+      [](int64_t events, uint64_t seed, double pileup, double electron_fraction) {
+        ddaq::EventTable t;
+        {
+          py::gil_scoped_release release;
+          t = ddaq::synthesize(
+              ddaq::SynthOptions().events(events).seed(seed).pileup_mu(pileup).electron_fraction(electron_fraction));
+        }
+        py::array_t<float> calq({static_cast<py::ssize_t>(events), static_cast<py::ssize_t>(48)});
+        py::array_t<int32_t> label(static_cast<py::ssize_t>(events));
+        std::memcpy(calq.mutable_data(), t.calq.data(), t.calq.size() * sizeof(float));
+        std::memcpy(label.mutable_data(), t.label.data(), t.label.size() * sizeof(int32_t));
+        return py::make_tuple(calq, label);
+      },
+      py::arg("events"), py::arg("seed") = 1, py::arg("pileup") = 0.0, py::arg("electron_fraction") = 0.5,
+      "Synthetic HGCAL wafers in memory: (calq [N, 48] float32, label [N] int32).");
+  m.def(
+      "synth",
+      [](const std::string& output, int64_t events, uint64_t seed, double pileup, double electron_fraction) {
+        py::gil_scoped_release release;
+        ddaq::synthesize_to_file(
+            ddaq::SynthOptions().events(events).seed(seed).pileup_mu(pileup).electron_fraction(electron_fraction), output);
+      },
+      py::arg("output"), py::arg("events"), py::arg("seed") = 1, py::arg("pileup") = 0.0,
+      py::arg("electron_fraction") = 0.5, "Write synthetic wafers to an event file (as `ddaq data synth`).");
+  m.def(
+      "overlay",
+      [](const std::string& input, const std::string& pool, const std::string& output, double mu, uint64_t seed) {
+        py::gil_scoped_release release;
+        ddaq::overlay_file(ddaq::OverlayOptions().mu(mu).seed(seed), input, pool, output);
+      },
+      py::arg("input"), py::arg("pool"), py::arg("output"), py::arg("mu"), py::arg("seed") = 1,
+      "Pileup overlay file to file (as `ddaq data overlay`).");
+  m.def(
+      "read_events",
+      [](const std::string& path) {
+        const ddaq::EventFileReader r(path);
+        ddaq::EventTable t;
+        {
+          py::gil_scoped_release release;
+          t = r.read_all();
+        }
+        py::array_t<float> calq({static_cast<py::ssize_t>(t.size()), static_cast<py::ssize_t>(48)});
+        std::memcpy(calq.mutable_data(), t.calq.data(), t.calq.size() * sizeof(float));
+        py::dict d;
+        d["calq"] = calq;
+        if (t.has_labels()) {
+          py::array_t<int32_t> label(static_cast<py::ssize_t>(t.size()));
+          std::memcpy(label.mutable_data(), t.label.data(), t.label.size() * sizeof(int32_t));
+          d["label"] = label;
+        } else {
+          d["label"] = py::none();
+        }
+        d["attrs"] = r.attributes();
+        return d;
+      },
+      py::arg("path"), "Read an event file: {'calq': [N, 48], 'label': [N] or None, 'attrs': {...}}.");
+
+  // ------------------------------------------------------------------ EMD
+  m.def(
+      "emd",
+      [](const py::array& a, const py::array& b, int threads) {
+        const Floats fa = wafers(a, "a"), fb = wafers(b, "b");
+        if (fa.shape(0) != fb.shape(0)) throw ddaq::Error("emd: a and b have different numbers of rows");
+        std::vector<double> out(static_cast<size_t>(fa.shape(0)));
+        {
+          py::gil_scoped_release release;
+          ddaq::emd_exact_rows(ddaq::trigger_cell_metric(), fa.data(), fb.data(), fa.shape(0), out.data(), threads);
+        }
+        return to_numpy(out);
+      },
+      py::arg("a"), py::arg("b"), py::arg("threads") = 0,
+      "Exact EMD row by row (sensor-cell pitch units); NaN where exactly one wafer is empty.");
+  m.def(
+      "sinkhorn_emd",
+      [](const py::array& a, const py::array& b, double epsilon, int iterations) {
+        const Floats fa = wafers(a, "a"), fb = wafers(b, "b");
+        if (fa.shape(0) != fb.shape(0)) throw ddaq::Error("sinkhorn: a and b have different numbers of rows");
+        const int64_t n = fa.shape(0);
+        std::vector<double> out(static_cast<size_t>(n));
+        {
+          py::gil_scoped_release release;
+          const at::Tensor ta = at::from_blob(const_cast<float*>(fa.data()), {n, 48}).to(at::kDouble);
+          const at::Tensor tb = at::from_blob(const_cast<float*>(fb.data()), {n, 48}).to(at::kDouble);
+          const at::Tensor r = ddaq::sinkhorn_emd(ta, tb, ddaq::cost_tensor(ddaq::trigger_cell_metric()),
+                                                  ddaq::SinkhornOptions().epsilon(epsilon).iterations(iterations))
+                                   .contiguous();
+          std::memcpy(out.data(), r.data_ptr<double>(), static_cast<size_t>(n) * sizeof(double));
+        }
+        return to_numpy(out);
+      },
+      py::arg("a"), py::arg("b"), py::arg("epsilon") = 0.2, py::arg("iterations") = 100,
+      "Entropic (Sinkhorn) EMD, log domain.");
+  py::class_<ddaq::EmdSurrogate>(m, "EmdSurrogate", "The learned EMD surrogate.")
+      .def_static("load", &ddaq::EmdSurrogate::load, py::arg("path"))
+      .def_property_readonly("parameter_count", &ddaq::EmdSurrogate::parameter_count)
+      .def(
+          "predict",
+          [](const ddaq::EmdSurrogate& s, const py::array& a, const py::array& b) {
+            const Floats fa = wafers(a, "a"), fb = wafers(b, "b");
+            if (fa.shape(0) != fb.shape(0)) throw ddaq::Error("surrogate: a and b have different numbers of rows");
+            std::vector<double> out(static_cast<size_t>(fa.shape(0)));
+            {
+              py::gil_scoped_release release;
+              s.predict(fa.data(), fb.data(), fa.shape(0), out.data());
+            }
+            return to_numpy(out);
+          },
+          py::arg("a"), py::arg("b"));
+
+  // ------------------------------------------------------------------ costs
+  m.def(
+      "elinks_for_latent", [](int64_t latents, int bits) { return ddaq::AutoencoderFrame().elinks_for_latent(latents, bits); },
+      py::arg("latents"), py::arg("bits"), "E-links of the ECON-T autoencoder frame for latents x bits.");
+  m.def(
+      "best_choice_cells", [](int elinks) { return ddaq::ClassicalFormats().best_choice_cells_for(elinks); },
+      py::arg("elinks"), "Trigger cells Best Choice keeps with this many e-links.");
+  m.def(
+      "system_budget",
+      [](const std::vector<std::tuple<std::string, int64_t, int>>& groups, int user_bits) {
+        std::vector<ddaq::ModuleGroup> g;
+        for (const auto& t : groups) g.push_back({std::get<0>(t), std::get<1>(t), std::get<2>(t)});
+        const ddaq::SystemBudget s = ddaq::system_budget(g, user_bits);
+        py::dict d;
+        d["modules"] = s.modules;
+        d["elinks"] = s.elinks;
+        d["uplinks"] = s.uplinks;
+        d["bandwidth_tbps"] = s.bandwidth_tbps;
+        return d;
+      },
+      py::arg("groups"), py::arg("user_bits") = 230, "lpGBT uplinks for (name, modules, e-links per module) groups.");
+  m.def(
+      "fpga_resources",
+      [](const std::vector<std::tuple<int64_t, int64_t, double, double, int64_t>>& layers, const std::string& model) {
+        ddaq::DesignSpec d;
+        for (const auto& t : layers)
+          d.layers.push_back({std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t), std::get<4>(t)});
+        const ddaq::AnalyticResourceModel m =
+            model.empty() ? ddaq::AnalyticResourceModel::shipped() : ddaq::AnalyticResourceModel::load(model);
+        return resources_dict(m.predict(d));
+      },
+      py::arg("layers"), py::arg("model") = "",
+      "LUT, FF, DSP, BRAM18K, latency for dense layers (in, out, weight bits, act bits, reuse factor).");
+  m.def(
+      "energy",
+      [](const std::vector<std::tuple<int64_t, int, int, int>>& layers) {
+        ddaq::ModelDescription model;
+        for (const auto& t : layers) {
+          ddaq::LayerDescription l;
+          l.kind = ddaq::LayerKind::Dense;
+          l.multiplies = std::get<0>(t);
+          l.input_type = ddaq::FixedPointType(std::get<1>(t), 1);
+          l.weight_type = ddaq::FixedPointType(std::get<2>(t), 1);
+          l.accumulator_type = ddaq::FixedPointType(std::get<3>(t), 1);
+          model.push_back(l);
+        }
+        const ddaq::EnergyEstimate e = ddaq::estimate_energy(model);
+        py::dict d;
+        d["pj_per_inference"] = e.total_pj;
+        d["multiply_pj"] = e.multiply_pj;
+        d["add_pj"] = e.add_pj;
+        d["power_mw"] = e.power_mw;
+        return d;
+      },
+      py::arg("layers"),
+      "Energy (45 nm Horowitz) for layers given as (multiplies, input bits, weight bits, accumulator bits).");
+}

@@ -1,0 +1,75 @@
+"""The ddaq Python module: data, EMD, surrogate and cost models from numpy."""
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+import ddaq
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def test_synthesize_is_deterministic_and_labelled():
+    a, la = ddaq.synthesize(500, seed=3)
+    b, lb = ddaq.synthesize(500, seed=3)
+    assert a.shape == (500, 48) and a.dtype == np.float32
+    assert np.array_equal(a, b) and np.array_equal(la, lb)
+    assert set(np.unique(la)) == {0, 1}
+    assert (a.sum(1) > 0).all()
+
+
+def test_files_round_trip_and_overlay():
+    with tempfile.TemporaryDirectory() as tmp:
+        ddaq.synth(os.path.join(tmp, "s.h5"), 300, seed=1)
+        ddaq.synth(os.path.join(tmp, "pool.h5"), 200, seed=2, electron_fraction=0.0)
+        ddaq.overlay(os.path.join(tmp, "s.h5"), os.path.join(tmp, "pool.h5"), os.path.join(tmp, "o.h5"), mu=10, seed=1)
+        s = ddaq.read_events(os.path.join(tmp, "s.h5"))
+        o = ddaq.read_events(os.path.join(tmp, "o.h5"))
+        assert s["calq"].shape == (300, 48)
+        assert np.array_equal(s["label"], o["label"])
+        assert o["calq"].sum() > s["calq"].sum()
+        assert o["attrs"]["creator"] == "ddaq data overlay"
+        header = ",".join(f"CALQ_{i}" for i in range(48))
+        with open(os.path.join(tmp, "x.csv"), "w") as f:
+            f.write(header + "\n" + ",".join(["1"] * 48) + "\n")
+        assert ddaq.import_csv([os.path.join(tmp, "x.csv")], os.path.join(tmp, "x.h5"), [1]) == 1
+
+
+def test_errors_are_ddaq_errors_with_the_cli_message():
+    with pytest.raises(ddaq.Error, match="missing.h5: cannot open"):
+        ddaq.read_events("missing.h5")
+    with pytest.raises(ddaq.Error, match=r"expected an array of shape \[N, 48\]"):
+        ddaq.emd(np.zeros((3, 47)), np.zeros((3, 47)))
+    with pytest.raises(ddaq.Error, match="exceeds the frame"):
+        ddaq.elinks_for_latent(16, 10)
+
+
+def test_emd_exact_sinkhorn_and_surrogate():
+    x, _ = ddaq.synthesize(200, seed=5, pileup=10)
+    y = x[::-1].copy()
+    exact = ddaq.emd(x, y)
+    assert exact.shape == (200,) and np.isfinite(exact).all()
+    one = np.zeros((1, 48), np.float32)
+    two = np.zeros((1, 48), np.float32)
+    one[0, 0] = two[0, 1] = 1
+    assert ddaq.emd(one, two)[0] == pytest.approx(2.0)  # neighbours: 2 sensor-cell pitches
+    sk = ddaq.sinkhorn_emd(x[:40], y[:40], epsilon=0.1, iterations=2000)
+    assert np.abs(sk - exact[:40]).max() < 0.05
+    s = ddaq.EmdSurrogate.load(os.path.join(ROOT, "surrogates", "models", "emd_surrogate.pt"))
+    assert s.parameter_count < 20000
+    pred = s.predict(x, y)
+    assert np.array_equal(pred, s.predict(y, x))  # symmetric
+    assert np.abs((pred - exact) / exact).mean() < 0.1
+
+
+def test_cost_models():
+    assert [ddaq.elinks_for_latent(16, b) for b in (3, 5, 7, 9)] == [2, 3, 4, 5]
+    assert ddaq.best_choice_cells(4) == 9
+    s = ddaq.system_budget([("all", 1000, 4)])
+    assert s["uplinks"] == 572 and s["elinks"] == 4000
+    r = ddaq.fpga_resources([(80, 24, 6, 16, 1024), (24, 120, 6, 16, 1024)])
+    assert set(r) == {"LUT", "FF", "DSP", "BRAM18K", "latency_cycles"}
+    assert 5000 < r["LUT"] < 40000 and r["DSP"] == 0
+    e = ddaq.energy([(100, 8, 8, 16)])
+    assert e["pj_per_inference"] == pytest.approx(100 * (0.0029948 * 64 + 0.0010417 * 8 + 0.003125 * 16))
