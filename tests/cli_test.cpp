@@ -28,7 +28,7 @@ DOCTEST_TEST_SUITE("cli") {
     DOCTEST_CHECK(r.exit_code == 0);
     DOCTEST_CHECK(r.out.find("ddaq 0.") == 0);
     for (const char* sub : {"", "data", "data import", "data synth", "data overlay", "data slice", "data stats", "emd",
-                            "run", "surrogate", "surrogate emd", "surrogate emd train", "surrogate emd eval",
+                            "export", "train", "eval", "run", "surrogate", "surrogate emd", "surrogate emd train", "surrogate emd eval",
                             "surrogate resources", "surrogate resources fit", "surrogate resources predict"}) {
       r = run_ddaq(std::string(sub) + " --help");
       DOCTEST_INFO("ddaq " << sub << " --help");
@@ -167,5 +167,34 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(run_ddaq("surrogate resources fit --data " + dir.file("bad.csv") + " -o " + dir.file("n.txt")),
                  "bad.csv:26: reuse_factor: out of range: '0'");
     DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("n.txt")));
+  }
+
+  DOCTEST_TEST_CASE("train / eval / run with a pipeline: tiny end to end with the shipped surrogate") {
+    ddaq_test::TempDir dir;
+    ddaq_test::write_text(dir.file("tiny.json"), std::string(R"({"name": "tiny",
+        "data": {"train_events": 400, "test_events": 200, "pool_events": 200, "pileup_mu": 5, "seed": 2},
+        "pipeline": {"latent": 16, "latent_bits": 3},
+        "training": {"epochs": 1, "batch_size": 64, "max_steps": 4, "surrogate": ")") +
+                                                 DDAQ_SOURCE_DIR + "/surrogates/models/emd_surrogate.pt\"}}");
+    auto r = run_ddaq("run " + dir.file("tiny.json") + " -o " + dir.file("run"));
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    for (const char* f : {"encoder.qstack", "classifier.qstack", "decoder.pt", "pipeline.json", "metrics.jsonl",
+                          "eval.json", "encoder.onnx", "hls_encoder/firmware/encoder.cpp", "report.txt"})
+      DOCTEST_CHECK(ddaq_test::exists(dir.file("run/") + f));
+    DOCTEST_CHECK(r.out.find("autoencoder / Best Choice at 2 e-links") != std::string::npos);
+    r = run_ddaq("eval " + dir.file("run") + " --data " + dir.file("run/test.h5") + " --events 100");
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("events 100") != std::string::npos);
+    r = run_ddaq("train " + dir.file("tiny.json") + " -o " + dir.file("run2") + " --data " + dir.file("run/train.h5") +
+                 " --max-steps 2");
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("2 steps") != std::string::npos);
+    ddaq_test::write_text(dir.file("bad.json"), R"({"data": {}, "pipeline": {"layout": "9x9"}})");
+    expect_error(run_ddaq("train " + dir.file("bad.json") + " -o " + dir.file("run3") + " --data " + dir.file("run/train.h5")),
+                 "pipeline.layout: '9x9'");
+    ddaq_test::write_text(dir.file("bad2.json"), R"({"data": {}, "pipeline": {}, "training": {"loss": "surrogate"}})");
+    expect_error(run_ddaq("train " + dir.file("bad2.json") + " -o " + dir.file("run4") + " --data " + dir.file("run/train.h5")),
+                 "training.surrogate: needed");
   }
 }

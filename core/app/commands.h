@@ -1,5 +1,7 @@
 // The `ddaq` command line: one registration function per command group.
 #pragma once
+#include <cstdint>
+#include <string>
 
 namespace CLI {
 class App;
@@ -13,6 +15,11 @@ void add_run_command(CLI::App& app);    // ddaq run CONFIG -o RUN (the main job)
 void add_emd_command(CLI::App& app);    // ddaq emd A B -o OUT
 void add_export_command(CLI::App& app);  // ddaq export RUN --qonnx F --hls D
 void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
+// ddaq run, train, eval: add_run_command registers all three.
+
+// Exports a run's quantized parts; returns the log lines (shared by `export` and `run`).
+std::string export_run(const std::string& run, const std::string& qonnx, const std::string& hls, const std::string& part,
+                       const std::string& name, int reuse, const std::string& io, int64_t samples, uint64_t seed);
 
 }  // namespace cli
 }  // namespace ddaq

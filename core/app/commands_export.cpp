@@ -39,6 +39,41 @@ std::string with_suffix(const std::string& path, const std::string& part) {
 
 }  // namespace
 
+std::string export_run(const std::string& run, const std::string& qonnx, const std::string& hls, const std::string& part,
+                       const std::string& name, int reuse, const std::string& io, int64_t samples, uint64_t seed) {
+  if (qonnx.empty() && hls.empty()) throw Error("export: give --qonnx FILE and/or --hls DIR");
+  const std::vector<std::string> parts =
+      part == "all" ? std::vector<std::string>{"encoder", "classifier"} : std::vector<std::string>{part};
+  std::string log;
+  char buf[512];
+  for (const std::string& p : parts) {
+    const std::string file = run + "/" + p + ".qstack";
+    QuantizedStack stack = load_quantized_stack(file);
+    const ModelDescription model = stack->describe();
+    if (!qonnx.empty()) {
+      const std::string out = parts.size() > 1 ? with_suffix(qonnx, p) : qonnx;
+      write_qonnx(model, out,
+                  QonnxOptions().graph_name(p).metadata(
+                      {{"ddaq_version", version()}, {"run", run}, {"part", p}, {"spec", stack->spec()}}));
+      log += "wrote " + out + " (QONNX, opset 11)\n";
+    }
+    if (!hls.empty()) {
+      const std::string out = parts.size() > 1 ? hls + "/" + p : hls;
+      write_hls_project(model, out, HlsOptions().name(name.empty() ? p : name).reuse_factor(reuse).io(io),
+                        tb_inputs(model, samples, seed));
+      log += "wrote " + out + " (HLS project, testbench with " + std::to_string(samples) + " samples)\n";
+    }
+    const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(model, reuse));
+    std::snprintf(buf, sizeof buf,
+                  "%s estimates: LUT %.0f, FF %.0f, DSP %.0f, BRAM18K %.1f, latency %.0f cycles (analytic model fitted "
+                  "on Resource-strategy dense designs: indicative only)\n",
+                  p.c_str(), r[0], r[1], r[2], r[3], r[4]);
+    log += buf;
+    log += p + " energy: " + estimate_energy(model).to_text() + "\n";
+  }
+  return log;
+}
+
 void add_export_command(CLI::App& app) {
   auto run = std::make_shared<std::string>();
   auto qonnx = std::make_shared<std::string>();
@@ -61,33 +96,7 @@ void add_export_command(CLI::App& app) {
   c->add_option("--tb-samples", *samples, "testbench inputs (uniform over the input type's range)")->capture_default_str();
   c->add_option("--seed", *seed, "testbench seed")->capture_default_str();
   c->callback([=] {
-    if (qonnx->empty() && hls->empty()) throw Error("export: give --qonnx FILE and/or --hls DIR");
-    const std::vector<std::string> parts =
-        *part == "all" ? std::vector<std::string>{"encoder", "classifier"} : std::vector<std::string>{*part};
-    for (const std::string& p : parts) {
-      const std::string file = *run + "/" + p + ".qstack";
-      QuantizedStack stack = load_quantized_stack(file);
-      const ModelDescription model = stack->describe();
-      if (!qonnx->empty()) {
-        const std::string out = parts.size() > 1 ? with_suffix(*qonnx, p) : *qonnx;
-        write_qonnx(model, out,
-                    QonnxOptions().graph_name(p).metadata(
-                        {{"ddaq_version", version()}, {"run", *run}, {"part", p}, {"spec", stack->spec()}}));
-        std::printf("wrote %s (QONNX, opset 11)\n", out.c_str());
-      }
-      if (!hls->empty()) {
-        const std::string out = parts.size() > 1 ? *hls + "/" + p : *hls;
-        write_hls_project(model, out,
-                          HlsOptions().name(name->empty() ? p : *name).reuse_factor(*reuse).io(*io),
-                          tb_inputs(model, *samples, *seed));
-        std::printf("wrote %s (HLS project, testbench with %lld samples)\n", out.c_str(), static_cast<long long>(*samples));
-      }
-      const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(model, *reuse));
-      std::printf("%s estimates: LUT %.0f, FF %.0f, DSP %.0f, BRAM18K %.1f, latency %.0f cycles (analytic model fitted "
-                  "on Resource-strategy dense designs: indicative only)\n",
-                  p.c_str(), r[0], r[1], r[2], r[3], r[4]);
-      std::printf("%s energy: %s\n", p.c_str(), estimate_energy(model).to_text().c_str());
-    }
+    std::printf("%s", export_run(*run, *qonnx, *hls, *part, *name, *reuse, *io, *samples, *seed).c_str());
   });
 }
 

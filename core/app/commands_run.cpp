@@ -1,7 +1,7 @@
-// `ddaq run CONFIG -o RUN`: ddaq's main job. It runs every step that exists
-// for the configuration: today the data steps (events, pileup pool, overlay,
-// statistics report); the pipeline, training, evaluation and export steps
-// join here as they land.
+// `ddaq run CONFIG -o RUN`: ddaq's main job: data (events, pileup pool,
+// overlay, statistics), then, when the configuration has a pipeline, training,
+// evaluation against Best Choice, and export (QONNX + HLS) of the encoder.
+// `ddaq train` and `ddaq eval` run those steps alone.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
@@ -9,6 +9,8 @@
 
 #include "commands.h"
 #include "ddaq/core/config.h"
+#include "ddaq/core/pipeline.h"
+#include "ddaq/core/trainer.h"
 #include "ddaq/error.h"
 #include "ddaq/core/files.h"
 #include "ddaq/core/overlay.h"
@@ -58,44 +60,125 @@ void make_events(const std::string& run, const std::string& name, int64_t events
   }
 }
 
+std::string config_dir(const std::string& path) {
+  const auto slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+// The data step: train.h5 and test.h5 in the run folder (with pileup when configured).
+std::pair<std::string, std::string> prepare_data(const Config& config, const std::string& run) {
+  const DataPlan plan = read_data_plan(config);
+  make_directories(run);
+  if (plan.pileup_mu > 0) {
+    // The pool: jet-like wafers only, as in the HGCAL studies' overlay.
+    Progress progress("synth pool", plan.pool_events);
+    synthesize_to_file(SynthOptions().events(plan.pool_events).seed(plan.seed + 2).electron_fraction(0.0),
+                       run + "/pool.h5", &progress);
+    progress.finish();
+  }
+  make_events(run, "train", plan.train_events, plan.seed, plan);
+  make_events(run, "test", plan.test_events, plan.seed + 1, plan);
+  return {run + "/train.h5", run + "/test.h5"};
+}
+
+void check_top_level(const Config& config) { config.reject_unknown({"name", "description", "data", "pipeline", "training"}); }
+
+// Trains the configured pipeline on `train_file` and saves it into `run`.
+TrainSummary train_step(const Config& config, const std::string& config_path, const std::string& train_file,
+                        const std::string& run, int64_t max_steps, int64_t seed) {
+  const PipelineOptions po = PipelineOptions::from_config(config.section("pipeline"));
+  TrainerOptions to = TrainerOptions::from_config(config.section("training"), config_dir(config_path));
+  if (max_steps >= 0) to.max_steps(max_steps);
+  if (seed >= 0) to.seed(static_cast<uint64_t>(seed));
+  make_directories(run);
+  EconTPipeline pipeline(po, to.seed());
+  TrainSummary summary;
+  {
+    Progress progress("train", 0);
+    summary = train_pipeline(pipeline, train_file, to, run + "/metrics.jsonl", &progress);
+    progress.finish();
+  }
+  pipeline.save(run);
+  return summary;
+}
+
 }  // namespace
 
 void add_run_command(CLI::App& app) {
-  auto config_path = std::make_shared<std::string>();
-  auto run_dir = std::make_shared<std::string>();
-  CLI::App* c = app.add_subcommand("run", "Run ddaq's main job for a configuration (data -> ... -> report)");
-  c->add_option("config", *config_path, "configuration file (JSON), e.g. experiments/econt/quick.json")->required();
-  c->add_option("-o,--output", *run_dir, "run folder to write (created if missing)")->required();
-  c->callback([=] {
-    const Config config = Config::load(*config_path);
-    config.reject_unknown({"name", "description", "data"});
-    const std::string name = config.string("name", "unnamed");
-    const DataPlan plan = read_data_plan(config);
-    make_directories(*run_dir);
-    const std::string& run = *run_dir;
-
-    if (plan.pileup_mu > 0) {
-      // The pool: jet-like wafers only, as in the HGCAL studies' overlay.
-      Progress progress("synth pool", plan.pool_events);
-      synthesize_to_file(SynthOptions().events(plan.pool_events).seed(plan.seed + 2).electron_fraction(0.0),
-                         run + "/pool.h5", &progress);
-      progress.finish();
-    }
-    make_events(run, "train", plan.train_events, plan.seed, plan);
-    make_events(run, "test", plan.test_events, plan.seed + 1, plan);
-
-    nlohmann::json report = {{"ddaq_version", version()}, {"config", *config_path}, {"name", name}};
-    std::string text = "ddaq run '" + name + "' (" + *config_path + ")\n";
-    for (const char* split : {"train", "test"}) {
-      const EventStatistics s = compute_statistics(run + "/" + split + ".h5");
-      report["data"][split] = nlohmann::json::parse(s.to_json());
-      text += std::string("\n[") + split + ".h5]\n" + s.to_text();
-    }
-    text += "\nSteps not yet available in this build: pipeline training, evaluation, export.\n";
-    write_file_atomic(run + "/report.json", report.dump(2) + "\n");
-    write_file_atomic(run + "/report.txt", text);
-    std::printf("%s\nwrote %s/report.txt and report.json\n", text.c_str(), run.c_str());
-  });
+  {
+    auto config_path = std::make_shared<std::string>();
+    auto run_dir = std::make_shared<std::string>();
+    CLI::App* c = app.add_subcommand("run", "Run ddaq's main job for a configuration (data -> train -> eval -> export)");
+    c->add_option("config", *config_path, "configuration file (JSON), e.g. experiments/econt/quick.json")->required();
+    c->add_option("-o,--output", *run_dir, "run folder to write (created if missing)")->required();
+    c->callback([=] {
+      const Config config = Config::load(*config_path);
+      check_top_level(config);
+      const std::string name = config.string("name", "unnamed");
+      const std::string& run = *run_dir;
+      const auto files = prepare_data(config, run);
+      nlohmann::json report = {{"ddaq_version", version()}, {"config", *config_path}, {"name", name}};
+      std::string text = "ddaq run '" + name + "' (" + *config_path + ")\n";
+      for (const char* split : {"train", "test"}) {
+        const EventStatistics s = compute_statistics(run + "/" + split + ".h5");
+        report["data"][split] = nlohmann::json::parse(s.to_json());
+        text += std::string("\n[") + split + ".h5]\n" + s.to_text();
+      }
+      if (config.has("pipeline")) {
+        const TrainSummary summary = train_step(config, *config_path, files.first, run, -1, -1);
+        text += "\n[training]\n" + summary.to_text() + "\n";
+        EconTPipeline pipeline = EconTPipeline::load(run);
+        const EvaluationReport eval = evaluate_pipeline(pipeline, files.second);
+        write_file_atomic(run + "/eval.json", eval.to_json() + "\n");
+        report["evaluation"] = nlohmann::json::parse(eval.to_json());
+        text += "\n[evaluation on test.h5]\n" + eval.to_text();
+        text += "\n[export]\n" + export_run(run, run + "/encoder.onnx", run + "/hls_encoder", "encoder", "", 1,
+                                             "parallel", 1000, 1);
+      } else {
+        text += "\n(no pipeline section: data steps only)\n";
+      }
+      write_file_atomic(run + "/report.json", report.dump(2) + "\n");
+      write_file_atomic(run + "/report.txt", text);
+      std::printf("%s\nwrote %s/report.txt and report.json\n", text.c_str(), run.c_str());
+    });
+  }
+  {
+    auto config_path = std::make_shared<std::string>();
+    auto run_dir = std::make_shared<std::string>();
+    auto data = std::make_shared<std::string>();
+    auto seed = std::make_shared<int64_t>(-1);
+    auto max_steps = std::make_shared<int64_t>(-1);
+    CLI::App* c = app.add_subcommand("train", "Train the configured pipeline end to end and save it as a run");
+    c->add_option("config", *config_path, "configuration file (JSON)")->required();
+    c->add_option("-o,--output", *run_dir, "run folder")->required();
+    c->add_option("--data", *data, "training event file (default: made from the config's data section)");
+    c->add_option("--seed", *seed, "override training.seed");
+    c->add_option("--max-steps", *max_steps, "stop after this many steps");
+    c->callback([=] {
+      const Config config = Config::load(*config_path);
+      check_top_level(config);
+      if (!config.has("pipeline")) throw Error(*config_path + ": no 'pipeline' section to train");
+      const std::string train_file = data->empty() ? prepare_data(config, *run_dir).first : *data;
+      const TrainSummary s = train_step(config, *config_path, train_file, *run_dir, *max_steps, *seed);
+      std::printf("trained: %s\nwrote %s (pipeline.json, encoder.qstack, classifier.qstack, decoder.pt, metrics.jsonl)\n",
+                  s.to_text().c_str(), run_dir->c_str());
+    });
+  }
+  {
+    auto run_dir = std::make_shared<std::string>();
+    auto data = std::make_shared<std::string>();
+    auto events = std::make_shared<int64_t>(20000);
+    CLI::App* c = app.add_subcommand("eval", "Exact EMD, classifier AUC and Best Choice baselines of a run");
+    c->add_option("run", *run_dir, "run folder from 'ddaq train'")->required();
+    c->add_option("--data", *data, "event file")->required();
+    c->add_option("--events", *events, "at most this many events")->capture_default_str();
+    c->callback([=] {
+      EconTPipeline pipeline = EconTPipeline::load(*run_dir);
+      const EvaluationReport r = evaluate_pipeline(pipeline, *data, *events);
+      write_file_atomic(*run_dir + "/eval.json", r.to_json() + "\n");
+      std::printf("%swrote %s/eval.json\n", r.to_text().c_str(), run_dir->c_str());
+    });
+  }
 }
 
 }  // namespace cli

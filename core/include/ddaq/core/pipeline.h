@@ -1,0 +1,81 @@
+// ddaq/core/pipeline.h: the ECON-T data-acquisition chain as one
+// differentiable graph.
+//
+//   FrontEnd      zero suppression (learnable threshold, smooth in training,
+//                 exact in evaluation), ECON-T normalization by
+//                 2^floor(log2 sum), cell layout (8x8 or 4x4x3)
+//   Encoder       QuantizedStack: input quantizer, conv 3x3 stride 2, ReLU,
+//                 dense to the latent, ReLU with the latent's fixed-point type
+//   LinkBudget    latent bits -> payload bits -> e-links (relaxed in training)
+//   Decoder       off detector, float: dense, conv-transpose, conv, softmax
+//                 over the 48 cells (a unit-sum wafer)
+//   Classifier    QuantizedStack on the transmitted latent: electron vs jet
+// Objectives and training live elsewhere (objectives/, trainer.h).
+#pragma once
+#include <ATen/core/Tensor.h>  // PipelineResult holds tensors; lighter than <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ddaq/core/config.h"
+#include "ddaq/options.h"
+
+namespace ddaq {
+
+struct PipelineOptions {
+  DDAQ_OPTION(std::string, layout) = "8x8";
+  DDAQ_OPTION(int64_t, conv_filters) = 8;
+  DDAQ_OPTION(int64_t, latent) = 16;
+  DDAQ_OPTION(int, latent_bits) = 3;  // unsigned latent: ap_ufixed<latent_bits, latent_integer_bits>
+  DDAQ_OPTION(int, latent_integer_bits) = 2;
+  DDAQ_OPTION(bool, learn_latent_bits) = false;
+  DDAQ_OPTION(int, weight_bits) = 6;  // ap_fixed<weight_bits, 1>: sign + fractional bits
+  DDAQ_OPTION(bool, learn_weight_bits) = false;
+  DDAQ_OPTION(int, input_bits) = 10;  // ap_ufixed<input_bits, 3>
+  DDAQ_OPTION(double, threshold) = 0.0;  // zero suppression, CALQ
+  DDAQ_OPTION(bool, learn_threshold) = true;
+  DDAQ_OPTION(int64_t, classifier_hidden) = 8;
+ public:
+  // From a config section; unknown keys and bad values are errors naming them.
+  static PipelineOptions from_config(const Config& section);
+  std::string to_json() const;
+};
+
+// Named outputs of one forward pass (tensors on the batch's device).
+struct PipelineResult {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  const at::Tensor& get(const std::string& name) const;
+};
+
+class EconTPipeline {
+ public:
+  EconTPipeline(const PipelineOptions& options, uint64_t seed);
+  ~EconTPipeline();
+  EconTPipeline(EconTPipeline&&) noexcept;
+
+  // calq: [N, 48] raw charges (CALQ). Outputs: "target" (unit-sum wafer after
+  // the front end), "reconstruction" (unit-sum), "latent" [N, latent],
+  // "logits" [N], "payload_bits", "elinks" (relaxed), "ebops" (scalars).
+  PipelineResult forward(const at::Tensor& calq);
+
+  void train(bool on);
+  std::vector<at::Tensor> parameters() const;
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
+  // Exact e-links of the current latent type (ECON-T frame).
+  int elinks() const;
+  int latent_bits() const;
+  const PipelineOptions& options() const;
+
+  // RUN/pipeline.json, encoder.qstack, classifier.qstack, decoder.pt.
+  void save(const std::string& run_dir) const;
+  static EconTPipeline load(const std::string& run_dir);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ddaq

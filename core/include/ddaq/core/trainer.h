@@ -1,0 +1,69 @@
+// ddaq/core/trainer.h: end-to-end training of the ECON-T pipeline, and its
+// evaluation against the classical baselines.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ddaq/core/config.h"
+#include "ddaq/core/pipeline.h"
+#include "ddaq/options.h"
+
+namespace ddaq {
+
+class Progress;
+
+struct TrainerOptions {
+  DDAQ_OPTION(int, epochs) = 5;
+  DDAQ_OPTION(int64_t, max_steps) = -1;  // < 0: no limit
+  DDAQ_OPTION(int64_t, batch_size) = 256;
+  DDAQ_OPTION(double, learning_rate) = 3e-3;  // Adam, cosine decay to 0
+  DDAQ_OPTION(uint64_t, seed) = 1;
+  DDAQ_OPTION(int, threads) = 1;  // intra-op threads (1 is fastest for these sizes here)
+  // Objective: "surrogate" (the learned EMD, file `surrogate`), or "weighted_mse".
+  DDAQ_OPTION(std::string, loss) = "surrogate";
+  DDAQ_OPTION(std::string, surrogate);
+  DDAQ_OPTION(double, reconstruction_weight) = 1.0;
+  DDAQ_OPTION(double, classification_weight) = 0.1;  // BCE on labels, when the file has them
+  DDAQ_OPTION(double, elinks_budget) = 0.0;           // hinge above this many e-links (0: none)
+  DDAQ_OPTION(double, link_weight) = 1.0;
+  DDAQ_OPTION(double, ebops_weight) = 0.0;
+ public:
+  // From a config section; `base_dir` resolves a relative surrogate path.
+  static TrainerOptions from_config(const Config& section, const std::string& base_dir);
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  int epochs = 0;
+  double seconds = 0.0;
+  std::map<std::string, double> last_epoch;  // mean of every objective term
+  std::string to_text() const;
+};
+
+// Trains on an event file; appends one JSON line per epoch to `metrics_path`
+// (if not empty). Bit for bit reproducible on CPU for a seed and thread count.
+TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_file, const TrainerOptions& options,
+                            const std::string& metrics_path = "", Progress* progress = nullptr);
+
+struct BaselineRow {
+  int elinks = 0, cells = 0;
+  double emd_mean = 0.0, emd_median = 0.0;
+};
+
+struct EvaluationReport {
+  int64_t events = 0;
+  int latent_bits = 0, elinks = 0;
+  double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), sensor-cell pitches
+  double auc = 0.0;                         // NaN without labels
+  std::vector<BaselineRow> best_choice;     // 1..5 e-links
+  std::string to_text() const;
+  std::string to_json() const;
+};
+
+// Exact EMD of the decoded wafers against the inputs, classifier AUC, and
+// Best Choice at 1..5 e-links on the same events.
+EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events = 20000);
+
+}  // namespace ddaq

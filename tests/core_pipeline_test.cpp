@@ -1,0 +1,76 @@
+#include <torch/torch.h>
+
+#include <doctest/doctest.h>
+
+#include "ddaq/core/events.h"
+#include "ddaq/core/pipeline.h"
+#include "ddaq/core/synth.h"
+#include "ddaq/core/trainer.h"
+#include "ddaq/error.h"
+#include "ddaq/objectives/objective.h"
+#include "ddaq/quant/layers.h"
+#include "ddaq/surrogates/link_budget.h"
+#include "test_support.h"
+
+DOCTEST_TEST_SUITE("pipeline") {
+  DOCTEST_TEST_CASE("gradients reach every stage: threshold / encoder weights and bits / decoder / classifier") {
+    ddaq::EconTPipeline p(ddaq::PipelineOptions().learn_latent_bits(true).learn_weight_bits(true).threshold(3.0), 1);
+    const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(64).seed(2).pileup_mu(5));
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {64, 48}, torch::kFloat).clone();
+    const torch::Tensor labels = torch::from_blob(const_cast<int32_t*>(t.label.data()), {64}, torch::kInt).to(torch::kFloat);
+    p.train(true);
+    const ddaq::PipelineResult r = p.forward(x);
+    DOCTEST_CHECK(r.get("reconstruction").sizes() == torch::IntArrayRef({64, 48}));
+    DOCTEST_CHECK(torch::allclose(r.get("reconstruction").sum(1), torch::ones({64}), 1e-4, 1e-5));
+    ddaq::WeightedObjective o;
+    o.add("mse", 1.0, ddaq::weighted_mse(r.get("target"), r.get("reconstruction")));
+    o.add("bce", 1.0, ddaq::binary_cross_entropy_logits(r.get("logits"), labels));
+    o.add("elinks", 1.0, r.get("elinks"));
+    o.add("ebops", 1e-5, r.get("ebops"));
+    o.total().backward();
+    auto reached = [&](const std::string& prefix, const std::string& contains) {
+      for (const auto& kv : p.named_parameters())
+        if (kv.first.rfind(prefix, 0) == 0 && kv.first.find(contains) != std::string::npos && kv.second.grad().defined() &&
+            kv.second.grad().abs().sum().item<double>() > 0)
+          return true;
+      return false;
+    };
+    DOCTEST_CHECK(reached("frontend.", "threshold"));
+    DOCTEST_CHECK(reached("encoder.", "weight"));
+    DOCTEST_CHECK(reached("encoder.", "weight_quant.fractional_bits"));
+    DOCTEST_CHECK(reached("encoder.", "output.fractional_bits"));  // the latent's learned bits (link budget)
+    DOCTEST_CHECK(reached("decoder.", "weight"));
+    DOCTEST_CHECK(reached("classifier.", "weight"));
+    DOCTEST_CHECK(o.values().count("total") == 1);
+    DOCTEST_CHECK(p.elinks() == ddaq::AutoencoderFrame().elinks_for_latent(16, p.latent_bits()));
+  }
+
+  DOCTEST_TEST_CASE("a few training steps: reproducible for a seed / saved run reloads exactly / evaluation") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(600).seed(3).pileup_mu(5), dir.file("train.h5"));
+    const auto options =
+        ddaq::TrainerOptions().loss("weighted_mse").epochs(2).batch_size(64).max_steps(6).seed(4).threads(1);
+    ddaq::EconTPipeline a(ddaq::PipelineOptions(), 4), b(ddaq::PipelineOptions(), 4);
+    const auto sa = ddaq::train_pipeline(a, dir.file("train.h5"), options, dir.file("metrics.jsonl"));
+    ddaq::train_pipeline(b, dir.file("train.h5"), options);
+    DOCTEST_CHECK(sa.steps == 6);
+    const auto pa = a.parameters(), pb = b.parameters();
+    DOCTEST_REQUIRE(pa.size() == pb.size());
+    for (size_t k = 0; k < pa.size(); ++k) DOCTEST_CHECK(torch::equal(pa[k], pb[k]));  // bit for bit
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("metrics.jsonl")).find("\"weighted_mse\"") != std::string::npos);
+    a.save(dir.file("run"));
+    ddaq::EconTPipeline loaded = ddaq::EconTPipeline::load(dir.file("run"));
+    a.train(false);
+    const ddaq::EventTable t = ddaq::EventFileReader(dir.file("train.h5")).read_all();
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {600, 48}, torch::kFloat).clone();
+    torch::NoGradGuard no_grad;
+    DOCTEST_CHECK(torch::equal(a.forward(x).get("latent"), loaded.forward(x).get("latent")));
+    DOCTEST_CHECK(torch::equal(a.forward(x).get("reconstruction"), loaded.forward(x).get("reconstruction")));
+    const ddaq::EvaluationReport rep = ddaq::evaluate_pipeline(loaded, dir.file("train.h5"), 300);
+    DOCTEST_CHECK(rep.events == 300);
+    DOCTEST_CHECK(rep.elinks == 2);
+    DOCTEST_CHECK(rep.best_choice.size() == 5);
+    DOCTEST_CHECK(rep.best_choice[4].emd_mean < rep.best_choice[0].emd_mean);  // more cells, smaller EMD
+    DOCTEST_CHECK(std::isfinite(rep.emd_mean));
+  }
+}
