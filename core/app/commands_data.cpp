@@ -10,6 +10,7 @@
 #include "ddaq/core/events.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/progress.h"
+#include "ddaq/core/random.h"
 #include "ddaq/core/statistics.h"
 #include "ddaq/core/synth.h"
 
@@ -89,6 +90,51 @@ void add_data_commands(CLI::App& app) {
       }
       std::printf("wrote %s: %lld events (mu %g, seed %llu)\n", output->c_str(), static_cast<long long>(n), *mu,
                   static_cast<unsigned long long>(*seed));
+    });
+  }
+  {
+    auto input = std::make_shared<std::string>();
+    auto train = std::make_shared<std::string>();
+    auto test = std::make_shared<std::string>();
+    auto fraction = std::make_shared<double>(0.2);
+    auto seed = std::make_shared<uint64_t>(1);
+    CLI::App* c = data->add_subcommand("split", "Random train/test split of an event file (rows shuffled by seed)");
+    c->add_option("input", *input, "event file")->required();
+    c->add_option("--train", *train, "output for the training rows")->required();
+    c->add_option("--test", *test, "output for the test rows")->required();
+    c->add_option("--test-fraction", *fraction, "fraction of rows for --test")->capture_default_str()->check(
+        CLI::Range(0.0, 1.0));
+    c->add_option("--seed", *seed, "shuffle seed")->capture_default_str();
+    c->callback([=] {
+      const EventFileReader in(*input);
+      const EventTable all = in.read_all();
+      const int64_t n = all.size();
+      std::vector<int64_t> order(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) order[i] = i;
+      Rng rng(*seed, 0);
+      for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(static_cast<uint64_t>(i + 1))]);
+      const int64_t n_test = static_cast<int64_t>(*fraction * static_cast<double>(n) + 0.5);
+      if (n_test == 0 || n_test == n) throw Error(*input + ": a split of " + std::to_string(n) + " rows at fraction " +
+                                                   std::to_string(*fraction) + " leaves one side empty");
+      auto write = [&](const std::string& path, int64_t first, int64_t count, const char* part) {
+        EventTable t;
+        for (int64_t k = first; k < first + count; ++k) {
+          const int64_t r = order[k];
+          t.calq.insert(t.calq.end(), all.calq.begin() + r * kCellsPerWafer, all.calq.begin() + (r + 1) * kCellsPerWafer);
+          if (all.has_labels()) t.label.push_back(all.label[r]);
+        }
+        EventFileWriter w(path, all.has_labels());
+        w.append(t);
+        w.set_attribute("creator", std::string("ddaq data split"));
+        w.set_attribute("provenance", nlohmann::json({{"creator", "ddaq data split"}, {"input", *input}, {"part", part},
+                                                      {"seed", *seed}, {"test_fraction", *fraction}})
+                                          .dump());
+        w.commit();
+      };
+      write(*test, 0, n_test, "test");
+      write(*train, n_test, n - n_test, "train");
+      std::printf("wrote %s (%lld rows) and %s (%lld rows)\n", train->c_str(), static_cast<long long>(n - n_test),
+                  test->c_str(), static_cast<long long>(n_test));
     });
   }
   {

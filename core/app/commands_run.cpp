@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "ddaq/core/config.h"
+#include "ddaq/core/events.h"
 #include "ddaq/core/pipeline.h"
 #include "ddaq/core/trainer.h"
 #include "ddaq/error.h"
@@ -24,17 +25,36 @@ namespace cli {
 namespace {
 
 struct DataPlan {
-  int64_t train_events, test_events, pool_events;
-  double pileup_mu;
-  uint64_t seed;
+  std::string source;                 // "synth" or "files"
+  std::string train_file, test_file;  // source "files"
+  int64_t train_events = 0, test_events = 0, pool_events = 0;
+  double pileup_mu = 0;
+  uint64_t seed = 1;
 };
 
 DataPlan read_data_plan(const Config& config) {
   const Config data = config.section("data");
-  data.reject_unknown({"source", "train_events", "test_events", "pool_events", "pileup_mu", "seed"});
   const std::string source = data.string("source", "synth");
-  if (source != "synth") throw Error(config.source() + ": data.source: '" + source + "' not supported (use \"synth\")");
   DataPlan p;
+  p.source = source;
+  if (source == "files") {
+    data.reject_unknown({"source", "train", "test"});
+    const std::string dir = [&] {
+      const auto slash = config.source().find_last_of('/');
+      return slash == std::string::npos ? std::string(".") : config.source().substr(0, slash);
+    }();
+    auto resolve = [&](const std::string& key) {
+      const std::string f = data.string(key, "");
+      if (f.empty()) throw Error(config.source() + ": data." + key + ": an event file is required with source \"files\"");
+      return f[0] == '/' ? f : dir + "/" + f;
+    };
+    p.train_file = resolve("train");
+    p.test_file = resolve("test");
+    return p;
+  }
+  data.reject_unknown({"source", "train_events", "test_events", "pool_events", "pileup_mu", "seed"});
+  if (source != "synth")
+    throw Error(config.source() + ": data.source: '" + source + "' not supported (use \"synth\" or \"files\")");
   p.train_events = data.integer("train_events", 20000, 1, int64_t(1) << 40);
   p.test_events = data.integer("test_events", 5000, 1, int64_t(1) << 40);
   p.pool_events = data.integer("pool_events", 10000, 1, int64_t(1) << 40);
@@ -69,6 +89,10 @@ std::string config_dir(const std::string& path) {
 std::pair<std::string, std::string> prepare_data(const Config& config, const std::string& run) {
   const DataPlan plan = read_data_plan(config);
   make_directories(run);
+  if (plan.source == "files") {
+    for (const std::string& f : {plan.train_file, plan.test_file}) EventFileReader check(f);  // clear error now
+    return {plan.train_file, plan.test_file};
+  }
   if (plan.pileup_mu > 0) {
     // The pool: jet-like wafers only, as in the HGCAL studies' overlay.
     Progress progress("synth pool", plan.pool_events);
@@ -119,10 +143,10 @@ void add_run_command(CLI::App& app) {
       const auto files = prepare_data(config, run);
       nlohmann::json report = {{"ddaq_version", version()}, {"config", *config_path}, {"name", name}};
       std::string text = "ddaq run '" + name + "' (" + *config_path + ")\n";
-      for (const char* split : {"train", "test"}) {
-        const EventStatistics s = compute_statistics(run + "/" + split + ".h5");
-        report["data"][split] = nlohmann::json::parse(s.to_json());
-        text += std::string("\n[") + split + ".h5]\n" + s.to_text();
+      for (const auto& split : {std::make_pair("train", files.first), std::make_pair("test", files.second)}) {
+        const EventStatistics s = compute_statistics(split.second);
+        report["data"][split.first] = nlohmann::json::parse(s.to_json());
+        text += std::string("\n[") + split.first + ": " + split.second + "]\n" + s.to_text();
       }
       if (config.has("pipeline")) {
         const TrainSummary summary = train_step(config, *config_path, files.first, run, -1, -1);
@@ -131,7 +155,7 @@ void add_run_command(CLI::App& app) {
         const EvaluationReport eval = evaluate_pipeline(pipeline, files.second);
         write_file_atomic(run + "/eval.json", eval.to_json() + "\n");
         report["evaluation"] = nlohmann::json::parse(eval.to_json());
-        text += "\n[evaluation on test.h5]\n" + eval.to_text();
+        text += "\n[evaluation on " + files.second + "]\n" + eval.to_text();
         text += "\n[export]\n" + export_run(run, run + "/encoder.onnx", run + "/hls_encoder", "encoder", "", 1,
                                              "parallel", 1000, 1);
       } else {

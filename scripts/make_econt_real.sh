@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Real-data event files for the ECON-T experiment (experiments/econt/main.json):
+# CMS HGCAL electron (label 1) and jet (label 0) wafers, a random 80/20
+# train/test split, pileup overlay from the training jets at mu = 40 (train
+# and test) and mu = 10 (test).
+# Usage: scripts/make_econt_real.sh [OUT_DIR] [SHARED_DATA_DIR]   (default runs/data/econt)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-$root/runs/data/econt}"
+data="${2:-$root/../shared/data}/hgcal"
+ddaq="${DDAQ_BUILD_DIR:-$root/build}/core/ddaq"
+export DDAQ_PROGRESS=off
+mkdir -p "$out"
+"$ddaq" data import "$data/electron_pt20_eta15-30_0PU.csv" "$data/jet_pt20_eta15-30_0PU.csv" --label 1 --label 0 -o "$out/all_0pu.h5"
+"$ddaq" data split "$out/all_0pu.h5" --train "$out/train_0pu.h5" --test "$out/test_0pu.h5" --test-fraction 0.2 --seed 1
+"$ddaq" data import "$data/jet_pt20_eta15-30_0PU.csv" -o "$out/jets.h5"
+"$ddaq" data split "$out/jets.h5" --train "$out/pool.h5" --test "$out/jets_unused.h5" --test-fraction 0.2 --seed 1
+"$ddaq" data overlay "$out/train_0pu.h5" --pool "$out/pool.h5" --mu 40 --seed 11 -o "$out/train_mu40.h5"
+"$ddaq" data overlay "$out/test_0pu.h5" --pool "$out/pool.h5" --mu 40 --seed 12 -o "$out/test_mu40.h5"
+"$ddaq" data overlay "$out/test_0pu.h5" --pool "$out/pool.h5" --mu 10 --seed 13 -o "$out/test_mu10.h5"
