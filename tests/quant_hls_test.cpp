@@ -37,11 +37,15 @@ DOCTEST_TEST_SUITE("hls export") {
       models[k]->eval();
       const ddaq::ModelDescription model = models[k]->describe();
       const std::string prj = dir.file("prj" + std::to_string(k));
-      ddaq::write_hls_project(model, prj, ddaq::HlsOptions().name("model" + std::to_string(k)), random_inputs(model, 3400));
+      // The ECON-T encoder (model 1) as io_stream, the others io_parallel.
+      ddaq::write_hls_project(model, prj,
+                              ddaq::HlsOptions().name("model" + std::to_string(k)).io(k == 1 ? "stream" : "parallel"),
+                              random_inputs(model, 3400));
       for (const char* f : {"firmware/defines.h", "firmware/parameters.h", "firmware/weights/w1.h", "build_prj.tcl",
                             "README.md", "tb_data/tb_input_features.dat"})
         DOCTEST_CHECK(ddaq_test::exists(prj + "/" + f));
       const std::string name = "model" + std::to_string(k);
+      if (k == 1) DOCTEST_CHECK(ddaq_test::read_text(prj + "/firmware/" + name + ".h").find("hls::stream<input_t>&") != std::string::npos);
       const std::string cmd = "cd '" + prj + "' && g++ -std=c++17 -O1 -Ifirmware/ap_types -o tb " + name + "_test.cpp firmware/" +
                               name + ".cpp > build.log 2>&1 && ./tb > tb.log 2>&1";
       const int status = std::system(cmd.c_str());
@@ -60,8 +64,8 @@ DOCTEST_TEST_SUITE("hls export") {
     ddaq_test::TempDir dir;
     DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions().reuse_factor(7), {}),
                                  doctest::Contains("reuse factor 7 does not divide"), ddaq::Error);
-    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions().io("stream"), {}),
-                                 "hls export: io 'stream' is not supported yet (only io_parallel)", ddaq::Error);
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions().io("axi"), {}),
+                                 "hls export: io 'axi' (expected parallel or stream)", ddaq::Error);
     DOCTEST_CHECK_THROWS_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions().name("9bad"), {}), ddaq::Error);
     DOCTEST_CHECK_THROWS_AS(ddaq::write_hls_project(model, dir.file("a"), ddaq::HlsOptions(), {{1.0, 2.0}}), ddaq::Error);
     DOCTEST_CHECK_THROWS_AS(ddaq::write_hls_project(model, "/proc/ddaq-no/prj", ddaq::HlsOptions(), {}), ddaq::Error);

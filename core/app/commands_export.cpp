@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 
 #include "commands.h"
@@ -52,9 +54,11 @@ std::string export_run(const std::string& run, const std::string& qonnx, const s
     const ModelDescription model = stack->describe();
     if (!qonnx.empty()) {
       const std::string out = parts.size() > 1 ? with_suffix(qonnx, p) : qonnx;
-      write_qonnx(model, out,
-                  QonnxOptions().graph_name(p).metadata(
-                      {{"ddaq_version", version()}, {"run", run}, {"part", p}, {"spec", stack->spec()}}));
+      QonnxOptions::Metadata meta{{"ddaq_version", version()}, {"run", run}, {"part", p}, {"spec", stack->spec()}};
+      // The pipeline configuration (layout, bits, ...) when the run has one.
+      std::ifstream cfg(run + "/pipeline.json");
+      if (cfg) meta["pipeline_config"] = std::string(std::istreambuf_iterator<char>(cfg), {});
+      write_qonnx(model, out, QonnxOptions().graph_name(p).metadata(meta));
       log += "wrote " + out + " (QONNX, opset 11)\n";
     }
     if (!hls.empty()) {

@@ -4,11 +4,13 @@
 //   firmware/defines.h          ap_fixed typedefs per layer
 //   firmware/parameters.h       per-layer sizes, reuse factor, kernel/stride/padding
 //   firmware/weights/wK.h, bK.h weights and biases (zero and pruned ones skipped in the code)
-//   firmware/ap_types/ap_fixed.h  ddaq's ap_fixed subset for C simulation without Vitis
+//   firmware/ap_types/         ddaq's ap_fixed and hls::stream subsets for C simulation without Vitis
 //   NAME_test.cpp, tb_data/     testbench with inputs and expected outputs (the integer reference)
 //   build_prj.tcl, README.md    Vitis HLS script (csim, csynth) and instructions
-// io_parallel only; pragmas: arrays partitioned completely, the top function
+// io_parallel: arrays in and out, partitioned completely, the top function
 // pipelined with II = reuse factor, multipliers limited to ceil(mults / R).
+// io_stream: hls::stream (AXI-Stream) in and out, one word per feature, around
+// the same datapath (II = max(R, inputs)); not a per-layer dataflow.
 #pragma once
 #include <string>
 #include <vector>
@@ -21,7 +23,7 @@ namespace ddaq {
 struct HlsOptions {
   DDAQ_OPTION(std::string, name) = "ddaq_model";
   DDAQ_OPTION(int, reuse_factor) = 1;
-  DDAQ_OPTION(std::string, io) = "parallel";  // "stream" is refused for now
+  DDAQ_OPTION(std::string, io) = "parallel";  // or "stream"
   DDAQ_OPTION(std::string, part) = "xcvu13p-flga2577-2-e";
   DDAQ_OPTION(double, clock_period_ns) = 25.0;  // 40 MHz, one inference per bunch crossing
 };
