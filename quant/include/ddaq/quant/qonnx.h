@@ -24,10 +24,10 @@
 namespace ddaq {
 
 struct QonnxOptions {
+  using Metadata = std::map<std::string, std::string>;
   DDAQ_OPTION(int, opset) = 11;
   DDAQ_OPTION(std::string, graph_name) = "ddaq";
   // Written as model metadata (with the ddaq version): config, layout, ...
-  using Metadata = std::map<std::string, std::string>;
   DDAQ_OPTION(Metadata, metadata);
 };
 
