@@ -17,9 +17,6 @@ void add_export_command(CLI::App& app);  // ddaq export RUN --qonnx F --hls D
 void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 // ddaq run, train, eval: add_run_command registers all three.
 
-// Exports a run's quantized parts; returns the log lines (shared by `export` and `run`).
-std::string export_run(const std::string& run, const std::string& qonnx, const std::string& hls, const std::string& part,
-                       const std::string& name, int reuse, const std::string& io, int64_t samples, uint64_t seed);
 
 }  // namespace cli
 }  // namespace ddaq

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "ddaq/core/config.h"
 #include "ddaq/core/events.h"
+#include "ddaq/core/export.h"
 #include "ddaq/core/pipeline.h"
 #include "ddaq/core/trainer.h"
 #include "ddaq/error.h"

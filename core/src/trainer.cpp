@@ -59,7 +59,7 @@ std::string TrainSummary::to_text() const {
 }
 
 TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_file, const TrainerOptions& o,
-                            const std::string& metrics_path, Progress* progress) {
+                            const std::string& metrics_path, Progress* progress, const StepCallback& on_step) {
   const auto t0 = std::chrono::steady_clock::now();
   at::set_num_threads(o.threads());
   torch::manual_seed(o.seed());
@@ -111,10 +111,12 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
       optimizer.zero_grad();
       objective.total().backward();
       optimizer.step();
-      for (const auto& kv : objective.values()) sums[kv.first] += kv.second;
+      const auto values = objective.values();
+      for (const auto& kv : values) sums[kv.first] += kv.second;
       ++steps_in_epoch;
       ++summary.steps;
       if (progress) progress->advance(1);
+      if (on_step) on_step(summary.steps, total_steps, values.at("total"));
     }
     summary.epochs = epoch + 1;
     summary.last_epoch.clear();

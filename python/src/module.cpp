@@ -7,7 +7,12 @@
 
 #include <cstring>
 
+#include "ddaq/core/config.h"
 #include "ddaq/core/csv_import.h"
+#include "ddaq/core/export.h"
+#include "ddaq/core/files.h"
+#include "ddaq/core/pipeline.h"
+#include "ddaq/core/trainer.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/synth.h"
@@ -45,6 +50,22 @@ py::dict resources_dict(const ddaq::ResourceValues& r) {
   for (size_t k = 0; k < r.size(); ++k) d[ddaq::to_string(static_cast<ddaq::ResourceTarget>(k))] = r[k];
   return d;
 }
+
+// A pipeline with its training options, built from a JSON configuration
+// (the "pipeline" and "training" sections of a ddaq config).
+struct PyPipeline {
+  ddaq::EconTPipeline pipeline;
+  ddaq::TrainerOptions trainer;
+
+  static PyPipeline from_json(const std::string& text, const std::string& source, const std::string& base_dir) {
+    const ddaq::Config c = ddaq::Config::parse(text, source);
+    return PyPipeline{ddaq::EconTPipeline(ddaq::PipelineOptions::from_config(c.section("pipeline")),
+                                          static_cast<uint64_t>(c.section("training").integer("seed", 1, 0))),
+                      ddaq::TrainerOptions::from_config(c.section("training"), base_dir)};
+  }
+};
+
+py::object json_to_py(const std::string& text) { return py::module_::import("json").attr("loads")(text); }
 
 }  // namespace
 
@@ -236,4 +257,96 @@ PYBIND11_MODULE(_ddaq, m) {
       },
       py::arg("layers"),
       "Energy (45 nm Horowitz) for layers given as (multiplies, input bits, weight bits, accumulator bits).");
+
+  // ------------------------------------------------------------------ pipelines
+  py::class_<PyPipeline>(m, "_Pipeline")
+      .def(py::init([](const std::string& text, const std::string& source, const std::string& base_dir) {
+             return PyPipeline::from_json(text, source, base_dir);
+           }),
+           py::arg("config_json"), py::arg("source"), py::arg("base_dir"))
+      .def_static(
+          "load",
+          [](const std::string& run) {
+            return PyPipeline{ddaq::EconTPipeline::load(run), ddaq::TrainerOptions().loss("weighted_mse")};
+          },
+          py::arg("run"))
+      .def(
+          "train",
+          [](PyPipeline& p, const std::string& train_file, const std::string& run, py::object progress, int64_t max_steps) {
+            ddaq::TrainerOptions o = p.trainer;
+            if (max_steps >= 0) o.max_steps(max_steps);
+            ddaq::StepCallback cb;
+            if (!progress.is_none())
+              cb = [progress](int64_t step, int64_t total, double loss) {
+                py::gil_scoped_acquire gil;
+                progress(step, total, loss);
+              };
+            if (!run.empty()) ddaq::make_directories(run);
+            ddaq::TrainSummary s;
+            {
+              py::gil_scoped_release release;
+              s = ddaq::train_pipeline(p.pipeline, train_file, o, run.empty() ? "" : run + "/metrics.jsonl", nullptr, cb);
+              if (!run.empty()) p.pipeline.save(run);
+            }
+            py::dict d;
+            d["steps"] = s.steps;
+            d["epochs"] = s.epochs;
+            d["seconds"] = s.seconds;
+            d["last_epoch"] = s.last_epoch;
+            return d;
+          },
+          py::arg("train_file"), py::arg("run") = "", py::arg("progress") = py::none(), py::arg("max_steps") = -1,
+          "Train end to end; `progress(step, total, loss)` is called after every step; saves into `run` if given.")
+      .def(
+          "predict",
+          [](PyPipeline& p, const py::array& calq) {
+            const Floats x = wafers(calq, "calq");
+            const int64_t n = x.shape(0);
+            at::Tensor rec, lat, score;
+            {
+              py::gil_scoped_release release;
+              at::NoGradGuard no_grad;
+              p.pipeline.train(false);
+              const ddaq::PipelineResult r = p.pipeline.forward(at::from_blob(const_cast<float*>(x.data()), {n, 48}));
+              rec = r.get("reconstruction").contiguous();
+              lat = r.get("latent").contiguous();
+              score = at::sigmoid(r.get("logits")).contiguous();
+            }
+            auto copy = [](const at::Tensor& t) {
+              std::vector<py::ssize_t> shape(t.sizes().begin(), t.sizes().end());
+              py::array_t<float> a(shape);
+              std::memcpy(a.mutable_data(), t.data_ptr<float>(), static_cast<size_t>(t.numel()) * sizeof(float));
+              return a;
+            };
+            py::dict d;
+            d["reconstruction"] = copy(rec);
+            d["latent"] = copy(lat);
+            d["score"] = copy(score);
+            return d;
+          },
+          py::arg("calq"), "Decoded wafers (unit sum), transmitted latents and classifier scores for [N, 48] charges.")
+      .def(
+          "evaluate",
+          [](PyPipeline& p, const std::string& data, int64_t events) {
+            std::string json;
+            {
+              py::gil_scoped_release release;
+              json = ddaq::evaluate_pipeline(p.pipeline, data, events).to_json();
+            }
+            return json_to_py(json);
+          },
+          py::arg("data"), py::arg("events") = 20000, "Exact EMD, AUC and Best Choice at 1..5 e-links.")
+      .def("save", [](const PyPipeline& p, const std::string& run) { p.pipeline.save(run); }, py::arg("run"))
+      .def_property_readonly("elinks", [](const PyPipeline& p) { return p.pipeline.elinks(); })
+      .def_property_readonly("latent_bits", [](const PyPipeline& p) { return p.pipeline.latent_bits(); });
+  m.def(
+      "export",
+      [](const std::string& run, const std::string& qonnx, const std::string& hls, const std::string& part, int reuse,
+         const std::string& io, int64_t samples) {
+        py::gil_scoped_release release;
+        return ddaq::export_run(run, qonnx, hls, part, "", reuse, io, samples, 1);
+      },
+      py::arg("run"), py::arg("qonnx") = "", py::arg("hls") = "", py::arg("part") = "encoder", py::arg("reuse_factor") = 1,
+      py::arg("io") = "parallel", py::arg("tb_samples") = 1000,
+      "Export a saved run as QONNX and/or an HLS project; returns the log with cost estimates.");
 }

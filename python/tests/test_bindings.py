@@ -73,3 +73,28 @@ def test_cost_models():
     assert 5000 < r["LUT"] < 40000 and r["DSP"] == 0
     e = ddaq.energy([(100, 8, 8, 16)])
     assert e["pj_per_inference"] == pytest.approx(100 * (0.0029948 * 64 + 0.0010417 * 8 + 0.003125 * 16))
+
+
+def test_pipeline_train_predict_evaluate_export():
+    with tempfile.TemporaryDirectory() as tmp:
+        ddaq.synth(os.path.join(tmp, "train.h5"), 800, seed=1, pileup=5)
+        config = {"pipeline": {"latent": 16, "latent_bits": 3},
+                  "training": {"epochs": 1, "batch_size": 64, "loss": "weighted_mse"}}
+        p = ddaq.Pipeline(config)
+        assert p.elinks == 2
+        calls = []
+        s = p.train(os.path.join(tmp, "train.h5"), run=os.path.join(tmp, "run"),
+                    progress=lambda step, total, loss: calls.append((step, total)), max_steps=5)
+        assert s["steps"] == 5 and calls[-1] == (5, 5)
+        x = ddaq.read_events(os.path.join(tmp, "train.h5"))["calq"][:20]
+        out = p.predict(x)
+        assert out["reconstruction"].shape == (20, 48) and out["latent"].shape == (20, 16)
+        assert np.allclose(out["reconstruction"].sum(1), 1, atol=1e-4)
+        e = p.evaluate(os.path.join(tmp, "train.h5"), events=200)
+        assert e["events"] == 200 and len(e["best_choice"]) == 5
+        loaded = ddaq.Pipeline.load(os.path.join(tmp, "run"))
+        assert np.array_equal(loaded.predict(x)["latent"], out["latent"])
+        log = ddaq.export(os.path.join(tmp, "run"), qonnx=os.path.join(tmp, "e.onnx"))
+        assert "QONNX" in log and os.path.exists(os.path.join(tmp, "e.onnx"))
+        with pytest.raises(ddaq.Error, match="pipeline.layout"):
+            ddaq.Pipeline({"pipeline": {"layout": "9x9"}, "training": {"loss": "weighted_mse"}})

@@ -2,6 +2,7 @@
 // evaluation against the classical baselines.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -44,8 +45,12 @@ struct TrainSummary {
 
 // Trains on an event file; appends one JSON line per epoch to `metrics_path`
 // (if not empty). Bit for bit reproducible on CPU for a seed and thread count.
+// `on_step(step, total_steps, loss)` is called after every step (e.g. a
+// notebook's progress bar).
+using StepCallback = std::function<void(int64_t, int64_t, double)>;
 TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_file, const TrainerOptions& options,
-                            const std::string& metrics_path = "", Progress* progress = nullptr);
+                            const std::string& metrics_path = "", Progress* progress = nullptr,
+                            const StepCallback& on_step = {});
 
 struct BaselineRow {
   int elinks = 0, cells = 0;
