@@ -1,6 +1,7 @@
 // The `ddaq` Python module (pybind11) over the public headers. Arrays cross
 // as numpy; long C++ work releases the GIL.
 #include <ATen/ATen.h>
+#include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor (libtorch_python)
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -152,6 +153,21 @@ PYBIND11_MODULE(_ddaq, m) {
   // ------------------------------------------------------------------ EMD
   m.def(
       "emd",
+      [](const at::Tensor& a, const at::Tensor& b, int threads) {
+        if (a.dim() != 2 || a.size(1) != 48 || b.sizes() != a.sizes())
+          throw ddaq::Error("emd: expected tensors of shape [N, 48]");
+        const at::Tensor fa = a.detach().to(at::kFloat).cpu().contiguous(), fb = b.detach().to(at::kFloat).cpu().contiguous();
+        at::Tensor out = at::empty({fa.size(0)}, at::kDouble);
+        {
+          py::gil_scoped_release release;
+          ddaq::emd_exact_rows(ddaq::trigger_cell_metric(), fa.data_ptr<float>(), fb.data_ptr<float>(), fa.size(0),
+                               out.data_ptr<double>(), threads);
+        }
+        return out;
+      },
+      py::arg("a"), py::arg("b"), py::arg("threads") = 0, "Exact EMD of torch tensors (returns a float64 tensor).");
+  m.def(
+      "emd",
       [](const py::array& a, const py::array& b, int threads) {
         const Floats fa = wafers(a, "a"), fb = wafers(b, "b");
         if (fa.shape(0) != fb.shape(0)) throw ddaq::Error("emd: a and b have different numbers of rows");
@@ -187,6 +203,10 @@ PYBIND11_MODULE(_ddaq, m) {
   py::class_<ddaq::EmdSurrogate>(m, "EmdSurrogate", "The learned EMD surrogate.")
       .def_static("load", &ddaq::EmdSurrogate::load, py::arg("path"))
       .def_property_readonly("parameter_count", &ddaq::EmdSurrogate::parameter_count)
+      .def(
+          "forward",
+          [](const ddaq::EmdSurrogate& s, const at::Tensor& a, const at::Tensor& b) { return s.forward(a, b); },
+          py::arg("a"), py::arg("b"), "Differentiable surrogate EMD of torch tensors [N, 48] (autograd works).")
       .def(
           "predict",
           [](const ddaq::EmdSurrogate& s, const py::array& a, const py::array& b) {
@@ -297,6 +317,18 @@ PYBIND11_MODULE(_ddaq, m) {
           },
           py::arg("train_file"), py::arg("run") = "", py::arg("progress") = py::none(), py::arg("max_steps") = -1,
           "Train end to end; `progress(step, total, loss)` is called after every step; saves into `run` if given.")
+      .def(
+          "forward",
+          [](PyPipeline& p, const at::Tensor& calq, bool training) {
+            p.pipeline.train(training);
+            const ddaq::PipelineResult r = p.pipeline.forward(calq);
+            py::dict d;
+            for (const auto& kv : r.named) d[py::str(kv.first)] = kv.second;
+            return d;
+          },
+          py::arg("calq"), py::arg("training") = false,
+          "All named outputs as torch tensors, with autograd (target, reconstruction, latent, logits, "
+          "payload_bits, elinks, ebops).")
       .def(
           "predict",
           [](PyPipeline& p, const py::array& calq) {

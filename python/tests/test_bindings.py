@@ -98,3 +98,18 @@ def test_pipeline_train_predict_evaluate_export():
         assert "QONNX" in log and os.path.exists(os.path.join(tmp, "e.onnx"))
         with pytest.raises(ddaq.Error, match="pipeline.layout"):
             ddaq.Pipeline({"pipeline": {"layout": "9x9"}, "training": {"loss": "weighted_mse"}})
+
+
+def test_torch_tensors_cross_with_autograd():
+    torch = pytest.importorskip("torch")
+    x, _ = ddaq.synthesize(30, seed=2, pileup=5)
+    t = torch.from_numpy(x)
+    e = ddaq.emd(t, t.flip(0))
+    assert isinstance(e, torch.Tensor) and torch.equal(e, torch.from_numpy(ddaq.emd(x, x[::-1])))
+    s = ddaq.EmdSurrogate.load(os.path.join(ROOT, "surrogates", "models", "emd_surrogate.pt"))
+    a = t.clone().requires_grad_(True)
+    s.forward(a, t.flip(0)).sum().backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0
+    p = ddaq.Pipeline({"pipeline": {}, "training": {"loss": "weighted_mse"}})
+    out = p.forward(t, training=True)
+    assert out["reconstruction"].shape == (30, 48) and out["reconstruction"].requires_grad
