@@ -195,6 +195,8 @@ std::vector<at::Tensor> EconTPipeline::parameters() const {
   return out;
 }
 
+std::vector<LayerDescription> EconTPipeline::encoder_description() const { return impl_->encoder->describe(); }
+
 int EconTPipeline::latent_bits() const {
   return impl_->encoder->layers().back()->output_quantizer()->export_type().width;
 }

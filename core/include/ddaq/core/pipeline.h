@@ -22,6 +22,7 @@
 
 #include "ddaq/core/config.h"
 #include "ddaq/options.h"
+#include "ddaq/quant/description.h"
 
 namespace ddaq {
 
@@ -67,6 +68,8 @@ class EconTPipeline {
   // Exact e-links of the current latent type (ECON-T frame).
   int elinks() const;
   int latent_bits() const;
+  // The encoder's integer description (what goes on detector).
+  ModelDescription encoder_description() const;
   const PipelineOptions& options() const;
 
   // RUN/pipeline.json, encoder.qstack, classifier.qstack, decoder.pt.

@@ -53,6 +53,7 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
                             const StepCallback& on_step = {});
 
 struct BaselineRow {
+  std::string name;  // "best_choice", "threshold", "stc4", "stc16"
   int elinks = 0, cells = 0;
   double emd_mean = 0.0, emd_median = 0.0;
 };
@@ -63,12 +64,16 @@ struct EvaluationReport {
   double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), sensor-cell pitches
   double auc = 0.0;                         // NaN without labels
   std::vector<BaselineRow> best_choice;     // 1..5 e-links
+  std::vector<BaselineRow> classical;       // threshold at 2..5 e-links, super trigger cells
+  double encoder_ebops = 0.0, encoder_energy_pj = 0.0, encoder_power_mw = 0.0;
   std::string to_text() const;
   std::string to_json() const;
 };
 
-// Exact EMD of the decoded wafers against the inputs, classifier AUC, and
-// Best Choice at 1..5 e-links on the same events.
+// Exact EMD of the decoded wafers against the inputs, classifier AUC, and on
+// the same events: Best Choice at 1..5 e-links, the threshold format at 2..5
+// e-links, super trigger cells (4 and 16 cells); the encoder's EBOPs, energy
+// per inference and power (45 nm Horowitz).
 EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events = 20000);
 
 }  // namespace ddaq
