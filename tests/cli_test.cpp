@@ -28,7 +28,7 @@ DOCTEST_TEST_SUITE("cli") {
     DOCTEST_CHECK(r.exit_code == 0);
     DOCTEST_CHECK(r.out.find("ddaq 0.") == 0);
     for (const char* sub : {"", "data", "data import", "data synth", "data overlay", "data slice", "data stats", "emd",
-                            "export", "train", "eval", "run", "surrogate", "surrogate emd", "surrogate emd train", "surrogate emd eval",
+                            "export", "train", "eval", "predict", "run", "surrogate", "surrogate emd", "surrogate emd train", "surrogate emd eval",
                             "surrogate resources", "surrogate resources fit", "surrogate resources predict"}) {
       r = run_ddaq(std::string(sub) + " --help");
       DOCTEST_INFO("ddaq " << sub << " --help");
@@ -186,6 +186,10 @@ DOCTEST_TEST_SUITE("cli") {
     r = run_ddaq("eval " + dir.file("run") + " --data " + dir.file("run/test.h5") + " --events 100");
     DOCTEST_CHECK(r.exit_code == 0);
     DOCTEST_CHECK(r.out.find("events 100") != std::string::npos);
+    r = run_ddaq("predict " + dir.file("run") + " --data " + dir.file("run/test.h5") + " -o " + dir.file("pred.h5"));
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(ddaq::EventFileReader(dir.file("pred.h5")).size() == 200);
+    DOCTEST_CHECK(ddaq::EventFileReader(dir.file("pred.h5")).attributes().at("elinks") == "2");
     r = run_ddaq("train " + dir.file("tiny.json") + " -o " + dir.file("run2") + " --data " + dir.file("run/train.h5") +
                  " --max-steps 2");
     DOCTEST_CHECK(r.exit_code == 0);

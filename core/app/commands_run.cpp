@@ -12,6 +12,7 @@
 #include "ddaq/core/events.h"
 #include "ddaq/core/export.h"
 #include "ddaq/core/pipeline.h"
+#include <ATen/ATen.h>
 #include "ddaq/core/trainer.h"
 #include "ddaq/error.h"
 #include "ddaq/core/files.h"
@@ -187,6 +188,51 @@ void add_run_command(CLI::App& app) {
       const TrainSummary s = train_step(config, *config_path, train_file, *run_dir, *max_steps, *seed);
       std::printf("trained: %s\nwrote %s (pipeline.json, encoder.qstack, classifier.qstack, decoder.pt, metrics.jsonl)\n",
                   s.to_text().c_str(), run_dir->c_str());
+    });
+  }
+  {
+    auto run_dir = std::make_shared<std::string>();
+    auto data = std::make_shared<std::string>();
+    auto output = std::make_shared<std::string>();
+    CLI::App* c = app.add_subcommand("predict", "Decoded wafers, transmitted latents and classifier scores of a run");
+    c->add_option("run", *run_dir, "run folder from 'ddaq train'")->required();
+    c->add_option("--data", *data, "event file")->required();
+    c->add_option("-o,--output", *output, "output event file: calq (decoded), latent, score; attrs elinks, bits_per_bx")
+        ->required();
+    c->callback([=] {
+      EconTPipeline pipeline = EconTPipeline::load(*run_dir);
+      const EventFileReader in(*data);
+      EventFileWriter out(*output, in.has_labels());
+      const int64_t n = in.size(), latent = pipeline.options().latent();
+      std::vector<float> latents, scores;
+      constexpr int64_t kBlock = 8192;
+      std::vector<float> calq(kBlock * 48);
+      std::vector<int32_t> labels(kBlock);
+      Progress progress("predict", n);
+      for (int64_t first = 0; first < n; first += kBlock) {
+        const int64_t rows = std::min(kBlock, n - first);
+        in.read(first, rows, calq.data(), labels.data());
+        at::NoGradGuard no_grad;
+        const at::Tensor x = at::from_blob(calq.data(), {rows, 48});
+        const PipelineResult r = pipeline.forward(x);
+        // The frame carries the module sum: decoded CALQ = unit-sum wafer x sum.
+        const at::Tensor decoded = (r.get("reconstruction") * x.sum(1, true)).contiguous();
+        const at::Tensor lat = r.get("latent").contiguous(), score = at::sigmoid(r.get("logits")).contiguous();
+        out.append(decoded.data_ptr<float>(), labels.data(), rows);
+        latents.insert(latents.end(), lat.data_ptr<float>(), lat.data_ptr<float>() + rows * latent);
+        scores.insert(scores.end(), score.data_ptr<float>(), score.data_ptr<float>() + rows);
+        progress.advance(rows);
+      }
+      progress.finish();
+      out.add_dataset("latent", latents, {n, latent});
+      out.add_dataset("score", scores, {n});
+      out.set_attribute("creator", std::string("ddaq predict"));
+      out.set_attribute("elinks", static_cast<int64_t>(pipeline.elinks()));
+      out.set_attribute("bits_per_bx", static_cast<int64_t>(32 * pipeline.elinks()));
+      out.set_attribute("provenance", nlohmann::json({{"creator", "ddaq predict"}, {"run", *run_dir}, {"data", *data}}).dump());
+      out.commit();
+      std::printf("wrote %s: %lld events, latent %lld x %d bits, %d e-links\n", output->c_str(), static_cast<long long>(n),
+                  static_cast<long long>(latent), pipeline.latent_bits(), pipeline.elinks());
     });
   }
   {

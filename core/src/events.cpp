@@ -157,6 +157,23 @@ void EventFileWriter::set_attribute(const std::string& name, double value) {
   });
 }
 
+void EventFileWriter::add_dataset(const std::string& name, const std::vector<float>& values,
+                                  const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (shape.empty() || shape.size() > 2 || n != static_cast<int64_t>(values.size()))
+    throw Error(impl_->path + ": dataset '" + name + "' has " + std::to_string(values.size()) +
+                " values for its shape");
+  if (name == "calq" || name == "label") throw Error(impl_->path + ": dataset name '" + name + "' is reserved");
+  hdf5_call(impl_->path, "writing dataset '" + name + "'", [&] {
+    std::vector<hsize_t> dims(shape.begin(), shape.end());
+    H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+    H5::DataSet d = impl_->file.createDataSet(name, H5::PredType::IEEE_F32LE, space);
+    if (!values.empty()) d.write(values.data(), H5::PredType::NATIVE_FLOAT);
+    return 0;
+  });
+}
+
 void EventFileWriter::commit() {
   if (impl_->committed) return;
   hdf5_call(impl_->path, "closing", [&] {

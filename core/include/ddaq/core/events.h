@@ -48,6 +48,10 @@ class EventFileWriter {
   void set_attribute(const std::string& name, int64_t value);
   void set_attribute(const std::string& name, double value);
 
+  // An extra float32 dataset (e.g. a latent [N, L] or a score [N]) written
+  // whole; shape = {rows} or {rows, cols}.
+  void add_dataset(const std::string& name, const std::vector<float>& values, const std::vector<int64_t>& shape);
+
   // Closes and atomically renames to the final path.
   void commit();
   int64_t rows_written() const;
