@@ -26,13 +26,15 @@
 namespace ddaq {
 
 TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& base_dir) {
-  c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "seed", "threads", "loss", "surrogate",
+  c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "bits_learning_rate", "seed", "threads", "loss",
+                    "surrogate",
                     "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight", "ebops_weight"});
   TrainerOptions o;
   o.epochs(static_cast<int>(c.integer("epochs", o.epochs(), 1, 100000)))
       .max_steps(c.integer("max_steps", o.max_steps(), -1))
       .batch_size(c.integer("batch_size", o.batch_size(), 1, 1 << 20))
       .learning_rate(c.number("learning_rate", o.learning_rate(), 1e-9, 10.0))
+      .bits_learning_rate(c.number("bits_learning_rate", o.bits_learning_rate(), 0.0, 10.0))
       .seed(static_cast<uint64_t>(c.integer("seed", static_cast<int64_t>(o.seed()), 0)))
       .threads(static_cast<int>(c.integer("threads", o.threads(), 1, 256)))
       .loss(c.string("loss", o.loss()))
@@ -75,8 +77,14 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   EventLoader loader(train_file, LoaderOptions().batch_size(o.batch_size()).seed(o.seed()).drop_last(true));
   if (loader.batches_per_epoch() == 0)
     throw Error(train_file + ": fewer events than one batch of " + std::to_string(o.batch_size()));
-  const std::vector<at::Tensor> params = pipeline.parameters();
-  torch::optim::Adam optimizer(params, torch::optim::AdamOptions(o.learning_rate()));
+  std::vector<at::Tensor> weights, bits;
+  for (const auto& kv : pipeline.named_parameters())
+    (kv.first.find("fractional_bits") != std::string::npos ? bits : weights).push_back(kv.second);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(weights, std::make_unique<torch::optim::AdamOptions>(o.learning_rate()));
+  if (!bits.empty()) groups.emplace_back(bits, std::make_unique<torch::optim::AdamOptions>(o.bits_learning_rate()));
+  torch::optim::Adam optimizer(groups, torch::optim::AdamOptions(o.learning_rate()));
+  const std::vector<double> base_lr = {o.learning_rate(), o.bits_learning_rate()};
   const int64_t planned = loader.batches_per_epoch() * o.epochs();
   const int64_t total_steps = o.max_steps() >= 0 ? std::min(planned, o.max_steps()) : planned;
   if (progress) progress->set_total(total_steps);
@@ -93,8 +101,9 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     std::map<std::string, double> sums;
     int64_t steps_in_epoch = 0;
     while (summary.steps < total_steps && loader.next(batch)) {
-      const double lr = o.learning_rate() * 0.5 * (1.0 + std::cos(M_PI * summary.steps / std::max<int64_t>(1, total_steps)));
-      for (auto& g : optimizer.param_groups()) static_cast<torch::optim::AdamOptions&>(g.options()).lr(lr);
+      const double decay = 0.5 * (1.0 + std::cos(M_PI * summary.steps / std::max<int64_t>(1, total_steps)));
+      for (size_t g = 0; g < optimizer.param_groups().size(); ++g)
+        static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).lr(base_lr[g] * decay);
       const int64_t n = batch.size();
       const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).clone();
       const PipelineResult r = pipeline.forward(calq);

@@ -20,6 +20,8 @@ struct TrainerOptions {
   DDAQ_OPTION(int64_t, max_steps) = -1;  // < 0: no limit
   DDAQ_OPTION(int64_t, batch_size) = 256;
   DDAQ_OPTION(double, learning_rate) = 3e-3;  // Adam, cosine decay to 0
+  // Learned bit widths move in whole bits: they get their own, larger rate.
+  DDAQ_OPTION(double, bits_learning_rate) = 3e-2;
   DDAQ_OPTION(uint64_t, seed) = 1;
   DDAQ_OPTION(int, threads) = 1;  // intra-op threads (1 is fastest for these sizes here)
   // Objective: "surrogate" (the learned EMD, file `surrogate`), or "weighted_mse".
