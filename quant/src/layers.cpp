@@ -225,47 +225,24 @@ torch::Tensor channel_bits(const torch::Tensor& input_bits, const std::vector<in
   return b.mean(1);
 }
 
-class InputQuantImpl : public QLayerImpl {
+// Element-wise layers: the input quantizer (identity, then the output type)
+// and ReLU (then the output type). Shapes pass through; pruned channels too.
+class ActivationImpl : public QLayerImpl {
  public:
-  InputQuantImpl(QuantizerOptions o, std::vector<int64_t> shape) : shape_(shape) {
+  ActivationImpl(LayerKind kind, QuantizerOptions o, std::vector<int64_t> shape, std::string name)
+      : kind_(kind), shape_(shape), name_(std::move(name)) {
     outq_ = register_module("output", FixedPointQuantizer(o, shape, true));
   }
-  torch::Tensor forward(const torch::Tensor& x) override { return outq_->forward(x); }
-  std::vector<int64_t> output_shape() const override { return shape_; }
-  FixedPointQuantizer output_quantizer() const override { return outq_; }
-  LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
-                            const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
-    check_activation_export(outq_, "input");
-    LayerDescription d;
-    d.kind = LayerKind::InputQuant;
-    d.name = "input";
-    d.input_shape = input_shape;
-    d.output_shape = input_shape;
-    d.input_type = input_type;
-    d.output_type = outq_->export_type();
-    kept_outputs = kept_inputs;
-    return d;
+  torch::Tensor forward(const torch::Tensor& x) override {
+    return outq_->forward(kind_ == LayerKind::Relu ? torch::relu(x) : x);
   }
-  torch::Tensor ebops(const torch::Tensor&) const override { return torch::zeros({}); }
-
- private:
-  std::vector<int64_t> shape_;
-  FixedPointQuantizer outq_{nullptr};
-};
-
-class ReluImpl : public QLayerImpl {
- public:
-  ReluImpl(QuantizerOptions o, std::vector<int64_t> shape, std::string name) : shape_(shape), name_(std::move(name)) {
-    outq_ = register_module("output", FixedPointQuantizer(o, shape, true));
-  }
-  torch::Tensor forward(const torch::Tensor& x) override { return outq_->forward(torch::relu(x)); }
   std::vector<int64_t> output_shape() const override { return shape_; }
   FixedPointQuantizer output_quantizer() const override { return outq_; }
   LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
                             const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
     check_activation_export(outq_, name_);
     LayerDescription d;
-    d.kind = LayerKind::Relu;
+    d.kind = kind_;
     d.name = name_;
     d.input_shape = input_shape;
     d.output_shape = input_shape;
@@ -275,8 +252,10 @@ class ReluImpl : public QLayerImpl {
     return d;
   }
   torch::Tensor ebops(const torch::Tensor&) const override { return torch::zeros({}); }
+  LayerKind kind() const { return kind_; }
 
  private:
+  LayerKind kind_;
   std::vector<int64_t> shape_;
   std::string name_;
   FixedPointQuantizer outq_{nullptr};
@@ -572,7 +551,8 @@ QuantizerOptions quantizer_from(const json& j) {
 QuantizedStackImpl& QuantizedStackImpl::input(QuantizerOptions output) {
   if (!layers_.empty()) throw Error("quantized stack: input() must come first");
   layer_specs_.push_back(json({{"kind", "input"}, {"output", to_json(output)}}).dump());
-  layers_.push_back(register_module("input", std::make_shared<InputQuantImpl>(output, input_shape_)));
+  layers_.push_back(
+      register_module("input", std::make_shared<ActivationImpl>(LayerKind::InputQuant, output, input_shape_, "input")));
   return *this;
 }
 
@@ -622,7 +602,7 @@ QuantizedStackImpl& QuantizedStackImpl::conv(QConvOptions options) {
 QuantizedStackImpl& QuantizedStackImpl::relu(QuantizerOptions output) {
   const std::string name = "relu" + std::to_string(layers_.size());
   layer_specs_.push_back(json({{"kind", "relu"}, {"output", to_json(output)}}).dump());
-  layers_.push_back(register_module(name, std::make_shared<ReluImpl>(output, output_shape(), name)));
+  layers_.push_back(register_module(name, std::make_shared<ActivationImpl>(LayerKind::Relu, output, output_shape(), name)));
   return *this;
 }
 
@@ -633,7 +613,8 @@ torch::Tensor QuantizedStackImpl::forward(const torch::Tensor& x) {
 }
 
 ModelDescription QuantizedStackImpl::describe() {
-  if (layers_.empty() || !std::dynamic_pointer_cast<InputQuantImpl>(layers_.front()))
+  const auto first = layers_.empty() ? nullptr : std::dynamic_pointer_cast<ActivationImpl>(layers_.front());
+  if (!first || first->kind() != LayerKind::InputQuant)
     throw Error("quantized stack: describe() needs an input quantizer first");
   ModelDescription model;
   FixedPointType type = layers_.front()->output_quantizer()->export_type();
@@ -679,8 +660,7 @@ void QuantizedStackImpl::prune_to(double sparsity) {
   // interface (a transmitted latent, a classifier score).
   int64_t last = -1;
   for (size_t k = 0; k < layers_.size(); ++k)
-    if (!std::dynamic_pointer_cast<InputQuantImpl>(layers_[k]) && !std::dynamic_pointer_cast<ReluImpl>(layers_[k]))
-      last = static_cast<int64_t>(k);
+    if (!std::dynamic_pointer_cast<ActivationImpl>(layers_[k])) last = static_cast<int64_t>(k);
   for (int64_t k = 0; k < last; ++k) layers_[k]->prune_to(sparsity);
 }
 
