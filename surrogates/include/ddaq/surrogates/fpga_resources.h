@@ -65,7 +65,6 @@ DesignSpec design_from(const ModelDescription& model, int64_t reuse_factor);
 
 class AnalyticResourceModel {
  public:
-  static constexpr int kMaxParams = 6;
   AnalyticResourceModel();
   // The fit shipped in surrogates/models/fpga_resources.txt (built in).
   static const AnalyticResourceModel& shipped();
