@@ -73,4 +73,27 @@ DOCTEST_TEST_SUITE("pipeline") {
     DOCTEST_CHECK(rep.best_choice[4].emd_mean < rep.best_choice[0].emd_mean);  // more cells, smaller EMD
     DOCTEST_CHECK(std::isfinite(rep.emd_mean));
   }
+
+  DOCTEST_TEST_CASE("frozen stages keep their parameters while the others train") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(300).seed(5).pileup_mu(5), dir.file("t.h5"));
+    ddaq::EconTPipeline p(ddaq::PipelineOptions(), 2);
+    std::vector<std::pair<std::string, torch::Tensor>> before;
+    for (const auto& kv : p.named_parameters()) before.emplace_back(kv.first, kv.second.detach().clone());
+    ddaq::train_pipeline(p, dir.file("t.h5"),
+                         ddaq::TrainerOptions().loss("weighted_mse").batch_size(64).max_steps(3).frozen({"encoder"}));
+    const auto after = p.named_parameters();
+    int encoder_same = 0, decoder_moved = 0;
+    for (size_t k = 0; k < after.size(); ++k) {
+      const bool same = torch::equal(before[k].second, after[k].second);
+      if (after[k].first.rfind("encoder.", 0) == 0) encoder_same += same ? 1 : -1000;
+      if (after[k].first.rfind("decoder.", 0) == 0) decoder_moved += same ? 0 : 1;
+    }
+    DOCTEST_CHECK(encoder_same > 0);
+    DOCTEST_CHECK(decoder_moved > 0);
+    DOCTEST_CHECK_THROWS_AS(ddaq::train_pipeline(p, dir.file("t.h5"),
+                                                 ddaq::TrainerOptions().loss("weighted_mse").batch_size(64).max_steps(1).frozen(
+                                                     {"frontend", "encoder", "decoder", "classifier"})),
+                            ddaq::Error);
+  }
 }

@@ -111,13 +111,16 @@ void check_top_level(const Config& config) { config.reject_unknown({"name", "des
 
 // Trains the configured pipeline on `train_file` and saves it into `run`.
 TrainSummary train_step(const Config& config, const std::string& config_path, const std::string& train_file,
-                        const std::string& run, int64_t max_steps, int64_t seed) {
+                        const std::string& run, int64_t max_steps, int64_t seed, const std::string& init = "",
+                        const std::vector<std::string>& freeze = {}) {
   const PipelineOptions po = PipelineOptions::from_config(config.section("pipeline"));
   TrainerOptions to = TrainerOptions::from_config(config.section("training"), config_dir(config_path));
   if (max_steps >= 0) to.max_steps(max_steps);
   if (seed >= 0) to.seed(static_cast<uint64_t>(seed));
+  to.frozen(freeze);
   make_directories(run);
-  EconTPipeline pipeline(po, to.seed());
+  // Start from a trained run (its architecture wins over the config's).
+  EconTPipeline pipeline = init.empty() ? EconTPipeline(po, to.seed()) : EconTPipeline::load(init);
   TrainSummary summary;
   {
     Progress progress("train", 0);
@@ -174,7 +177,12 @@ void add_run_command(CLI::App& app) {
     auto data = std::make_shared<std::string>();
     auto seed = std::make_shared<int64_t>(-1);
     auto max_steps = std::make_shared<int64_t>(-1);
+    auto init = std::make_shared<std::string>();
+    auto freeze = std::make_shared<std::vector<std::string>>();
     CLI::App* c = app.add_subcommand("train", "Train the configured pipeline end to end and save it as a run");
+    c->add_option("--init", *init, "start from this run's trained pipeline");
+    c->add_option("--freeze", *freeze, "stages kept fixed: frontend, encoder, decoder, classifier")
+        ->check(CLI::IsMember({"frontend", "encoder", "decoder", "classifier"}));
     c->add_option("config", *config_path, "configuration file (JSON)")->required();
     c->add_option("-o,--output", *run_dir, "run folder")->required();
     c->add_option("--data", *data, "training event file (default: made from the config's data section)");
@@ -185,7 +193,7 @@ void add_run_command(CLI::App& app) {
       check_top_level(config);
       if (!config.has("pipeline")) throw Error(*config_path + ": no 'pipeline' section to train");
       const std::string train_file = data->empty() ? prepare_data(config, *run_dir).first : *data;
-      const TrainSummary s = train_step(config, *config_path, train_file, *run_dir, *max_steps, *seed);
+      const TrainSummary s = train_step(config, *config_path, train_file, *run_dir, *max_steps, *seed, *init, *freeze);
       std::printf("trained: %s\nwrote %s (pipeline.json, encoder.qstack, classifier.qstack, decoder.pt, metrics.jsonl)\n",
                   s.to_text().c_str(), run_dir->c_str());
     });

@@ -78,8 +78,15 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   if (loader.batches_per_epoch() == 0)
     throw Error(train_file + ": fewer events than one batch of " + std::to_string(o.batch_size()));
   std::vector<at::Tensor> weights, bits;
-  for (const auto& kv : pipeline.named_parameters())
+  for (const auto& kv : pipeline.named_parameters()) {
+    const std::string stage = kv.first.substr(0, kv.first.find('.'));
+    if (std::find(o.frozen().begin(), o.frozen().end(), stage) != o.frozen().end()) {
+      kv.second.requires_grad_(false);
+      continue;
+    }
     (kv.first.find("fractional_bits") != std::string::npos ? bits : weights).push_back(kv.second);
+  }
+  if (weights.empty() && bits.empty()) throw Error("trainer: every stage is frozen");
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(weights, std::make_unique<torch::optim::AdamOptions>(o.learning_rate()));
   if (!bits.empty()) groups.emplace_back(bits, std::make_unique<torch::optim::AdamOptions>(o.bits_learning_rate()));

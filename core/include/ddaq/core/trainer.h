@@ -32,6 +32,9 @@ struct TrainerOptions {
   DDAQ_OPTION(double, elinks_budget) = 0.0;           // hinge above this many e-links (0: none)
   DDAQ_OPTION(double, link_weight) = 1.0;
   DDAQ_OPTION(double, ebops_weight) = 0.0;
+  // Stages whose parameters stay fixed ("frontend", "encoder", "decoder",
+  // "classifier"), e.g. an encoder trained elsewhere and frozen.
+  DDAQ_OPTION(std::vector<std::string>, frozen);
  public:
   // From a config section; `base_dir` resolves a relative surrogate path.
   static TrainerOptions from_config(const Config& section, const std::string& base_dir);
