@@ -40,3 +40,19 @@ PY
   done
 done
 column -s, -t "$out/results.csv"
+
+# MSE first, then frozen: the weighted-MSE encoder of each bandwidth kept
+# fixed while the decoder and classifier retrain with the EMD surrogate.
+echo "loss,latent_bits,elinks,mu,ae_emd_mean,bc_emd_mean,ratio" > "$out/frozen.csv"
+for bits in 3 5 7; do
+  run="$out/mse_then_frozen_${bits}bit"
+  "$ddaq" train "$out/surrogate_${bits}bit.json" -o "$run" --init "$out/weighted_mse_${bits}bit" --freeze encoder > "$run.train.log"
+  "$ddaq" eval "$run" --data "$data/test_mu40.h5" > "$run.eval_mu40.log"
+  /usr/bin/python3 - "$run/eval.json" "$bits" >> "$out/frozen.csv" <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1])); bits = sys.argv[2]
+bc = [b for b in e["best_choice"] if b["elinks"] == e["elinks"]][0]["emd_mean"]
+print(f"mse_then_frozen,{bits},{e['elinks']},40,{e['emd_mean']:.4f},{bc:.4f},{e['emd_mean'] / bc:.3f}")
+PY
+done
+column -s, -t "$out/frozen.csv"
