@@ -35,6 +35,15 @@ std::vector<int64_t> requantize(const std::vector<int64_t>& acc, int from, const
   return out;
 }
 
+// Fractional bits of the exact accumulator (products or bias, the finer) and
+// the left shift that brings products to it.
+int accumulator_fraction(const LayerDescription& l, int& product_shift) {
+  const int products = l.weight_type.fractional() + l.input_type.fractional();
+  const int frac = std::max(products, l.bias_type.fractional());
+  product_shift = frac - products;
+  return frac;
+}
+
 // Bias raw values aligned to `frac` fractional bits (frac >= bias fractional bits).
 int64_t aligned_bias(const LayerDescription& l, int64_t o, int frac) {
   if (l.bias_raw.empty()) return 0;
@@ -43,8 +52,8 @@ int64_t aligned_bias(const LayerDescription& l, int64_t o, int frac) {
 
 std::vector<int64_t> dense(const LayerDescription& l, const std::vector<int64_t>& x, int& frac) {
   const int64_t out = l.weight_shape[0], in = l.weight_shape[1];
-  frac = std::max(l.weight_type.fractional() + l.input_type.fractional(), l.bias_type.fractional());
-  const int shift = frac - (l.weight_type.fractional() + l.input_type.fractional());
+  int shift = 0;
+  frac = accumulator_fraction(l, shift);
   std::vector<int64_t> acc(static_cast<size_t>(out));
   for (int64_t o = 0; o < out; ++o) {
     int64_t s = 0;
@@ -58,8 +67,8 @@ std::vector<int64_t> dense(const LayerDescription& l, const std::vector<int64_t>
 std::vector<int64_t> conv2d(const LayerDescription& l, const std::vector<int64_t>& x, int& frac) {
   const int64_t co = l.weight_shape[0], ci = l.weight_shape[1], kh = l.weight_shape[2], kw = l.weight_shape[3];
   const int64_t h = l.input_shape[1], w = l.input_shape[2], ho = l.output_shape[1], wo = l.output_shape[2];
-  frac = std::max(l.weight_type.fractional() + l.input_type.fractional(), l.bias_type.fractional());
-  const int shift = frac - (l.weight_type.fractional() + l.input_type.fractional());
+  int shift = 0;
+  frac = accumulator_fraction(l, shift);
   std::vector<int64_t> acc(static_cast<size_t>(co * ho * wo));
   for (int64_t o = 0; o < co; ++o)
     for (int64_t y = 0; y < ho; ++y)
@@ -83,8 +92,8 @@ std::vector<int64_t> conv2d(const LayerDescription& l, const std::vector<int64_t
 std::vector<int64_t> conv_transpose2d(const LayerDescription& l, const std::vector<int64_t>& x, int& frac) {
   const int64_t ci = l.weight_shape[0], co = l.weight_shape[1], kh = l.weight_shape[2], kw = l.weight_shape[3];
   const int64_t h = l.input_shape[1], w = l.input_shape[2], ho = l.output_shape[1], wo = l.output_shape[2];
-  frac = std::max(l.weight_type.fractional() + l.input_type.fractional(), l.bias_type.fractional());
-  const int shift = frac - (l.weight_type.fractional() + l.input_type.fractional());
+  int shift = 0;
+  frac = accumulator_fraction(l, shift);
   std::vector<int64_t> acc(static_cast<size_t>(co * ho * wo), 0);
   for (int64_t c = 0; c < ci; ++c)
     for (int64_t i = 0; i < h; ++i)

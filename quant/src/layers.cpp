@@ -143,6 +143,20 @@ torch::Tensor QLayerImpl::gate_penalty() const { return torch::zeros({}); }
 
 namespace {
 
+torch::Tensor index_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); }
+
+std::vector<int64_t> raw_values(const torch::Tensor& values, const FixedPointType& type) {
+  const torch::Tensor v = values.detach().to(torch::kDouble).contiguous();
+  std::vector<int64_t> raw(static_cast<size_t>(v.numel()));
+  const double* p = v.data_ptr<double>();
+  for (int64_t k = 0; k < v.numel(); ++k) {
+    raw[k] = type.to_raw(p[k]);
+    if (type.from_raw(raw[k]) != p[k])
+      throw Error("export: value " + std::to_string(p[k]) + " is not representable in " + type.hls_type());
+  }
+  return raw;
+}
+
 // Common state of layers with weights: quantizers, masks, gates.
 struct Weighted {
   torch::Tensor weight, bias, mask, gate_logits;
@@ -183,6 +197,24 @@ struct Weighted {
       if (m[u].item<double>() > 0) kept.push_back(u);
     return kept;
   }
+  // The end of describe() shared by dense and conv layers: bias (kept units
+  // only), an accumulator wide enough to be exact, the output type.
+  // `weight_l1` bounds the sum of |w| feeding one output.
+  void describe_tail(LayerDescription& d, const torch::Tensor& float_bias, const std::vector<int64_t>& kept,
+                     double weight_l1) {
+    double bound = weight_l1 * std::max(std::fabs(d.input_type.min_value()), d.input_type.max_value());
+    if (float_bias.defined()) {
+      d.bias_type = bq->export_type();
+      const torch::Tensor b = bq->forward(float_bias * effective_mask(false)).index_select(0, index_tensor(kept));
+      d.bias_raw = raw_values(b, d.bias_type);
+      bound += b.abs().max().item<double>();
+    } else {
+      d.bias_type = FixedPointType(1, 1);
+    }
+    const int frac = std::max(d.weight_type.fractional() + d.input_type.fractional(), d.bias_type.fractional());
+    d.accumulator_type = FixedPointType(bits_for(bound) + frac, bits_for(bound), true);
+    d.output_type = outq->export_type();
+  }
   // For describe(): the kept units; a layer with none left cannot be exported.
   std::vector<int64_t> kept_units_for_export(const std::string& name) const {
     auto kept = kept_units();
@@ -197,19 +229,7 @@ std::vector<int64_t> all_indices(int64_t n) {
   return v;
 }
 
-torch::Tensor index_tensor(const std::vector<int64_t>& v) { return torch::tensor(v, torch::kLong); }
 
-std::vector<int64_t> raw_values(const torch::Tensor& values, const FixedPointType& type) {
-  const torch::Tensor v = values.detach().to(torch::kDouble).contiguous();
-  std::vector<int64_t> raw(static_cast<size_t>(v.numel()));
-  const double* p = v.data_ptr<double>();
-  for (int64_t k = 0; k < v.numel(); ++k) {
-    raw[k] = type.to_raw(p[k]);
-    if (type.from_raw(raw[k]) != p[k])
-      throw Error("export: value " + std::to_string(p[k]) + " is not representable in " + type.hls_type());
-  }
-  return raw;
-}
 
 void check_activation_export(const FixedPointQuantizer& q, const std::string& name) {
   if (q->options().learnable() && q->options().granularity() != Granularity::PerTensor)
@@ -304,18 +324,8 @@ class DenseImpl : public QLayerImpl {
     d.weight_type = w_.wq->export_type();
     d.weight_shape = {d.output_shape[0], d.input_shape[0]};
     d.weight_raw = raw_values(wk, d.weight_type);
-    double bound = wk.abs().sum(1).max().item<double>() * std::max(std::fabs(input_type.min_value()), input_type.max_value());
-    if (o_.bias()) {
-      d.bias_type = w_.bq->export_type();
-      const torch::Tensor b = w_.bq->forward(w_.bias * w_.effective_mask(false)).index_select(0, index_tensor(kept_outputs));
-      d.bias_raw = raw_values(b, d.bias_type);
-      bound += b.abs().max().item<double>();
-    } else {
-      d.bias_type = FixedPointType(1, 1);
-    }
-    const int frac = std::max(d.weight_type.fractional() + input_type.fractional(), d.bias_type.fractional());
-    d.accumulator_type = FixedPointType(bits_for(bound) + frac, bits_for(bound), true);
-    d.output_type = w_.outq->export_type();
+    w_.describe_tail(d, o_.bias() ? w_.bias : torch::Tensor(), kept_outputs,
+                     wk.abs().sum(1).max().item<double>());
     d.multiplies = 0;
     for (int64_t v : d.weight_raw) d.multiplies += v != 0;
     const torch::Tensor wb = w_.wq->bits().expand({o_.out(), o_.in()}).index_select(0, index_tensor(kept_outputs))
@@ -457,19 +467,7 @@ class ConvImpl : public QLayerImpl {
     d.stride = o_.stride();
     d.padding = o_.padding();
     d.output_padding = o_.output_padding();
-    double bound = wk.abs().sum().item<double>() * std::max(std::fabs(input_type.min_value()), input_type.max_value());
-    if (wb.second.defined()) {
-      d.bias_type = w_.bq->export_type();
-      const torch::Tensor b =
-          w_.bq->forward(wb.second * w_.effective_mask(false)).index_select(0, index_tensor(kept_outputs));
-      d.bias_raw = raw_values(b, d.bias_type);
-      bound += b.abs().max().item<double>();
-    } else {
-      d.bias_type = FixedPointType(1, 1);
-    }
-    const int frac = std::max(d.weight_type.fractional() + input_type.fractional(), d.bias_type.fractional());
-    d.accumulator_type = FixedPointType(bits_for(bound) + frac, bits_for(bound), true);
-    d.output_type = w_.outq->export_type();
+    w_.describe_tail(d, wb.second, kept_outputs, wk.abs().sum().item<double>());
     const int64_t positions = o_.transposed() ? input_shape[1] * input_shape[2] : out_shape_[1] * out_shape_[2];
     int64_t nonzero = 0;
     for (int64_t v : d.weight_raw) nonzero += v != 0;
