@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "ddaq/core/config.h"
+#include "ddaq/core/distributed.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/export.h"
 #include "ddaq/core/pipeline.h"
@@ -107,27 +108,46 @@ std::pair<std::string, std::string> prepare_data(const Config& config, const std
   return {run + "/train.h5", run + "/test.h5"};
 }
 
+// The paths prepare_data() writes, without writing them (other ranks).
+std::pair<std::string, std::string> prepare_data_paths(const Config& config, const std::string& run) {
+  const DataPlan plan = read_data_plan(config);
+  if (plan.source == "files") return {plan.train_file, plan.test_file};
+  return {run + "/train.h5", run + "/test.h5"};
+}
+
 void check_top_level(const Config& config) { config.reject_unknown({"name", "description", "data", "pipeline", "training"}); }
 
-// Trains the configured pipeline on `train_file` and saves it into `run`.
+// What `ddaq train` adds to the config's training section.
+struct TrainRequest {
+  int64_t max_steps = -1, seed = -1, checkpoint_every = -1;
+  std::string init, device, validation;
+  std::vector<std::string> freeze;
+  bool resume = false;
+};
+
+// Trains the configured pipeline on `train_file` and saves it into `run`
+// (rank 0 only when data parallel). The checkpoint is RUN/checkpoint.pt.
 TrainSummary train_step(const Config& config, const std::string& config_path, const std::string& train_file,
-                        const std::string& run, int64_t max_steps, int64_t seed, const std::string& init = "",
-                        const std::vector<std::string>& freeze = {}) {
+                        const std::string& run, const TrainRequest& request, Communicator* comm = nullptr) {
   const PipelineOptions po = PipelineOptions::from_config(config.section("pipeline"));
   TrainerOptions to = TrainerOptions::from_config(config.section("training"), config_dir(config_path));
-  if (max_steps >= 0) to.max_steps(max_steps);
-  if (seed >= 0) to.seed(static_cast<uint64_t>(seed));
-  to.frozen(freeze);
-  make_directories(run);
+  if (request.max_steps >= 0) to.max_steps(request.max_steps);
+  if (request.seed >= 0) to.seed(static_cast<uint64_t>(request.seed));
+  if (request.checkpoint_every >= 0) to.checkpoint_every(request.checkpoint_every);
+  if (!request.device.empty()) to.device(request.device);
+  if (!request.validation.empty()) to.validation(request.validation);
+  to.frozen(request.freeze).checkpoint(run + "/checkpoint.pt").resume(request.resume);
+  const bool writer = !comm || comm->rank() == 0;
+  if (writer) make_directories(run);
   // Start from a trained run (its architecture wins over the config's).
-  EconTPipeline pipeline = init.empty() ? EconTPipeline(po, to.seed()) : EconTPipeline::load(init);
+  EconTPipeline pipeline = request.init.empty() ? EconTPipeline(po, to.seed()) : EconTPipeline::load(request.init);
   TrainSummary summary;
   {
-    Progress progress("train", 0);
-    summary = train_pipeline(pipeline, train_file, to, run + "/metrics.jsonl", &progress);
+    Progress progress("train", 0, writer ? stderr : nullptr);
+    summary = train_pipeline(pipeline, train_file, to, writer ? run + "/metrics.jsonl" : "", &progress, {}, comm);
     progress.finish();
   }
-  pipeline.save(run);
+  if (writer) pipeline.save(run);
   return summary;
 }
 
@@ -141,6 +161,8 @@ void add_run_command(CLI::App& app) {
     c->add_option("config", *config_path, "configuration file (JSON), e.g. experiments/econt/quick.json")->required();
     c->add_option("-o,--output", *run_dir, "run folder to write (created if missing)")->required();
     c->callback([=] {
+      if (DistributedEnvironment::detect().distributed())
+        throw Error("ddaq run is one process; launch 'ddaq train' for data-parallel training");
       const Config config = Config::load(*config_path);
       check_top_level(config);
       const std::string name = config.string("name", "unnamed");
@@ -154,7 +176,7 @@ void add_run_command(CLI::App& app) {
         text += std::string("\n[") + split.first + ": " + split.second + "]\n" + s.to_text();
       }
       if (config.has("pipeline")) {
-        const TrainSummary summary = train_step(config, *config_path, files.first, run, -1, -1);
+        const TrainSummary summary = train_step(config, *config_path, files.first, run, TrainRequest());
         text += "\n[training]\n" + summary.to_text() + "\n";
         EconTPipeline pipeline = EconTPipeline::load(run);
         const EvaluationReport eval = evaluate_pipeline(pipeline, files.second);
@@ -175,27 +197,54 @@ void add_run_command(CLI::App& app) {
     auto config_path = std::make_shared<std::string>();
     auto run_dir = std::make_shared<std::string>();
     auto data = std::make_shared<std::string>();
-    auto seed = std::make_shared<int64_t>(-1);
-    auto max_steps = std::make_shared<int64_t>(-1);
-    auto init = std::make_shared<std::string>();
-    auto freeze = std::make_shared<std::vector<std::string>>();
-    CLI::App* c = app.add_subcommand("train", "Train the configured pipeline end to end and save it as a run");
-    c->add_option("--init", *init, "start from this run's trained pipeline");
-    c->add_option("--freeze", *freeze, "stages kept fixed: frontend, encoder, decoder, classifier")
+    auto request = std::make_shared<TrainRequest>();
+    auto launcher = std::make_shared<std::string>("auto");
+    auto timeout = std::make_shared<int>(300);
+    CLI::App* c = app.add_subcommand(
+        "train",
+        "Train the configured pipeline end to end and save it as a run. Data parallel when started by torchrun, "
+        "srun, mpirun or with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set (training.batch_size is the global batch)");
+    c->add_option("--init", request->init, "start from this run's trained pipeline");
+    c->add_option("--freeze", request->freeze, "stages kept fixed: frontend, encoder, decoder, classifier")
         ->check(CLI::IsMember({"frontend", "encoder", "decoder", "classifier"}));
     c->add_option("config", *config_path, "configuration file (JSON)")->required();
     c->add_option("-o,--output", *run_dir, "run folder")->required();
     c->add_option("--data", *data, "training event file (default: made from the config's data section)");
-    c->add_option("--seed", *seed, "override training.seed");
-    c->add_option("--max-steps", *max_steps, "stop after this many steps");
+    c->add_option("--seed", request->seed, "override training.seed");
+    c->add_option("--max-steps", request->max_steps, "stop after this many steps (the schedule still spans the epochs)");
+    c->add_flag("--resume", request->resume, "continue from RUN/checkpoint.pt (same config and data)");
+    c->add_option("--checkpoint-every", request->checkpoint_every,
+                  "also checkpoint every N steps (default: training.checkpoint_every; epoch ends always)");
+    c->add_option("--device", request->device, "cpu, cuda or cuda:N (default training.device; under a launcher "
+                                               "\"cuda\" means cuda:LOCAL_RANK)");
+    c->add_option("--validation", request->validation, "validation event file (overrides training.validation)");
+    c->add_option("--launcher", *launcher, "rendezvous from: auto, none, torchrun, env, slurm, openmpi")
+        ->capture_default_str();
+    c->add_option("--dist-timeout", *timeout, "seconds a collective waits for the other ranks before failing")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 86400));
     c->callback([=] {
       const Config config = Config::load(*config_path);
       check_top_level(config);
       if (!config.has("pipeline")) throw Error(*config_path + ": no 'pipeline' section to train");
-      const std::string train_file = data->empty() ? prepare_data(config, *run_dir).first : *data;
-      const TrainSummary s = train_step(config, *config_path, train_file, *run_dir, *max_steps, *seed, *init, *freeze);
-      std::printf("trained: %s\nwrote %s (pipeline.json, encoder.qstack, classifier.qstack, decoder.pt, metrics.jsonl)\n",
-                  s.to_text().c_str(), run_dir->c_str());
+      const DistributedEnvironment env = DistributedEnvironment::detect(*launcher);
+      TrainRequest r = *request;
+      if (env.distributed() && r.device == "cuda") r.device = "cuda:" + std::to_string(env.local_rank);
+      std::unique_ptr<Communicator> comm;
+      if (env.distributed()) comm = Communicator::connect(env, r.device.empty() ? "cpu" : r.device, std::chrono::seconds(*timeout));
+      const bool writer = !comm || comm->rank() == 0;
+      std::string train_file = *data;
+      if (train_file.empty()) {
+        // Rank 0 makes the data; the others wait and read the same files.
+        if (writer) train_file = prepare_data(config, *run_dir).first;
+        if (comm) comm->barrier();
+        if (!writer) train_file = prepare_data_paths(config, *run_dir).first;
+      }
+      const TrainSummary s = train_step(config, *config_path, train_file, *run_dir, r, comm.get());
+      if (writer)
+        std::printf("trained: %s\nwrote %s (pipeline.json, encoder.qstack, classifier.qstack, decoder.pt, checkpoint.pt, "
+                    "metrics.jsonl)\n",
+                    s.to_text().c_str(), run_dir->c_str());
     });
   }
   {

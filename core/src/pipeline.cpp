@@ -80,7 +80,10 @@ struct DecoderImpl : torch::nn::Module {
     up = register_module("up", torch::nn::ConvTranspose2d(
                                    torch::nn::ConvTranspose2dOptions(filters, filters, 3).stride(2).padding(1).output_padding(
                                        grid[1] % 2 == 0 ? 1 : 0)));
-    out = register_module("out", torch::nn::Conv2d(torch::nn::Conv2dOptions(filters, grid[0], 3).padding(1)));
+    // No bias: the softmax over the cells ignores a constant shift, so a bias
+    // would get only rounding noise as gradient, which Adam turns into a
+    // random walk (and data-parallel runs into spurious differences).
+    out = register_module("out", torch::nn::Conv2d(torch::nn::Conv2dOptions(filters, grid[0], 3).padding(1).bias(false)));
   }
   torch::Tensor forward(const torch::Tensor& latent, const CellLayout& layout) {
     torch::Tensor h = torch::relu(dense->forward(latent)).view({-1, hidden_shape[0], hidden_shape[1], hidden_shape[2]});
@@ -187,6 +190,33 @@ std::vector<std::pair<std::string, at::Tensor>> EconTPipeline::named_parameters(
   for (const auto& p : impl_->decoder->named_parameters()) out.emplace_back("decoder." + p.key(), p.value());
   for (const auto& p : impl_->classifier->named_parameters()) out.emplace_back("classifier." + p.key(), p.value());
   return out;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> EconTPipeline::named_state() const {
+  std::vector<std::pair<std::string, at::Tensor>> out = named_parameters();
+  auto add = [&](const std::string& stage, const torch::nn::Module& m) {
+    for (const auto& b : m.named_buffers()) out.emplace_back(stage + "." + b.key(), b.value());
+  };
+  add("frontend", impl_->holder);
+  add("encoder", *impl_->encoder);
+  add("decoder", *impl_->decoder);
+  add("classifier", *impl_->classifier);
+  return out;
+}
+
+void EconTPipeline::to(const std::string& device) {
+  torch::Device d(torch::kCPU);
+  try {
+    d = torch::Device(device);
+  } catch (const c10::Error&) {
+    throw Error("pipeline: device '" + device + "' (expected cpu, cuda or cuda:N)");
+  }
+  if (d.is_cuda() && !torch::cuda::is_available())
+    throw Error("pipeline: device '" + device + "' requested but this LibTorch sees no CUDA device");
+  impl_->holder.to(d);
+  impl_->encoder->to(d);
+  impl_->decoder->to(d);
+  impl_->classifier->to(d);
 }
 
 std::vector<at::Tensor> EconTPipeline::parameters() const {

@@ -11,7 +11,7 @@ namespace ddaq {
 Progress::Progress(std::string label, int64_t total, std::FILE* out, double plain_interval_s)
     : label_(std::move(label)), total_(total), out_(out), plain_interval_s_(plain_interval_s) {
   const char* env = std::getenv("DDAQ_PROGRESS");
-  if (env && std::strcmp(env, "off") == 0)
+  if (!out_ || (env && std::strcmp(env, "off") == 0))  // null: silent (e.g. ranks other than 0)
     mode_ = Mode::Off;
   else if (env && std::strcmp(env, "plain") == 0)
     mode_ = Mode::Plain;

@@ -1,5 +1,6 @@
 #include "ddaq/core/trainer.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -7,10 +8,14 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "ddaq/core/baselines.h"
+#include "ddaq/core/distributed.h"
+#include "ddaq/core/files.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/loader.h"
 #include "ddaq/core/progress.h"
@@ -27,8 +32,8 @@ namespace ddaq {
 
 TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& base_dir) {
   c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "bits_learning_rate", "seed", "threads", "loss",
-                    "surrogate",
-                    "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight", "ebops_weight"});
+                    "surrogate", "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight",
+                    "ebops_weight", "validation", "validation_events", "patience", "checkpoint_every", "device"});
   TrainerOptions o;
   o.epochs(static_cast<int>(c.integer("epochs", o.epochs(), 1, 100000)))
       .max_steps(c.integer("max_steps", o.max_steps(), -1))
@@ -42,20 +47,35 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .classification_weight(c.number("classification_weight", o.classification_weight(), 0.0))
       .elinks_budget(c.number("elinks_budget", o.elinks_budget(), 0.0, 13.0))
       .link_weight(c.number("link_weight", o.link_weight(), 0.0))
-      .ebops_weight(c.number("ebops_weight", o.ebops_weight(), 0.0));
+      .ebops_weight(c.number("ebops_weight", o.ebops_weight(), 0.0))
+      .validation_events(c.integer("validation_events", o.validation_events(), 1))
+      .patience(static_cast<int>(c.integer("patience", o.patience(), 0, 100000)))
+      .checkpoint_every(c.integer("checkpoint_every", o.checkpoint_every(), 0))
+      .device(c.string("device", o.device()));
   if (o.loss() != "surrogate" && o.loss() != "weighted_mse")
     throw Error(c.source() + ": " + c.where() + ".loss: '" + o.loss() + "' (expected \"surrogate\" or \"weighted_mse\")");
-  const std::string s = c.string("surrogate", "");
-  if (!s.empty()) o.surrogate(s[0] == '/' ? s : base_dir + "/" + s);
+  auto resolve = [&](const std::string& p) { return p.empty() || p[0] == '/' ? p : base_dir + "/" + p; };
+  o.surrogate(resolve(c.string("surrogate", "")));
+  o.validation(resolve(c.string("validation", "")));
   if (o.loss() == "surrogate" && o.surrogate().empty())
     throw Error(c.source() + ": " + c.where() + ".surrogate: needed with loss \"surrogate\"");
+  if (o.patience() > 0 && o.validation().empty())
+    throw Error(c.source() + ": " + c.where() + ".patience: early stopping needs a validation file (training.validation)");
   return o;
 }
 
 std::string TrainSummary::to_text() const {
-  std::string s = std::to_string(steps) + " steps, " + std::to_string(epochs) + " epochs, " +
-                  std::to_string(static_cast<int>(seconds + 0.5)) + " s; last epoch:";
-  char buf[64];
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%lld steps, %d epochs, %.0f s (%.0f events/s, %d rank%s)", static_cast<long long>(steps),
+                epochs, seconds, events_per_second, world_size, world_size == 1 ? "" : "s");
+  std::string s = buf;
+  if (resumed_at_step > 0) s += "; resumed at step " + std::to_string(resumed_at_step);
+  if (best_epoch > 0) {
+    std::snprintf(buf, sizeof buf, "; kept epoch %d (validation EMD %.4f)%s", best_epoch, best_validation_emd,
+                  stopped_early ? ", stopped early" : "");
+    s += buf;
+  }
+  s += "; last epoch:";
   for (const auto& kv : last_epoch) {
     std::snprintf(buf, sizeof buf, " %s %.4g", kv.first.c_str(), kv.second);
     s += buf;
@@ -63,21 +83,256 @@ std::string TrainSummary::to_text() const {
   return s;
 }
 
+namespace {
+
+// Where training stands: everything besides tensors that a resumed run needs.
+struct Position {
+  int64_t step = 0;
+  int epoch = 0;
+  int64_t batch_in_epoch = 0;
+  std::map<std::string, double> epoch_sums;  // this epoch's objective sums so far (this rank)
+  double best_validation = INFINITY;
+  int best_epoch = 0, epochs_without_improvement = 0;
+  bool stop = false;
+};
+
+// Everything that fixes the trajectory; a checkpoint resumes only under the same.
+std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_file, int64_t file_events,
+                        const TrainerOptions& o) {
+  return nlohmann::json({{"pipeline", nlohmann::json::parse(pipeline.options().to_json())},
+                         {"train_file", train_file},
+                         {"train_events", file_events},
+                         {"epochs", o.epochs()},
+                         {"batch_size", o.batch_size()},
+                         {"learning_rate", o.learning_rate()},
+                         {"bits_learning_rate", o.bits_learning_rate()},
+                         {"seed", o.seed()},
+                         {"loss", o.loss()},
+                         {"surrogate", o.surrogate()},
+                         {"weights",
+                          {o.reconstruction_weight(), o.classification_weight(), o.elinks_budget(), o.link_weight(),
+                           o.ebops_weight()}},
+                         {"frozen", o.frozen()},
+                         {"validation", o.validation()},
+                         {"validation_events", o.validation_events()},
+                         {"patience", o.patience()}})
+      .dump();
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> snapshot(const EconTPipeline& p) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& kv : p.named_state()) out.emplace_back(kv.first, kv.second.detach().clone());
+  return out;
+}
+
+void restore(EconTPipeline& p, const std::vector<std::pair<std::string, torch::Tensor>>& state,
+             const std::string& source) {
+  torch::NoGradGuard no_grad;
+  for (auto& kv : p.named_state()) {
+    auto it = std::find_if(state.begin(), state.end(), [&](const auto& s) { return s.first == kv.first; });
+    if (it == state.end() || !it->second.sizes().equals(kv.second.sizes()))
+      throw Error(source + ": no tensor '" + kv.first + "' of the pipeline's shape (another architecture?)");
+    kv.second.copy_(it->second);
+  }
+}
+
+torch::serialize::OutputArchive tensors_archive(const std::vector<std::pair<std::string, torch::Tensor>>& named) {
+  torch::serialize::OutputArchive a;
+  for (const auto& kv : named) a.write(kv.first, kv.second.detach().cpu(), /*is_buffer=*/true);
+  return a;
+}
+
+nlohmann::json position_json(const Position& p, const std::string& print) {
+  return {{"format", "ddaq-checkpoint-1"},
+          {"step", p.step},
+          {"epoch", p.epoch},
+          {"batch_in_epoch", p.batch_in_epoch},
+          {"epoch_sums", p.epoch_sums},
+          {"best_validation", std::isfinite(p.best_validation) ? nlohmann::json(p.best_validation) : nlohmann::json()},
+          {"best_epoch", p.best_epoch},
+          {"epochs_without_improvement", p.epochs_without_improvement},
+          {"stop", p.stop},
+          {"fingerprint", print}};
+}
+
+void write_checkpoint(const std::string& path, const EconTPipeline& pipeline, torch::optim::Optimizer& optimizer,
+                      const Position& pos, const std::string& print,
+                      const std::vector<std::pair<std::string, torch::Tensor>>& best) {
+  std::string bytes;
+  try {
+    torch::serialize::OutputArchive a, opt;
+    a.write("meta", c10::IValue(position_json(pos, print).dump()));
+    std::vector<std::pair<std::string, torch::Tensor>> state;
+    for (const auto& kv : pipeline.named_state()) state.emplace_back(kv.first, kv.second);
+    torch::serialize::OutputArchive state_archive = tensors_archive(state);
+    a.write("state", state_archive);
+    if (!best.empty()) {
+      torch::serialize::OutputArchive best_archive = tensors_archive(best);
+      a.write("best", best_archive);
+    }
+    optimizer.save(opt);
+    a.write("optimizer", opt);
+    a.write("rng", at::detail::getDefaultCPUGenerator().get_state(), /*is_buffer=*/true);
+    a.save_to([&](const void* data, size_t n) {
+      bytes.append(static_cast<const char*>(data), n);
+      return n;
+    });
+  } catch (const c10::Error& e) {
+    throw Error(path + ": cannot serialize checkpoint (" + e.what_without_backtrace() + ")");
+  }
+  write_file_atomic(path, bytes);  // temp file, fsync, rename: never half a checkpoint
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open checkpoint (missing or unreadable)");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> read_tensors(torch::serialize::InputArchive& a) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const std::string& key : a.keys()) {
+    torch::Tensor t;
+    a.read(key, t, /*is_buffer=*/true);
+    out.emplace_back(key, t);
+  }
+  return out;
+}
+
+struct LoadedCheckpoint {
+  nlohmann::json meta;
+  std::vector<std::pair<std::string, torch::Tensor>> state, best;
+};
+
+LoadedCheckpoint load_checkpoint(const std::string& path, torch::optim::Optimizer* optimizer) {
+  const std::string bytes = read_bytes(path);
+  LoadedCheckpoint c;
+  try {
+    torch::serialize::InputArchive a;
+    a.load_from(bytes.data(), bytes.size());
+    c10::IValue meta;
+    a.read("meta", meta);
+    c.meta = nlohmann::json::parse(meta.toStringRef());
+    if (c.meta.value("format", "") != "ddaq-checkpoint-1") throw Error(path + ": not a ddaq checkpoint (format)");
+    torch::serialize::InputArchive state;
+    a.read("state", state);
+    c.state = read_tensors(state);
+    torch::serialize::InputArchive best;
+    if (a.try_read("best", best)) c.best = read_tensors(best);
+    if (optimizer) {
+      torch::serialize::InputArchive opt;
+      a.read("optimizer", opt);
+      optimizer->load(opt);
+      torch::Tensor rng;
+      a.read("rng", rng, /*is_buffer=*/true);
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(rng);
+    }
+  } catch (const c10::Error& e) {
+    throw Error(path + ": not a readable ddaq checkpoint (" + std::string(e.what_without_backtrace()).substr(0, 120) + ")");
+  } catch (const nlohmann::json::exception&) {
+    throw Error(path + ": not a ddaq checkpoint (meta)");
+  }
+  return c;
+}
+
+// The first top-level key whose value differs, for a one-line error.
+std::string first_difference(const std::string& a, const std::string& b) {
+  const auto ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+  for (const auto& kv : ja.items())
+    if (!jb.contains(kv.key()) || jb[kv.key()] != kv.value())
+      return kv.key() + " (checkpoint " + kv.value().dump() + ", now " +
+             (jb.contains(kv.key()) ? jb[kv.key()].dump() : std::string("absent")) + ")";
+  return "?";
+}
+
+// Keeps only metrics lines up to `step`: a run killed after an epoch line but
+// before its checkpoint must not get that line twice.
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    try {
+      if (nlohmann::json::parse(line).value("steps", int64_t(0)) > step) continue;
+    } catch (const nlohmann::json::exception&) {
+      continue;  // a torn last line
+    }
+    kept += line + "\n";
+  }
+  write_file_atomic(path, kept);
+}
+
+double validation_emd(EconTPipeline& pipeline, const EventTable& v, const std::string& device) {
+  const int64_t n = v.size();
+  torch::Tensor recon;
+  {
+    torch::NoGradGuard no_grad;
+    pipeline.train(false);
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(v.calq.data()), {n, 48}, torch::kFloat).to(device);
+    recon = pipeline.forward(x).get("reconstruction").cpu().contiguous();
+    pipeline.train(true);
+  }
+  std::vector<double> emd(static_cast<size_t>(n));
+  emd_exact_rows(trigger_cell_metric(), v.calq.data(), recon.data_ptr<float>(), n, emd.data(), 0);
+  double sum = 0;
+  int64_t count = 0;
+  for (double e : emd)
+    if (std::isfinite(e)) sum += e, ++count;
+  return count ? sum / static_cast<double>(count) : NAN;
+}
+
+}  // namespace
+
+CheckpointContents read_checkpoint(const std::string& path) {
+  const LoadedCheckpoint c = load_checkpoint(path, nullptr);
+  CheckpointContents out;
+  out.step = c.meta.value("step", int64_t(0));
+  out.epoch = c.meta.value("epoch", 0);
+  out.batch_in_epoch = c.meta.value("batch_in_epoch", int64_t(0));
+  out.fingerprint = c.meta.value("fingerprint", "");
+  out.state = c.state;
+  return out;
+}
+
 TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_file, const TrainerOptions& o,
-                            const std::string& metrics_path, Progress* progress, const StepCallback& on_step) {
+                            const std::string& metrics_path, Progress* progress, const StepCallback& on_step,
+                            Communicator* comm) {
   const auto t0 = std::chrono::steady_clock::now();
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->world_size() : 1;
+  const bool writer = rank == 0;
+  if (o.batch_size() % world != 0)
+    throw Error("trainer: batch_size " + std::to_string(o.batch_size()) + " (global) is not divisible by " +
+                std::to_string(world) + " ranks");
   at::set_num_threads(o.threads());
   torch::manual_seed(o.seed());
+  pipeline.to(o.device());  // checks the device name and CUDA availability
+  const torch::Device device(o.device());
   std::unique_ptr<EmdSurrogate> surrogate;
   if (o.loss() == "surrogate") {
     surrogate.reset(new EmdSurrogate(EmdSurrogate::load(o.surrogate())));
+    surrogate->to(o.device());
     for (auto& p : surrogate->parameters()) p.requires_grad_(false);
     surrogate->train_mode(false);
   }
-  EventLoader loader(train_file, LoaderOptions().batch_size(o.batch_size()).seed(o.seed()).drop_last(true));
+  EventLoader loader(train_file, LoaderOptions()
+                                     .batch_size(o.batch_size() / world)
+                                     .seed(o.seed())
+                                     .drop_last(true)
+                                     .rank(rank)
+                                     .world_size(world));
   if (loader.batches_per_epoch() == 0)
     throw Error(train_file + ": fewer events than one batch of " + std::to_string(o.batch_size()));
-  std::vector<at::Tensor> weights, bits;
+  EventTable validation;
+  if (!o.validation().empty()) {
+    const EventFileReader reader(o.validation());
+    const int64_t n = std::min(o.validation_events(), reader.size());
+    if (n <= 0) throw Error(o.validation() + ": no validation events");
+    validation.calq.resize(static_cast<size_t>(n) * 48);
+    reader.read(0, n, validation.calq.data(), nullptr);
+  }
+  std::vector<at::Tensor> weights, bits, ranges;
   for (const auto& kv : pipeline.named_parameters()) {
     const std::string stage = kv.first.substr(0, kv.first.find('.'));
     if (std::find(o.frozen().begin(), o.frozen().end(), stage) != o.frozen().end()) {
@@ -86,6 +341,8 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     }
     (kv.first.find("fractional_bits") != std::string::npos ? bits : weights).push_back(kv.second);
   }
+  for (const auto& kv : pipeline.named_state())
+    if (kv.first.size() > 6 && kv.first.compare(kv.first.size() - 6, 6, ".range") == 0) ranges.push_back(kv.second);
   if (weights.empty() && bits.empty()) throw Error("trainer: every stage is frozen");
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(weights, std::make_unique<torch::optim::AdamOptions>(o.learning_rate()));
@@ -94,25 +351,76 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   const std::vector<double> base_lr = {o.learning_rate(), o.bits_learning_rate()};
   const int64_t planned = loader.batches_per_epoch() * o.epochs();
   const int64_t total_steps = o.max_steps() >= 0 ? std::min(planned, o.max_steps()) : planned;
-  if (progress) progress->set_total(total_steps);
+  const std::string print = fingerprint(pipeline, train_file, loader.file_size(), o);
+
+  Position pos;
+  std::vector<std::pair<std::string, torch::Tensor>> best;
+  TrainSummary summary;
+  summary.world_size = world;
+  if (o.resume()) {
+    if (o.checkpoint().empty()) throw Error("trainer: resume needs a checkpoint path");
+    LoadedCheckpoint c = load_checkpoint(o.checkpoint(), &optimizer);
+    if (c.meta.value("fingerprint", "") != print)
+      throw Error(o.checkpoint() + ": written for another configuration: " +
+                  first_difference(c.meta.value("fingerprint", "{}"), print));
+    restore(pipeline, c.state, o.checkpoint());
+    best = c.best;
+    pos.step = c.meta.at("step");
+    pos.epoch = c.meta.at("epoch");
+    pos.batch_in_epoch = c.meta.at("batch_in_epoch");
+    pos.epoch_sums = c.meta.at("epoch_sums").get<std::map<std::string, double>>();
+    pos.best_validation = c.meta.at("best_validation").is_null() ? INFINITY : c.meta.at("best_validation").get<double>();
+    pos.best_epoch = c.meta.at("best_epoch");
+    pos.epochs_without_improvement = c.meta.at("epochs_without_improvement");
+    pos.stop = c.meta.at("stop");
+    summary.resumed_at_step = pos.step;
+    if (writer && !metrics_path.empty()) truncate_metrics(metrics_path, pos.step);
+  }
+  if (comm) {  // one starting point (a resumed one too): rank 0's state
+    std::vector<at::Tensor> state;
+    for (const auto& kv : pipeline.named_state()) state.push_back(kv.second);
+    comm->broadcast(state, 0);
+  }
+  if (progress) {
+    progress->set_total(total_steps);
+    progress->advance(pos.step);
+  }
   std::ofstream metrics;
-  if (!metrics_path.empty()) {
+  if (writer && !metrics_path.empty()) {
     metrics.open(metrics_path, std::ios::app);
     if (!metrics) throw Error(metrics_path + ": cannot write metrics");
   }
-  TrainSummary summary;
+  if (writer && !o.checkpoint().empty()) remove_stale_temporaries(o.checkpoint());
+  auto checkpoint = [&] {
+    if (writer && !o.checkpoint().empty()) write_checkpoint(o.checkpoint(), pipeline, optimizer, pos, print, best);
+  };
+  // Means over the epoch's steps and all ranks (a line of metrics.jsonl).
+  auto epoch_line = [&](bool partial) {
+    std::vector<std::string> names;
+    std::vector<double> sums;
+    for (const auto& kv : pos.epoch_sums) names.push_back(kv.first), sums.push_back(kv.second);
+    if (comm) sums = comm->sum(sums);
+    summary.last_epoch.clear();
+    for (size_t i = 0; i < names.size(); ++i)
+      summary.last_epoch[names[i]] = sums[i] / static_cast<double>(std::max<int64_t>(1, pos.batch_in_epoch) * world);
+    nlohmann::json line = {{"epoch", pos.epoch + 1}, {"steps", pos.step}};
+    if (partial) line["partial"] = true;
+    for (const auto& kv : summary.last_epoch) line[kv.first] = kv.second;
+    return line;
+  };
+  const auto train_start = std::chrono::steady_clock::now();
+  int64_t events_trained = 0;
   EventBatch batch;
   pipeline.train(true);
-  for (int epoch = 0; epoch < o.epochs() && summary.steps < total_steps; ++epoch) {
-    loader.start_epoch(epoch);
-    std::map<std::string, double> sums;
-    int64_t steps_in_epoch = 0;
-    while (summary.steps < total_steps && loader.next(batch)) {
-      const double decay = 0.5 * (1.0 + std::cos(M_PI * summary.steps / std::max<int64_t>(1, total_steps)));
+  for (; pos.epoch < o.epochs() && pos.step < total_steps && !pos.stop; ++pos.epoch, pos.batch_in_epoch = 0) {
+    loader.start_epoch(pos.epoch);
+    for (int64_t skip = 0; skip < pos.batch_in_epoch; ++skip) loader.next(batch);  // resumed mid-epoch
+    while (pos.step < total_steps && loader.next(batch)) {
+      const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos.step) / static_cast<double>(planned)));
       for (size_t g = 0; g < optimizer.param_groups().size(); ++g)
         static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).lr(base_lr[g] * decay);
       const int64_t n = batch.size();
-      const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).clone();
+      const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device, torch::kFloat, false, /*copy=*/true);
       const PipelineResult r = pipeline.forward(calq);
       WeightedObjective objective;
       const torch::Tensor recon = surrogate ? surrogate->forward(r.get("target"), r.get("reconstruction")).mean()
@@ -120,7 +428,7 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
       objective.add(surrogate ? "emd_surrogate" : "weighted_mse", o.reconstruction_weight(), recon);
       if (batch.events.has_labels()) {
         const torch::Tensor labels =
-            torch::from_blob(batch.events.label.data(), {n}, torch::kInt).to(torch::kFloat).clamp(0, 1);
+            torch::from_blob(batch.events.label.data(), {n}, torch::kInt).to(device, torch::kFloat, false, true).clamp(0, 1);
         objective.add("bce", o.classification_weight(), binary_cross_entropy_logits(r.get("logits"), labels));
       }
       objective.add("elinks", 0.0, r.get("elinks"));
@@ -129,25 +437,72 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
       objective.add("ebops", o.ebops_weight(), r.get("ebops"));
       optimizer.zero_grad();
       objective.total().backward();
+      if (comm) {
+        std::vector<at::Tensor> grads;
+        for (const auto& group : optimizer.param_groups())
+          for (const auto& p : group.params())
+            if (p.grad().defined()) grads.push_back(p.grad());
+        comm->average(grads);
+      }
       optimizer.step();
+      if (comm && !ranges.empty()) comm->maximum(ranges);  // ranks agree on what was seen
       const auto values = objective.values();
-      for (const auto& kv : values) sums[kv.first] += kv.second;
-      ++steps_in_epoch;
-      ++summary.steps;
+      for (const auto& kv : values) pos.epoch_sums[kv.first] += kv.second;
+      ++pos.batch_in_epoch;
+      ++pos.step;
+      events_trained += n * world;
       if (progress) progress->advance(1);
-      if (on_step) on_step(summary.steps, total_steps, values.at("total"));
+      if (on_step) on_step(pos.step, total_steps, values.at("total"));
+      // Mid-epoch checkpoints; a completed epoch gets its own after its metrics line.
+      if (o.checkpoint_every() > 0 && pos.step % o.checkpoint_every() == 0 && pos.step < total_steps &&
+          pos.batch_in_epoch < loader.batches_per_epoch())
+        checkpoint();
     }
-    summary.epochs = epoch + 1;
-    summary.last_epoch.clear();
-    for (const auto& kv : sums) summary.last_epoch[kv.first] = kv.second / std::max<int64_t>(1, steps_in_epoch);
+    const bool partial = pos.batch_in_epoch < loader.batches_per_epoch();  // stopped by max_steps
+    nlohmann::json line = epoch_line(partial);
+    if (partial) {
+      if (metrics) metrics << line.dump() << "\n";
+      break;
+    }
+    // Epoch end: validation, metrics, checkpoint.
+    if (!validation.calq.empty()) {
+      // Every rank computes it (same state, same data): all agree on stopping.
+      const double v = validation_emd(pipeline, validation, o.device());
+      line["validation_emd"] = v;
+      if (v < pos.best_validation) {
+        pos.best_validation = v;
+        pos.best_epoch = pos.epoch + 1;
+        pos.epochs_without_improvement = 0;
+        best = snapshot(pipeline);
+      } else if (o.patience() > 0 && ++pos.epochs_without_improvement >= o.patience()) {
+        pos.stop = true;
+        summary.stopped_early = true;
+      }
+    }
+    pos.epoch_sums.clear();
     if (metrics) {
-      nlohmann::json line = {{"epoch", epoch + 1}, {"steps", summary.steps}};
-      for (const auto& kv : summary.last_epoch) line[kv.first] = kv.second;
       metrics << line.dump() << "\n";
       metrics.flush();
     }
+    if (pos.epoch + 1 < o.epochs() && pos.step < total_steps && !pos.stop) {
+      ++pos.epoch, pos.batch_in_epoch = 0;  // the checkpoint starts the next epoch
+      checkpoint();
+      --pos.epoch;
+    }
   }
+  summary.stopped_early = summary.stopped_early || pos.stop;
+  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+  summary.events_per_second = train_seconds > 0 ? static_cast<double>(events_trained) / train_seconds : 0.0;
+  checkpoint();  // the last state (not the best): --resume with more steps continues exactly
+  if (!best.empty()) {
+    restore(pipeline, best, "validation");
+    summary.best_epoch = pos.best_epoch;
+    summary.best_validation_emd = pos.best_validation;
+  }
+  if (comm) comm->barrier();
   pipeline.train(false);
+  summary.steps = pos.step;
+  summary.epochs = pos.epoch + (pos.batch_in_epoch > 0 ? 1 : 0);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;
 }

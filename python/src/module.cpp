@@ -372,6 +372,28 @@ PYBIND11_MODULE(_ddaq, m) {
       .def_property_readonly("elinks", [](const PyPipeline& p) { return p.pipeline.elinks(); })
       .def_property_readonly("latent_bits", [](const PyPipeline& p) { return p.pipeline.latent_bits(); });
   m.def(
+      "read_checkpoint",
+      [](const std::string& path) {
+        py::module_::import("torch");  // its tensor type must exist before tensors cross
+        ddaq::CheckpointContents c;
+        {
+          py::gil_scoped_release release;
+          c = ddaq::read_checkpoint(path);
+        }
+        py::dict state;
+        for (const auto& kv : c.state) state[py::str(kv.first)] = kv.second;
+        py::dict d;
+        d["step"] = c.step;
+        d["epoch"] = c.epoch;
+        d["batch_in_epoch"] = c.batch_in_epoch;
+        d["fingerprint"] = json_to_py(c.fingerprint);
+        d["state"] = state;
+        return d;
+      },
+      py::arg("path"),
+      "A training checkpoint (RUN/checkpoint.pt): step, epoch, batch_in_epoch, fingerprint (the configuration it "
+      "belongs to) and state (every pipeline tensor by name, torch tensors).");
+  m.def(
       "export",
       [](const std::string& run, const std::string& qonnx, const std::string& hls, const std::string& part, int reuse,
          const std::string& io, int64_t samples) {

@@ -65,6 +65,12 @@ class EconTPipeline {
   void train(bool on);
   std::vector<at::Tensor> parameters() const;
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
+  // Parameters and buffers (observed ranges, masks, fixed bit widths): the
+  // whole state a checkpoint must hold, named "<stage>.<name>".
+  std::vector<std::pair<std::string, at::Tensor>> named_state() const;
+  // Moves every stage to `device` ("cpu", "cuda", "cuda:1"); inputs to
+  // forward must live there too.
+  void to(const std::string& device);
   // Exact e-links of the current latent type (ECON-T frame).
   int elinks() const;
   int latent_bits() const;

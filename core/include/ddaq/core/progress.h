@@ -14,6 +14,7 @@ namespace ddaq {
 
 class Progress {
  public:
+  // `out` null: prints nothing.
   Progress(std::string label, int64_t total, std::FILE* out = stderr,
            double plain_interval_s = 10.0);
   ~Progress();  // without finish() (an error unwinding): prints no "done"

@@ -35,6 +35,19 @@ struct TrainerOptions {
   // Stages whose parameters stay fixed ("frontend", "encoder", "decoder",
   // "classifier"), e.g. an encoder trained elsewhere and frozen.
   DDAQ_OPTION(std::vector<std::string>, frozen);
+  // Validation: exact EMD mean of up to `validation_events` wafers of this
+  // file after every epoch; the pipeline ends with the best epoch's state.
+  // `patience` > 0 stops after that many epochs without improvement.
+  DDAQ_OPTION(std::string, validation);
+  DDAQ_OPTION(int64_t, validation_events) = 5000;
+  DDAQ_OPTION(int, patience) = 0;
+  // Checkpoints: written atomically (temp file, fsync, rename) by rank 0 to
+  // `checkpoint` every `checkpoint_every` steps (0: at epoch ends only) and
+  // at the end. `resume` continues from it, bit for bit on CPU.
+  DDAQ_OPTION(std::string, checkpoint);
+  DDAQ_OPTION(int64_t, checkpoint_every) = 0;
+  DDAQ_OPTION(bool, resume) = false;
+  DDAQ_OPTION(std::string, device) = "cpu";  // "cpu", "cuda", "cuda:N"
  public:
   // From a config section; `base_dir` resolves a relative surrogate path.
   static TrainerOptions from_config(const Config& section, const std::string& base_dir);
@@ -44,18 +57,45 @@ struct TrainSummary {
   int64_t steps = 0;
   int epochs = 0;
   double seconds = 0.0;
+  double events_per_second = 0.0;  // training steps only (this run, all ranks)
+  int64_t resumed_at_step = 0;     // 0: fresh start
+  int world_size = 1;
+  int best_epoch = 0;                // with validation: the epoch kept (1-based)
+  double best_validation_emd = 0.0;  // its exact EMD mean (NaN without validation)
+  bool stopped_early = false;
   std::map<std::string, double> last_epoch;  // mean of every objective term
   std::string to_text() const;
 };
+
+class Communicator;
 
 // Trains on an event file; appends one JSON line per epoch to `metrics_path`
 // (if not empty). Bit for bit reproducible on CPU for a seed and thread count.
 // `on_step(step, total_steps, loss)` is called after every step (e.g. a
 // notebook's progress bar).
+//
+// Data parallel: with a Communicator, `batch_size` is the global batch; each
+// rank trains on batch_size / world_size wafers of its shard, gradients are
+// averaged, parameters start from rank 0's, and only rank 0 writes metrics
+// and checkpoints. The global order of wafers per step does not depend on the
+// number of ranks, so R ranks follow one rank's trajectory up to float
+// rounding, and a checkpoint resumes under any number of ranks.
+// The cosine learning-rate schedule spans `epochs`; `max_steps` only stops.
 using StepCallback = std::function<void(int64_t, int64_t, double)>;
 TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_file, const TrainerOptions& options,
                             const std::string& metrics_path = "", Progress* progress = nullptr,
-                            const StepCallback& on_step = {});
+                            const StepCallback& on_step = {}, Communicator* communicator = nullptr);
+
+// A checkpoint read back for inspection: where training stood and every
+// tensor of the pipeline's state (CPU), by name.
+struct CheckpointContents {
+  int64_t step = 0;
+  int epoch = 0;                 // epoch in progress (0-based)
+  int64_t batch_in_epoch = 0;    // its batches already trained
+  std::string fingerprint;       // JSON of what fixes the trajectory
+  std::vector<std::pair<std::string, at::Tensor>> state;
+};
+CheckpointContents read_checkpoint(const std::string& path);
 
 struct BaselineRow {
   std::string name;  // "best_choice", "threshold", "stc4", "stc16"
