@@ -1,5 +1,7 @@
 // ddaq: the command line. Errors end as one line on stderr and exit code 1
 // (2 for usage errors); nothing ever aborts with a stack dump.
+#include <malloc.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
@@ -8,6 +10,11 @@
 #include "ddaq/core/version.h"
 
 int main(int argc, char** argv) {
+  // Training allocates and frees the same large activation tensors every step;
+  // glibc's default returns them to the kernel (mmap/munmap) and page faults
+  // cost ~10% at batch 2048 (docs/benchmarks.md). Keep freed memory for reuse.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   CLI::App app{"ddaq: differentiable full-DAQ optimization (front end -> compression -> links -> trigger)", "ddaq"};
   app.set_version_flag("--version", std::string("ddaq ") + ddaq::version());
   app.callback([&app] {

@@ -148,7 +148,20 @@ EconTPipeline::EconTPipeline(EconTPipeline&&) noexcept = default;
 
 const PipelineOptions& EconTPipeline::options() const { return impl_->options; }
 
-PipelineResult EconTPipeline::forward(const at::Tensor& calq_in) {
+PipelineResult EconTPipeline::forward(const at::Tensor& calq_in) { return forward(calq_in, true); }
+
+PipelineResult EconTPipeline::costs() const {
+  const Impl& s = *impl_;
+  const auto latent_q = s.encoder->layers().back()->output_quantizer();
+  const torch::Tensor payload = latent_q->bits().mean() * static_cast<double>(s.options.latent());
+  PipelineResult r;
+  r.named = {{"payload_bits", payload},
+             {"elinks", relaxed_elinks(payload, AutoencoderFrame(), 2.0)},
+             {"ebops", s.encoder->ebops() + s.classifier->ebops()}};
+  return r;
+}
+
+PipelineResult EconTPipeline::forward(const at::Tensor& calq_in, bool with_costs) {
   Impl& s = *impl_;
   if (calq_in.dim() != 2 || calq_in.size(1) != 48) throw Error("pipeline: expected charges of shape [N, 48]");
   const torch::Tensor calq = calq_in.to(torch::kFloat);
@@ -162,17 +175,15 @@ PipelineResult EconTPipeline::forward(const at::Tensor& calq_in) {
   const torch::Tensor normalized = kept / scale;
   // Encoder -> latent (what the links carry).
   const torch::Tensor latent = s.encoder->forward(s.layout.to_grid(normalized)).reshape({calq.size(0), -1});
-  // LinkBudget.
-  const auto latent_q = s.encoder->layers().back()->output_quantizer();
-  const torch::Tensor payload = latent_q->bits().mean() * static_cast<double>(s.options.latent());
-  const torch::Tensor elinks = relaxed_elinks(payload, AutoencoderFrame(), 2.0);
   // Off detector.
   const torch::Tensor reconstruction = s.decoder->forward(latent, s.layout);
   const torch::Tensor logits = s.classifier->forward(latent).reshape({-1});
-  const torch::Tensor ebops = s.encoder->ebops() + s.classifier->ebops();
   PipelineResult r;
-  r.named = {{"target", target},   {"reconstruction", reconstruction}, {"latent", latent}, {"logits", logits},
-             {"payload_bits", payload}, {"elinks", elinks}, {"ebops", ebops}};
+  r.named = {{"target", target}, {"reconstruction", reconstruction}, {"latent", latent}, {"logits", logits}};
+  if (with_costs) {  // LinkBudget (latent bits -> e-links) and EBOPs
+    const PipelineResult c = costs();
+    r.named.insert(r.named.end(), c.named.begin(), c.named.end());
+  }
   return r;
 }
 

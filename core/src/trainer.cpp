@@ -352,6 +352,8 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   const int64_t planned = loader.batches_per_epoch() * o.epochs();
   const int64_t total_steps = o.max_steps() >= 0 ? std::min(planned, o.max_steps()) : planned;
   const std::string print = fingerprint(pipeline, train_file, loader.file_size(), o);
+  // Cost terms enter the per-step graph only when weighted.
+  const bool with_costs = o.ebops_weight() > 0 || o.elinks_budget() > 0;
 
   Position pos;
   std::vector<std::pair<std::string, torch::Tensor>> best;
@@ -403,6 +405,12 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     summary.last_epoch.clear();
     for (size_t i = 0; i < names.size(); ++i)
       summary.last_epoch[names[i]] = sums[i] / static_cast<double>(std::max<int64_t>(1, pos.batch_in_epoch) * world);
+    if (!with_costs) {  // not in the per-step graph: their value now
+      torch::NoGradGuard no_grad;
+      const PipelineResult c = pipeline.costs();
+      summary.last_epoch["elinks"] = c.get("elinks").item<double>();
+      summary.last_epoch["ebops"] = c.get("ebops").item<double>();
+    }
     nlohmann::json line = {{"epoch", pos.epoch + 1}, {"steps", pos.step}};
     if (partial) line["partial"] = true;
     for (const auto& kv : summary.last_epoch) line[kv.first] = kv.second;
@@ -421,7 +429,7 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
         static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).lr(base_lr[g] * decay);
       const int64_t n = batch.size();
       const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device, torch::kFloat, false, /*copy=*/true);
-      const PipelineResult r = pipeline.forward(calq);
+      const PipelineResult r = pipeline.forward(calq, with_costs);
       WeightedObjective objective;
       const torch::Tensor recon = surrogate ? surrogate->forward(r.get("target"), r.get("reconstruction")).mean()
                                             : weighted_mse(r.get("target"), r.get("reconstruction"));
@@ -431,10 +439,12 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
             torch::from_blob(batch.events.label.data(), {n}, torch::kInt).to(device, torch::kFloat, false, true).clamp(0, 1);
         objective.add("bce", o.classification_weight(), binary_cross_entropy_logits(r.get("logits"), labels));
       }
-      objective.add("elinks", 0.0, r.get("elinks"));
-      if (o.elinks_budget() > 0)
-        objective.add("link_hinge", o.link_weight(), budget_hinge(r.get("elinks"), o.elinks_budget(), 1.0, 0.1));
-      objective.add("ebops", o.ebops_weight(), r.get("ebops"));
+      if (with_costs) {
+        objective.add("elinks", 0.0, r.get("elinks"));
+        if (o.elinks_budget() > 0)
+          objective.add("link_hinge", o.link_weight(), budget_hinge(r.get("elinks"), o.elinks_budget(), 1.0, 0.1));
+        objective.add("ebops", o.ebops_weight(), r.get("ebops"));
+      }
       optimizer.zero_grad();
       objective.total().backward();
       if (comm) {

@@ -48,6 +48,42 @@ int bits_for(double bound) { return bound > 0 ? static_cast<int>(std::floor(std:
 
 // ---------------------------------------------------------------- quantizer
 
+namespace {
+
+// Fake quantization to a fixed type: the value of the type (rounded,
+// saturated or wrapped), straight-through gradient inside the representable
+// range and zero outside it.
+struct FixedFakeQuant : torch::autograd::Function<FixedFakeQuant> {
+  static torch::Tensor apply(const torch::Tensor& x, const FixedPointType& t) {
+    return torch::autograd::Function<FixedFakeQuant>::apply(x, t.width, t.integer, t.is_signed,
+                                                            static_cast<int64_t>(t.rounding),
+                                                            static_cast<int64_t>(t.overflow));
+  }
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& x, int64_t width,
+                               int64_t integer, bool is_signed, int64_t rounding, int64_t overflow) {
+    const double scale = std::ldexp(1.0, static_cast<int>(width - integer));
+    const double hi = is_signed ? std::ldexp(1.0, static_cast<int>(width) - 1) - 1 : std::ldexp(1.0, static_cast<int>(width)) - 1;
+    const double lo = is_signed ? -std::ldexp(1.0, static_cast<int>(width) - 1) +
+                                      (static_cast<Overflow>(overflow) == Overflow::SAT_SYM ? 1 : 0)
+                                : 0.0;
+    torch::Tensor q = round_mode(x * scale, static_cast<Rounding>(rounding));
+    q = static_cast<Overflow>(overflow) == Overflow::WRAP
+            ? torch::remainder(q - lo, std::ldexp(1.0, static_cast<int>(width))) + lo
+            : q.clamp(lo, hi);
+    if (x.requires_grad())
+      ctx->save_for_backward({torch::logical_and(x >= lo / scale, x <= hi / scale).to(x.scalar_type())});
+    return q.div_(scale);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const torch::Tensor inside = ctx->get_saved_variables()[0];
+    return {grad[0] * inside, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+
 FixedPointQuantizerImpl::FixedPointQuantizerImpl(QuantizerOptions options, std::vector<int64_t> shape,
                                                  bool is_activation)
     : options_(std::move(options)), is_activation_(is_activation) {
@@ -92,6 +128,9 @@ torch::Tensor FixedPointQuantizerImpl::bits() const { return torch::relu(integer
 
 torch::Tensor FixedPointQuantizerImpl::forward(const torch::Tensor& x) {
   const FixedPointType& t = options_.type();
+  // Fixed type: one autograd node with scalar constants (training steps of
+  // small models are bound by the number of ops).
+  if (!options_.learnable()) return FixedFakeQuant::apply(x, t);
   if (options_.learnable() && (!is_activation_ || is_training())) observe(x);
   const torch::Tensor f = fractional_bits();
   const auto dtype = x.scalar_type();

@@ -61,6 +61,12 @@ class EconTPipeline {
   // the front end), "reconstruction" (unit-sum), "latent" [N, latent],
   // "logits" [N], "payload_bits", "elinks" (relaxed), "ebops" (scalars).
   PipelineResult forward(const at::Tensor& calq);
+  // The same; the cost outputs (payload_bits, elinks, ebops) only when
+  // `with_costs` (they depend on the parameters alone: a trainer that gives
+  // them no weight skips their per-step graph).
+  PipelineResult forward(const at::Tensor& calq, bool with_costs);
+  // payload_bits, elinks (relaxed) and ebops of the current parameters.
+  PipelineResult costs() const;
 
   void train(bool on);
   std::vector<at::Tensor> parameters() const;
