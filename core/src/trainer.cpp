@@ -20,6 +20,7 @@
 #include "ddaq/core/loader.h"
 #include "ddaq/core/progress.h"
 #include "ddaq/core/wafer_metric.h"
+#include "flat_adam.h"
 #include "ddaq/error.h"
 #include "ddaq/objectives/objective.h"
 #include "ddaq/surrogates/emd.h"
@@ -155,7 +156,7 @@ nlohmann::json position_json(const Position& p, const std::string& print) {
           {"fingerprint", print}};
 }
 
-void write_checkpoint(const std::string& path, const EconTPipeline& pipeline, torch::optim::Optimizer& optimizer,
+void write_checkpoint(const std::string& path, const EconTPipeline& pipeline, const FlatAdam& optimizer,
                       const Position& pos, const std::string& print,
                       const std::vector<std::pair<std::string, torch::Tensor>>& best) {
   std::string bytes;
@@ -170,7 +171,7 @@ void write_checkpoint(const std::string& path, const EconTPipeline& pipeline, to
       torch::serialize::OutputArchive best_archive = tensors_archive(best);
       a.write("best", best_archive);
     }
-    optimizer.save(opt);
+    opt = tensors_archive(optimizer.state());
     a.write("optimizer", opt);
     a.write("rng", at::detail::getDefaultCPUGenerator().get_state(), /*is_buffer=*/true);
     a.save_to([&](const void* data, size_t n) {
@@ -204,7 +205,7 @@ struct LoadedCheckpoint {
   std::vector<std::pair<std::string, torch::Tensor>> state, best;
 };
 
-LoadedCheckpoint load_checkpoint(const std::string& path, torch::optim::Optimizer* optimizer) {
+LoadedCheckpoint load_checkpoint(const std::string& path, FlatAdam* optimizer) {
   const std::string bytes = read_bytes(path);
   LoadedCheckpoint c;
   try {
@@ -222,7 +223,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, torch::optim::Optimize
     if (optimizer) {
       torch::serialize::InputArchive opt;
       a.read("optimizer", opt);
-      optimizer->load(opt);
+      optimizer->load_state(read_tensors(opt), path);
       torch::Tensor rng;
       a.read("rng", rng, /*is_buffer=*/true);
       auto gen = at::detail::getDefaultCPUGenerator();
@@ -344,11 +345,9 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   for (const auto& kv : pipeline.named_state())
     if (kv.first.size() > 6 && kv.first.compare(kv.first.size() - 6, 6, ".range") == 0) ranges.push_back(kv.second);
   if (weights.empty() && bits.empty()) throw Error("trainer: every stage is frozen");
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(weights, std::make_unique<torch::optim::AdamOptions>(o.learning_rate()));
-  if (!bits.empty()) groups.emplace_back(bits, std::make_unique<torch::optim::AdamOptions>(o.bits_learning_rate()));
-  torch::optim::Adam optimizer(groups, torch::optim::AdamOptions(o.learning_rate()));
-  const std::vector<double> base_lr = {o.learning_rate(), o.bits_learning_rate()};
+  std::vector<FlatAdam::Group> groups = {{weights, o.learning_rate()}};
+  if (!bits.empty()) groups.push_back({bits, o.bits_learning_rate()});
+  FlatAdam optimizer(groups);  // parameters become views into its buffer
   const int64_t planned = loader.batches_per_epoch() * o.epochs();
   const int64_t total_steps = o.max_steps() >= 0 ? std::min(planned, o.max_steps()) : planned;
   const std::string print = fingerprint(pipeline, train_file, loader.file_size(), o);
@@ -425,8 +424,6 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     for (int64_t skip = 0; skip < pos.batch_in_epoch; ++skip) loader.next(batch);  // resumed mid-epoch
     while (pos.step < total_steps && loader.next(batch)) {
       const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos.step) / static_cast<double>(planned)));
-      for (size_t g = 0; g < optimizer.param_groups().size(); ++g)
-        static_cast<torch::optim::AdamOptions&>(optimizer.param_groups()[g].options()).lr(base_lr[g] * decay);
       const int64_t n = batch.size();
       const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device, torch::kFloat, false, /*copy=*/true);
       const PipelineResult r = pipeline.forward(calq, with_costs);
@@ -447,14 +444,9 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
       }
       optimizer.zero_grad();
       objective.total().backward();
-      if (comm) {
-        std::vector<at::Tensor> grads;
-        for (const auto& group : optimizer.param_groups())
-          for (const auto& p : group.params())
-            if (p.grad().defined()) grads.push_back(p.grad());
-        comm->average(grads);
-      }
-      optimizer.step();
+      const torch::Tensor grad = optimizer.gather_grads();
+      if (comm) comm->average({grad});
+      optimizer.step(grad, decay);
       if (comm && !ranges.empty()) comm->maximum(ranges);  // ranks agree on what was seen
       const auto values = objective.values();
       for (const auto& kv : values) pos.epoch_sums[kv.first] += kv.second;
