@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real-data event files for the ECON-T experiment (experiments/econt/main.json):
 # CMS HGCAL electron (label 1) and jet (label 0) wafers, a random 80/20
-# train/test split, pileup overlay from the training jets at mu = 40 (train
+# train/test split (10% of train held out for validation), pileup overlay from the training jets at mu = 40 (train
 # and test) and mu = 10 (test).
 # Usage: scripts/make_econt_real.sh [OUT_DIR] [SHARED_DATA_DIR]   (default runs/data/econt)
 set -euo pipefail
@@ -15,6 +15,9 @@ mkdir -p "$out"
 "$ddaq" data split "$out/all_0pu.h5" --train "$out/train_0pu.h5" --test "$out/test_0pu.h5" --test-fraction 0.2 --seed 1
 "$ddaq" data import "$data/jet_pt20_eta15-30_0PU.csv" -o "$out/jets.h5"
 "$ddaq" data split "$out/jets.h5" --train "$out/pool.h5" --test "$out/jets_unused.h5" --test-fraction 0.2 --seed 1
-"$ddaq" data overlay "$out/train_0pu.h5" --pool "$out/pool.h5" --mu 40 --seed 11 -o "$out/train_mu40.h5"
+# A validation split (10% of the training wafers) for early stopping; the test split stays untouched.
+"$ddaq" data split "$out/train_0pu.h5" --train "$out/fit_0pu.h5" --test "$out/val_0pu.h5" --test-fraction 0.1 --seed 2
+"$ddaq" data overlay "$out/fit_0pu.h5" --pool "$out/pool.h5" --mu 40 --seed 11 -o "$out/train_mu40.h5"
+"$ddaq" data overlay "$out/val_0pu.h5" --pool "$out/pool.h5" --mu 40 --seed 14 -o "$out/val_mu40.h5"
 "$ddaq" data overlay "$out/test_0pu.h5" --pool "$out/pool.h5" --mu 40 --seed 12 -o "$out/test_mu40.h5"
 "$ddaq" data overlay "$out/test_0pu.h5" --pool "$out/pool.h5" --mu 10 --seed 13 -o "$out/test_mu10.h5"

@@ -18,6 +18,8 @@
 #include "ddaq/core/files.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/loader.h"
+#include "ddaq/core/overlay.h"
+#include "ddaq/core/random.h"
 #include "ddaq/core/progress.h"
 #include "ddaq/core/wafer_metric.h"
 #include "flat_adam.h"
@@ -34,7 +36,8 @@ namespace ddaq {
 TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& base_dir) {
   c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "bits_learning_rate", "seed", "threads", "loss",
                     "surrogate", "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight",
-                    "ebops_weight", "validation", "validation_events", "patience", "checkpoint_every", "device"});
+                    "ebops_weight", "validation", "validation_events", "patience", "checkpoint_every", "device",
+                    "pileup_pool", "pileup_mu", "noise"});
   TrainerOptions o;
   o.epochs(static_cast<int>(c.integer("epochs", o.epochs(), 1, 100000)))
       .max_steps(c.integer("max_steps", o.max_steps(), -1))
@@ -52,12 +55,17 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .validation_events(c.integer("validation_events", o.validation_events(), 1))
       .patience(static_cast<int>(c.integer("patience", o.patience(), 0, 100000)))
       .checkpoint_every(c.integer("checkpoint_every", o.checkpoint_every(), 0))
-      .device(c.string("device", o.device()));
+      .device(c.string("device", o.device()))
+      .pileup_mu(c.number("pileup_mu", o.pileup_mu(), 0.0, 1000.0))
+      .noise(c.number("noise", o.noise(), 0.0, 1e6));
   if (o.loss() != "surrogate" && o.loss() != "weighted_mse")
     throw Error(c.source() + ": " + c.where() + ".loss: '" + o.loss() + "' (expected \"surrogate\" or \"weighted_mse\")");
   auto resolve = [&](const std::string& p) { return p.empty() || p[0] == '/' ? p : base_dir + "/" + p; };
   o.surrogate(resolve(c.string("surrogate", "")));
   o.validation(resolve(c.string("validation", "")));
+  o.pileup_pool(resolve(c.string("pileup_pool", "")));
+  if (o.pileup_mu() > 0 && o.pileup_pool().empty())
+    throw Error(c.source() + ": " + c.where() + ".pileup_mu: needs a pool of wafers (training.pileup_pool)");
   if (o.loss() == "surrogate" && o.surrogate().empty())
     throw Error(c.source() + ": " + c.where() + ".surrogate: needed with loss \"surrogate\"");
   if (o.patience() > 0 && o.validation().empty())
@@ -116,7 +124,8 @@ std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_
                          {"frozen", o.frozen()},
                          {"validation", o.validation()},
                          {"validation_events", o.validation_events()},
-                         {"patience", o.patience()}})
+                         {"patience", o.patience()},
+                         {"augmentation", {o.pileup_pool(), o.pileup_mu(), o.noise()}}})
       .dump();
 }
 
@@ -265,6 +274,22 @@ void truncate_metrics(const std::string& path, int64_t step) {
   write_file_atomic(path, kept);
 }
 
+// Pileup and noise for one batch; wafer `row` of epoch `epoch` uses stream
+// epoch * rows + row, so every rank and every resumption draws the same.
+void augment(const TrainerOptions& o, const EventTable& pool, int64_t epoch, int64_t file_rows, EventBatch& batch) {
+  if (o.pileup_mu() <= 0 && o.noise() <= 0) return;
+  const OverlayOptions overlay = OverlayOptions().mu(o.pileup_mu()).seed(o.seed() + 0x9e3779b97f4a7c15ULL);
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    const int64_t stream = epoch * file_rows + batch.index[static_cast<size_t>(i)];
+    float* calq = batch.events.calq.data() + i * 48;
+    if (o.pileup_mu() > 0) overlay_pileup(overlay, pool, stream, 1, calq);
+    if (o.noise() > 0) {
+      Rng rng(o.seed() + 0xda942042e4dd58b5ULL, static_cast<uint64_t>(stream));
+      for (int c = 0; c < 48; ++c) calq[c] = std::max(0.0f, calq[c] + static_cast<float>(o.noise() * rng.normal()));
+    }
+  }
+}
+
 double validation_emd(EconTPipeline& pipeline, const EventTable& v, const std::string& device) {
   const int64_t n = v.size();
   torch::Tensor recon;
@@ -325,6 +350,11 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
                                      .world_size(world));
   if (loader.batches_per_epoch() == 0)
     throw Error(train_file + ": fewer events than one batch of " + std::to_string(o.batch_size()));
+  EventTable pool;
+  if (o.pileup_mu() > 0) {
+    pool = EventFileReader(o.pileup_pool()).read_all();
+    if (pool.size() == 0) throw Error(o.pileup_pool() + ": the pileup pool has no wafers");
+  }
   EventTable validation;
   if (!o.validation().empty()) {
     const EventFileReader reader(o.validation());
@@ -424,6 +454,7 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     for (int64_t skip = 0; skip < pos.batch_in_epoch; ++skip) loader.next(batch);  // resumed mid-epoch
     while (pos.step < total_steps && loader.next(batch)) {
       const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos.step) / static_cast<double>(planned)));
+      augment(o, pool, pos.epoch, loader.file_size(), batch);
       const int64_t n = batch.size();
       const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device, torch::kFloat, false, /*copy=*/true);
       const PipelineResult r = pipeline.forward(calq, with_costs);

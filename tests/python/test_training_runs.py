@@ -3,6 +3,7 @@
 
 Every run is the real `ddaq` executable; results are read back with
 ddaq.read_checkpoint (every tensor of the pipeline's state)."""
+import json
 import os
 import shutil
 import signal
@@ -49,17 +50,17 @@ def single_env():
     return e
 
 
-def train(run, data, *extra, env=None, check=True):
-    cmd = [EXE, "train", CONFIG, "-o", run, "--data", data, *extra]
+def train(run, data, *extra, env=None, check=True, config=CONFIG):
+    cmd = [EXE, "train", config, "-o", run, "--data", data, *extra]
     r = subprocess.run(cmd, env=env or single_env(), capture_output=True, text=True, timeout=300)
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr}")
     return r
 
 
-def train_ranks(run, data, world, *extra, timeout=300):
+def train_ranks(run, data, world, *extra, timeout=300, config=CONFIG):
     port = free_port()
-    procs = [subprocess.Popen([EXE, "train", CONFIG, "-o", run, "--data", data, *extra], env=env_for(r, world, port),
+    procs = [subprocess.Popen([EXE, "train", config, "-o", run, "--data", data, *extra], env=env_for(r, world, port),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
     outs = [p.communicate(timeout=timeout) for p in procs]
     for p, (_, err) in zip(procs, outs):
@@ -85,20 +86,40 @@ def work():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_two_ranks_follow_one_rank(work):
+def augmented_config(work):
+    """quick.json with pileup augmentation (mu 5 from a pool) and noise."""
+    with open(CONFIG) as f:
+        c = json.load(f)
+    c["training"].update({"surrogate": os.path.join(ROOT, "surrogates", "models", "emd_surrogate.pt"),
+                          "pileup_pool": f"{work}/tiny.h5", "pileup_mu": 5, "noise": 0.3})
+    path = f"{work}/augmented.json"
+    with open(path, "w") as f:
+        json.dump(c, f)
+    return path
+
+
+@pytest.mark.parametrize("augmented", [False, True])
+def test_two_ranks_follow_one_rank(work, augmented):
     steps = "20"
-    train(f"{work}/one", f"{work}/tiny.h5", "--max-steps", steps)
-    outs = train_ranks(f"{work}/two", f"{work}/tiny.h5", 2, "--max-steps", steps)
+    config = augmented_config(work) if augmented else CONFIG
+    tag = "aug" if augmented else "plain"
+    train(f"{work}/one_{tag}", f"{work}/tiny.h5", "--max-steps", steps, config=config)
+    outs = train_ranks(f"{work}/two_{tag}", f"{work}/tiny.h5", 2, "--max-steps", steps, config=config)
     assert "2 ranks" in outs[0][0]
     assert outs[1][0] == ""  # only rank 0 reports and writes
-    one = ddaq.read_checkpoint(f"{work}/one/checkpoint.pt")
-    two = ddaq.read_checkpoint(f"{work}/two/checkpoint.pt")
+    one = ddaq.read_checkpoint(f"{work}/one_{tag}/checkpoint.pt")
+    two = ddaq.read_checkpoint(f"{work}/two_{tag}/checkpoint.pt")
     assert one["step"] == two["step"] == 20
     diff = max_difference(one, two)
-    print(f"max |2 ranks - 1 rank| after 20 steps: {diff:.3g}")
+    print(f"max |2 ranks - 1 rank| after 20 steps ({tag}): {diff:.3g}")
     assert diff <= TOLERANCE
-    train(f"{work}/other_seed", f"{work}/tiny.h5", "--max-steps", steps, "--seed", "2")
-    assert max_difference(one, ddaq.read_checkpoint(f"{work}/other_seed/checkpoint.pt")) > 100 * TOLERANCE
+    train(f"{work}/other_seed_{tag}", f"{work}/tiny.h5", "--max-steps", steps, "--seed", "2", config=config)
+    assert max_difference(one, ddaq.read_checkpoint(f"{work}/other_seed_{tag}/checkpoint.pt")) > 100 * TOLERANCE
+    if augmented:  # the augmentation really changed the training
+        plain = f"{work}/one_plain"
+        if not os.path.exists(plain):
+            train(plain, f"{work}/tiny.h5", "--max-steps", steps)
+        assert max_difference(one, ddaq.read_checkpoint(f"{plain}/checkpoint.pt")) > 100 * TOLERANCE
 
 
 def test_killed_rank_stops_the_others_with_a_clear_error(work):

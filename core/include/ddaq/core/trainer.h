@@ -35,6 +35,14 @@ struct TrainerOptions {
   // Stages whose parameters stay fixed ("frontend", "encoder", "decoder",
   // "classifier"), e.g. an encoder trained elsewhere and frozen.
   DDAQ_OPTION(std::vector<std::string>, frozen);
+  // Augmentation before the graph, new every epoch: pileup overlay of
+  // k ~ Poisson(pileup_mu) wafers from `pileup_pool` (an event file), then
+  // Gaussian noise of `noise` CALQ per cell (clipped at 0). Each wafer draws
+  // from its own stream (seed, epoch, row): independent of ranks, batch
+  // size and resumption.
+  DDAQ_OPTION(std::string, pileup_pool);
+  DDAQ_OPTION(double, pileup_mu) = 0.0;
+  DDAQ_OPTION(double, noise) = 0.0;
   // Validation: exact EMD mean of up to `validation_events` wafers of this
   // file after every epoch; the pipeline ends with the best epoch's state.
   // `patience` > 0 stops after that many epochs without improvement.
