@@ -96,4 +96,40 @@ DOCTEST_TEST_SUITE("pipeline") {
                                                      {"frontend", "encoder", "decoder", "classifier"})),
                             ddaq::Error);
   }
+  DOCTEST_TEST_CASE("schedules: float before qat_start_step / encoder filters pruned to the target sparsity") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(7).pileup_mu(5), dir.file("train.h5"));
+    const ddaq::EventTable t = ddaq::EventFileReader(dir.file("train.h5")).read_all();
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {640, 48}, torch::kFloat).clone();
+    const auto base = ddaq::TrainerOptions().loss("weighted_mse").epochs(1).batch_size(64).seed(2).threads(1);
+    // Quantizers off: the latent takes values off the 3-bit grid; on: only grid values.
+    ddaq::EconTPipeline p(ddaq::PipelineOptions(), 2);
+    p.set_quantization(false);
+    p.train(false);
+    torch::NoGradGuard no_grad;
+    const torch::Tensor off = p.forward(x).get("latent");
+    p.set_quantization(true);
+    const torch::Tensor on = p.forward(x).get("latent");
+    DOCTEST_CHECK(torch::equal(on, torch::round(on * 2) / 2));  // ap_ufixed<3,2>: steps of 0.5
+    DOCTEST_CHECK(!torch::equal(off, torch::round(off * 2) / 2));
+    {
+      torch::AutoGradMode grad(true);
+      ddaq::EconTPipeline a(ddaq::PipelineOptions(), 2), b(ddaq::PipelineOptions(), 2);
+      ddaq::train_pipeline(a, dir.file("train.h5"), base);
+      ddaq::train_pipeline(b, dir.file("train.h5"), ddaq::TrainerOptions(base).qat_start_step(1000));
+      bool differ = false;
+      const auto pa = a.parameters(), pb = b.parameters();
+      for (size_t k = 0; k < pa.size(); ++k) differ = differ || !torch::equal(pa[k], pb[k]);
+      DOCTEST_CHECK(differ);  // float training took another path
+      // Pruning: 8 conv filters, sparsity 0.5 reached at step 6 of 10.
+      ddaq::EconTPipeline c(ddaq::PipelineOptions(), 2);
+      ddaq::train_pipeline(c, dir.file("train.h5"),
+                           ddaq::TrainerOptions(base).prune_sparsity(0.5).prune_start_step(0).prune_end_step(6).prune_every(2));
+      const ddaq::ModelDescription d = c.encoder_description();
+      int64_t conv_outputs = -1;
+      for (const auto& l : d)
+        if (l.kind == ddaq::LayerKind::Conv2d) conv_outputs = l.output_shape[0];
+      DOCTEST_CHECK(conv_outputs == 4);
+    }
+  }
 }

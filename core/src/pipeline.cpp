@@ -194,6 +194,13 @@ void EconTPipeline::train(bool on) {
   impl_->classifier->train(on);
 }
 
+void EconTPipeline::set_quantization(bool on) {
+  impl_->encoder->set_quantization(on);
+  impl_->classifier->set_quantization(on);
+}
+
+void EconTPipeline::prune_encoder(double sparsity) { impl_->encoder->prune_to(sparsity); }
+
 std::vector<std::pair<std::string, at::Tensor>> EconTPipeline::named_parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& p : impl_->holder.named_parameters()) out.emplace_back("frontend." + p.key(), p.value());

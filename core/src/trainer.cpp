@@ -37,7 +37,8 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
   c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "bits_learning_rate", "seed", "threads", "loss",
                     "surrogate", "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight",
                     "ebops_weight", "validation", "validation_events", "patience", "checkpoint_every", "device",
-                    "pileup_pool", "pileup_mu", "noise"});
+                    "pileup_pool", "pileup_mu", "noise", "qat_start_step", "prune_sparsity", "prune_start_step",
+                    "prune_end_step", "prune_every"});
   TrainerOptions o;
   o.epochs(static_cast<int>(c.integer("epochs", o.epochs(), 1, 100000)))
       .max_steps(c.integer("max_steps", o.max_steps(), -1))
@@ -57,7 +58,14 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .checkpoint_every(c.integer("checkpoint_every", o.checkpoint_every(), 0))
       .device(c.string("device", o.device()))
       .pileup_mu(c.number("pileup_mu", o.pileup_mu(), 0.0, 1000.0))
-      .noise(c.number("noise", o.noise(), 0.0, 1e6));
+      .noise(c.number("noise", o.noise(), 0.0, 1e6))
+      .qat_start_step(c.integer("qat_start_step", o.qat_start_step(), 0))
+      .prune_sparsity(c.number("prune_sparsity", o.prune_sparsity(), 0.0, 0.99))
+      .prune_start_step(c.integer("prune_start_step", o.prune_start_step(), 0))
+      .prune_end_step(c.integer("prune_end_step", o.prune_end_step(), 1))
+      .prune_every(c.integer("prune_every", o.prune_every(), 1));
+  if (o.prune_end_step() <= o.prune_start_step())
+    throw Error(c.source() + ": " + c.where() + ".prune_end_step: must come after prune_start_step");
   if (o.loss() != "surrogate" && o.loss() != "weighted_mse")
     throw Error(c.source() + ": " + c.where() + ".loss: '" + o.loss() + "' (expected \"surrogate\" or \"weighted_mse\")");
   auto resolve = [&](const std::string& p) { return p.empty() || p[0] == '/' ? p : base_dir + "/" + p; };
@@ -125,7 +133,10 @@ std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_
                          {"validation", o.validation()},
                          {"validation_events", o.validation_events()},
                          {"patience", o.patience()},
-                         {"augmentation", {o.pileup_pool(), o.pileup_mu(), o.noise()}}})
+                         {"augmentation", {o.pileup_pool(), o.pileup_mu(), o.noise()}},
+                         {"schedules",
+                          {o.qat_start_step(), o.prune_sparsity(), o.prune_start_step(), o.prune_end_step(),
+                           o.prune_every()}}})
       .dump();
 }
 
@@ -296,6 +307,7 @@ double validation_emd(EconTPipeline& pipeline, const EventTable& v, const std::s
   {
     torch::NoGradGuard no_grad;
     pipeline.train(false);
+    pipeline.set_quantization(true);  // judge what would be deployed (the next step resets it)
     const torch::Tensor x = torch::from_blob(const_cast<float*>(v.calq.data()), {n, 48}, torch::kFloat).to(device);
     recon = pipeline.forward(x).get("reconstruction").cpu().contiguous();
     pipeline.train(true);
@@ -350,6 +362,11 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
                                      .world_size(world));
   if (loader.batches_per_epoch() == 0)
     throw Error(train_file + ": fewer events than one batch of " + std::to_string(o.batch_size()));
+  PolynomialSchedule pruning;
+  pruning.initial = 0.0;
+  pruning.final = o.prune_sparsity();
+  pruning.begin_step = o.prune_start_step();
+  pruning.end_step = o.prune_end_step();
   EventTable pool;
   if (o.pileup_mu() > 0) {
     pool = EventFileReader(o.pileup_pool()).read_all();
@@ -455,6 +472,11 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     while (pos.step < total_steps && loader.next(batch)) {
       const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos.step) / static_cast<double>(planned)));
       augment(o, pool, pos.epoch, loader.file_size(), batch);
+      // Schedules are functions of the step alone: resumption repeats them.
+      pipeline.set_quantization(pos.step >= o.qat_start_step());
+      if (o.prune_sparsity() > 0 && pos.step >= o.prune_start_step() &&
+          (pos.step % o.prune_every() == 0 || pos.step == o.prune_end_step()))
+        pipeline.prune_encoder(pruning.at(pos.step));
       const int64_t n = batch.size();
       const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device, torch::kFloat, false, /*copy=*/true);
       const PipelineResult r = pipeline.forward(calq, with_costs);
@@ -526,6 +548,7 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   summary.stopped_early = summary.stopped_early || pos.stop;
   const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
   summary.events_per_second = train_seconds > 0 ? static_cast<double>(events_trained) / train_seconds : 0.0;
+  pipeline.set_quantization(true);  // what is saved and exported is quantized
   checkpoint();  // the last state (not the best): --resume with more steps continues exactly
   if (!best.empty()) {
     restore(pipeline, best, "validation");

@@ -128,6 +128,10 @@ torch::Tensor FixedPointQuantizerImpl::bits() const { return torch::relu(integer
 
 torch::Tensor FixedPointQuantizerImpl::forward(const torch::Tensor& x) {
   const FixedPointType& t = options_.type();
+  if (!enabled_) {
+    if (options_.learnable() && (!is_activation_ || is_training())) observe(x);
+    return x;
+  }
   // Fixed type: one autograd node with scalar constants (training steps of
   // small models are bound by the number of ops).
   if (!options_.learnable()) return FixedFakeQuant::apply(x, t);
@@ -699,6 +703,11 @@ void QuantizedStackImpl::prune_to(double sparsity) {
   for (size_t k = 0; k < layers_.size(); ++k)
     if (!std::dynamic_pointer_cast<ActivationImpl>(layers_[k])) last = static_cast<int64_t>(k);
   for (int64_t k = 0; k < last; ++k) layers_[k]->prune_to(sparsity);
+}
+
+void QuantizedStackImpl::set_quantization(bool on) {
+  for (const auto& m : modules())
+    if (auto q = std::dynamic_pointer_cast<FixedPointQuantizerImpl>(m)) q->set_enabled(on);
 }
 
 std::string QuantizedStackImpl::spec() const {

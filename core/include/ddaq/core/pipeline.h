@@ -69,6 +69,11 @@ class EconTPipeline {
   PipelineResult costs() const;
 
   void train(bool on);
+  // Fake quantization of encoder and classifier on (default) or off.
+  void set_quantization(bool on);
+  // Structured pruning of the encoder's hidden units (conv filters) to
+  // `sparsity` by magnitude; the latent layer is never pruned.
+  void prune_encoder(double sparsity);
   std::vector<at::Tensor> parameters() const;
   std::vector<std::pair<std::string, at::Tensor>> named_parameters() const;
   // Parameters and buffers (observed ranges, masks, fixed bit widths): the

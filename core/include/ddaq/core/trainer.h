@@ -43,6 +43,15 @@ struct TrainerOptions {
   DDAQ_OPTION(std::string, pileup_pool);
   DDAQ_OPTION(double, pileup_mu) = 0.0;
   DDAQ_OPTION(double, noise) = 0.0;
+  // Quantization-aware training starts at this step (float before it).
+  DDAQ_OPTION(int64_t, qat_start_step) = 0;
+  // Structured pruning of the encoder's conv filters: sparsity rises from 0
+  // at `prune_start_step` to `prune_sparsity` at `prune_end_step` (cubic,
+  // PolynomialSchedule), applied every `prune_every` steps by magnitude.
+  DDAQ_OPTION(double, prune_sparsity) = 0.0;
+  DDAQ_OPTION(int64_t, prune_start_step) = 0;
+  DDAQ_OPTION(int64_t, prune_end_step) = 1000;
+  DDAQ_OPTION(int64_t, prune_every) = 50;
   // Validation: exact EMD mean of up to `validation_events` wafers of this
   // file after every epoch; the pipeline ends with the best epoch's state.
   // `patience` > 0 stops after that many epochs without improvement.

@@ -59,8 +59,13 @@ class FixedPointQuantizerImpl : public torch::nn::Module {
   // Learnable mode: integer bits from the largest |x| seen in training
   // (activations) or from the current values (weights).
   void observe(const torch::Tensor& x);
+  // Off: forward passes values through unchanged (float training before
+  // quantization-aware training starts); ranges are still observed.
+  void set_enabled(bool on) { enabled_ = on; }
+  bool enabled() const { return enabled_; }
 
  private:
+  bool enabled_ = true;
   torch::Tensor integer_bits() const;
   torch::Tensor fractional_bits() const;  // rounded, straight-through
   QuantizerOptions options_;
@@ -147,6 +152,8 @@ class QuantizedStackImpl : public torch::nn::Module {
   torch::Tensor gate_penalty() const;
   // Every weighted layer but the last (its outputs are the interface), by magnitude.
   void prune_to(double sparsity);
+  // Every quantizer of the stack on or off (FixedPointQuantizer::set_enabled).
+  void set_quantization(bool on);
   std::vector<std::shared_ptr<QLayerImpl>> layers() const { return layers_; }
   const std::vector<int64_t>& input_shape() const { return input_shape_; }
 
