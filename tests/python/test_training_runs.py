@@ -145,10 +145,10 @@ def test_killed_rank_stops_the_others_with_a_clear_error(work):
 
 
 def test_sigkill_then_resume_ends_exactly_like_an_uninterrupted_run(work):
-    steps = "40"
-    train(f"{work}/whole", f"{work}/tiny.h5", "--max-steps", steps)
+    steps = "120"  # about 2 s: time to see a mid-run checkpoint and kill
+    train(f"{work}/whole", f"{work}/big.h5", "--max-steps", steps)
     run = f"{work}/interrupted"
-    p = subprocess.Popen([EXE, "train", CONFIG, "-o", run, "--data", f"{work}/tiny.h5", "--max-steps", steps,
+    p = subprocess.Popen([EXE, "train", CONFIG, "-o", run, "--data", f"{work}/big.h5", "--max-steps", steps,
                           "--checkpoint-every", "3"], env=single_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -166,12 +166,12 @@ def test_sigkill_then_resume_ends_exactly_like_an_uninterrupted_run(work):
     assert p.returncode == -signal.SIGKILL
     killed = ddaq.read_checkpoint(f"{run}/checkpoint.pt")
     print(f"killed at checkpoint step {killed['step']} (epoch {killed['epoch']}, batch {killed['batch_in_epoch']})")
-    assert 9 <= killed["step"] < 40
-    r = train(run, f"{work}/tiny.h5", "--max-steps", steps, "--resume")
+    assert 9 <= killed["step"] < 120
+    r = train(run, f"{work}/big.h5", "--max-steps", steps, "--resume")
     assert f"resumed at step {killed['step']}" in r.stdout
     assert not [f for f in os.listdir(run) if ".tmp-" in f]  # a killed write's temp file is cleared
     a, b = ddaq.read_checkpoint(f"{work}/whole/checkpoint.pt"), ddaq.read_checkpoint(f"{run}/checkpoint.pt")
-    assert a["step"] == b["step"] == 40
+    assert a["step"] == b["step"] == 120
     for k in a["state"]:
         assert torch.equal(a["state"][k], b["state"][k]), k
     for f in ("encoder.qstack", "classifier.qstack", "decoder.pt"):
