@@ -37,7 +37,7 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
   c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "bits_learning_rate", "seed", "threads", "loss",
                     "surrogate", "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight",
                     "ebops_weight", "validation", "validation_events", "patience", "checkpoint_every", "device",
-                    "pileup_pool", "pileup_mu", "noise", "qat_start_step", "prune_sparsity", "prune_start_step",
+                    "pileup_pool", "pileup_mu", "pileup_mu_min", "noise", "qat_start_step", "prune_sparsity", "prune_start_step",
                     "prune_end_step", "prune_every"});
   TrainerOptions o;
   o.epochs(static_cast<int>(c.integer("epochs", o.epochs(), 1, 100000)))
@@ -58,6 +58,7 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .checkpoint_every(c.integer("checkpoint_every", o.checkpoint_every(), 0))
       .device(c.string("device", o.device()))
       .pileup_mu(c.number("pileup_mu", o.pileup_mu(), 0.0, 1000.0))
+      .pileup_mu_min(c.number("pileup_mu_min", o.pileup_mu_min(), 0.0, 1000.0))
       .noise(c.number("noise", o.noise(), 0.0, 1e6))
       .qat_start_step(c.integer("qat_start_step", o.qat_start_step(), 0))
       .prune_sparsity(c.number("prune_sparsity", o.prune_sparsity(), 0.0, 0.99))
@@ -72,6 +73,8 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
   o.surrogate(resolve(c.string("surrogate", "")));
   o.validation(resolve(c.string("validation", "")));
   o.pileup_pool(resolve(c.string("pileup_pool", "")));
+  if (o.pileup_mu_min() > o.pileup_mu())
+    throw Error(c.source() + ": " + c.where() + ".pileup_mu_min: larger than pileup_mu");
   if (o.pileup_mu() > 0 && o.pileup_pool().empty())
     throw Error(c.source() + ": " + c.where() + ".pileup_mu: needs a pool of wafers (training.pileup_pool)");
   if (o.loss() == "surrogate" && o.surrogate().empty())
@@ -133,7 +136,7 @@ std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_
                          {"validation", o.validation()},
                          {"validation_events", o.validation_events()},
                          {"patience", o.patience()},
-                         {"augmentation", {o.pileup_pool(), o.pileup_mu(), o.noise()}},
+                         {"augmentation", {o.pileup_pool(), o.pileup_mu(), o.pileup_mu_min(), o.noise()}},
                          {"schedules",
                           {o.qat_start_step(), o.prune_sparsity(), o.prune_start_step(), o.prune_end_step(),
                            o.prune_every()}}})
@@ -293,7 +296,14 @@ void augment(const TrainerOptions& o, const EventTable& pool, int64_t epoch, int
   for (int64_t i = 0; i < batch.size(); ++i) {
     const int64_t stream = epoch * file_rows + batch.index[static_cast<size_t>(i)];
     float* calq = batch.events.calq.data() + i * 48;
-    if (o.pileup_mu() > 0) overlay_pileup(overlay, pool, stream, 1, calq);
+    if (o.pileup_mu() > 0) {
+      OverlayOptions wafer = overlay;
+      if (o.pileup_mu_min() > 0) {
+        Rng level(o.seed() + 0x2545f4914f6cdd1dULL, static_cast<uint64_t>(stream));
+        wafer.mu(o.pileup_mu_min() + (o.pileup_mu() - o.pileup_mu_min()) * level.uniform());
+      }
+      overlay_pileup(wafer, pool, stream, 1, calq);
+    }
     if (o.noise() > 0) {
       Rng rng(o.seed() + 0xda942042e4dd58b5ULL, static_cast<uint64_t>(stream));
       for (int c = 0; c < 48; ++c) calq[c] = std::max(0.0f, calq[c] + static_cast<float>(o.noise() * rng.normal()));

@@ -42,6 +42,9 @@ struct TrainerOptions {
   // size and resumption.
   DDAQ_OPTION(std::string, pileup_pool);
   DDAQ_OPTION(double, pileup_mu) = 0.0;
+  // > 0: each wafer's mu is uniform in [pileup_mu_min, pileup_mu] (robust
+  // to the pileup level); 0: every wafer gets pileup_mu.
+  DDAQ_OPTION(double, pileup_mu_min) = 0.0;
   DDAQ_OPTION(double, noise) = 0.0;
   // Quantization-aware training starts at this step (float before it).
   DDAQ_OPTION(int64_t, qat_start_step) = 0;
