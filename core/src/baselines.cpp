@@ -26,7 +26,7 @@ void threshold_truncated(const float* calq, int64_t rows, float threshold, int m
   }
 }
 
-void super_trigger_cells(const float* calq, int64_t rows, int group, float* out, const WaferGeometry& g) {
+std::vector<int> super_cell_groups(int group, const WaferGeometry& g) {
   if (group != 4 && group != 16) throw Error("baselines: super trigger cells group 4 or 16 cells, not " + std::to_string(group));
   // Group of each cell from its 4x4x3 position: 2x2 squares or whole 4x4 blocks.
   std::vector<int> group_of(kCellsPerWafer);
@@ -34,6 +34,11 @@ void super_trigger_cells(const float* calq, int64_t rows, int group, float* out,
     const int block = c.block4x4 / 16, row = (c.block4x4 % 16) / 4, col = c.block4x4 % 4;
     group_of[c.tc] = group == 16 ? block : block * 4 + (row / 2) * 2 + col / 2;
   }
+  return group_of;
+}
+
+void super_trigger_cells(const float* calq, int64_t rows, int group, float* out, const WaferGeometry& g) {
+  const std::vector<int> group_of = super_cell_groups(group, g);
   const int groups = kCellsPerWafer / group;
   std::vector<float> sum(static_cast<size_t>(groups));
   std::vector<int> argmax(static_cast<size_t>(groups));

@@ -9,16 +9,19 @@ namespace ddaq {
 FlatAdam::FlatAdam(const std::vector<Group>& groups, double beta1, double beta2, double eps)
     : beta1_(beta1), beta2_(beta2), eps_(eps) {
   at::NoGradGuard no_grad;
-  std::vector<at::Tensor> flat_parts, lr_parts;
+  std::vector<at::Tensor> flat_parts, lr_parts, decay_parts;
   for (const Group& g : groups)
     for (const at::Tensor& p : g.params) {
       params_.push_back(p);
       flat_parts.push_back(p.detach().reshape({-1}));
       lr_parts.push_back(at::full({p.numel()}, g.learning_rate, p.options()));
+      decay_parts.push_back(at::full({p.numel()}, g.weight_decay, p.options()));
+      any_decay_ = any_decay_ || g.weight_decay > 0;
     }
   if (params_.empty()) throw Error("optimizer: no trainable parameters");
   flat_ = at::cat(flat_parts);
   base_lr_ = at::cat(lr_parts);
+  decay_ = at::cat(decay_parts);
   exp_avg_ = at::zeros_like(flat_);
   exp_avg_sq_ = at::zeros_like(flat_);
   int64_t offset = 0;
@@ -47,6 +50,7 @@ void FlatAdam::step(const at::Tensor& g, double lr_scale) {
   const double bias2 = 1.0 - std::pow(beta2_, static_cast<double>(step_));
   exp_avg_.mul_(beta1_).add_(g, 1.0 - beta1_);
   exp_avg_sq_.mul_(beta2_).addcmul_(g, g, 1.0 - beta2_);
+  if (any_decay_) flat_.addcmul_(flat_ * decay_, base_lr_, -lr_scale);
   const at::Tensor denom = exp_avg_sq_.sqrt().div_(std::sqrt(bias2)).add_(eps_);
   flat_.addcdiv_(exp_avg_ * base_lr_, denom, -lr_scale / bias1);
 }

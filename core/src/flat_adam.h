@@ -6,7 +6,8 @@
 // The parameters become views into the buffer (set_data), so modules keep
 // their tensors and see every update. Update rule: PyTorch's Adam (no weight
 // decay, no AMSGrad), bias-corrected; a parameter that got no gradient in a
-// step counts as gradient zero (its moments decay).
+// step counts as gradient zero (its moments decay). Weight decay, when set,
+// is AdamW's (decoupled from the moments).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -21,6 +22,7 @@ class FlatAdam {
   struct Group {
     std::vector<at::Tensor> params;
     double learning_rate = 1e-3;
+    double weight_decay = 0.0;  // decoupled (AdamW): p -= lr * weight_decay * p
   };
   explicit FlatAdam(const std::vector<Group>& groups, double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8);
 
@@ -36,7 +38,8 @@ class FlatAdam {
 
  private:
   std::vector<at::Tensor> params_;
-  at::Tensor flat_, base_lr_, exp_avg_, exp_avg_sq_;
+  at::Tensor flat_, base_lr_, decay_, exp_avg_, exp_avg_sq_;
+  bool any_decay_ = false;
   double beta1_, beta2_, eps_;
   int64_t step_ = 0;
 };

@@ -27,6 +27,7 @@
 #include "ddaq/objectives/objective.h"
 #include "ddaq/surrogates/emd.h"
 #include "ddaq/surrogates/emd_surrogate.h"
+#include "ddaq/surrogates/sinkhorn.h"
 #include "ddaq/surrogates/energy.h"
 #include "ddaq/quant/layers.h"
 #include "ddaq/surrogates/link_budget.h"
@@ -34,7 +35,7 @@
 namespace ddaq {
 
 TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& base_dir) {
-  c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "bits_learning_rate", "seed", "threads", "loss",
+  c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "bits_learning_rate", "seed", "threads", "loss",
                     "surrogate", "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight",
                     "ebops_weight", "validation", "validation_events", "patience", "checkpoint_every", "device",
                     "pileup_pool", "pileup_mu", "pileup_mu_min", "noise", "qat_start_step", "prune_sparsity", "prune_start_step",
@@ -44,6 +45,7 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .max_steps(c.integer("max_steps", o.max_steps(), -1))
       .batch_size(c.integer("batch_size", o.batch_size(), 1, 1 << 20))
       .learning_rate(c.number("learning_rate", o.learning_rate(), 1e-9, 10.0))
+      .weight_decay(c.number("weight_decay", o.weight_decay(), 0.0, 10.0))
       .bits_learning_rate(c.number("bits_learning_rate", o.bits_learning_rate(), 0.0, 10.0))
       .seed(static_cast<uint64_t>(c.integer("seed", static_cast<int64_t>(o.seed()), 0)))
       .threads(static_cast<int>(c.integer("threads", o.threads(), 1, 256)))
@@ -67,8 +69,10 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .prune_every(c.integer("prune_every", o.prune_every(), 1));
   if (o.prune_end_step() <= o.prune_start_step())
     throw Error(c.source() + ": " + c.where() + ".prune_end_step: must come after prune_start_step");
-  if (o.loss() != "surrogate" && o.loss() != "weighted_mse")
-    throw Error(c.source() + ": " + c.where() + ".loss: '" + o.loss() + "' (expected \"surrogate\" or \"weighted_mse\")");
+  const std::vector<std::string> losses = {"surrogate", "weighted_mse", "mse", "telescope", "sinkhorn"};
+  if (std::find(losses.begin(), losses.end(), o.loss()) == losses.end())
+    throw Error(c.source() + ": " + c.where() + ".loss: '" + o.loss() +
+                "' (expected surrogate, weighted_mse, mse, telescope or sinkhorn)");
   auto resolve = [&](const std::string& p) { return p.empty() || p[0] == '/' ? p : base_dir + "/" + p; };
   o.surrogate(resolve(c.string("surrogate", "")));
   o.validation(resolve(c.string("validation", "")));
@@ -125,6 +129,7 @@ std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_
                          {"epochs", o.epochs()},
                          {"batch_size", o.batch_size()},
                          {"learning_rate", o.learning_rate()},
+                         {"weight_decay", o.weight_decay()},
                          {"bits_learning_rate", o.bits_learning_rate()},
                          {"seed", o.seed()},
                          {"loss", o.loss()},
@@ -364,6 +369,27 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     for (auto& p : surrogate->parameters()) p.requires_grad_(false);
     surrogate->train_mode(false);
   }
+  // The reconstruction term: its logged name and the loss on unit-sum wafers.
+  std::pair<std::string, std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>> reconstruction;
+  if (surrogate) {
+    reconstruction = {"emd_surrogate",
+                      [&](const torch::Tensor& t, const torch::Tensor& y) { return surrogate->forward(t, y).mean(); }};
+  } else if (o.loss() == "weighted_mse") {
+    reconstruction = {"weighted_mse", weighted_mse};
+  } else if (o.loss() == "mse") {
+    reconstruction = {"mse", mse};
+  } else if (o.loss() == "telescope") {
+    auto groups = [&](int group) {
+      const std::vector<int> g = super_cell_groups(group);
+      return torch::tensor(std::vector<int64_t>(g.begin(), g.end()), torch::kLong).to(device);
+    };
+    const torch::Tensor t2 = groups(4), t4 = groups(16);
+    reconstruction = {"telescope", [t2, t4](const torch::Tensor& t, const torch::Tensor& y) { return telescope(t, y, t2, t4); }};
+  } else {  // sinkhorn: entropic OT with the trigger-cell ground metric
+    const torch::Tensor cost = cost_tensor(trigger_cell_metric()).to(device);
+    reconstruction = {"sinkhorn_emd",
+                      [cost](const torch::Tensor& t, const torch::Tensor& y) { return sinkhorn_emd(t, y, cost).mean(); }};
+  }
   EventLoader loader(train_file, LoaderOptions()
                                      .batch_size(o.batch_size() / world)
                                      .seed(o.seed())
@@ -402,8 +428,8 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   for (const auto& kv : pipeline.named_state())
     if (kv.first.size() > 6 && kv.first.compare(kv.first.size() - 6, 6, ".range") == 0) ranges.push_back(kv.second);
   if (weights.empty() && bits.empty()) throw Error("trainer: every stage is frozen");
-  std::vector<FlatAdam::Group> groups = {{weights, o.learning_rate()}};
-  if (!bits.empty()) groups.push_back({bits, o.bits_learning_rate()});
+  std::vector<FlatAdam::Group> groups = {{weights, o.learning_rate(), o.weight_decay()}};
+  if (!bits.empty()) groups.push_back({bits, o.bits_learning_rate(), 0.0});
   FlatAdam optimizer(groups);  // parameters become views into its buffer
   const int64_t planned = loader.batches_per_epoch() * o.epochs();
   const int64_t total_steps = o.max_steps() >= 0 ? std::min(planned, o.max_steps()) : planned;
@@ -491,9 +517,8 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
       const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device, torch::kFloat, false, /*copy=*/true);
       const PipelineResult r = pipeline.forward(calq, with_costs);
       WeightedObjective objective;
-      const torch::Tensor recon = surrogate ? surrogate->forward(r.get("target"), r.get("reconstruction")).mean()
-                                            : weighted_mse(r.get("target"), r.get("reconstruction"));
-      objective.add(surrogate ? "emd_surrogate" : "weighted_mse", o.reconstruction_weight(), recon);
+      objective.add(reconstruction.first, o.reconstruction_weight(),
+                    reconstruction.second(r.get("target"), r.get("reconstruction")));
       if (batch.events.has_labels()) {
         const torch::Tensor labels =
             torch::from_blob(batch.events.label.data(), {n}, torch::kInt).to(device, torch::kFloat, false, true).clamp(0, 1);

@@ -40,6 +40,23 @@ at::Tensor weighted_mse(const at::Tensor& target, const at::Tensor& prediction) 
   return ((target - prediction).pow(2) * at::max(target, prediction)).mean();
 }
 
+at::Tensor mse(const at::Tensor& target, const at::Tensor& prediction) { return (target - prediction).pow(2).mean(); }
+
+namespace {
+// Sums of cells per group: [N, groups].
+at::Tensor group_sums(const at::Tensor& x, const at::Tensor& groups) {
+  const int64_t n = groups.max().item<int64_t>() + 1;
+  return at::zeros({x.size(0), n}, x.options()).index_add(1, groups.to(x.device()), x);
+}
+}  // namespace
+
+at::Tensor telescope(const at::Tensor& target, const at::Tensor& prediction, const at::Tensor& groups2x2,
+                     const at::Tensor& groups4x4) {
+  return 4.0 * weighted_mse(target, prediction) +
+         2.0 * weighted_mse(group_sums(target, groups2x2), group_sums(prediction, groups2x2)) +
+         weighted_mse(group_sums(target, groups4x4), group_sums(prediction, groups4x4));
+}
+
 at::Tensor binary_cross_entropy_logits(const at::Tensor& logits, const at::Tensor& labels) {
   return at::binary_cross_entropy_with_logits(logits, labels.to(logits.dtype()));
 }

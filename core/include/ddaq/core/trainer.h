@@ -20,11 +20,14 @@ struct TrainerOptions {
   DDAQ_OPTION(int64_t, max_steps) = -1;  // < 0: no limit
   DDAQ_OPTION(int64_t, batch_size) = 256;
   DDAQ_OPTION(double, learning_rate) = 3e-3;  // Adam, cosine decay to 0
+  DDAQ_OPTION(double, weight_decay) = 0.0;     // > 0: AdamW (decoupled), not on bit widths
   // Learned bit widths move in whole bits: they get their own, larger rate.
   DDAQ_OPTION(double, bits_learning_rate) = 3e-2;
   DDAQ_OPTION(uint64_t, seed) = 1;
   DDAQ_OPTION(int, threads) = 1;  // intra-op threads (1 is fastest for these sizes here)
-  // Objective: "surrogate" (the learned EMD, file `surrogate`), or "weighted_mse".
+  // Reconstruction loss: "surrogate" (the learned EMD, file `surrogate`),
+  // "weighted_mse", "mse", "telescope" (cells + 2x2 + 4x4 sums) or
+  // "sinkhorn" (entropic EMD).
   DDAQ_OPTION(std::string, loss) = "surrogate";
   DDAQ_OPTION(std::string, surrogate);
   DDAQ_OPTION(double, reconstruction_weight) = 1.0;

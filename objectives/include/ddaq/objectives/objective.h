@@ -31,6 +31,14 @@ class WeightedObjective {
 
 // ECON-T's weighted MSE: mean((y - yhat)^2 * max(y, yhat)).
 at::Tensor weighted_mse(const at::Tensor& target, const at::Tensor& prediction);
+// Mean squared error over cells.
+at::Tensor mse(const at::Tensor& target, const at::Tensor& prediction);
+// The ECON-T studies' "telescope": 4 L(cells) + 2 L(2x2 super cells) +
+// L(4x4 blocks), L the weighted MSE, on [N, 48] wafers. `groups2x2` and
+// `groups4x4` ([48] int64) give each cell's super cell and block index
+// (the detector geometry lives in core/, which builds them).
+at::Tensor telescope(const at::Tensor& target, const at::Tensor& prediction, const at::Tensor& groups2x2,
+                     const at::Tensor& groups4x4);
 // Binary cross-entropy on logits; labels 0/1 of any dtype.
 at::Tensor binary_cross_entropy_logits(const at::Tensor& logits, const at::Tensor& labels);
 
