@@ -2,7 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
+
 #include "ddaq/core/baselines.h"
+#include "ddaq/core/config.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/pipeline.h"
 #include "ddaq/core/synth.h"
@@ -173,5 +176,18 @@ DOCTEST_TEST_SUITE("pipeline") {
     const double v = ddaq::telescope(t, y, groups(g2), groups(g4)).item<double>();
     DOCTEST_CHECK(v == doctest::Approx(4.0 * ddaq::weighted_mse(t, y).item<double>()));
     DOCTEST_CHECK(v == doctest::Approx(4.0 * 2.0 / 48.0));  // two cells off by 1, weight max = 1
+  }
+  DOCTEST_TEST_CASE("every shipped experiment configuration parses") {
+    int seen = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(std::string(DDAQ_SOURCE_DIR) + "/experiments/econt")) {
+      if (entry.path().extension() != ".json") continue;
+      DOCTEST_INFO("config: " << entry.path().string());
+      const ddaq::Config c = ddaq::Config::load(entry.path().string());
+      c.reject_unknown({"name", "description", "data", "pipeline", "training"});
+      DOCTEST_CHECK_NOTHROW(ddaq::PipelineOptions::from_config(c.section("pipeline")));
+      DOCTEST_CHECK_NOTHROW(ddaq::TrainerOptions::from_config(c.section("training"), entry.path().parent_path().string()));
+      ++seen;
+    }
+    DOCTEST_CHECK(seen >= 3);
   }
 }
