@@ -76,6 +76,19 @@ DOCTEST_TEST_SUITE("pipeline") {
     DOCTEST_CHECK(rep.best_choice.size() == 5);
     DOCTEST_CHECK(rep.best_choice[4].emd_mean < rep.best_choice[0].emd_mean);  // more cells, smaller EMD
     DOCTEST_CHECK(std::isfinite(rep.emd_mean));
+    DOCTEST_REQUIRE(rep.by_occupancy.size() == 4);
+    int64_t binned = 0;
+    for (const auto& b : rep.by_occupancy) binned += b.events;
+    int64_t nonempty = 0;
+    for (int64_t i = 0; i < 300; ++i) {
+      bool any = false;
+      for (int c = 0; c < 48; ++c) any = any || t.calq[static_cast<size_t>(i * 48 + c)] > 0;
+      nonempty += any;
+    }
+    DOCTEST_CHECK(binned == nonempty);  // every non-empty wafer in exactly one bin
+    DOCTEST_CHECK(rep.encoder_lut > 0);
+    DOCTEST_CHECK(rep.encoder_latency_cycles > 0);
+    DOCTEST_CHECK(rep.to_json().find("by_occupancy") != std::string::npos);
   }
 
   DOCTEST_TEST_CASE("frozen stages keep their parameters while the others train") {

@@ -29,6 +29,7 @@
 #include "ddaq/surrogates/emd_surrogate.h"
 #include "ddaq/surrogates/sinkhorn.h"
 #include "ddaq/surrogates/energy.h"
+#include "ddaq/surrogates/fpga_resources.h"
 #include "ddaq/quant/layers.h"
 #include "ddaq/surrogates/link_budget.h"
 
@@ -671,10 +672,33 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
       if (std::isfinite(v)) fe.push_back(v);
     return BaselineRow{name, links, cells, mean(fe), median(fe)};
   };
+  std::vector<double> bc_same;  // Best Choice per event at the pipeline's e-links
   for (int links = 1; links <= 5; ++links) {
     const int k = formats.best_choice_cells_for(links);
     best_choice(t.calq.data(), n, k, y.data());
     rep.best_choice.push_back(score("best_choice", links, k));
+    if (links == rep.elinks) {
+      bc_same.resize(static_cast<size_t>(n));
+      emd_exact_rows(metric, t.calq.data(), y.data(), n, bc_same.data(), 0);
+    }
+  }
+  for (const auto& range : std::vector<std::pair<int, int>>{{1, 9}, {10, 19}, {20, 29}, {30, 48}}) {
+    OccupancyBin bin;
+    bin.min_cells = range.first;
+    bin.max_cells = range.second;
+    double ae = 0, bc = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      int occupied = 0;
+      for (int c = 0; c < 48; ++c) occupied += t.calq[static_cast<size_t>(i * 48 + c)] > 0;
+      const size_t k = static_cast<size_t>(i);
+      if (occupied < range.first || occupied > range.second || !std::isfinite(emd[k])) continue;
+      ++bin.events;
+      ae += emd[k];
+      bc += bc_same.empty() ? NAN : bc_same[k];
+    }
+    bin.emd_mean = bin.events ? ae / static_cast<double>(bin.events) : NAN;
+    bin.best_choice_emd_mean = bin.events ? bc / static_cast<double>(bin.events) : NAN;
+    rep.by_occupancy.push_back(bin);
   }
   for (int links = 2; links <= 5; ++links) {
     // Cells that fit beside the header and the 48-bit map.
@@ -690,6 +714,11 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   rep.encoder_energy_pj = energy.total_pj;
   rep.encoder_power_mw = energy.power_mw;
   for (const auto& l : pipeline.encoder_description()) rep.encoder_ebops += l.ebops;
+  const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(pipeline.encoder_description(), 1));
+  rep.encoder_lut = r[0];
+  rep.encoder_ff = r[1];
+  rep.encoder_dsp = r[2];
+  rep.encoder_latency_cycles = r[4];
   return rep;
 }
 
@@ -702,6 +731,12 @@ std::string EvaluationReport::to_text() const {
   std::snprintf(buf, sizeof buf, "autoencoder: exact EMD mean %.4f, median %.4f (sensor-cell pitches); classifier AUC %.4f\n",
                 emd_mean, emd_median, auc);
   s += buf;
+  s += "by occupancy (non-zero input cells): events, autoencoder EMD, Best Choice EMD at the same e-links\n";
+  for (const auto& b : by_occupancy) {
+    std::snprintf(buf, sizeof buf, "  %2d-%2d cells: %6lld events, EMD %.4f vs %.4f\n", b.min_cells, b.max_cells,
+                  static_cast<long long>(b.events), b.emd_mean, b.best_choice_emd_mean);
+    s += buf;
+  }
   s += "Best Choice (same events):\n";
   for (const auto& b : best_choice) {
     std::snprintf(buf, sizeof buf, "  %d e-link(s), %2d cells: EMD mean %.4f, median %.4f%s\n", b.elinks, b.cells,
@@ -716,6 +751,11 @@ std::string EvaluationReport::to_text() const {
   }
   std::snprintf(buf, sizeof buf, "encoder: EBOPs %.0f, %.4g pJ per inference, %.4g mW at 40 MHz (45 nm)\n", encoder_ebops,
                 encoder_energy_pj, encoder_power_mw);
+  s += buf;
+  std::snprintf(buf, sizeof buf,
+                "encoder on an FPGA (analytic model, reuse 1, indicative): LUT %.0f, FF %.0f, DSP %.0f, latency %.0f "
+                "cycles\n",
+                encoder_lut, encoder_ff, encoder_dsp, encoder_latency_cycles);
   s += buf;
   for (const auto& b : best_choice)
     if (b.elinks == elinks) {
@@ -732,7 +772,15 @@ std::string EvaluationReport::to_json() const {
   for (const auto& b : classical)
     other.push_back({{"name", b.name}, {"elinks", b.elinks}, {"cells", b.cells}, {"emd_mean", b.emd_mean},
                      {"emd_median", b.emd_median}});
+  nlohmann::json occupancy = nlohmann::json::array();
+  auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  for (const auto& b : by_occupancy)
+    occupancy.push_back({{"min_cells", b.min_cells}, {"max_cells", b.max_cells}, {"events", b.events},
+                         {"emd_mean", number(b.emd_mean)}, {"best_choice_emd_mean", number(b.best_choice_emd_mean)}});
   return nlohmann::json({{"events", events},
+                         {"by_occupancy", occupancy},
+                         {"encoder_fpga", {{"lut", encoder_lut}, {"ff", encoder_ff}, {"dsp", encoder_dsp},
+                                           {"latency_cycles", encoder_latency_cycles}}},
                          {"latent_bits", latent_bits},
                          {"elinks", elinks},
                          {"emd_mean", emd_mean},

@@ -126,22 +126,32 @@ struct BaselineRow {
   double emd_mean = 0.0, emd_median = 0.0;
 };
 
+struct OccupancyBin {
+  int min_cells = 0, max_cells = 0;  // non-zero input cells, inclusive
+  int64_t events = 0;
+  double emd_mean = 0.0, best_choice_emd_mean = 0.0;  // Best Choice at the pipeline's e-links
+};
+
 struct EvaluationReport {
   int64_t events = 0;
   int latent_bits = 0, elinks = 0;
   double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), sensor-cell pitches
+  std::vector<OccupancyBin> by_occupancy;
   double auc = 0.0;                         // NaN without labels
   std::vector<BaselineRow> best_choice;     // 1..5 e-links
   std::vector<BaselineRow> classical;       // threshold at 2..5 e-links, super trigger cells
   double encoder_ebops = 0.0, encoder_energy_pj = 0.0, encoder_power_mw = 0.0;
+  // FPGA estimate of the encoder (analytic model, reuse factor 1; indicative).
+  double encoder_lut = 0.0, encoder_ff = 0.0, encoder_dsp = 0.0, encoder_latency_cycles = 0.0;
   std::string to_text() const;
   std::string to_json() const;
 };
 
-// Exact EMD of the decoded wafers against the inputs, classifier AUC, and on
-// the same events: Best Choice at 1..5 e-links, the threshold format at 2..5
+// Exact EMD of the decoded wafers against the inputs (also by occupancy:
+// non-zero cells 1-9, 10-19, 20-29, 30-48, with Best Choice beside),
+// classifier AUC, and on the same events: Best Choice at 1..5 e-links, the threshold format at 2..5
 // e-links, super trigger cells (4 and 16 cells); the encoder's EBOPs, energy
-// per inference and power (45 nm Horowitz).
+// per inference and power (45 nm Horowitz), FPGA LUT/FF/DSP and latency.
 EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events = 20000);
 
 }  // namespace ddaq
