@@ -203,4 +203,29 @@ DOCTEST_TEST_SUITE("pipeline") {
     }
     DOCTEST_CHECK(seen >= 3);
   }
+  DOCTEST_TEST_CASE("stages: one interface / flow of named tensors / costs and descriptions per stage") {
+    ddaq::EconTPipeline p(ddaq::PipelineOptions(), 5);
+    const std::vector<ddaq::Stage*> stages = p.stages();
+    std::vector<std::string> names;
+    for (const ddaq::Stage* s : stages) names.push_back(s->name());
+    DOCTEST_CHECK(names == std::vector<std::string>{"frontend", "encoder", "link_budget", "decoder", "classifier"});
+    ddaq::NamedTensors flow;
+    flow.set("calq", torch::rand({7, 48}) * 10);
+    const std::vector<std::vector<std::string>> adds = {
+        {"target", "normalized"}, {"latent"}, {}, {"reconstruction"}, {"logits"}};
+    for (size_t k = 0; k < stages.size(); ++k) {
+      const size_t before = flow.named.size();
+      stages[k]->forward(flow);
+      DOCTEST_CHECK(flow.named.size() == before + adds[k].size());
+      for (const auto& n : adds[k]) DOCTEST_CHECK(flow.has(n));
+    }
+    DOCTEST_CHECK(flow.get("latent").sizes() == torch::IntArrayRef({7, 16}));
+    DOCTEST_CHECK(stages[2]->costs().has("elinks"));
+    DOCTEST_CHECK(stages[1]->costs().has("ebops"));
+    DOCTEST_CHECK(!stages[1]->describe().empty());
+    DOCTEST_CHECK(!stages[4]->describe().empty());
+    DOCTEST_CHECK(stages[3]->describe().empty());  // the decoder is float, off detector
+    DOCTEST_CHECK(stages[2]->named_parameters().empty());
+    DOCTEST_CHECK_THROWS_AS(flow.get("nothing"), ddaq::Error);
+  }
 }

@@ -56,10 +56,25 @@ std::string PipelineOptions::to_json() const {
       .dump(2);
 }
 
-const at::Tensor& PipelineResult::get(const std::string& name) const {
+bool NamedTensors::has(const std::string& name) const {
+  for (const auto& kv : named)
+    if (kv.first == name) return true;
+  return false;
+}
+
+const at::Tensor& NamedTensors::get(const std::string& name) const {
   for (const auto& kv : named)
     if (kv.first == name) return kv.second;
   throw Error("pipeline: no output named '" + name + "'");
+}
+
+void NamedTensors::set(const std::string& name, const at::Tensor& value) {
+  for (auto& kv : named)
+    if (kv.first == name) {
+      kv.second = value;
+      return;
+    }
+  named.emplace_back(name, value);
 }
 
 namespace {
@@ -123,22 +138,155 @@ QuantizedStack make_classifier(const PipelineOptions& o) {
 
 }  // namespace
 
+// ---------------------------------------------------------------- stages
+
+namespace {
+
+// A stage whose state is one torch::nn::Module.
+class ModuleStage : public Stage {
+ public:
+  explicit ModuleStage(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const override { return name_; }
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const auto& p : module().named_parameters()) out.emplace_back(p.key(), p.value());
+    return out;
+  }
+  std::vector<std::pair<std::string, at::Tensor>> named_buffers() const override {
+    std::vector<std::pair<std::string, at::Tensor>> out;
+    for (const auto& b : module().named_buffers()) out.emplace_back(b.key(), b.value());
+    return out;
+  }
+  void train(bool on) override {
+    training_ = on;
+    module().train(on);
+  }
+  void to(const std::string& device) override { module().to(torch::Device(device)); }
+
+ protected:
+  virtual torch::nn::Module& module() const = 0;
+  bool training_ = true;
+
+ private:
+  std::string name_;
+};
+
+// Zero suppression (learnable threshold), ECON-T normalization.
+// calq -> target (unit-sum wafer), normalized (input to the encoder).
+class FrontEndStage : public ModuleStage {
+ public:
+  explicit FrontEndStage(const PipelineOptions& o) : ModuleStage("frontend"), holder_(std::make_shared<torch::nn::Module>()) {
+    const torch::Tensor t = torch::full({}, o.threshold());
+    threshold = o.learn_threshold() ? holder_->register_parameter("threshold", t) : holder_->register_buffer("threshold", t);
+  }
+  void forward(NamedTensors& flow) override {
+    const torch::Tensor calq = flow.get("calq");
+    const torch::Tensor gate =
+        training_ ? torch::sigmoid((calq - threshold) / kGate) : (calq > threshold).to(torch::kFloat);
+    const torch::Tensor kept = calq * gate;
+    const torch::Tensor sum = kept.sum(1, true);
+    flow.set("target", kept / sum.clamp_min(1e-6));
+    const torch::Tensor scale = torch::exp2(torch::floor(torch::log2(sum.detach().clamp_min(1.0))));
+    flow.set("normalized", kept / scale);
+  }
+  torch::Tensor threshold;  // CALQ (a parameter when learned)
+
+ protected:
+  torch::nn::Module& module() const override { return *holder_; }
+
+ private:
+  std::shared_ptr<torch::nn::Module> holder_;
+};
+
+// A QuantizedStack stage (firmware): the encoder or the classifier.
+class QuantizedStage : public ModuleStage {
+ public:
+  QuantizedStage(std::string name, QuantizedStack stack, std::string input, std::string output,
+                 const CellLayout* layout)
+      : ModuleStage(std::move(name)), stack(std::move(stack)), input_(std::move(input)), output_(std::move(output)),
+        layout_(layout) {}
+  void forward(NamedTensors& flow) override {
+    const torch::Tensor x = flow.get(input_);
+    const torch::Tensor in = layout_ ? layout_->to_grid(x) : x;
+    const torch::Tensor y = stack->forward(in);
+    flow.set(output_, layout_ ? y.reshape({x.size(0), -1}) : y.reshape({-1}));
+  }
+  NamedTensors costs() const override { return NamedTensors{{{"ebops", stack->ebops()}}}; }
+  ModelDescription describe() const override { return stack.ptr()->describe(); }
+  QuantizedStack stack;
+
+ protected:
+  torch::nn::Module& module() const override { return *stack.ptr(); }
+
+ private:
+  std::string input_, output_;
+  const CellLayout* layout_;  // the encoder maps cells to its grid; the classifier reads the latent as is
+};
+
+// Latent bits -> payload bits -> e-links (ECON-T frame); relaxed in the graph.
+class LinkBudgetStage : public ModuleStage {
+ public:
+  LinkBudgetStage(const QuantizedStage* encoder, int64_t latents)
+      : ModuleStage("link_budget"), encoder_(encoder), latents_(latents), none_(std::make_shared<torch::nn::Module>()) {}
+  void forward(NamedTensors&) override {}  // costs only: they depend on the latent type, not the batch
+  NamedTensors costs() const override {
+    const auto latent_q = encoder_->stack->layers().back()->output_quantizer();
+    const torch::Tensor payload = latent_q->bits().mean() * static_cast<double>(latents_);
+    return NamedTensors{{{"payload_bits", payload}, {"elinks", relaxed_elinks(payload, AutoencoderFrame(), 2.0)}}};
+  }
+
+ protected:
+  torch::nn::Module& module() const override { return *none_; }
+
+ private:
+  const QuantizedStage* encoder_;
+  int64_t latents_;
+  std::shared_ptr<torch::nn::Module> none_;
+};
+
+// Off-detector reconstruction (float): latent -> reconstruction (unit sum).
+class DecoderStage : public ModuleStage {
+ public:
+  DecoderStage(const PipelineOptions& o, const CellLayout* layout)
+      : ModuleStage("decoder"), decoder(o.latent(), o.conv_filters(), layout->grid_shape()), layout_(layout) {}
+  void forward(NamedTensors& flow) override { flow.set("reconstruction", decoder->forward(flow.get("latent"), *layout_)); }
+  Decoder decoder;
+
+ protected:
+  torch::nn::Module& module() const override { return *decoder.ptr(); }
+
+ private:
+  const CellLayout* layout_;
+};
+
+}  // namespace
+
 struct EconTPipeline::Impl {
   PipelineOptions options;
-  CellLayout layout;
-  torch::Tensor threshold;  // CALQ (parameter when learned)
-  QuantizedStack encoder{nullptr}, classifier{nullptr};
-  Decoder decoder{nullptr};
-  torch::nn::Module holder;  // owns the threshold parameter
-  bool training = true;
+  std::unique_ptr<CellLayout> layout;  // stable address: stages point to it
+  std::vector<std::unique_ptr<Stage>> stages;
+  FrontEndStage* frontend = nullptr;
+  QuantizedStage *encoder = nullptr, *classifier = nullptr;
+  DecoderStage* decoder = nullptr;
 
-  Impl(const PipelineOptions& o, uint64_t seed) : options(o), layout(CellLayout::by_name(o.layout())) {
+  Impl(const PipelineOptions& o, uint64_t seed)
+      : options(o), layout(new CellLayout(CellLayout::by_name(o.layout()))) {
     torch::manual_seed(seed);
-    encoder = make_encoder(o, layout);
-    decoder = Decoder(o.latent(), o.conv_filters(), layout.grid_shape());
-    classifier = make_classifier(o);
-    const torch::Tensor t = torch::full({}, o.threshold());
-    threshold = o.learn_threshold() ? holder.register_parameter("threshold", t) : holder.register_buffer("threshold", t);
+    // Construction order fixes the random initialization (as before stages existed).
+    auto enc = std::make_unique<QuantizedStage>("encoder", make_encoder(o, *layout), "normalized", "latent", layout.get());
+    auto dec = std::make_unique<DecoderStage>(o, layout.get());
+    auto cls = std::make_unique<QuantizedStage>("classifier", make_classifier(o), "latent", "logits", nullptr);
+    auto front = std::make_unique<FrontEndStage>(o);
+    auto link = std::make_unique<LinkBudgetStage>(enc.get(), o.latent());
+    frontend = front.get();
+    encoder = enc.get();
+    decoder = dec.get();
+    classifier = cls.get();
+    stages.push_back(std::move(front));
+    stages.push_back(std::move(enc));
+    stages.push_back(std::move(link));
+    stages.push_back(std::move(dec));
+    stages.push_back(std::move(cls));
   }
 };
 
@@ -148,77 +296,63 @@ EconTPipeline::EconTPipeline(EconTPipeline&&) noexcept = default;
 
 const PipelineOptions& EconTPipeline::options() const { return impl_->options; }
 
+std::vector<Stage*> EconTPipeline::stages() const {
+  std::vector<Stage*> out;
+  for (const auto& s : impl_->stages) out.push_back(s.get());
+  return out;
+}
+
 PipelineResult EconTPipeline::forward(const at::Tensor& calq_in) { return forward(calq_in, true); }
 
 PipelineResult EconTPipeline::costs() const {
-  const Impl& s = *impl_;
-  const auto latent_q = s.encoder->layers().back()->output_quantizer();
-  const torch::Tensor payload = latent_q->bits().mean() * static_cast<double>(s.options.latent());
+  // Every stage's terms; EBOPs add up over the firmware stages.
   PipelineResult r;
-  r.named = {{"payload_bits", payload},
-             {"elinks", relaxed_elinks(payload, AutoencoderFrame(), 2.0)},
-             {"ebops", s.encoder->ebops() + s.classifier->ebops()}};
+  torch::Tensor ebops;
+  for (const auto& s : impl_->stages)
+    for (const auto& kv : s->costs().named) {
+      if (kv.first == "ebops")
+        ebops = ebops.defined() ? ebops + kv.second : kv.second;
+      else
+        r.set(kv.first, kv.second);
+    }
+  if (ebops.defined()) r.set("ebops", ebops);
   return r;
 }
 
 PipelineResult EconTPipeline::forward(const at::Tensor& calq_in, bool with_costs) {
-  Impl& s = *impl_;
   if (calq_in.dim() != 2 || calq_in.size(1) != 48) throw Error("pipeline: expected charges of shape [N, 48]");
-  const torch::Tensor calq = calq_in.to(torch::kFloat);
-  // FrontEnd: zero suppression, normalization.
-  const torch::Tensor gate = s.training ? torch::sigmoid((calq - s.threshold) / kGate)
-                                        : (calq > s.threshold).to(torch::kFloat);
-  const torch::Tensor kept = calq * gate;
-  const torch::Tensor sum = kept.sum(1, true);
-  const torch::Tensor target = kept / sum.clamp_min(1e-6);
-  const torch::Tensor scale = torch::exp2(torch::floor(torch::log2(sum.detach().clamp_min(1.0))));
-  const torch::Tensor normalized = kept / scale;
-  // Encoder -> latent (what the links carry).
-  const torch::Tensor latent = s.encoder->forward(s.layout.to_grid(normalized)).reshape({calq.size(0), -1});
-  // Off detector.
-  const torch::Tensor reconstruction = s.decoder->forward(latent, s.layout);
-  const torch::Tensor logits = s.classifier->forward(latent).reshape({-1});
+  NamedTensors flow;
+  flow.set("calq", calq_in.to(torch::kFloat));
+  for (const auto& s : impl_->stages) s->forward(flow);
   PipelineResult r;
-  r.named = {{"target", target}, {"reconstruction", reconstruction}, {"latent", latent}, {"logits", logits}};
-  if (with_costs) {  // LinkBudget (latent bits -> e-links) and EBOPs
-    const PipelineResult c = costs();
-    r.named.insert(r.named.end(), c.named.begin(), c.named.end());
-  }
+  for (const char* name : {"target", "reconstruction", "latent", "logits"}) r.set(name, flow.get(name));
+  if (with_costs)
+    for (const auto& kv : costs().named) r.set(kv.first, kv.second);
   return r;
 }
 
 void EconTPipeline::train(bool on) {
-  impl_->training = on;
-  impl_->encoder->train(on);
-  impl_->decoder->train(on);
-  impl_->classifier->train(on);
+  for (const auto& s : impl_->stages) s->train(on);
 }
 
 void EconTPipeline::set_quantization(bool on) {
-  impl_->encoder->set_quantization(on);
-  impl_->classifier->set_quantization(on);
+  impl_->encoder->stack->set_quantization(on);
+  impl_->classifier->stack->set_quantization(on);
 }
 
-void EconTPipeline::prune_encoder(double sparsity) { impl_->encoder->prune_to(sparsity); }
+void EconTPipeline::prune_encoder(double sparsity) { impl_->encoder->stack->prune_to(sparsity); }
 
 std::vector<std::pair<std::string, at::Tensor>> EconTPipeline::named_parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& p : impl_->holder.named_parameters()) out.emplace_back("frontend." + p.key(), p.value());
-  for (const auto& p : impl_->encoder->named_parameters()) out.emplace_back("encoder." + p.key(), p.value());
-  for (const auto& p : impl_->decoder->named_parameters()) out.emplace_back("decoder." + p.key(), p.value());
-  for (const auto& p : impl_->classifier->named_parameters()) out.emplace_back("classifier." + p.key(), p.value());
+  for (const auto& s : impl_->stages)
+    for (const auto& p : s->named_parameters()) out.emplace_back(s->name() + "." + p.first, p.second);
   return out;
 }
 
 std::vector<std::pair<std::string, at::Tensor>> EconTPipeline::named_state() const {
   std::vector<std::pair<std::string, at::Tensor>> out = named_parameters();
-  auto add = [&](const std::string& stage, const torch::nn::Module& m) {
-    for (const auto& b : m.named_buffers()) out.emplace_back(stage + "." + b.key(), b.value());
-  };
-  add("frontend", impl_->holder);
-  add("encoder", *impl_->encoder);
-  add("decoder", *impl_->decoder);
-  add("classifier", *impl_->classifier);
+  for (const auto& s : impl_->stages)
+    for (const auto& b : s->named_buffers()) out.emplace_back(s->name() + "." + b.first, b.second);
   return out;
 }
 
@@ -231,10 +365,7 @@ void EconTPipeline::to(const std::string& device) {
   }
   if (d.is_cuda() && !torch::cuda::is_available())
     throw Error("pipeline: device '" + device + "' requested but this LibTorch sees no CUDA device");
-  impl_->holder.to(d);
-  impl_->encoder->to(d);
-  impl_->decoder->to(d);
-  impl_->classifier->to(d);
+  for (const auto& s : impl_->stages) s->to(device);
 }
 
 std::vector<at::Tensor> EconTPipeline::parameters() const {
@@ -246,7 +377,7 @@ std::vector<at::Tensor> EconTPipeline::parameters() const {
 std::vector<LayerDescription> EconTPipeline::encoder_description() const { return impl_->encoder->describe(); }
 
 int EconTPipeline::latent_bits() const {
-  return impl_->encoder->layers().back()->output_quantizer()->export_type().width;
+  return impl_->encoder->stack->layers().back()->output_quantizer()->export_type().width;
 }
 
 int EconTPipeline::elinks() const {
@@ -256,13 +387,13 @@ int EconTPipeline::elinks() const {
 void EconTPipeline::save(const std::string& run_dir) const {
   make_directories(run_dir);
   write_file_atomic(run_dir + "/pipeline.json", impl_->options.to_json() + "\n");
-  save_quantized_stack(impl_->encoder, run_dir + "/encoder.qstack");
-  save_quantized_stack(impl_->classifier, run_dir + "/classifier.qstack");
+  save_quantized_stack(impl_->encoder->stack, run_dir + "/encoder.qstack");
+  save_quantized_stack(impl_->classifier->stack, run_dir + "/classifier.qstack");
   const std::string path = run_dir + "/decoder.pt", tmp = path + ".tmp-" + std::to_string(::getpid());
   try {
     torch::serialize::OutputArchive archive;
-    for (const auto& p : impl_->decoder->named_parameters()) archive.write(p.key(), p.value().detach());
-    archive.write("frontend.threshold", impl_->threshold.detach());
+    for (const auto& p : impl_->decoder->named_parameters()) archive.write(p.first, p.second.detach());
+    archive.write("frontend.threshold", impl_->frontend->threshold.detach());
     archive.save_to(tmp);
   } catch (const c10::Error& e) {
     std::remove(tmp.c_str());
@@ -274,8 +405,8 @@ void EconTPipeline::save(const std::string& run_dir) const {
 EconTPipeline EconTPipeline::load(const std::string& run_dir) {
   const Config c = Config::load(run_dir + "/pipeline.json");
   EconTPipeline p(PipelineOptions::from_config(c), 1);
-  p.impl_->encoder = load_quantized_stack(run_dir + "/encoder.qstack");
-  p.impl_->classifier = load_quantized_stack(run_dir + "/classifier.qstack");
+  p.impl_->encoder->stack = load_quantized_stack(run_dir + "/encoder.qstack");
+  p.impl_->classifier->stack = load_quantized_stack(run_dir + "/classifier.qstack");
   torch::serialize::InputArchive archive;
   const std::string path = run_dir + "/decoder.pt";
   if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
@@ -284,12 +415,12 @@ EconTPipeline EconTPipeline::load(const std::string& run_dir) {
     archive.load_from(path);
     for (auto& q : p.impl_->decoder->named_parameters()) {
       torch::Tensor v;
-      archive.read(q.key(), v);
-      q.value().copy_(v);
+      archive.read(q.first, v);
+      q.second.copy_(v);
     }
     torch::Tensor t;
     archive.read("frontend.threshold", t);
-    p.impl_->threshold.copy_(t);
+    p.impl_->frontend->threshold.copy_(t);
   } catch (const c10::Error&) {
     throw Error(path + ": not a ddaq decoder file");
   }

@@ -1,5 +1,5 @@
 // ddaq/core/pipeline.h: the ECON-T data-acquisition chain as one
-// differentiable graph.
+// differentiable graph of stages (stage.h):
 //
 //   FrontEnd      zero suppression (learnable threshold, smooth in training,
 //                 exact in evaluation), ECON-T normalization by
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ddaq/core/config.h"
+#include "ddaq/core/stage.h"
 #include "ddaq/options.h"
 #include "ddaq/quant/description.h"
 
@@ -46,10 +47,7 @@ struct PipelineOptions {
 };
 
 // Named outputs of one forward pass (tensors on the batch's device).
-struct PipelineResult {
-  std::vector<std::pair<std::string, at::Tensor>> named;
-  const at::Tensor& get(const std::string& name) const;
-};
+using PipelineResult = NamedTensors;
 
 class EconTPipeline {
  public:
@@ -82,6 +80,9 @@ class EconTPipeline {
   // Moves every stage to `device` ("cpu", "cuda", "cuda:1"); inputs to
   // forward must live there too.
   void to(const std::string& device);
+  // The stages in order (frontend, encoder, link_budget, decoder,
+  // classifier), owned by the pipeline.
+  std::vector<Stage*> stages() const;
   // Exact e-links of the current latent type (ECON-T frame).
   int elinks() const;
   int latent_bits() const;
