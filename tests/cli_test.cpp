@@ -200,5 +200,14 @@ DOCTEST_TEST_SUITE("cli") {
     ddaq_test::write_text(dir.file("bad2.json"), R"({"data": {}, "pipeline": {}, "training": {"loss": "surrogate"}})");
     expect_error(run_ddaq("train " + dir.file("bad2.json") + " -o " + dir.file("run4") + " --data " + dir.file("run/train.h5")),
                  "training.surrogate: needed");
+    // Devices, launchers, resume: clear one-line errors.
+    const std::string train2 = "train " + dir.file("tiny.json") + " -o " + dir.file("run2") + " --data " + dir.file("run/train.h5");
+    expect_error(run_ddaq(train2 + " --device tpu"), "device 'tpu'");
+    r = run_ddaq(train2 + " --device cuda --max-steps 1");
+    if (r.exit_code != 0) expect_error(r, "sees no CUDA device");  // CPU LibTorch (Debian): refused by name
+    expect_error(run_ddaq(train2 + " --launcher slurm"), "slurm launch needs environment variable SLURM_NTASKS");
+    expect_error(run_ddaq("train " + dir.file("tiny.json") + " -o " + dir.file("run5") + " --data " + dir.file("run/train.h5") +
+                          " --resume"),
+                 "checkpoint.pt: cannot open checkpoint");
   }
 }

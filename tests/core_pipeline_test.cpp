@@ -18,7 +18,8 @@
 
 DOCTEST_TEST_SUITE("pipeline") {
   DOCTEST_TEST_CASE("gradients reach every stage: threshold / encoder weights and bits / decoder / classifier") {
-    ddaq::EconTPipeline p(ddaq::PipelineOptions().learn_latent_bits(true).learn_weight_bits(true).threshold(3.0), 1);
+    ddaq::EconTPipeline p(
+        ddaq::PipelineOptions().learn_latent_bits(true).learn_weight_bits(true).learn_input_bits(true).threshold(3.0), 1);
     const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(64).seed(2).pileup_mu(5));
     const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {64, 48}, torch::kFloat).clone();
     const torch::Tensor labels = torch::from_blob(const_cast<int32_t*>(t.label.data()), {64}, torch::kInt).to(torch::kFloat);
@@ -43,6 +44,7 @@ DOCTEST_TEST_SUITE("pipeline") {
     DOCTEST_CHECK(reached("encoder.", "weight"));
     DOCTEST_CHECK(reached("encoder.", "weight_quant.fractional_bits"));
     DOCTEST_CHECK(reached("encoder.", "output.fractional_bits"));  // the latent's learned bits (link budget)
+    DOCTEST_CHECK(reached("encoder.input.", "fractional_bits"));  // the input quantizer's learned bits
     DOCTEST_CHECK(reached("decoder.", "weight"));
     DOCTEST_CHECK(reached("classifier.", "weight"));
     DOCTEST_CHECK(o.values().count("total") == 1);

@@ -20,7 +20,7 @@ namespace ddaq {
 
 PipelineOptions PipelineOptions::from_config(const Config& c) {
   c.reject_unknown({"layout", "conv_filters", "latent", "latent_bits", "latent_integer_bits", "learn_latent_bits",
-                    "weight_bits", "learn_weight_bits", "input_bits", "threshold", "learn_threshold",
+                    "weight_bits", "learn_weight_bits", "input_bits", "learn_input_bits", "threshold", "learn_threshold",
                     "classifier_hidden"});
   PipelineOptions o;
   o.layout(c.string("layout", o.layout()))
@@ -32,6 +32,7 @@ PipelineOptions PipelineOptions::from_config(const Config& c) {
       .weight_bits(static_cast<int>(c.integer("weight_bits", o.weight_bits(), 2, 24)))
       .learn_weight_bits(c.boolean("learn_weight_bits", o.learn_weight_bits()))
       .input_bits(static_cast<int>(c.integer("input_bits", o.input_bits(), 4, 24)))
+      .learn_input_bits(c.boolean("learn_input_bits", o.learn_input_bits()))
       .threshold(c.number("threshold", o.threshold(), 0.0, 1e6))
       .learn_threshold(c.boolean("learn_threshold", o.learn_threshold()))
       .classifier_hidden(c.integer("classifier_hidden", o.classifier_hidden(), 1, 256));
@@ -50,6 +51,7 @@ std::string PipelineOptions::to_json() const {
                          {"weight_bits", weight_bits_},
                          {"learn_weight_bits", learn_weight_bits_},
                          {"input_bits", input_bits_},
+                         {"learn_input_bits", learn_input_bits_},
                          {"threshold", threshold_},
                          {"learn_threshold", learn_threshold_},
                          {"classifier_hidden", classifier_hidden_}})
@@ -116,7 +118,8 @@ QuantizedStack make_encoder(const PipelineOptions& o, const CellLayout& layout) 
           .learnable(o.learn_weight_bits())
           .granularity(o.learn_weight_bits() ? Granularity::PerElement : Granularity::PerTensor);
   const FixedPointType wide(16, 6, true, Rounding::TRN, Overflow::SAT);
-  s->input(FixedPointType(o.input_bits(), 3, false, Rounding::TRN, Overflow::SAT));
+  s->input(QuantizerOptions(FixedPointType(o.input_bits(), 3, false, Rounding::TRN, Overflow::SAT))
+               .learnable(o.learn_input_bits()));
   s->conv(QConvOptions(g[0], o.conv_filters(), 3).stride(2).padding(1).weight(weight).output(wide));
   s->relu(FixedPointType(8, 3, false, Rounding::TRN, Overflow::SAT));
   s->dense(QLinearOptions(elements(s->output_shape()), o.latent()).weight(weight).output(wide));

@@ -37,6 +37,7 @@ struct PipelineOptions {
   DDAQ_OPTION(int, weight_bits) = 6;  // ap_fixed<weight_bits, 1>: sign + fractional bits
   DDAQ_OPTION(bool, learn_weight_bits) = false;
   DDAQ_OPTION(int, input_bits) = 10;  // ap_ufixed<input_bits, 3>
+  DDAQ_OPTION(bool, learn_input_bits) = false;  // fractional bits learned, integer bits from the range seen
   DDAQ_OPTION(double, threshold) = 0.0;  // zero suppression, CALQ
   DDAQ_OPTION(bool, learn_threshold) = true;
   DDAQ_OPTION(int64_t, classifier_hidden) = 8;
