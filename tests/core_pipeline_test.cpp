@@ -230,4 +230,21 @@ DOCTEST_TEST_SUITE("pipeline") {
     DOCTEST_CHECK(stages[2]->named_parameters().empty());
     DOCTEST_CHECK_THROWS_AS(flow.get("nothing"), ddaq::Error);
   }
+  DOCTEST_TEST_CASE("a power term pulls learned weight bits down") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(512).seed(9).pileup_mu(5), dir.file("train.h5"));
+    // 40 steps at a bits learning rate of 0.1: room to move bits by whole units.
+    const auto base =
+        ddaq::TrainerOptions().loss("weighted_mse").epochs(5).batch_size(64).seed(4).threads(1).bits_learning_rate(0.1);
+    auto encoder_ebops = [](const ddaq::EconTPipeline& p) {
+      torch::NoGradGuard no_grad;
+      return p.costs().get("encoder_ebops").item<double>();
+    };
+    ddaq::EconTPipeline a(ddaq::PipelineOptions().learn_weight_bits(true), 4), b(ddaq::PipelineOptions().learn_weight_bits(true), 4);
+    const auto sa = ddaq::train_pipeline(a, dir.file("train.h5"), base);
+    const auto sb = ddaq::train_pipeline(b, dir.file("train.h5"), ddaq::TrainerOptions(base).power_weight(1.0));
+    DOCTEST_CHECK(sb.last_epoch.count("encoder_power_mw") == 1);
+    DOCTEST_CHECK(sa.last_epoch.count("encoder_power_mw") == 0);
+    DOCTEST_CHECK(encoder_ebops(b) < 0.9 * encoder_ebops(a));
+  }
 }

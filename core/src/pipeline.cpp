@@ -313,10 +313,12 @@ PipelineResult EconTPipeline::costs() const {
   torch::Tensor ebops;
   for (const auto& s : impl_->stages)
     for (const auto& kv : s->costs().named) {
-      if (kv.first == "ebops")
+      if (kv.first == "ebops") {
         ebops = ebops.defined() ? ebops + kv.second : kv.second;
-      else
+        r.set(s->name() + "_ebops", kv.second);
+      } else {
         r.set(kv.first, kv.second);
+      }
     }
   if (ebops.defined()) r.set("ebops", ebops);
   return r;

@@ -38,7 +38,7 @@ namespace ddaq {
 TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& base_dir) {
   c.reject_unknown({"epochs", "max_steps", "batch_size", "learning_rate", "weight_decay", "bits_learning_rate", "seed", "threads", "loss",
                     "surrogate", "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight",
-                    "ebops_weight", "validation", "validation_events", "patience", "checkpoint_every", "device",
+                    "ebops_weight", "power_weight", "validation", "validation_events", "patience", "checkpoint_every", "device",
                     "pileup_pool", "pileup_mu", "pileup_mu_min", "noise", "qat_start_step", "prune_sparsity", "prune_start_step",
                     "prune_end_step", "prune_every"});
   TrainerOptions o;
@@ -56,6 +56,7 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .elinks_budget(c.number("elinks_budget", o.elinks_budget(), 0.0, 13.0))
       .link_weight(c.number("link_weight", o.link_weight(), 0.0))
       .ebops_weight(c.number("ebops_weight", o.ebops_weight(), 0.0))
+      .power_weight(c.number("power_weight", o.power_weight(), 0.0))
       .validation_events(c.integer("validation_events", o.validation_events(), 1))
       .patience(static_cast<int>(c.integer("patience", o.patience(), 0, 100000)))
       .checkpoint_every(c.integer("checkpoint_every", o.checkpoint_every(), 0))
@@ -137,7 +138,7 @@ std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_
                          {"surrogate", o.surrogate()},
                          {"weights",
                           {o.reconstruction_weight(), o.classification_weight(), o.elinks_budget(), o.link_weight(),
-                           o.ebops_weight()}},
+                           o.ebops_weight(), o.power_weight()}},
                          {"frozen", o.frozen()},
                          {"validation", o.validation()},
                          {"validation_events", o.validation_events()},
@@ -436,7 +437,7 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   const int64_t total_steps = o.max_steps() >= 0 ? std::min(planned, o.max_steps()) : planned;
   const std::string print = fingerprint(pipeline, train_file, loader.file_size(), o);
   // Cost terms enter the per-step graph only when weighted.
-  const bool with_costs = o.ebops_weight() > 0 || o.elinks_budget() > 0;
+  const bool with_costs = o.ebops_weight() > 0 || o.elinks_budget() > 0 || o.power_weight() > 0;
 
   Position pos;
   std::vector<std::pair<std::string, torch::Tensor>> best;
@@ -530,6 +531,11 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
         if (o.elinks_budget() > 0)
           objective.add("link_hinge", o.link_weight(), budget_hinge(r.get("elinks"), o.elinks_budget(), 1.0, 0.1));
         objective.add("ebops", o.ebops_weight(), r.get("ebops"));
+        if (o.power_weight() > 0) {
+          const EnergyModel e;
+          objective.add("encoder_power_mw", o.power_weight(),
+                        r.get("encoder_ebops") * (e.mult_pj_per_bit_product * e.inference_rate_hz * 1e-9));
+        }
       }
       optimizer.zero_grad();
       objective.total().backward();

@@ -64,7 +64,8 @@ class EconTPipeline {
   // `with_costs` (they depend on the parameters alone: a trainer that gives
   // them no weight skips their per-step graph).
   PipelineResult forward(const at::Tensor& calq, bool with_costs);
-  // payload_bits, elinks (relaxed) and ebops of the current parameters.
+  // payload_bits, elinks (relaxed), ebops (all firmware stages) and per
+  // stage encoder_ebops, classifier_ebops, of the current parameters.
   PipelineResult costs() const;
 
   void train(bool on);

@@ -35,6 +35,9 @@ struct TrainerOptions {
   DDAQ_OPTION(double, elinks_budget) = 0.0;           // hinge above this many e-links (0: none)
   DDAQ_OPTION(double, link_weight) = 1.0;
   DDAQ_OPTION(double, ebops_weight) = 0.0;
+  // On-detector power (mW at 40 MHz, 45 nm Horowitz): the part that depends
+  // on the learned bits, encoder EBOPs x 0.0029948 pJ per bit product.
+  DDAQ_OPTION(double, power_weight) = 0.0;
   // Stages whose parameters stay fixed ("frontend", "encoder", "decoder",
   // "classifier"), e.g. an encoder trained elsewhere and frozen.
   DDAQ_OPTION(std::vector<std::string>, frozen);
