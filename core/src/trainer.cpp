@@ -477,8 +477,19 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     if (!metrics) throw Error(metrics_path + ": cannot write metrics");
   }
   if (writer && !o.checkpoint().empty()) remove_stale_temporaries(o.checkpoint());
+  // Every rank calls it at the same steps: the running metric sums are saved
+  // as their mean over ranks, so a resumed epoch's metrics stay right.
   auto checkpoint = [&] {
-    if (writer && !o.checkpoint().empty()) write_checkpoint(o.checkpoint(), pipeline, optimizer, pos, print, best);
+    if (o.checkpoint().empty()) return;
+    Position saved = pos;
+    if (comm && !saved.epoch_sums.empty()) {
+      std::vector<double> sums;
+      for (const auto& kv : saved.epoch_sums) sums.push_back(kv.second);
+      sums = comm->sum(sums);
+      size_t i = 0;
+      for (auto& kv : saved.epoch_sums) kv.second = sums[i++] / world;
+    }
+    if (writer) write_checkpoint(o.checkpoint(), pipeline, optimizer, saved, print, best);
   };
   // Means over the epoch's steps and all ranks (a line of metrics.jsonl).
   auto epoch_line = [&](bool partial) {
