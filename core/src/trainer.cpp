@@ -338,6 +338,44 @@ double validation_emd(EconTPipeline& pipeline, const EventTable& v, const std::s
   return count ? sum / static_cast<double>(count) : NAN;
 }
 
+// The reconstruction term: its logged name and the loss on unit-sum wafers.
+using ReconstructionLoss =
+    std::pair<std::string, std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>>;
+
+ReconstructionLoss reconstruction_loss(const TrainerOptions& o, const torch::Device& device,
+                                       const EmdSurrogate* surrogate) {
+  if (surrogate)
+    return {"emd_surrogate",
+            [surrogate](const torch::Tensor& t, const torch::Tensor& y) { return surrogate->forward(t, y).mean(); }};
+  if (o.loss() == "weighted_mse") return {"weighted_mse", weighted_mse};
+  if (o.loss() == "mse") return {"mse", mse};
+  if (o.loss() == "telescope") {
+    auto groups = [&](int group) {
+      const std::vector<int> g = super_cell_groups(group);
+      return torch::tensor(std::vector<int64_t>(g.begin(), g.end()), torch::kLong).to(device);
+    };
+    const torch::Tensor t2 = groups(4), t4 = groups(16);
+    return {"telescope", [t2, t4](const torch::Tensor& t, const torch::Tensor& y) { return telescope(t, y, t2, t4); }};
+  }
+  // sinkhorn: entropic OT with the trigger-cell ground metric
+  const torch::Tensor cost = cost_tensor(trigger_cell_metric()).to(device);
+  return {"sinkhorn_emd", [cost](const torch::Tensor& t, const torch::Tensor& y) { return sinkhorn_emd(t, y, cost).mean(); }};
+}
+
+// Where a checkpoint says training stood.
+Position position_from(const nlohmann::json& meta) {
+  Position pos;
+  pos.step = meta.at("step");
+  pos.epoch = meta.at("epoch");
+  pos.batch_in_epoch = meta.at("batch_in_epoch");
+  pos.epoch_sums = meta.at("epoch_sums").get<std::map<std::string, double>>();
+  pos.best_validation = meta.at("best_validation").is_null() ? INFINITY : meta.at("best_validation").get<double>();
+  pos.best_epoch = meta.at("best_epoch");
+  pos.epochs_without_improvement = meta.at("epochs_without_improvement");
+  pos.stop = meta.at("stop");
+  return pos;
+}
+
 }  // namespace
 
 CheckpointContents read_checkpoint(const std::string& path) {
@@ -371,27 +409,7 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
     for (auto& p : surrogate->parameters()) p.requires_grad_(false);
     surrogate->train_mode(false);
   }
-  // The reconstruction term: its logged name and the loss on unit-sum wafers.
-  std::pair<std::string, std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>> reconstruction;
-  if (surrogate) {
-    reconstruction = {"emd_surrogate",
-                      [&](const torch::Tensor& t, const torch::Tensor& y) { return surrogate->forward(t, y).mean(); }};
-  } else if (o.loss() == "weighted_mse") {
-    reconstruction = {"weighted_mse", weighted_mse};
-  } else if (o.loss() == "mse") {
-    reconstruction = {"mse", mse};
-  } else if (o.loss() == "telescope") {
-    auto groups = [&](int group) {
-      const std::vector<int> g = super_cell_groups(group);
-      return torch::tensor(std::vector<int64_t>(g.begin(), g.end()), torch::kLong).to(device);
-    };
-    const torch::Tensor t2 = groups(4), t4 = groups(16);
-    reconstruction = {"telescope", [t2, t4](const torch::Tensor& t, const torch::Tensor& y) { return telescope(t, y, t2, t4); }};
-  } else {  // sinkhorn: entropic OT with the trigger-cell ground metric
-    const torch::Tensor cost = cost_tensor(trigger_cell_metric()).to(device);
-    reconstruction = {"sinkhorn_emd",
-                      [cost](const torch::Tensor& t, const torch::Tensor& y) { return sinkhorn_emd(t, y, cost).mean(); }};
-  }
+  const ReconstructionLoss reconstruction = reconstruction_loss(o, device, surrogate.get());
   EventLoader loader(train_file, LoaderOptions()
                                      .batch_size(o.batch_size() / world)
                                      .seed(o.seed())
@@ -451,14 +469,7 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
                   first_difference(c.meta.value("fingerprint", "{}"), print));
     restore(pipeline, c.state, o.checkpoint());
     best = c.best;
-    pos.step = c.meta.at("step");
-    pos.epoch = c.meta.at("epoch");
-    pos.batch_in_epoch = c.meta.at("batch_in_epoch");
-    pos.epoch_sums = c.meta.at("epoch_sums").get<std::map<std::string, double>>();
-    pos.best_validation = c.meta.at("best_validation").is_null() ? INFINITY : c.meta.at("best_validation").get<double>();
-    pos.best_epoch = c.meta.at("best_epoch");
-    pos.epochs_without_improvement = c.meta.at("epochs_without_improvement");
-    pos.stop = c.meta.at("stop");
+    pos = position_from(c.meta);
     summary.resumed_at_step = pos.step;
     if (writer && !metrics_path.empty()) truncate_metrics(metrics_path, pos.step);
   }
