@@ -47,6 +47,18 @@ DOCTEST_TEST_SUITE("core distributed environment") {
     DOCTEST_CHECK(d.master_addr == "node7");
     DOCTEST_CHECK(d.master_port == 1234);
     DOCTEST_CHECK(d.distributed());
+    DOCTEST_CHECK(d.local_rank_known);
+  }
+
+  DOCTEST_TEST_CASE("env without LOCAL_RANK: the rank on loopback / unknown across hosts") {
+    {
+      Environment e({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "1234"}});
+      const auto d = ddaq::DistributedEnvironment::detect();
+      DOCTEST_CHECK(d.local_rank == 1);
+      DOCTEST_CHECK(d.local_rank_known);
+    }
+    Environment e({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}});
+    DOCTEST_CHECK(!ddaq::DistributedEnvironment::detect().local_rank_known);
   }
 
   DOCTEST_TEST_CASE("torchrun: the agent's variables win and its restart count is kept") {

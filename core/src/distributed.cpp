@@ -68,6 +68,7 @@ DistributedEnvironment DistributedEnvironment::detect(const std::string& launche
     e.world_size = env_required_int("WORLD_SIZE", 1, kMaxRanks, e.launcher);
     e.rank = env_required_int("RANK", 0, e.world_size - 1, e.launcher);
     e.local_rank = env_int("LOCAL_RANK", 0, 0, kMaxRanks);
+    e.local_rank_known = env("LOCAL_RANK") != nullptr;
     e.restart_count = env_int("TORCHELASTIC_RESTART_COUNT", 0, 0, kMaxRanks);
     if (!env("MASTER_ADDR")) throw Error("distributed: torchrun launch needs MASTER_ADDR");
     e.master_addr = env("MASTER_ADDR");
@@ -77,16 +78,22 @@ DistributedEnvironment DistributedEnvironment::detect(const std::string& launche
     e.world_size = env_required_int("WORLD_SIZE", 1, kMaxRanks, e.launcher);
     e.rank = env_required_int("RANK", 0, e.world_size - 1, e.launcher);
     e.local_rank = env_int("LOCAL_RANK", 0, 0, kMaxRanks);
+    e.local_rank_known = env("LOCAL_RANK") != nullptr;
     if (e.world_size > 1) {
       if (!env("MASTER_ADDR")) throw Error("distributed: env launch needs MASTER_ADDR (rank 0's host)");
       e.master_addr = env("MASTER_ADDR");
       e.master_port = env_required_int("MASTER_PORT", 1, 65535, e.launcher);
+      if (!e.local_rank_known && (e.master_addr == "127.0.0.1" || e.master_addr == "localhost")) {
+        e.local_rank = e.rank;  // every rank on this machine
+        e.local_rank_known = true;
+      }
     }
   } else if (pick("slurm", env("SLURM_PROCID") && env("SLURM_NTASKS"))) {
     e.launcher = "slurm";
     e.world_size = env_required_int("SLURM_NTASKS", 1, kMaxRanks, e.launcher);
     e.rank = env_required_int("SLURM_PROCID", 0, e.world_size - 1, e.launcher);
     e.local_rank = env_int("SLURM_LOCALID", 0, 0, kMaxRanks);
+    e.local_rank_known = env("SLURM_LOCALID") != nullptr;
     if (e.world_size > 1) {
       e.master_addr = master_address(env_int("SLURM_NNODES", 1, 1, kMaxRanks) == 1, e.launcher);
       e.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
@@ -96,6 +103,7 @@ DistributedEnvironment DistributedEnvironment::detect(const std::string& launche
     e.world_size = env_required_int("OMPI_COMM_WORLD_SIZE", 1, kMaxRanks, e.launcher);
     e.rank = env_required_int("OMPI_COMM_WORLD_RANK", 0, e.world_size - 1, e.launcher);
     e.local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0, 0, kMaxRanks);
+    e.local_rank_known = env("OMPI_COMM_WORLD_LOCAL_RANK") != nullptr;
     if (e.world_size > 1) {
       const int local = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 0, 0, kMaxRanks);
       e.master_addr = master_address(local == e.world_size, e.launcher);

@@ -10,7 +10,8 @@
 //   torchrun   TORCHELASTIC_RUN_ID + RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*; the
 //              agent owns the TCP store, ranks join as clients under
 //              "/worker/attempt_<TORCHELASTIC_RESTART_COUNT>"
-//   env        RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (LOCAL_RANK optional)
+//   env        RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT (LOCAL_RANK optional;
+//              on a loopback MASTER_ADDR it defaults to RANK)
 //   slurm      SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID; MASTER_ADDR (may be
 //              left out on one node), MASTER_PORT (default 29500)
 //   openmpi    OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK; MASTER_ADDR as slurm
@@ -28,6 +29,7 @@ namespace ddaq {
 struct DistributedEnvironment {
   std::string launcher = "none";  // "none", "torchrun", "env", "slurm", "openmpi"
   int rank = 0, world_size = 1, local_rank = 0;
+  bool local_rank_known = false;  // from the launcher (or rank, on a loopback launch)
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
   int restart_count = 0;  // torchrun's TORCHELASTIC_RESTART_COUNT
