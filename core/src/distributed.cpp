@@ -133,18 +133,32 @@ struct Communicator::Impl {
 #endif
   at::Device device{at::kCPU};
 
-  // Runs one collective and waits; any failure becomes one clear line.
+  // Any failure of a collective becomes one clear line.
+  [[noreturn]] void fail(const char* what, const std::exception& e) const {
+    std::string why = e.what();
+    why = why.substr(0, why.find('\n'));
+    throw Error("distributed: rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) + ": " + what +
+                " failed (a peer rank exited, or none answered in time): " + why);
+  }
   template <class F>
-  void run(const char* what, F&& collective) {
+  c10::intrusive_ptr<c10d::Work> start(const char* what, F&& collective) {
     try {
-      c10::intrusive_ptr<c10d::Work> work = collective();
+      return collective();
+    } catch (const std::exception& e) {
+      fail(what, e);
+    }
+  }
+  void wait(const char* what, const c10::intrusive_ptr<c10d::Work>& work) {
+    try {
       work->wait();
     } catch (const std::exception& e) {
-      std::string why = e.what();
-      why = why.substr(0, why.find('\n'));
-      throw Error("distributed: rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) + ": " +
-                  what + " failed (a peer rank exited, or none answered in time): " + why);
+      fail(what, e);
     }
+  }
+  // Runs one collective and waits.
+  template <class F>
+  void run(const char* what, F&& collective) {
+    wait(what, start(what, std::forward<F>(collective)));
   }
   template <class Options>
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& t, const Options& o) {
@@ -264,6 +278,22 @@ void Communicator::average(const std::vector<at::Tensor>& tensors, size_t bucket
       offset += t.numel();
     }
   }
+}
+
+std::function<void()> Communicator::start_average(const at::Tensor& flat) {
+  if (!flat.is_contiguous()) throw Error("distributed: start_average needs a contiguous tensor");
+  auto buffer = std::make_shared<std::vector<at::Tensor>>(1, flat);
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::SUM;
+  const c10::intrusive_ptr<c10d::Work> work =
+      impl_->start("gradient all-reduce", [&] { return impl_->allreduce(*buffer, o); });
+  Impl* impl = impl_.get();
+  const double scale = 1.0 / impl_->env.world_size;
+  return [impl, work, buffer, scale] {
+    impl->wait("gradient all-reduce", work);
+    at::NoGradGuard no_grad;
+    (*buffer)[0].mul_(scale);
+  };
 }
 
 void Communicator::maximum(const std::vector<at::Tensor>& tensors) {

@@ -524,12 +524,13 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
   };
   const auto train_start = std::chrono::steady_clock::now();
   int64_t events_trained = 0;
-  EventBatch batch;
+  EventBatch batch, next_batch;
   pipeline.train(true);
   for (; pos.epoch < o.epochs() && pos.step < total_steps && !pos.stop; ++pos.epoch, pos.batch_in_epoch = 0) {
     loader.start_epoch(pos.epoch);
     for (int64_t skip = 0; skip < pos.batch_in_epoch; ++skip) loader.next(batch);  // resumed mid-epoch
-    while (pos.step < total_steps && loader.next(batch)) {
+    bool have_batch = pos.step < total_steps && loader.next(batch);
+    while (pos.step < total_steps && have_batch) {
       const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos.step) / static_cast<double>(planned)));
       augment(o, pool, pos.epoch, loader.file_size(), batch);
       // Schedules are functions of the step alone: resumption repeats them.
@@ -562,11 +563,16 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
       optimizer.zero_grad();
       objective.total().backward();
       const torch::Tensor grad = optimizer.gather_grads();
-      if (comm) comm->average({grad});
+      // The next batch loads while the gradients travel.
+      std::function<void()> finish_average;
+      if (comm) finish_average = comm->start_average(grad);
+      have_batch = loader.next(next_batch);
+      if (finish_average) finish_average();
       optimizer.step(grad, decay);
       if (comm && !ranges.empty()) comm->maximum(ranges);  // ranks agree on what was seen
       const auto values = objective.values();
       for (const auto& kv : values) pos.epoch_sums[kv.first] += kv.second;
+      std::swap(batch, next_batch);
       ++pos.batch_in_epoch;
       ++pos.step;
       events_trained += n * world;

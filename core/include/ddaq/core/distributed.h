@@ -20,6 +20,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +63,10 @@ class Communicator {
   // Replaces each gradient by its mean over ranks. Tensors are packed into
   // buckets of at most `bucket_bytes` per collective.
   void average(const std::vector<at::Tensor>& tensors, size_t bucket_bytes = size_t(8) << 20);
+  // The same for one contiguous tensor, started now and finished by calling
+  // the returned function (which throws like average()): work done in
+  // between (loading the next batch) overlaps the communication.
+  std::function<void()> start_average(const at::Tensor& flat);
   // Element-wise maximum over ranks (in place), e.g. observed ranges.
   void maximum(const std::vector<at::Tensor>& tensors);
   // Sum over ranks of plain numbers (metrics).
