@@ -51,6 +51,18 @@ std::string master_address(bool single_node, const std::string& launcher) {
   throw Error("distributed: " + launcher + " launch over several nodes needs MASTER_ADDR (rank 0's host)");
 }
 
+constexpr int kMaxRanks = 1 << 20;
+
+// Rank, world size and local rank from one launcher's variable names.
+void read_ranks(DistributedEnvironment& e, const char* launcher, const char* size_var, const char* rank_var,
+                const char* local_var) {
+  e.launcher = launcher;
+  e.world_size = env_required_int(size_var, 1, kMaxRanks, e.launcher);
+  e.rank = env_required_int(rank_var, 0, e.world_size - 1, e.launcher);
+  e.local_rank = env_int(local_var, 0, 0, kMaxRanks);
+  e.local_rank_known = env(local_var) != nullptr;
+}
+
 }  // namespace
 
 DistributedEnvironment DistributedEnvironment::detect(const std::string& launcher) {
@@ -61,24 +73,15 @@ DistributedEnvironment DistributedEnvironment::detect(const std::string& launche
     throw Error("distributed: launcher '" + launcher + "' (expected auto, none, torchrun, env, slurm or openmpi)");
   DistributedEnvironment e;
   if (launcher == "none") return e;
-  constexpr int kMaxRanks = 1 << 20;
   auto pick = [&](const char* name, bool present) { return launcher == name || (launcher == "auto" && present); };
   if (pick("torchrun", env("TORCHELASTIC_RUN_ID") != nullptr)) {
-    e.launcher = "torchrun";
-    e.world_size = env_required_int("WORLD_SIZE", 1, kMaxRanks, e.launcher);
-    e.rank = env_required_int("RANK", 0, e.world_size - 1, e.launcher);
-    e.local_rank = env_int("LOCAL_RANK", 0, 0, kMaxRanks);
-    e.local_rank_known = env("LOCAL_RANK") != nullptr;
+    read_ranks(e, "torchrun", "WORLD_SIZE", "RANK", "LOCAL_RANK");
     e.restart_count = env_int("TORCHELASTIC_RESTART_COUNT", 0, 0, kMaxRanks);
     if (!env("MASTER_ADDR")) throw Error("distributed: torchrun launch needs MASTER_ADDR");
     e.master_addr = env("MASTER_ADDR");
     e.master_port = env_required_int("MASTER_PORT", 1, 65535, e.launcher);
   } else if (pick("env", env("RANK") && env("WORLD_SIZE"))) {
-    e.launcher = "env";
-    e.world_size = env_required_int("WORLD_SIZE", 1, kMaxRanks, e.launcher);
-    e.rank = env_required_int("RANK", 0, e.world_size - 1, e.launcher);
-    e.local_rank = env_int("LOCAL_RANK", 0, 0, kMaxRanks);
-    e.local_rank_known = env("LOCAL_RANK") != nullptr;
+    read_ranks(e, "env", "WORLD_SIZE", "RANK", "LOCAL_RANK");
     if (e.world_size > 1) {
       if (!env("MASTER_ADDR")) throw Error("distributed: env launch needs MASTER_ADDR (rank 0's host)");
       e.master_addr = env("MASTER_ADDR");
@@ -89,21 +92,13 @@ DistributedEnvironment DistributedEnvironment::detect(const std::string& launche
       }
     }
   } else if (pick("slurm", env("SLURM_PROCID") && env("SLURM_NTASKS"))) {
-    e.launcher = "slurm";
-    e.world_size = env_required_int("SLURM_NTASKS", 1, kMaxRanks, e.launcher);
-    e.rank = env_required_int("SLURM_PROCID", 0, e.world_size - 1, e.launcher);
-    e.local_rank = env_int("SLURM_LOCALID", 0, 0, kMaxRanks);
-    e.local_rank_known = env("SLURM_LOCALID") != nullptr;
+    read_ranks(e, "slurm", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID");
     if (e.world_size > 1) {
       e.master_addr = master_address(env_int("SLURM_NNODES", 1, 1, kMaxRanks) == 1, e.launcher);
       e.master_port = env_int("MASTER_PORT", 29500, 1, 65535);
     }
   } else if (pick("openmpi", env("OMPI_COMM_WORLD_RANK") && env("OMPI_COMM_WORLD_SIZE"))) {
-    e.launcher = "openmpi";
-    e.world_size = env_required_int("OMPI_COMM_WORLD_SIZE", 1, kMaxRanks, e.launcher);
-    e.rank = env_required_int("OMPI_COMM_WORLD_RANK", 0, e.world_size - 1, e.launcher);
-    e.local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", 0, 0, kMaxRanks);
-    e.local_rank_known = env("OMPI_COMM_WORLD_LOCAL_RANK") != nullptr;
+    read_ranks(e, "openmpi", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK");
     if (e.world_size > 1) {
       const int local = env_int("OMPI_COMM_WORLD_LOCAL_SIZE", 0, 0, kMaxRanks);
       e.master_addr = master_address(local == e.world_size, e.launcher);
