@@ -253,14 +253,15 @@ void add_run_command(CLI::App& app) {
       check_top_level(config);
       if (!config.has("pipeline")) throw Error(*config_path + ": no 'pipeline' section to train");
       const DistributedEnvironment env = DistributedEnvironment::detect(*launcher);
+      // One device for the communicator and the trainer: --device, else
+      // training.device; "cuda" under a launcher is the local rank's GPU.
+      const TrainerOptions configured = TrainerOptions::from_config(config.section("training"), config_dir(*config_path));
       TrainRequest r = *request;
+      if (r.device.empty()) r.device = configured.device();
       if (env.distributed() && r.device == "cuda") r.device = "cuda:" + std::to_string(env.local_rank);
       std::unique_ptr<Communicator> comm;
-      if (env.distributed() && env.local_rank_known && *pin == "auto") {
-        const TrainerOptions t = TrainerOptions::from_config(config.section("training"), config_dir(*config_path));
-        pin_to_cores(env.local_rank, t.threads());
-      }
-      if (env.distributed()) comm = Communicator::connect(env, r.device.empty() ? "cpu" : r.device, std::chrono::seconds(*timeout));
+      if (env.distributed() && env.local_rank_known && *pin == "auto") pin_to_cores(env.local_rank, configured.threads());
+      if (env.distributed()) comm = Communicator::connect(env, r.device, std::chrono::seconds(*timeout));
       const bool writer = !comm || comm->rank() == 0;
       std::string train_file = *data;
       if (train_file.empty()) {
