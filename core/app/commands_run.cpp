@@ -255,6 +255,7 @@ void add_run_command(CLI::App& app) {
       const DistributedEnvironment env = DistributedEnvironment::detect(*launcher);
       // One device for the communicator and the trainer: --device, else
       // training.device; "cuda" under a launcher is the local rank's GPU.
+      PipelineOptions::from_config(config.section("pipeline"));  // its errors first, as train_step reports them
       const TrainerOptions configured = TrainerOptions::from_config(config.section("training"), config_dir(*config_path));
       TrainRequest r = *request;
       if (r.device.empty()) r.device = configured.device();
