@@ -89,6 +89,26 @@ DOCTEST_TEST_SUITE("exact emd") {
     }
   }
 
+  DOCTEST_TEST_CASE("degenerate problems: the small-tree simplex agrees with the general one") {
+    // The reduced problem has at most 48 nodes (bit-mask tree); the full one
+    // with every cell charged has more than 64 (the general tree). Small
+    // integer charges make equal flows, zero-flow basic arcs and cost ties.
+    const ddaq::GroundMetric metric = ddaq::trigger_cell_metric();
+    ddaq::ExactEmd reduced(metric), full(metric, /*transport_difference_only=*/false);
+    ddaq::Rng rng(5);
+    for (int t = 0; t < 200; ++t) {
+      std::vector<double> a(48), b(48, 0.0);
+      for (double& q : a) q = static_cast<double>(1 + rng.below(3));
+      const int cells = 17 + static_cast<int>(rng.below(32));  // 48 + 17 > 64 nodes in the full problem
+      for (int charged = 0; charged < cells;) {
+        double& q = b[rng.below(48)];
+        charged += q == 0.0;
+        q += static_cast<double>(1 + rng.below(2));
+      }
+      DOCTEST_REQUIRE(reduced(a.data(), b.data()) == doctest::Approx(full(a.data(), b.data())).epsilon(1e-10));
+    }
+  }
+
   DOCTEST_TEST_CASE("a non-metric cost matrix takes the full problem") {
     // 3 points, d(0,2) > d(0,1) + d(1,2): moving via 1 is not allowed to be cheaper.
     const auto g = ddaq::GroundMetric::from_matrix({0, 1, 5, 1, 0, 1, 5, 1, 0}, 3);

@@ -25,10 +25,13 @@ struct ExactEmd::Impl {
   // walks this list instead of sorting each problem's arcs.
   std::vector<std::pair<int16_t, int16_t>> pairs_by_distance;
   std::vector<int> pair_rank;         // (cell i, cell j) -> position in that list
+  std::vector<uint16_t> arc_at_rank;  // this problem's arc (row << 8 | column) at a rank
   std::vector<uint64_t> rank_bitmap;  // this problem's arcs, by rank
 
   // Problem.
   int n = 0, m = 0;
+  int cs = 0;  // cost row stride: m rounded up to 4, padded with huge costs
+  double largest_cost = 0.0;
   std::vector<int> row_cell, col_cell, row_of_cell, col_of_cell;
   std::vector<double> supply, demand, cost;  // cost: n x m
   // Basis: n + m - 1 arcs (row, column), their cost and flow, by slot.
@@ -42,6 +45,13 @@ struct ExactEmd::Impl {
   std::vector<int> parent, parent_slot, depth, queue;
   std::vector<int> path_c, path_r;  // cycle scratch (basis slots)
   int price_start = 0;
+  // Small problems (n + m <= 64), the usual case with the difference
+  // reduction: the tree is parent pointers with the flow of each node's arc
+  // to its parent and a 64-bit mask of each node's subtree, so finding the
+  // cycle, re-hanging a subtree and shifting its potentials are bit walks.
+  std::vector<int> up;          // parent node, -1 at the root
+  std::vector<double> up_flow;  // flow on the arc to the parent
+  std::vector<uint64_t> below;  // subtree of each node (itself included)
 
   Impl(GroundMetric g, bool difference_only)
       : metric(std::move(g)), size(metric.size()), reduce(difference_only && metric.is_metric()) {
@@ -55,26 +65,31 @@ struct ExactEmd::Impl {
     for (size_t k = 0; k < pairs_by_distance.size(); ++k)
       pair_rank[pairs_by_distance[k].first * s + pairs_by_distance[k].second] = static_cast<int>(k);
     rank_bitmap.resize((s * s + 63) / 64);
+    arc_at_rank.resize(s * s);
     row_cell.reserve(s);
     col_cell.reserve(s);
     row_of_cell.resize(s);
     col_of_cell.resize(s);
     supply.reserve(s);
     demand.reserve(s);
-    cost.resize(s * s);
+    cost.resize(s * (s + 3));
+    for (double d : metric.matrix()) largest_cost = std::max(largest_cost, d);
     basis.reserve(2 * s);
     slot_cost.resize(2 * s);
     slot_flow.resize(2 * s);
     stride = static_cast<int>(2 * s);
     degree.resize(2 * s);
     incident.resize(2 * s * 2 * s);
-    potential.resize(2 * s);
+    potential.resize(2 * s + 4);
     parent.resize(2 * s);
     parent_slot.resize(2 * s);
     depth.resize(2 * s);
     queue.resize(2 * s);
     path_c.reserve(2 * s);
     path_r.reserve(2 * s);
+    up.resize(2 * s);
+    up_flow.resize(2 * s);
+    below.resize(2 * s);
   }
 
   template <class T>
@@ -122,9 +137,16 @@ struct ExactEmd::Impl {
         for (int j = 0; j < m; ++j) e += (n == 1 ? demand[j] : supply[i]) * metric(row_cell[i], col_cell[j]);
       return e;
     }
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < m; ++j) cost[i * m + j] = metric(row_cell[i], col_cell[j]);
+    cs = (m + 3) & ~3;
+    for (int i = 0; i < n; ++i) {
+      const double* d = &metric.matrix()[static_cast<size_t>(row_cell[i]) * size];
+      double* c = &cost[static_cast<size_t>(i) * cs];
+      for (int j = 0; j < m; ++j) c[j] = d[col_cell[j]];
+      for (int j = m; j < cs; ++j) c[j] = 1e300;
+    }
+    for (int j = n + m; j < n + cs; ++j) potential[j] = 0.0;
     initial_basis();
+    if (n + m <= 64) return simplex_small();
     simplex();
     double e = 0.0;
     for (size_t k = 0; k < basis.size(); ++k) e += slot_flow[k] * slot_cost[k];
@@ -159,42 +181,34 @@ struct ExactEmd::Impl {
     std::fill(closed.begin(), closed.begin() + n + m, 0);
     int open_rows = n, open_cols = m;
     // This problem's arcs in global distance order: mark their ranks in a
-    // bitmap, then visit the set bits (no per-problem sort).
+    // bitmap (remembering which arc each rank is), then visit the set bits
+    // (no per-problem sort).
     std::fill(rank_bitmap.begin(), rank_bitmap.end(), 0);
-    for (int i = 0; i < n; ++i)
+    for (int i = 0; i < n; ++i) {
+      const int* rank = &pair_rank[static_cast<size_t>(row_cell[i]) * size];
       for (int j = 0; j < m; ++j) {
-        const int k = pair_rank[row_cell[i] * size + col_cell[j]];
+        const int k = rank[col_cell[j]];
         rank_bitmap[k >> 6] |= uint64_t(1) << (k & 63);
+        arc_at_rank[k] = static_cast<uint16_t>(i << 8 | j);
       }
-    for (size_t word = 0; word < rank_bitmap.size() && open_rows + open_cols > 0; ++word)
-      for (uint64_t bits = rank_bitmap[word]; bits != 0 && open_rows + open_cols > 0; bits &= bits - 1) {
-        const auto& pair = pairs_by_distance[word * 64 + static_cast<size_t>(__builtin_ctzll(bits))];
-        const int i = row_of_cell[pair.first], j = col_of_cell[pair.second];
-        if (closed[i] || closed[n + j]) continue;
-        bool close_row;
-        double x;
-        if (open_rows == 1 && open_cols == 1) {  // the last arc closes both
-          close_row = true;
-          x = std::min(s[i], s[n + j]);
-          closed[n + j] = 1;
-          --open_cols;
-        } else if (open_rows == 1) {
-          close_row = false;
-          x = s[n + j];
-        } else if (open_cols == 1) {
-          close_row = true;
-          x = s[i];
-        } else {
-          close_row = s[i] <= s[n + j];
-          x = close_row ? s[i] : s[n + j];
-        }
-        const int slot = static_cast<int>(basis.size());
-        slot_flow[slot] = std::max(0.0, x);
-        slot_cost[slot] = cost[i * m + j];
-        s[i] -= slot_flow[slot];
-        s[n + j] -= slot_flow[slot];
-        basis.emplace_back(i, j);
-        add_to_tree(static_cast<int>(basis.size()) - 1);
+    }
+    auto add = [&](int i, int j, double x) {
+      const int slot = static_cast<int>(basis.size());
+      slot_flow[slot] = std::max(0.0, x);
+      slot_cost[slot] = cost[i * cs + j];
+      s[i] -= slot_flow[slot];
+      s[n + j] -= slot_flow[slot];
+      basis.emplace_back(i, j);
+      add_to_tree(slot);
+    };
+    // Cheapest open arcs until one side has a single open line left.
+    for (size_t word = 0; word < rank_bitmap.size() && open_rows > 1 && open_cols > 1; ++word)
+      for (uint64_t bits = rank_bitmap[word]; bits != 0; bits &= bits - 1) {
+        const int arc = arc_at_rank[word * 64 + static_cast<size_t>(__builtin_ctzll(bits))];
+        const int i = arc >> 8, j = arc & 255;
+        if (closed[i] | closed[n + j]) continue;
+        const bool close_row = s[i] <= s[n + j];
+        add(i, j, close_row ? s[i] : s[n + j]);
         if (close_row) {
           closed[i] = 1;
           --open_rows;
@@ -202,7 +216,21 @@ struct ExactEmd::Impl {
           closed[n + j] = 1;
           --open_cols;
         }
+        if (open_rows == 1 || open_cols == 1) break;
       }
+    // The plan of the last open line is forced: it ships to (or takes from)
+    // every open line of the other side; its last arc closes both.
+    if (open_rows == 1) {
+      int i = 0;
+      while (closed[i]) ++i;
+      for (int j = 0; j < m; ++j)
+        if (!closed[n + j]) add(i, j, s[n + j]);
+    } else {
+      int j = 0;
+      while (closed[n + j]) ++j;
+      for (int i = 0; i < n; ++i)
+        if (!closed[i]) add(i, j, s[i]);
+    }
     if (static_cast<int>(basis.size()) != n + m - 1) throw Error("emd: internal error: bad initial basis");
   }
 
@@ -251,7 +279,7 @@ struct ExactEmd::Impl {
     if (bland) {
       for (int i = 0; i < n; ++i)
         for (int j = 0; j < m; ++j)
-          if (cost[i * m + j] - potential[i] - v[j] < best) {
+          if (cost[i * cs + j] - potential[i] - v[j] < best) {
             enter_i = i;
             enter_j = j;
             return true;
@@ -262,7 +290,7 @@ struct ExactEmd::Impl {
     for (int scanned = 0; scanned < n; ++scanned) {
       const int i = (price_start + scanned) % n;
       const double u = potential[i];
-      const double* c = &cost[i * m];
+      const double* c = &cost[i * cs];
       for (int j = 0; j < m; ++j) {
         const double rc = c[j] - u - v[j];
         if (rc < best) {
@@ -279,10 +307,141 @@ struct ExactEmd::Impl {
     return enter_i >= 0;
   }
 
+  double arc_cost(int child, int parent_node) const {
+    return child < n ? cost[child * cs + (parent_node - n)] : cost[parent_node * cs + (child - n)];
+  }
+
+  // Network simplex for n + m <= 64 from the initial basis; returns the cost.
+  double simplex_small() {
+    const int nodes = n + m;
+    // Tree from the basis: breadth-first from node 0 (potential 0).
+    build_tree();
+    for (int v = 0; v < nodes; ++v) {
+      up[v] = parent[v];
+      up_flow[v] = v == 0 ? 0.0 : slot_flow[parent_slot[v]];
+      below[v] = uint64_t(1) << v;
+    }
+    for (int k = nodes - 1; k > 0; --k) below[up[queue[k]]] |= below[queue[k]];
+    const double tol = 1e-12 * std::max(largest_cost, 1.0);
+    const uint64_t all = nodes == 64 ? ~uint64_t(0) : (uint64_t(1) << nodes) - 1;
+    const uint64_t rows_mask = (uint64_t(1) << n) - 1, cols_mask = all & ~rows_mask;
+    const double* v = &potential[n];
+    int degenerate_run = 0;
+    bool bland = false;
+    price_start = 0;
+    const int block = std::max(1, static_cast<int>(std::sqrt(static_cast<double>(n) * m)) / m);
+    for (int pivot = 0;; ++pivot) {
+      if (pivot >= 100000) throw Error("emd: network simplex did not converge");
+      // Entering arc (i, j) with negative reduced cost.
+      int ei = -1, ej = -1;
+      double best = -tol;
+      if (bland) {
+        for (int i = 0; i < n && ei < 0; ++i)
+          for (int j = 0; j < m; ++j)
+            if (cost[i * cs + j] - potential[i] - v[j] < best) {
+              ei = i;
+              ej = j;
+              break;
+            }
+      } else {
+        int i = price_start;
+        for (int scanned = 1; scanned <= n; ++scanned) {
+          const double u = potential[i];
+          const double* c = &cost[i * cs];
+          // Row minimum with four independent chains, then its position
+          // only when it beats the best so far (rare).
+          double r0 = c[0] - u - v[0], r1 = c[1] - u - v[1], r2 = c[2] - u - v[2], r3 = c[3] - u - v[3];
+          for (int j = 4; j < cs; j += 4) {
+            r0 = std::min(r0, c[j] - u - v[j]);
+            r1 = std::min(r1, c[j + 1] - u - v[j + 1]);
+            r2 = std::min(r2, c[j + 2] - u - v[j + 2]);
+            r3 = std::min(r3, c[j + 3] - u - v[j + 3]);
+          }
+          const double row_best = std::min(std::min(r0, r1), std::min(r2, r3));
+          if (row_best < best) {
+            best = row_best;
+            ei = i;
+            for (ej = 0; c[ej] - u - v[ej] != row_best; ++ej) {
+            }
+          }
+          if (++i == n) i = 0;
+          if (ei >= 0 && scanned % block == 0) break;
+        }
+        price_start = i;
+      }
+      if (ei < 0) {
+        last_pivots = pivot;
+        break;
+      }
+      const int col = n + ej;
+      const double reduced = cost[ei * cs + ej] - potential[ei] - v[ej];
+      // Apex: the lowest common ancestor of the row and the column.
+      int apex = col;
+      while (!(below[apex] >> ei & 1))
+        if ((apex = up[apex]) < 0) throw Error("emd: internal error: broken basis tree");
+      // Arcs whose flow drops: columns on the column's side, rows on the
+      // row's side. Leaving arc: the least flow, the last one met going
+      // round the cycle from the apex (column side first), or the smallest
+      // arc index among ties in the Bland phase.
+      double theta = std::numeric_limits<double>::infinity();
+      int leave = -1;
+      bool leave_col_side = false;
+      auto arc_index = [&](int x) { return x < n ? x * m + (up[x] - n) : up[x] * m + (x - n); };
+      auto consider = [&](int x, bool col_side) {
+        const double f = up_flow[x];
+        if (f < theta || (f == theta && (bland ? arc_index(x) < arc_index(leave) : col_side))) {
+          theta = f;
+          leave = x;
+          leave_col_side = col_side;
+        }
+      };
+      for (int x = col; x != apex; x = up[x])
+        if (x >= n) consider(x, true);
+      for (int x = ei; x != apex; x = up[x])
+        if (x < n) consider(x, false);
+      if (theta > 0.0) {
+        for (int x = col; x != apex; x = up[x]) up_flow[x] += x >= n ? -theta : theta;
+        for (int x = ei; x != apex; x = up[x]) up_flow[x] += x < n ? -theta : theta;
+        degenerate_run = 0;
+      } else if (++degenerate_run > 2 * nodes) {
+        bland = true;
+      }
+      // Cut the leaving arc; its subtree hangs from the entering arc now.
+      const uint64_t moved = below[leave];
+      const int inside = leave_col_side ? col : ei, outside = leave_col_side ? ei : col;
+      for (int x = up[leave]; x >= 0; x = up[x]) below[x] &= ~moved;
+      // Reverse the stem from `inside` up to `leave`: each arc on it now
+      // belongs to its upper node.
+      int x = inside, new_parent = outside;
+      double carried = theta;
+      uint64_t previous_below = 0;
+      while (true) {
+        const int old_parent = up[x];
+        const double old_flow = up_flow[x];
+        const uint64_t old_below = below[x];
+        up[x] = new_parent;
+        up_flow[x] = carried;
+        // Below stem node t now: all that moved except what hung below t - 1.
+        below[x] = moved & ~previous_below;
+        if (x == leave) break;
+        previous_below = old_below;
+        new_parent = x;
+        carried = old_flow;
+        x = old_parent;
+      }
+      for (int y = outside; y >= 0; y = up[y]) below[y] |= moved;
+      // Potentials: shift the moved subtree so the entering arc is tight.
+      const double shift = leave_col_side ? reduced : -reduced;  // added to columns, subtracted from rows
+      for (uint64_t b = moved & cols_mask; b; b &= b - 1) potential[__builtin_ctzll(b)] += shift;
+      for (uint64_t b = moved & rows_mask; b; b &= b - 1) potential[__builtin_ctzll(b)] -= shift;
+    }
+    double e = 0.0;
+    for (int x = 1; x < nodes; ++x) e += up_flow[x] * arc_cost(x, up[x]);
+    return e;
+  }
+
   void simplex() {
-    double scale = 0.0;
-    for (int k = 0; k < n * m; ++k) scale = std::max(scale, cost[k]);
-    const double tol = 1e-12 * std::max(scale, 1.0);
+    const double tol = 1e-12 * std::max(largest_cost, 1.0);
     int degenerate_run = 0;
     bool bland = false;
     price_start = 0;
@@ -331,7 +490,7 @@ struct ExactEmd::Impl {
       for (size_t p = 0; p < path_c.size(); ++p) slot_flow[path_c[p]] += (p % 2 == 0) ? -theta : theta;
       const int slot = path_c[leave_pos];
       slot_flow[slot] = theta;
-      slot_cost[slot] = cost[ei * m + ej];
+      slot_cost[slot] = cost[ei * cs + ej];
       remove_from_tree(slot);
       basis[slot] = {ei, ej};
       add_to_tree(slot);

@@ -20,8 +20,10 @@ namespace ddaq {
 // Method: network simplex on the transportation problem, restricted to
 // cells with energy; for a metric ground cost only the difference a - b is
 // transported (its positive part to its negative part), which shares no
-// cells, so at most `size()` nodes. Pivots: most negative reduced cost,
-// switching to Bland's rule after repeated degenerate pivots (no cycling).
+// cells, so at most `size()` nodes. Start: least-cost greedy. Pivots: block
+// pricing, Bland's rule after repeated degenerate pivots (no cycling).
+// Problems of at most 64 nodes keep the tree as parent pointers and subtree
+// bit masks (each pivot is a few bit walks).
 class ExactEmd {
  public:
   // transport_difference_only: use the difference reduction when the metric
