@@ -131,10 +131,21 @@ DOCTEST_TEST_SUITE("cli") {
                  " --rows :400 --epochs 2 --hidden 16 --directions 4 -o " + dir.file("m.pt"));
     DOCTEST_INFO(r.err);
     DOCTEST_REQUIRE(r.exit_code == 0);
-    r = run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --data " + dir.file("test.h5") + " -o " +
-                 dir.file("report.json"));
+    // Given pairs (e.g. autoencoder outputs): two row-aligned event files.
+    DOCTEST_REQUIRE(run_ddaq("data synth -o " + dir.file("r.h5") + " --events 200 --pileup 5 --seed 9").exit_code == 0);
+    r = run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --data " + dir.file("test.h5") + " --pairs " +
+                 dir.file("test.h5") + ":" + dir.file("r.h5") + " -o " + dir.file("report.json"));
+    DOCTEST_INFO(r.err);
     DOCTEST_REQUIRE(r.exit_code == 0);
     DOCTEST_CHECK(r.out.find("relative error") != std::string::npos);
+    DOCTEST_CHECK(r.out.find("given") != std::string::npos);
+    DOCTEST_CHECK(r.out.find("super_cells") != std::string::npos);
+    expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --pairs " + dir.file("s.h5") + ":" +
+                          dir.file("r.h5")),
+                 "hold different numbers of rows");
+    expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --pairs " + dir.file("s.h5")),
+                 "expected WAFERS.h5:RECONSTRUCTIONS.h5");
+    expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt")), "give --data and/or --pairs");
     DOCTEST_CHECK(ddaq_test::read_text(dir.file("report.json")).find("\"by_kind\"") != std::string::npos);
     expect_error(run_ddaq("surrogate emd eval " + dir.file("s.h5") + " --data " + dir.file("test.h5")),
                  "not a ddaq EMD surrogate file");

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "ddaq/core/baselines.h"
 #include "ddaq/core/synth.h"
 #include "ddaq/core/wafer_metric.h"
 #include "ddaq/error.h"
@@ -73,6 +74,33 @@ DOCTEST_TEST_SUITE("emd surrogate") {
     int kinds[5] = {0, 0, 0, 0, 0};
     for (auto k : p.kind) ++kinds[k];
     for (int k : kinds) DOCTEST_CHECK(k > 30);
+  }
+
+  DOCTEST_TEST_CASE("super-cell pairs are the ECON-T super trigger cells / given pairs are labelled exactly") {
+    const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(200).seed(3).pileup_mu(10));
+    const auto metric = ddaq::trigger_cell_metric();
+    for (int group : {4, 16}) {
+      const auto only_super = ddaq::EmdPairOptions().kind_weights({0, 0, 0, 0, 0, 1}).super_cell_groups(
+          {ddaq::super_cell_groups(group)});
+      const ddaq::EmdPairs p = ddaq::make_emd_pairs(metric, t.calq.data(), 200, only_super);
+      std::vector<float> stc(t.calq.size());
+      ddaq::super_trigger_cells(t.calq.data(), 200, group, stc.data());
+      DOCTEST_CHECK(p.b == stc);
+      for (auto k : p.kind) DOCTEST_CHECK(k == static_cast<int>(ddaq::ReconstructionKind::SuperCells));
+    }
+    // Without group maps the kind cannot be drawn; a bad map is refused.
+    DOCTEST_CHECK_THROWS_WITH_AS(
+        ddaq::make_emd_pairs(metric, t.calq.data(), 200, ddaq::EmdPairOptions().kind_weights({0, 0, 0, 0, 0, 1})),
+        doctest::Contains("positive sum"), ddaq::Error);
+    DOCTEST_CHECK_THROWS_WITH_AS(
+        ddaq::make_emd_pairs(metric, t.calq.data(), 200, ddaq::EmdPairOptions().super_cell_groups({{0, 1, 2}})),
+        doctest::Contains("group map"), ddaq::Error);
+    const ddaq::EmdPairs given = ddaq::make_given_emd_pairs(metric, t.calq.data(), t.calq.data() + 48, 199, 1);
+    ddaq::ExactEmd exact(metric);
+    for (int i = 0; i < 199; i += 23) {
+      DOCTEST_CHECK(given.emd[i] == exact(t.calq.data() + i * 48, t.calq.data() + (i + 1) * 48));
+      DOCTEST_CHECK(given.kind[i] == static_cast<int>(ddaq::ReconstructionKind::Given));
+    }
   }
 
   DOCTEST_TEST_CASE("symmetric / scale invariant / non-negative / differentiable in both inputs") {

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "ddaq/core/baselines.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/files.h"
 #include "ddaq/core/progress.h"
@@ -20,6 +21,7 @@ namespace {
 
 struct PairSource {
   std::vector<std::string> files;
+  std::vector<std::string> given;  // "WAFERS.h5:RECONSTRUCTIONS.h5"
   std::string rows = ":";
   int64_t max_wafers = 20000;
   uint64_t seed = 1;
@@ -27,7 +29,9 @@ struct PairSource {
 };
 
 void add_source_options(CLI::App* c, PairSource& s) {
-  c->add_option("--data", s.files, "event files whose wafers are paired with reconstructions")->required();
+  c->add_option("--data", s.files, "event files whose wafers are paired with generated reconstructions");
+  c->add_option("--pairs", s.given,
+                "WAFERS.h5:RECONSTRUCTIONS.h5: two event files whose rows pair up (e.g. autoencoder outputs)");
   c->add_option("--rows", s.rows, "row range START:STOP used from every file (hold events out)")->capture_default_str();
   c->add_option("--max-wafers", s.max_wafers, "at most this many wafers per file (from the start of the range)")
       ->capture_default_str();
@@ -54,23 +58,50 @@ std::pair<int64_t, int64_t> parse_rows(const std::string& text, int64_t size) {
 }
 
 EmdPairs load_pairs(const PairSource& s, const GroundMetric& metric) {
+  if (s.files.empty() && s.given.empty()) throw Error("surrogate emd: give --data and/or --pairs");
   EmdPairs all;
   all.cells = metric.size();
-  for (size_t f = 0; f < s.files.size(); ++f) {
-    const EventFileReader reader(s.files[f]);
-    const auto range = parse_rows(s.rows, reader.size());
-    const int64_t n = std::min(s.max_wafers, range.second - range.first);
-    if (n < 2) throw Error(s.files[f] + ": fewer than 2 wafers in rows " + s.rows);
-    std::vector<float> calq(static_cast<size_t>(n) * kCellsPerWafer);
-    reader.read(range.first, n, calq.data(), nullptr);
-    const EmdPairs p =
-        make_emd_pairs(metric, calq.data(), n, EmdPairOptions().seed(s.seed + 1000003 * f).threads(s.threads));
+  auto append = [&](const EmdPairs& p) {
     all.a.insert(all.a.end(), p.a.begin(), p.a.end());
     all.b.insert(all.b.end(), p.b.begin(), p.b.end());
     all.emd.insert(all.emd.end(), p.emd.begin(), p.emd.end());
     all.kind.insert(all.kind.end(), p.kind.begin(), p.kind.end());
+  };
+  // The rows of one file selected by --rows and --max-wafers.
+  auto read_rows = [&](const std::string& file, int64_t min_rows, int64_t& first) {
+    const EventFileReader reader(file);
+    const auto range = parse_rows(s.rows, reader.size());
+    const int64_t n = std::min(s.max_wafers, range.second - range.first);
+    if (n < min_rows) throw Error(file + ": fewer than " + std::to_string(min_rows) + " wafers in rows " + s.rows);
+    std::vector<float> calq(static_cast<size_t>(n) * kCellsPerWafer);
+    reader.read(range.first, n, calq.data(), nullptr);
+    first = range.first;
+    return calq;
+  };
+  // Generated reconstructions include ECON-T super trigger cells (2x2, 4x4).
+  const EmdPairOptions generated = EmdPairOptions().threads(s.threads).super_cell_groups(
+      {super_cell_groups(4), super_cell_groups(16)});
+  for (size_t f = 0; f < s.files.size(); ++f) {
+    int64_t first = 0;
+    const std::vector<float> calq = read_rows(s.files[f], 2, first);
+    const int64_t n = static_cast<int64_t>(calq.size()) / kCellsPerWafer;
+    append(make_emd_pairs(metric, calq.data(), n, EmdPairOptions(generated).seed(s.seed + 1000003 * f)));
     std::fprintf(stderr, "pairs: %lld from %s (rows %lld..%lld)\n", static_cast<long long>(n), s.files[f].c_str(),
-                 static_cast<long long>(range.first), static_cast<long long>(range.first + n));
+                 static_cast<long long>(first), static_cast<long long>(first + n));
+  }
+  for (const std::string& spec : s.given) {
+    const size_t colon = spec.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == spec.size())
+      throw Error("--pairs '" + spec + "': expected WAFERS.h5:RECONSTRUCTIONS.h5");
+    const std::string wafers_file = spec.substr(0, colon), reco_file = spec.substr(colon + 1);
+    if (EventFileReader(wafers_file).size() != EventFileReader(reco_file).size())
+      throw Error("--pairs '" + spec + "': the two files hold different numbers of rows");
+    int64_t first = 0;
+    const std::vector<float> a = read_rows(wafers_file, 1, first), b = read_rows(reco_file, 1, first);
+    const int64_t n = static_cast<int64_t>(a.size()) / kCellsPerWafer;
+    append(make_given_emd_pairs(metric, a.data(), b.data(), n, s.threads));
+    std::fprintf(stderr, "pairs: %lld given by %s (rows %lld..%lld)\n", static_cast<long long>(n), spec.c_str(),
+                 static_cast<long long>(first), static_cast<long long>(first + n));
   }
   return all;
 }

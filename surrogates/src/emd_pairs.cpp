@@ -40,6 +40,8 @@ const char* to_string(ReconstructionKind kind) {
     case ReconstructionKind::Leak: return "leak";
     case ReconstructionKind::Blur: return "blur";
     case ReconstructionKind::Other: return "other";
+    case ReconstructionKind::SuperCells: return "super_cells";
+    case ReconstructionKind::Given: return "given";
     default: return "?";
   }
 }
@@ -63,9 +65,17 @@ EmdPairs make_emd_pairs(const GroundMetric& metric, const float* wafers, int64_t
   if (w.size() != static_cast<size_t>(ReconstructionKind::kCount))
     throw Error("emd pairs: kind_weights needs " + std::to_string(static_cast<int>(ReconstructionKind::kCount)) +
                 " values");
-  const double total = std::accumulate(w.begin(), w.end(), 0.0);
-  if (!(total > 0.0) || std::any_of(w.begin(), w.end(), [](double v) { return !(v >= 0.0); }))
-    throw Error("emd pairs: kind_weights must be >= 0 with a positive sum");
+  if (std::any_of(w.begin(), w.end(), [](double v) { return !(v >= 0.0); }))
+    throw Error("emd pairs: kind_weights must be >= 0");
+  const auto& groups = o.super_cell_groups();
+  for (const auto& g : groups)
+    if (g.size() != static_cast<size_t>(cells) || std::any_of(g.begin(), g.end(), [&](int v) { return v < 0 || v >= cells; }))
+      throw Error("emd pairs: a super-cell group map needs " + std::to_string(cells) + " group numbers in 0.." +
+                  std::to_string(cells - 1));
+  std::vector<double> weights = w;
+  if (groups.empty()) weights[static_cast<int>(ReconstructionKind::SuperCells)] = 0.0;
+  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+  if (!(total > 0.0)) throw Error("emd pairs: kind_weights must have a positive sum (over the kinds available)");
   if (rows < 2) throw Error("emd pairs: need at least 2 wafers");
   EmdPairs p;
   p.cells = cells;
@@ -79,7 +89,7 @@ EmdPairs make_emd_pairs(const GroundMetric& metric, const float* wafers, int64_t
     float* y = p.b.data() + i * cells;
     double pick = rng.uniform() * total;
     int k = 0;
-    while (k + 1 < static_cast<int>(w.size()) && pick >= w[k]) pick -= w[k++];
+    while (k + 1 < static_cast<int>(weights.size()) && (pick >= weights[k] || weights[k] == 0.0)) pick -= weights[k++];
     const auto kind = static_cast<ReconstructionKind>(k);
     p.kind[i] = static_cast<int8_t>(k);
     switch (kind) {
@@ -122,6 +132,20 @@ EmdPairs make_emd_pairs(const GroundMetric& metric, const float* wafers, int64_t
         }
         break;
       }
+      case ReconstructionKind::SuperCells: {
+        const std::vector<int>& group = groups[static_cast<size_t>(rng.below(static_cast<int>(groups.size())))];
+        std::vector<int>& top = order;  // largest cell of each group so far (-1: none)
+        std::fill(top.begin(), top.end(), -1);
+        std::vector<float> sum(static_cast<size_t>(cells), 0.0f);
+        for (int c = 0; c < cells; ++c) {
+          const int g = group[c];
+          sum[g] += x[c];
+          if (top[g] < 0 || x[c] > x[top[g]]) top[g] = c;
+        }
+        for (int g = 0; g < cells; ++g)
+          if (top[g] >= 0) y[top[g]] = sum[g];
+        break;
+      }
       default: {
         int64_t j = static_cast<int64_t>(rng.uniform() * static_cast<double>(rows - 1));
         if (j >= i) ++j;
@@ -132,6 +156,19 @@ EmdPairs make_emd_pairs(const GroundMetric& metric, const float* wafers, int64_t
   }
   p.emd.resize(static_cast<size_t>(rows));
   emd_exact_rows(metric, p.a.data(), p.b.data(), rows, p.emd.data(), o.threads());
+  return p;
+}
+
+EmdPairs make_given_emd_pairs(const GroundMetric& metric, const float* wafers, const float* reconstructions,
+                              int64_t rows, int threads) {
+  const int64_t cells = metric.size();
+  EmdPairs p;
+  p.cells = metric.size();
+  p.a.assign(wafers, wafers + rows * cells);
+  p.b.assign(reconstructions, reconstructions + rows * cells);
+  p.kind.assign(static_cast<size_t>(rows), static_cast<int8_t>(ReconstructionKind::Given));
+  p.emd.resize(static_cast<size_t>(rows));
+  emd_exact_rows(metric, p.a.data(), p.b.data(), rows, p.emd.data(), threads);
   return p;
 }
 

@@ -350,11 +350,11 @@ EmdSurrogateReport evaluate_emd_surrogate(const EmdSurrogate& model, const EmdPa
         return static_cast<double>(occ);
       },
       "occupancy");
-  for (int k = 0; k < static_cast<int>(ReconstructionKind::kCount); ++k) {
+  for (int k = 0; k <= static_cast<int>(ReconstructionKind::Given); ++k) {
     std::vector<double> sel;
     for (int64_t i = 0; i < n; ++i)
       if (pairs.kind[i] == k) sel.push_back(rel[i]);
-    r.by_kind.push_back(describe(to_string(static_cast<ReconstructionKind>(k)), sel));
+    if (!sel.empty()) r.by_kind.push_back(describe(to_string(static_cast<ReconstructionKind>(k)), sel));
   }
   r.parameters = model.parameter_count();
   r.surrogate_us_per_pair = 1e6 * t_model / static_cast<double>(n);

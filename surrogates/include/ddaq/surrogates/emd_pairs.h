@@ -19,13 +19,23 @@ namespace ddaq {
 //   Blur        energy spread to all cells with weights exp(-d/r), r drawn
 //               in 0.5..4 sensor-cell pitches (a smooth, decoder-like output)
 //   Other       an unrelated wafer of the same set
-enum class ReconstructionKind : int { BestChoice = 0, Smear, Leak, Blur, Other, kCount };
+//   SuperCells  the energy of each group of cells (e.g. ECON-T super trigger
+//               cells, 2x2 or 4x4) summed into the group's largest cell; one
+//               of EmdPairOptions::super_cell_groups per wafer (skipped when
+//               none are given)
+// Given marks pairs whose reconstruction came from elsewhere (e.g.
+// autoencoder outputs, make_given_emd_pairs); it is never drawn.
+enum class ReconstructionKind : int { BestChoice = 0, Smear, Leak, Blur, Other, SuperCells, kCount, Given = kCount };
 const char* to_string(ReconstructionKind kind);
 
 struct EmdPairOptions {
   DDAQ_OPTION(uint64_t, seed) = 1;
-  // Relative frequency of each kind (BestChoice, Smear, Leak, Blur, Other).
-  DDAQ_OPTION(std::vector<double>, kind_weights) = std::vector<double>{1, 1, 1, 1, 1};
+  // Relative frequency of each kind (BestChoice, Smear, Leak, Blur, Other,
+  // SuperCells).
+  DDAQ_OPTION(std::vector<double>, kind_weights) = std::vector<double>{1, 1, 1, 1, 1, 1};
+  // Cell -> group maps (each metric.size() long, groups numbered from 0) for
+  // SuperCells; empty: that kind is never drawn.
+  DDAQ_OPTION(std::vector<std::vector<int>>, super_cell_groups) = {};
   DDAQ_OPTION(int, threads) = 0;  // for the exact labels; 0 = all cores
 };
 
@@ -40,7 +50,11 @@ struct EmdPairs {
 };
 
 // One reconstruction per wafer (rows x metric.size()), labelled exactly.
-// Row i depends only on (seed, i) and the wafers.
+// Row i depends only on (seed, i), the options and the wafers.
 EmdPairs make_emd_pairs(const GroundMetric& metric, const float* wafers, int64_t rows, const EmdPairOptions& options);
+
+// Given (wafer, reconstruction) rows, labelled exactly; kind Given.
+EmdPairs make_given_emd_pairs(const GroundMetric& metric, const float* wafers, const float* reconstructions,
+                              int64_t rows, int threads = 0);
 
 }  // namespace ddaq
