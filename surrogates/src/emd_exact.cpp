@@ -25,7 +25,7 @@ struct ExactEmd::Impl {
   // walks this list instead of sorting each problem's arcs.
   std::vector<std::pair<int16_t, int16_t>> pairs_by_distance;
   std::vector<int> pair_rank;         // (cell i, cell j) -> position in that list
-  std::vector<uint16_t> arc_at_rank;  // this problem's arc (row << 8 | column) at a rank
+  std::vector<uint32_t> arc_at_rank;  // this problem's arc (row << 16 | column) at a rank
   std::vector<uint64_t> rank_bitmap;  // this problem's arcs, by rank
 
   // Problem.
@@ -189,7 +189,7 @@ struct ExactEmd::Impl {
       for (int j = 0; j < m; ++j) {
         const int k = rank[col_cell[j]];
         rank_bitmap[k >> 6] |= uint64_t(1) << (k & 63);
-        arc_at_rank[k] = static_cast<uint16_t>(i << 8 | j);
+        arc_at_rank[k] = static_cast<uint32_t>(i) << 16 | static_cast<uint32_t>(j);
       }
     }
     auto add = [&](int i, int j, double x) {
@@ -204,8 +204,8 @@ struct ExactEmd::Impl {
     // Cheapest open arcs until one side has a single open line left.
     for (size_t word = 0; word < rank_bitmap.size() && open_rows > 1 && open_cols > 1; ++word)
       for (uint64_t bits = rank_bitmap[word]; bits != 0; bits &= bits - 1) {
-        const int arc = arc_at_rank[word * 64 + static_cast<size_t>(__builtin_ctzll(bits))];
-        const int i = arc >> 8, j = arc & 255;
+        const uint32_t arc = arc_at_rank[word * 64 + static_cast<size_t>(__builtin_ctzll(bits))];
+        const int i = static_cast<int>(arc >> 16), j = static_cast<int>(arc & 0xffff);
         if (closed[i] | closed[n + j]) continue;
         const bool close_row = s[i] <= s[n + j];
         add(i, j, close_row ? s[i] : s[n + j]);
