@@ -70,7 +70,7 @@ def main():
     pipelines = [ddaq.Pipeline.load(r) for r in runs]
     files = sorted(glob.glob(os.path.join(args.dir, "train_*.h5")) + glob.glob(os.path.join(args.dir, "test_*.h5")))
     for path in files:
-        if path.endswith(".ae.h5"):
+        if path.endswith(".ae.h5") or path.endswith("_v.h5"):  # pileup variations: not needed
             continue
         with h5py.File(path) as f:
             x = f["calq"][:].astype(np.float32)

@@ -71,16 +71,20 @@ DOCTEST_TEST_SUITE("emd surrogate") {
     DOCTEST_CHECK(p.emd == q.emd);
     ddaq::ExactEmd exact(ddaq::trigger_cell_metric());
     for (int i = 0; i < 300; i += 37) DOCTEST_CHECK(p.emd[i] == exact(p.a.data() + i * 48, p.b.data() + i * 48));
-    int kinds[5] = {0, 0, 0, 0, 0};
+    int kinds[static_cast<int>(ddaq::ReconstructionKind::kCount)] = {};
     for (auto k : p.kind) ++kinds[k];
-    for (int k : kinds) DOCTEST_CHECK(k > 30);
+    for (int k = 0; k < static_cast<int>(ddaq::ReconstructionKind::kCount); ++k)
+      if (k == static_cast<int>(ddaq::ReconstructionKind::SuperCells))
+        DOCTEST_CHECK(kinds[k] == 0);  // no group maps given
+      else
+        DOCTEST_CHECK(kinds[k] > 25);
   }
 
-  DOCTEST_TEST_CASE("super-cell pairs are the ECON-T super trigger cells / given pairs are labelled exactly") {
+  DOCTEST_TEST_CASE("super-cell pairs are the ECON-T super trigger cells / shifted wafers / given pairs are labelled exactly") {
     const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(200).seed(3).pileup_mu(10));
     const auto metric = ddaq::trigger_cell_metric();
     for (int group : {4, 16}) {
-      const auto only_super = ddaq::EmdPairOptions().kind_weights({0, 0, 0, 0, 0, 1}).super_cell_groups(
+      const auto only_super = ddaq::EmdPairOptions().kind_weights({0, 0, 0, 0, 0, 1, 0}).super_cell_groups(
           {ddaq::super_cell_groups(group)});
       const ddaq::EmdPairs p = ddaq::make_emd_pairs(metric, t.calq.data(), 200, only_super);
       std::vector<float> stc(t.calq.size());
@@ -88,9 +92,26 @@ DOCTEST_TEST_SUITE("emd surrogate") {
       DOCTEST_CHECK(p.b == stc);
       for (auto k : p.kind) DOCTEST_CHECK(k == static_cast<int>(ddaq::ReconstructionKind::SuperCells));
     }
+    // Shifted wafers: energy kept, every unit moves to a cell within half a
+    // pitch of one pitch away (a trigger-cell pitch = 2 sensor-cell
+    // pitches), so EMD <= 1.5 x 2.
+    const ddaq::EmdPairs shifted = ddaq::make_emd_pairs(
+        metric, t.calq.data(), 200, ddaq::EmdPairOptions().kind_weights({0, 0, 0, 0, 0, 0, 1}));
+    int moved = 0;
+    for (int i = 0; i < 200; ++i) {
+      double sa = 0, sb = 0;
+      for (int c = 0; c < 48; ++c) {
+        sa += shifted.a[i * 48 + c];
+        sb += shifted.b[i * 48 + c];
+      }
+      DOCTEST_CHECK(sb == doctest::Approx(sa).epsilon(1e-5));
+      if (sa > 0) DOCTEST_CHECK(shifted.emd[i] <= 3.0 + 1e-9);
+      moved += shifted.emd[i] > 0.05;
+    }
+    DOCTEST_CHECK(moved > 150);
     // Without group maps the kind cannot be drawn; a bad map is refused.
     DOCTEST_CHECK_THROWS_WITH_AS(
-        ddaq::make_emd_pairs(metric, t.calq.data(), 200, ddaq::EmdPairOptions().kind_weights({0, 0, 0, 0, 0, 1})),
+        ddaq::make_emd_pairs(metric, t.calq.data(), 200, ddaq::EmdPairOptions().kind_weights({0, 0, 0, 0, 0, 1, 0})),
         doctest::Contains("positive sum"), ddaq::Error);
     DOCTEST_CHECK_THROWS_WITH_AS(
         ddaq::make_emd_pairs(metric, t.calq.data(), 200, ddaq::EmdPairOptions().super_cell_groups({{0, 1, 2}})),

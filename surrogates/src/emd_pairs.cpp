@@ -41,6 +41,7 @@ const char* to_string(ReconstructionKind kind) {
     case ReconstructionKind::Blur: return "blur";
     case ReconstructionKind::Other: return "other";
     case ReconstructionKind::SuperCells: return "super_cells";
+    case ReconstructionKind::Shift: return "shift";
     case ReconstructionKind::Given: return "given";
     default: return "?";
   }
@@ -74,6 +75,13 @@ EmdPairs make_emd_pairs(const GroundMetric& metric, const float* wafers, int64_t
                   std::to_string(cells - 1));
   std::vector<double> weights = w;
   if (groups.empty()) weights[static_cast<int>(ReconstructionKind::SuperCells)] = 0.0;
+  const auto& points = metric.points();
+  if (points.empty()) weights[static_cast<int>(ReconstructionKind::Shift)] = 0.0;
+  // One cell pitch: the smallest distance between two cells.
+  double pitch = 0.0;
+  for (int i = 0; i < cells; ++i)
+    for (int j = 0; j < cells; ++j)
+      if (i != j && metric(i, j) > 0.0 && (pitch == 0.0 || metric(i, j) < pitch)) pitch = metric(i, j);
   const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
   if (!(total > 0.0)) throw Error("emd pairs: kind_weights must have a positive sum (over the kinds available)");
   if (rows < 2) throw Error("emd pairs: need at least 2 wafers");
@@ -144,6 +152,26 @@ EmdPairs make_emd_pairs(const GroundMetric& metric, const float* wafers, int64_t
         }
         for (int g = 0; g < cells; ++g)
           if (top[g] >= 0) y[top[g]] = sum[g];
+        break;
+      }
+      case ReconstructionKind::Shift: {
+        const double angle = rng.uniform(0.0, 2.0 * M_PI), f = rng.uniform(0.2, 1.0);
+        const double dx = pitch * std::cos(angle), dy = pitch * std::sin(angle);
+        for (int c = 0; c < cells; ++c) {
+          if (x[c] <= 0) continue;
+          const double tx = points[c][0] + dx, ty = points[c][1] + dy;
+          int target = c;
+          double best = 0.25 * pitch * pitch;  // within half a pitch of the shifted point
+          for (int t = 0; t < cells; ++t) {
+            const double r2 = (points[t][0] - tx) * (points[t][0] - tx) + (points[t][1] - ty) * (points[t][1] - ty);
+            if (r2 < best) {
+              best = r2;
+              target = t;
+            }
+          }
+          y[c] += static_cast<float>(x[c] * (1 - f));
+          y[target] += static_cast<float>(x[c] * f);
+        }
         break;
       }
       default: {

@@ -33,6 +33,7 @@ GroundMetric GroundMetric::euclidean(const std::vector<std::array<double, 2>>& p
       g.d_[static_cast<size_t>(i) * g.n_ + j] =
           std::hypot(points[i][0] - points[j][0], points[i][1] - points[j][1]) / unit;
   g.metric_ = check_metric(g.d_, g.n_);
+  for (const auto& p : points) g.points_.push_back({p[0] / unit, p[1] / unit});
   return g;
 }
 

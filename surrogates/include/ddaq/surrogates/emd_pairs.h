@@ -23,16 +23,30 @@ namespace ddaq {
 //               cells, 2x2 or 4x4) summed into the group's largest cell; one
 //               of EmdPairOptions::super_cell_groups per wafer (skipped when
 //               none are given)
+//   Shift       a fraction (0.2..1) of every cell's energy moved one cell
+//               pitch in a random direction (to the cell nearest that
+//               point; kept where no cell is within half a pitch: the
+//               wafer's edge); needs a metric with points (euclidean())
 // Given marks pairs whose reconstruction came from elsewhere (e.g.
 // autoencoder outputs, make_given_emd_pairs); it is never drawn.
-enum class ReconstructionKind : int { BestChoice = 0, Smear, Leak, Blur, Other, SuperCells, kCount, Given = kCount };
+enum class ReconstructionKind : int {
+  BestChoice = 0,
+  Smear,
+  Leak,
+  Blur,
+  Other,
+  SuperCells,
+  Shift,
+  kCount,
+  Given = kCount
+};
 const char* to_string(ReconstructionKind kind);
 
 struct EmdPairOptions {
   DDAQ_OPTION(uint64_t, seed) = 1;
   // Relative frequency of each kind (BestChoice, Smear, Leak, Blur, Other,
-  // SuperCells).
-  DDAQ_OPTION(std::vector<double>, kind_weights) = std::vector<double>{1, 1, 1, 1, 1, 1};
+  // SuperCells, Shift); kinds that cannot be made count as 0.
+  DDAQ_OPTION(std::vector<double>, kind_weights) = std::vector<double>{1, 1, 1, 1, 1, 1, 1};
   // Cell -> group maps (each metric.size() long, groups numbered from 0) for
   // SuperCells; empty: that kind is never drawn.
   DDAQ_OPTION(std::vector<std::vector<int>>, super_cell_groups) = {};

@@ -27,10 +27,14 @@ class GroundMetric {
   // Then EMD(a, b) depends only on a - b and the exact solver moves only the
   // difference: a much smaller transport problem.
   bool is_metric() const { return metric_; }
+  // Cell positions in distance units (from euclidean(); empty for
+  // from_matrix()). Used to make spatially shifted reconstructions.
+  const std::vector<std::array<double, 2>>& points() const { return points_; }
 
  private:
   int n_ = 0;
   std::vector<double> d_;
+  std::vector<std::array<double, 2>> points_;
   bool metric_ = false;
 };
 
