@@ -140,12 +140,15 @@ DOCTEST_TEST_SUITE("cli") {
     DOCTEST_CHECK(r.out.find("relative error") != std::string::npos);
     DOCTEST_CHECK(r.out.find("given") != std::string::npos);
     DOCTEST_CHECK(r.out.find("super_cells") != std::string::npos);
+    DOCTEST_CHECK(r.out.find("surrogate on cpu") != std::string::npos);
     expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --pairs " + dir.file("s.h5") + ":" +
                           dir.file("r.h5")),
                  "hold different numbers of rows");
     expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --pairs " + dir.file("s.h5")),
                  "expected WAFERS.h5:RECONSTRUCTIONS.h5");
     expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt")), "give --data and/or --pairs");
+    expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --data " + dir.file("test.h5") + " --device gpu7"),
+                 "device 'gpu7' (expected cpu, cuda or cuda:N)");
     DOCTEST_CHECK(ddaq_test::read_text(dir.file("report.json")).find("\"by_kind\"") != std::string::npos);
     expect_error(run_ddaq("surrogate emd eval " + dir.file("s.h5") + " --data " + dir.file("test.h5")),
                  "not a ddaq EMD surrogate file");

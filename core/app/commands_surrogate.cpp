@@ -188,12 +188,16 @@ void add_surrogate_commands(CLI::App& app) {
     auto source = std::make_shared<PairSource>();
     auto model_path = std::make_shared<std::string>();
     auto report_path = std::make_shared<std::string>();
+    auto device = std::make_shared<std::string>("cpu");
     CLI::App* c = emd->add_subcommand("eval", "Relative error of a surrogate against the exact EMD");
     c->add_option("model", *model_path, "surrogate file")->required();
     add_source_options(c, *source);
     c->add_option("-o,--output", *report_path, "also write the report as JSON");
+    c->add_option("--device", *device, "where the surrogate runs: cpu, cuda or cuda:N (the exact solver: CPU)")
+        ->capture_default_str();
     c->callback([=] {
-      const EmdSurrogate model = EmdSurrogate::load(*model_path);
+      EmdSurrogate model = EmdSurrogate::load(*model_path);
+      model.to(*device);
       const GroundMetric metric = trigger_cell_metric();
       const EmdPairs pairs = load_pairs(*source, metric);
       const EmdSurrogateReport report = evaluate_emd_surrogate(model, pairs, metric);

@@ -152,13 +152,15 @@ void EmdSurrogate::predict(const float* a, const float* b, int64_t rows, double*
   const bool was_training = impl_->net->is_training();
   impl_->net->eval();
   const int64_t cells = impl_->net->cells;
-  // Small blocks keep the [block, directions, cells] intermediates in cache.
-  const int64_t kBlock = std::getenv("DDAQ_SURROGATE_BLOCK") ? std::atoll(std::getenv("DDAQ_SURROGATE_BLOCK")) : 1024;
-  for (int64_t first = 0; first < rows; first += kBlock) {
-    const int64_t n = std::min(kBlock, rows - first);
-    const auto ta = torch::from_blob(const_cast<float*>(a + first * cells), {n, cells}, torch::kFloat);
-    const auto tb = torch::from_blob(const_cast<float*>(b + first * cells), {n, cells}, torch::kFloat);
-    const auto pred = impl_->net->forward(ta, tb).to(torch::kDouble).contiguous();
+  const torch::Device device = impl_->net->parameters().front().device();
+  // On a CPU small blocks keep the [block, directions, cells] intermediates
+  // in cache; a GPU wants large batches.
+  const int64_t block = device.is_cpu() ? 1024 : 65536;
+  for (int64_t first = 0; first < rows; first += block) {
+    const int64_t n = std::min(block, rows - first);
+    const auto ta = torch::from_blob(const_cast<float*>(a + first * cells), {n, cells}, torch::kFloat).to(device);
+    const auto tb = torch::from_blob(const_cast<float*>(b + first * cells), {n, cells}, torch::kFloat).to(device);
+    const auto pred = impl_->net->forward(ta, tb).to(torch::kCPU, torch::kDouble).contiguous();
     std::copy(pred.data_ptr<double>(), pred.data_ptr<double>() + n, out + first);
   }
   impl_->net->train(was_training);
@@ -170,7 +172,19 @@ int64_t EmdSurrogate::parameter_count() const {
   return n;
 }
 
-void EmdSurrogate::to(const std::string& device) { impl_->net->to(torch::Device(device)); }
+void EmdSurrogate::to(const std::string& device) {
+  torch::Device d(torch::kCPU);
+  try {
+    d = torch::Device(device);
+  } catch (const c10::Error&) {
+    throw Error("emd surrogate: device '" + device + "' (expected cpu, cuda or cuda:N)");
+  }
+  if (d.is_cuda() && !torch::cuda::is_available())
+    throw Error("emd surrogate: device '" + device + "' requested but this LibTorch sees no CUDA device");
+  impl_->net->to(d);
+}
+
+std::string EmdSurrogate::device() const { return impl_->net->parameters().front().device().str(); }
 void EmdSurrogate::train_mode(bool on) { impl_->net->train(on); }
 std::vector<at::Tensor> EmdSurrogate::parameters() const { return impl_->net->parameters(); }
 
@@ -360,6 +374,7 @@ EmdSurrogateReport evaluate_emd_surrogate(const EmdSurrogate& model, const EmdPa
   r.surrogate_us_per_pair = 1e6 * t_model / static_cast<double>(n);
   r.exact_us_per_pair = 1e6 * t_exact / static_cast<double>(n);
   r.threads = threads;
+  r.device = model.device();
   return r;
 }
 
@@ -384,9 +399,9 @@ std::string EmdSurrogateReport::to_text() const {
   s += "by kind of reconstruction\n";
   for (const auto& r : by_kind) row(r);
   std::snprintf(buf, sizeof buf,
-                "parameters %lld; %d thread(s): surrogate %.3f us/pair, exact %.3f us/pair, ratio %.1fx\n",
-                static_cast<long long>(parameters), threads, surrogate_us_per_pair, exact_us_per_pair,
-                exact_us_per_pair / surrogate_us_per_pair);
+                "parameters %lld; surrogate on %s %.3f us/pair, exact on %d thread(s) %.3f us/pair, ratio %.1fx\n",
+                static_cast<long long>(parameters), device.c_str(), surrogate_us_per_pair, threads,
+                exact_us_per_pair, exact_us_per_pair / surrogate_us_per_pair);
   s += buf;
   return s;
 }
@@ -400,6 +415,7 @@ std::string EmdSurrogateReport::to_json() const {
                    {"percentiles_1_5_16_50_84_95_99", percentiles},
                    {"parameters", parameters},
                    {"threads", threads},
+                   {"device", device},
                    {"surrogate_us_per_pair", surrogate_us_per_pair},
                    {"exact_us_per_pair", exact_us_per_pair}};
   for (const auto& r : by_emd) j["by_emd"].push_back(row(r));

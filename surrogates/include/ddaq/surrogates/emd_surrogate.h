@@ -56,12 +56,16 @@ class EmdSurrogate {
   // a, b: [N, cells] charges (normalized inside), any float dtype/device the
   // module was moved to. Returns [N] predicted EMD; differentiable.
   at::Tensor forward(const at::Tensor& a, const at::Tensor& b) const;
-  // Convenience without tensors in the caller: float rows in, float64 out.
+  // Convenience without tensors in the caller: float rows in (host
+  // memory), float64 out; runs on the module's device in batches.
   void predict(const float* a, const float* b, int64_t rows, double* out) const;
 
   int64_t parameter_count() const;
   const EmdSurrogateOptions& options() const;
+  // "cpu", "cuda" or "cuda:N"; throws ddaq::Error for anything else or
+  // when this LibTorch sees no CUDA device.
   void to(const std::string& device);
+  std::string device() const;
   void train_mode(bool on);
   std::vector<at::Tensor> parameters() const;
 
@@ -105,8 +109,11 @@ struct EmdSurrogateReport {
   std::vector<Row> by_emd, by_occupancy, by_kind;
   std::array<double, 7> percentiles{};  // 1, 5, 16, 50, 84, 95, 99 %
   int64_t parameters = 0;
+  // Throughput: the surrogate through predict() (host memory in and out)
+  // on `device`, the exact solver on `threads` CPU threads.
   double surrogate_us_per_pair = 0, exact_us_per_pair = 0;
   int threads = 1;
+  std::string device = "cpu";
   std::string to_text() const;
   std::string to_json() const;
 };
