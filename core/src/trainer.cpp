@@ -389,246 +389,324 @@ CheckpointContents read_checkpoint(const std::string& path) {
   return out;
 }
 
+namespace {
+
+// One training run: set up from the options (data, loss, optimizer), then
+// epochs of steps; each epoch ends with validation, a metrics line and a
+// checkpoint. Every rank runs the same calls in the same order (the
+// collectives line up); only rank 0 writes.
+class TrainingRun {
+ public:
+  TrainingRun(EconTPipeline& pipeline, const std::string& train_file, const TrainerOptions& o, Communicator* comm)
+      : pipeline_(pipeline),
+        o_(o),
+        comm_(comm),
+        rank_(comm ? comm->rank() : 0),
+        world_(comm ? comm->world_size() : 1),
+        device_(torch::kCPU) {
+    if (o.batch_size() % world_ != 0)
+      throw Error("trainer: batch_size " + std::to_string(o.batch_size()) + " (global) is not divisible by " +
+                  std::to_string(world_) + " ranks");
+    at::set_num_threads(o.threads());
+    torch::manual_seed(o.seed());
+    pipeline.to(o.device());  // checks the device name and CUDA availability
+    device_ = torch::Device(o.device());
+    if (o.loss() == "surrogate") {
+      surrogate_.reset(new EmdSurrogate(EmdSurrogate::load(o.surrogate())));
+      surrogate_->to(o.device());
+      for (auto& p : surrogate_->parameters()) p.requires_grad_(false);
+      surrogate_->train_mode(false);
+    }
+    reconstruction_ = reconstruction_loss(o, device_, surrogate_.get());
+    loader_.reset(new EventLoader(train_file, LoaderOptions()
+                                                  .batch_size(o.batch_size() / world_)
+                                                  .seed(o.seed())
+                                                  .drop_last(true)
+                                                  .rank(rank_)
+                                                  .world_size(world_)));
+    if (loader_->batches_per_epoch() == 0)
+      throw Error(train_file + ": fewer events than one batch of " + std::to_string(o.batch_size()));
+    pruning_.initial = 0.0;
+    pruning_.final = o.prune_sparsity();
+    pruning_.begin_step = o.prune_start_step();
+    pruning_.end_step = o.prune_end_step();
+    if (o.pileup_mu() > 0) {
+      pool_ = EventFileReader(o.pileup_pool()).read_all();
+      if (pool_.size() == 0) throw Error(o.pileup_pool() + ": the pileup pool has no wafers");
+    }
+    if (!o.validation().empty()) {
+      const EventFileReader reader(o.validation());
+      const int64_t n = std::min(o.validation_events(), reader.size());
+      if (n <= 0) throw Error(o.validation() + ": no validation events");
+      validation_.calq.resize(static_cast<size_t>(n) * 48);
+      reader.read(0, n, validation_.calq.data(), nullptr);
+    }
+    make_optimizer();
+    planned_ = loader_->batches_per_epoch() * o.epochs();
+    total_steps_ = o.max_steps() >= 0 ? std::min(planned_, o.max_steps()) : planned_;
+    print_ = fingerprint(pipeline, train_file, loader_->file_size(), o);
+    // Cost terms enter the per-step graph only when weighted.
+    with_costs_ = o.ebops_weight() > 0 || o.elinks_budget() > 0 || o.power_weight() > 0;
+    summary_.world_size = world_;
+  }
+
+  // From scratch or from the checkpoint (options.resume); every rank starts
+  // from rank 0's state.
+  void start(const std::string& metrics_path, Progress* progress) {
+    if (o_.resume()) {
+      if (o_.checkpoint().empty()) throw Error("trainer: resume needs a checkpoint path");
+      LoadedCheckpoint c = load_checkpoint(o_.checkpoint(), optimizer_.get());
+      if (c.meta.value("fingerprint", "") != print_)
+        throw Error(o_.checkpoint() + ": written for another configuration: " +
+                    first_difference(c.meta.value("fingerprint", "{}"), print_));
+      restore(pipeline_, c.state, o_.checkpoint());
+      best_ = c.best;
+      pos_ = position_from(c.meta);
+      summary_.resumed_at_step = pos_.step;
+      if (writer() && !metrics_path.empty()) truncate_metrics(metrics_path, pos_.step);
+    }
+    if (comm_) {
+      std::vector<at::Tensor> state;
+      for (const auto& kv : pipeline_.named_state()) state.push_back(kv.second);
+      comm_->broadcast(state, 0);
+    }
+    progress_ = progress;
+    if (progress_) {
+      progress_->set_total(total_steps_);
+      progress_->advance(pos_.step);
+    }
+    if (writer() && !metrics_path.empty()) {
+      metrics_.open(metrics_path, std::ios::app);
+      if (!metrics_) throw Error(metrics_path + ": cannot write metrics");
+    }
+    if (writer() && !o_.checkpoint().empty()) remove_stale_temporaries(o_.checkpoint());
+  }
+
+  void run(const StepCallback& on_step) {
+    const auto train_start = std::chrono::steady_clock::now();
+    EventBatch batch, next_batch;
+    pipeline_.train(true);
+    for (; pos_.epoch < o_.epochs() && pos_.step < total_steps_ && !pos_.stop; ++pos_.epoch, pos_.batch_in_epoch = 0) {
+      loader_->start_epoch(pos_.epoch);
+      for (int64_t skip = 0; skip < pos_.batch_in_epoch; ++skip) loader_->next(batch);  // resumed mid-epoch
+      bool have_batch = pos_.step < total_steps_ && loader_->next(batch);
+      while (pos_.step < total_steps_ && have_batch) {
+        have_batch = step(batch, next_batch);
+        std::swap(batch, next_batch);
+        if (on_step) on_step(pos_.step, total_steps_, last_total_);
+        // Mid-epoch checkpoints; a completed epoch gets its own after its metrics line.
+        if (o_.checkpoint_every() > 0 && pos_.step % o_.checkpoint_every() == 0 && pos_.step < total_steps_ &&
+            pos_.batch_in_epoch < loader_->batches_per_epoch())
+          checkpoint();
+      }
+      if (!end_epoch()) break;
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
+    summary_.events_per_second = seconds > 0 ? static_cast<double>(events_trained_) / seconds : 0.0;
+  }
+
+  TrainSummary finish() {
+    summary_.stopped_early = summary_.stopped_early || pos_.stop;
+    pipeline_.set_quantization(true);  // what is saved and exported is quantized
+    checkpoint();  // the last state (not the best): --resume with more steps continues exactly
+    if (!best_.empty()) {
+      restore(pipeline_, best_, "validation");
+      summary_.best_epoch = pos_.best_epoch;
+      summary_.best_validation_emd = pos_.best_validation;
+    }
+    if (comm_) comm_->barrier();
+    pipeline_.train(false);
+    summary_.steps = pos_.step;
+    summary_.epochs = pos_.epoch + (pos_.batch_in_epoch > 0 ? 1 : 0);
+    return summary_;
+  }
+
+ private:
+  bool writer() const { return rank_ == 0; }
+
+  // Frozen stages get no gradient; bit widths have their own learning rate.
+  void make_optimizer() {
+    std::vector<at::Tensor> weights, bits;
+    for (const auto& kv : pipeline_.named_parameters()) {
+      const std::string stage = kv.first.substr(0, kv.first.find('.'));
+      if (std::find(o_.frozen().begin(), o_.frozen().end(), stage) != o_.frozen().end()) {
+        kv.second.requires_grad_(false);
+        continue;
+      }
+      (kv.first.find("fractional_bits") != std::string::npos ? bits : weights).push_back(kv.second);
+    }
+    for (const auto& kv : pipeline_.named_state())
+      if (kv.first.size() > 6 && kv.first.compare(kv.first.size() - 6, 6, ".range") == 0) ranges_.push_back(kv.second);
+    if (weights.empty() && bits.empty()) throw Error("trainer: every stage is frozen");
+    std::vector<FlatAdam::Group> groups = {{weights, o_.learning_rate(), o_.weight_decay()}};
+    if (!bits.empty()) groups.push_back({bits, o_.bits_learning_rate(), 0.0});
+    optimizer_.reset(new FlatAdam(groups));  // parameters become views into its buffer
+  }
+
+  // The weighted terms of one batch (the graph is built here).
+  void add_terms(EventBatch& batch, WeightedObjective& objective) {
+    const int64_t n = batch.size();
+    const torch::Tensor calq =
+        torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device_, torch::kFloat, false, /*copy=*/true);
+    const PipelineResult r = pipeline_.forward(calq, with_costs_);
+    objective.add(reconstruction_.first, o_.reconstruction_weight(),
+                  reconstruction_.second(r.get("target"), r.get("reconstruction")));
+    if (batch.events.has_labels()) {
+      const torch::Tensor labels =
+          torch::from_blob(batch.events.label.data(), {n}, torch::kInt).to(device_, torch::kFloat, false, true).clamp(0, 1);
+      objective.add("bce", o_.classification_weight(), binary_cross_entropy_logits(r.get("logits"), labels));
+    }
+    if (with_costs_) {
+      objective.add("elinks", 0.0, r.get("elinks"));
+      if (o_.elinks_budget() > 0)
+        objective.add("link_hinge", o_.link_weight(), budget_hinge(r.get("elinks"), o_.elinks_budget(), 1.0, 0.1));
+      objective.add("ebops", o_.ebops_weight(), r.get("ebops"));
+      if (o_.power_weight() > 0) {
+        const EnergyModel e;
+        objective.add("encoder_power_mw", o_.power_weight(),
+                      r.get("encoder_ebops") * (e.mult_pj_per_bit_product * e.inference_rate_hz * 1e-9));
+      }
+    }
+  }
+
+  // One optimizer step on `batch`; loads the next batch into `next` while
+  // the gradients are averaged over ranks. Returns whether it got one.
+  bool step(EventBatch& batch, EventBatch& next) {
+    const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos_.step) / static_cast<double>(planned_)));
+    augment(o_, pool_, pos_.epoch, loader_->file_size(), batch);
+    // Schedules are functions of the step alone: resumption repeats them.
+    pipeline_.set_quantization(pos_.step >= o_.qat_start_step());
+    if (o_.prune_sparsity() > 0 && pos_.step >= o_.prune_start_step() &&
+        (pos_.step % o_.prune_every() == 0 || pos_.step == o_.prune_end_step()))
+      pipeline_.prune_encoder(pruning_.at(pos_.step));
+    WeightedObjective objective;
+    add_terms(batch, objective);
+    optimizer_->zero_grad();
+    objective.total().backward();
+    const torch::Tensor grad = optimizer_->gather_grads();
+    std::function<void()> finish_average;
+    if (comm_) finish_average = comm_->start_average(grad);
+    const bool have_next = loader_->next(next);
+    if (finish_average) finish_average();
+    optimizer_->step(grad, decay);
+    if (comm_ && !ranges_.empty()) comm_->maximum(ranges_);  // ranks agree on what was seen
+    const auto values = objective.values();
+    for (const auto& kv : values) pos_.epoch_sums[kv.first] += kv.second;
+    last_total_ = values.at("total");
+    ++pos_.batch_in_epoch;
+    ++pos_.step;
+    events_trained_ += batch.size() * world_;
+    if (progress_) progress_->advance(1);
+    return have_next;
+  }
+
+  // Validation, the metrics line and the checkpoint of a finished epoch.
+  // Returns false when the epoch was cut short by max_steps (training ends).
+  bool end_epoch() {
+    const bool partial = pos_.batch_in_epoch < loader_->batches_per_epoch();
+    nlohmann::json line = epoch_line(partial);
+    if (partial) {
+      if (metrics_) metrics_ << line.dump() << "\n";
+      return false;
+    }
+    if (!validation_.calq.empty()) {
+      // Every rank computes it (same state, same data): all agree on stopping.
+      const double v = validation_emd(pipeline_, validation_, o_.device());
+      line["validation_emd"] = v;
+      if (v < pos_.best_validation) {
+        pos_.best_validation = v;
+        pos_.best_epoch = pos_.epoch + 1;
+        pos_.epochs_without_improvement = 0;
+        best_ = snapshot(pipeline_);
+      } else if (o_.patience() > 0 && ++pos_.epochs_without_improvement >= o_.patience()) {
+        pos_.stop = true;
+        summary_.stopped_early = true;
+      }
+    }
+    pos_.epoch_sums.clear();
+    if (metrics_) {
+      metrics_ << line.dump() << "\n";
+      metrics_.flush();
+    }
+    if (pos_.epoch + 1 < o_.epochs() && pos_.step < total_steps_ && !pos_.stop) {
+      ++pos_.epoch, pos_.batch_in_epoch = 0;  // the checkpoint starts the next epoch
+      checkpoint();
+      --pos_.epoch;
+    }
+    return true;
+  }
+
+  // Every rank calls it at the same steps: the running metric sums are saved
+  // as their mean over ranks, so a resumed epoch's metrics stay right.
+  void checkpoint() {
+    if (o_.checkpoint().empty()) return;
+    Position saved = pos_;
+    if (comm_ && !saved.epoch_sums.empty()) {
+      std::vector<double> sums;
+      for (const auto& kv : saved.epoch_sums) sums.push_back(kv.second);
+      sums = comm_->sum(sums);
+      size_t i = 0;
+      for (auto& kv : saved.epoch_sums) kv.second = sums[i++] / world_;
+    }
+    if (writer()) write_checkpoint(o_.checkpoint(), pipeline_, *optimizer_, saved, print_, best_);
+  }
+
+  // Means over the epoch's steps and all ranks (a line of metrics.jsonl).
+  nlohmann::json epoch_line(bool partial) {
+    std::vector<std::string> names;
+    std::vector<double> sums;
+    for (const auto& kv : pos_.epoch_sums) names.push_back(kv.first), sums.push_back(kv.second);
+    if (comm_) sums = comm_->sum(sums);
+    summary_.last_epoch.clear();
+    for (size_t i = 0; i < names.size(); ++i)
+      summary_.last_epoch[names[i]] =
+          sums[i] / static_cast<double>(std::max<int64_t>(1, pos_.batch_in_epoch) * world_);
+    if (!with_costs_) {  // not in the per-step graph: their value now
+      torch::NoGradGuard no_grad;
+      const PipelineResult c = pipeline_.costs();
+      summary_.last_epoch["elinks"] = c.get("elinks").item<double>();
+      summary_.last_epoch["ebops"] = c.get("ebops").item<double>();
+    }
+    nlohmann::json line = {{"epoch", pos_.epoch + 1}, {"steps", pos_.step}};
+    if (partial) line["partial"] = true;
+    for (const auto& kv : summary_.last_epoch) line[kv.first] = kv.second;
+    return line;
+  }
+
+  EconTPipeline& pipeline_;
+  const TrainerOptions& o_;
+  Communicator* comm_;
+  const int rank_, world_;
+  torch::Device device_;
+  std::unique_ptr<EmdSurrogate> surrogate_;
+  ReconstructionLoss reconstruction_;
+  std::unique_ptr<EventLoader> loader_;
+  PolynomialSchedule pruning_;
+  EventTable pool_, validation_;
+  std::vector<at::Tensor> ranges_;  // observed activation ranges (max-reduced over ranks)
+  std::unique_ptr<FlatAdam> optimizer_;
+  int64_t planned_ = 0, total_steps_ = 0;
+  std::string print_;  // fingerprint of config + data
+  bool with_costs_ = false;
+  Position pos_;
+  std::vector<std::pair<std::string, torch::Tensor>> best_;  // best validation epoch's state
+  TrainSummary summary_;
+  Progress* progress_ = nullptr;
+  std::ofstream metrics_;
+  int64_t events_trained_ = 0;
+  double last_total_ = 0.0;
+};
+
+}  // namespace
+
 TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_file, const TrainerOptions& o,
                             const std::string& metrics_path, Progress* progress, const StepCallback& on_step,
                             Communicator* comm) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int rank = comm ? comm->rank() : 0, world = comm ? comm->world_size() : 1;
-  const bool writer = rank == 0;
-  if (o.batch_size() % world != 0)
-    throw Error("trainer: batch_size " + std::to_string(o.batch_size()) + " (global) is not divisible by " +
-                std::to_string(world) + " ranks");
-  at::set_num_threads(o.threads());
-  torch::manual_seed(o.seed());
-  pipeline.to(o.device());  // checks the device name and CUDA availability
-  const torch::Device device(o.device());
-  std::unique_ptr<EmdSurrogate> surrogate;
-  if (o.loss() == "surrogate") {
-    surrogate.reset(new EmdSurrogate(EmdSurrogate::load(o.surrogate())));
-    surrogate->to(o.device());
-    for (auto& p : surrogate->parameters()) p.requires_grad_(false);
-    surrogate->train_mode(false);
-  }
-  const ReconstructionLoss reconstruction = reconstruction_loss(o, device, surrogate.get());
-  EventLoader loader(train_file, LoaderOptions()
-                                     .batch_size(o.batch_size() / world)
-                                     .seed(o.seed())
-                                     .drop_last(true)
-                                     .rank(rank)
-                                     .world_size(world));
-  if (loader.batches_per_epoch() == 0)
-    throw Error(train_file + ": fewer events than one batch of " + std::to_string(o.batch_size()));
-  PolynomialSchedule pruning;
-  pruning.initial = 0.0;
-  pruning.final = o.prune_sparsity();
-  pruning.begin_step = o.prune_start_step();
-  pruning.end_step = o.prune_end_step();
-  EventTable pool;
-  if (o.pileup_mu() > 0) {
-    pool = EventFileReader(o.pileup_pool()).read_all();
-    if (pool.size() == 0) throw Error(o.pileup_pool() + ": the pileup pool has no wafers");
-  }
-  EventTable validation;
-  if (!o.validation().empty()) {
-    const EventFileReader reader(o.validation());
-    const int64_t n = std::min(o.validation_events(), reader.size());
-    if (n <= 0) throw Error(o.validation() + ": no validation events");
-    validation.calq.resize(static_cast<size_t>(n) * 48);
-    reader.read(0, n, validation.calq.data(), nullptr);
-  }
-  std::vector<at::Tensor> weights, bits, ranges;
-  for (const auto& kv : pipeline.named_parameters()) {
-    const std::string stage = kv.first.substr(0, kv.first.find('.'));
-    if (std::find(o.frozen().begin(), o.frozen().end(), stage) != o.frozen().end()) {
-      kv.second.requires_grad_(false);
-      continue;
-    }
-    (kv.first.find("fractional_bits") != std::string::npos ? bits : weights).push_back(kv.second);
-  }
-  for (const auto& kv : pipeline.named_state())
-    if (kv.first.size() > 6 && kv.first.compare(kv.first.size() - 6, 6, ".range") == 0) ranges.push_back(kv.second);
-  if (weights.empty() && bits.empty()) throw Error("trainer: every stage is frozen");
-  std::vector<FlatAdam::Group> groups = {{weights, o.learning_rate(), o.weight_decay()}};
-  if (!bits.empty()) groups.push_back({bits, o.bits_learning_rate(), 0.0});
-  FlatAdam optimizer(groups);  // parameters become views into its buffer
-  const int64_t planned = loader.batches_per_epoch() * o.epochs();
-  const int64_t total_steps = o.max_steps() >= 0 ? std::min(planned, o.max_steps()) : planned;
-  const std::string print = fingerprint(pipeline, train_file, loader.file_size(), o);
-  // Cost terms enter the per-step graph only when weighted.
-  const bool with_costs = o.ebops_weight() > 0 || o.elinks_budget() > 0 || o.power_weight() > 0;
-
-  Position pos;
-  std::vector<std::pair<std::string, torch::Tensor>> best;
-  TrainSummary summary;
-  summary.world_size = world;
-  if (o.resume()) {
-    if (o.checkpoint().empty()) throw Error("trainer: resume needs a checkpoint path");
-    LoadedCheckpoint c = load_checkpoint(o.checkpoint(), &optimizer);
-    if (c.meta.value("fingerprint", "") != print)
-      throw Error(o.checkpoint() + ": written for another configuration: " +
-                  first_difference(c.meta.value("fingerprint", "{}"), print));
-    restore(pipeline, c.state, o.checkpoint());
-    best = c.best;
-    pos = position_from(c.meta);
-    summary.resumed_at_step = pos.step;
-    if (writer && !metrics_path.empty()) truncate_metrics(metrics_path, pos.step);
-  }
-  if (comm) {  // one starting point (a resumed one too): rank 0's state
-    std::vector<at::Tensor> state;
-    for (const auto& kv : pipeline.named_state()) state.push_back(kv.second);
-    comm->broadcast(state, 0);
-  }
-  if (progress) {
-    progress->set_total(total_steps);
-    progress->advance(pos.step);
-  }
-  std::ofstream metrics;
-  if (writer && !metrics_path.empty()) {
-    metrics.open(metrics_path, std::ios::app);
-    if (!metrics) throw Error(metrics_path + ": cannot write metrics");
-  }
-  if (writer && !o.checkpoint().empty()) remove_stale_temporaries(o.checkpoint());
-  // Every rank calls it at the same steps: the running metric sums are saved
-  // as their mean over ranks, so a resumed epoch's metrics stay right.
-  auto checkpoint = [&] {
-    if (o.checkpoint().empty()) return;
-    Position saved = pos;
-    if (comm && !saved.epoch_sums.empty()) {
-      std::vector<double> sums;
-      for (const auto& kv : saved.epoch_sums) sums.push_back(kv.second);
-      sums = comm->sum(sums);
-      size_t i = 0;
-      for (auto& kv : saved.epoch_sums) kv.second = sums[i++] / world;
-    }
-    if (writer) write_checkpoint(o.checkpoint(), pipeline, optimizer, saved, print, best);
-  };
-  // Means over the epoch's steps and all ranks (a line of metrics.jsonl).
-  auto epoch_line = [&](bool partial) {
-    std::vector<std::string> names;
-    std::vector<double> sums;
-    for (const auto& kv : pos.epoch_sums) names.push_back(kv.first), sums.push_back(kv.second);
-    if (comm) sums = comm->sum(sums);
-    summary.last_epoch.clear();
-    for (size_t i = 0; i < names.size(); ++i)
-      summary.last_epoch[names[i]] = sums[i] / static_cast<double>(std::max<int64_t>(1, pos.batch_in_epoch) * world);
-    if (!with_costs) {  // not in the per-step graph: their value now
-      torch::NoGradGuard no_grad;
-      const PipelineResult c = pipeline.costs();
-      summary.last_epoch["elinks"] = c.get("elinks").item<double>();
-      summary.last_epoch["ebops"] = c.get("ebops").item<double>();
-    }
-    nlohmann::json line = {{"epoch", pos.epoch + 1}, {"steps", pos.step}};
-    if (partial) line["partial"] = true;
-    for (const auto& kv : summary.last_epoch) line[kv.first] = kv.second;
-    return line;
-  };
-  const auto train_start = std::chrono::steady_clock::now();
-  int64_t events_trained = 0;
-  EventBatch batch, next_batch;
-  pipeline.train(true);
-  for (; pos.epoch < o.epochs() && pos.step < total_steps && !pos.stop; ++pos.epoch, pos.batch_in_epoch = 0) {
-    loader.start_epoch(pos.epoch);
-    for (int64_t skip = 0; skip < pos.batch_in_epoch; ++skip) loader.next(batch);  // resumed mid-epoch
-    bool have_batch = pos.step < total_steps && loader.next(batch);
-    while (pos.step < total_steps && have_batch) {
-      const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos.step) / static_cast<double>(planned)));
-      augment(o, pool, pos.epoch, loader.file_size(), batch);
-      // Schedules are functions of the step alone: resumption repeats them.
-      pipeline.set_quantization(pos.step >= o.qat_start_step());
-      if (o.prune_sparsity() > 0 && pos.step >= o.prune_start_step() &&
-          (pos.step % o.prune_every() == 0 || pos.step == o.prune_end_step()))
-        pipeline.prune_encoder(pruning.at(pos.step));
-      const int64_t n = batch.size();
-      const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device, torch::kFloat, false, /*copy=*/true);
-      const PipelineResult r = pipeline.forward(calq, with_costs);
-      WeightedObjective objective;
-      objective.add(reconstruction.first, o.reconstruction_weight(),
-                    reconstruction.second(r.get("target"), r.get("reconstruction")));
-      if (batch.events.has_labels()) {
-        const torch::Tensor labels =
-            torch::from_blob(batch.events.label.data(), {n}, torch::kInt).to(device, torch::kFloat, false, true).clamp(0, 1);
-        objective.add("bce", o.classification_weight(), binary_cross_entropy_logits(r.get("logits"), labels));
-      }
-      if (with_costs) {
-        objective.add("elinks", 0.0, r.get("elinks"));
-        if (o.elinks_budget() > 0)
-          objective.add("link_hinge", o.link_weight(), budget_hinge(r.get("elinks"), o.elinks_budget(), 1.0, 0.1));
-        objective.add("ebops", o.ebops_weight(), r.get("ebops"));
-        if (o.power_weight() > 0) {
-          const EnergyModel e;
-          objective.add("encoder_power_mw", o.power_weight(),
-                        r.get("encoder_ebops") * (e.mult_pj_per_bit_product * e.inference_rate_hz * 1e-9));
-        }
-      }
-      optimizer.zero_grad();
-      objective.total().backward();
-      const torch::Tensor grad = optimizer.gather_grads();
-      // The next batch loads while the gradients travel.
-      std::function<void()> finish_average;
-      if (comm) finish_average = comm->start_average(grad);
-      have_batch = loader.next(next_batch);
-      if (finish_average) finish_average();
-      optimizer.step(grad, decay);
-      if (comm && !ranges.empty()) comm->maximum(ranges);  // ranks agree on what was seen
-      const auto values = objective.values();
-      for (const auto& kv : values) pos.epoch_sums[kv.first] += kv.second;
-      std::swap(batch, next_batch);
-      ++pos.batch_in_epoch;
-      ++pos.step;
-      events_trained += n * world;
-      if (progress) progress->advance(1);
-      if (on_step) on_step(pos.step, total_steps, values.at("total"));
-      // Mid-epoch checkpoints; a completed epoch gets its own after its metrics line.
-      if (o.checkpoint_every() > 0 && pos.step % o.checkpoint_every() == 0 && pos.step < total_steps &&
-          pos.batch_in_epoch < loader.batches_per_epoch())
-        checkpoint();
-    }
-    const bool partial = pos.batch_in_epoch < loader.batches_per_epoch();  // stopped by max_steps
-    nlohmann::json line = epoch_line(partial);
-    if (partial) {
-      if (metrics) metrics << line.dump() << "\n";
-      break;
-    }
-    // Epoch end: validation, metrics, checkpoint.
-    if (!validation.calq.empty()) {
-      // Every rank computes it (same state, same data): all agree on stopping.
-      const double v = validation_emd(pipeline, validation, o.device());
-      line["validation_emd"] = v;
-      if (v < pos.best_validation) {
-        pos.best_validation = v;
-        pos.best_epoch = pos.epoch + 1;
-        pos.epochs_without_improvement = 0;
-        best = snapshot(pipeline);
-      } else if (o.patience() > 0 && ++pos.epochs_without_improvement >= o.patience()) {
-        pos.stop = true;
-        summary.stopped_early = true;
-      }
-    }
-    pos.epoch_sums.clear();
-    if (metrics) {
-      metrics << line.dump() << "\n";
-      metrics.flush();
-    }
-    if (pos.epoch + 1 < o.epochs() && pos.step < total_steps && !pos.stop) {
-      ++pos.epoch, pos.batch_in_epoch = 0;  // the checkpoint starts the next epoch
-      checkpoint();
-      --pos.epoch;
-    }
-  }
-  summary.stopped_early = summary.stopped_early || pos.stop;
-  const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - train_start).count();
-  summary.events_per_second = train_seconds > 0 ? static_cast<double>(events_trained) / train_seconds : 0.0;
-  pipeline.set_quantization(true);  // what is saved and exported is quantized
-  checkpoint();  // the last state (not the best): --resume with more steps continues exactly
-  if (!best.empty()) {
-    restore(pipeline, best, "validation");
-    summary.best_epoch = pos.best_epoch;
-    summary.best_validation_emd = pos.best_validation;
-  }
-  if (comm) comm->barrier();
-  pipeline.train(false);
-  summary.steps = pos.step;
-  summary.epochs = pos.epoch + (pos.batch_in_epoch > 0 ? 1 : 0);
+  TrainingRun run(pipeline, train_file, o, comm);
+  run.start(metrics_path, progress);
+  run.run(on_step);
+  TrainSummary summary = run.finish();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;
 }
