@@ -147,6 +147,16 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --pairs " + dir.file("s.h5")),
                  "expected WAFERS.h5:RECONSTRUCTIONS.h5");
     expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt")), "give --data and/or --pairs");
+    {
+      ddaq::EventTable bad = ddaq::EventFileReader(dir.file("r.h5")).read_all();
+      bad.calq[3 * 48 + 5] = -2.0f;
+      ddaq::EventFileWriter w(dir.file("neg_r.h5"), false);
+      w.append(bad.calq.data(), nullptr, bad.size());
+      w.commit();
+    }
+    expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --pairs " + dir.file("test.h5") + ":" +
+                          dir.file("neg_r.h5")),
+                 "neg_r.h5: row 3, cell 5: charge -2.000000 is negative");
     expect_error(run_ddaq("surrogate emd eval " + dir.file("m.pt") + " --data " + dir.file("test.h5") + " --device gpu7"),
                  "device 'gpu7' (expected cpu, cuda or cuda:N)");
     DOCTEST_CHECK(ddaq_test::read_text(dir.file("report.json")).find("\"by_kind\"") != std::string::npos);

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -16,6 +17,10 @@ void add_emd_command(CLI::App& app);    // ddaq emd A B -o OUT
 void add_export_command(CLI::App& app);  // ddaq export RUN --qonnx F --hls D
 void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 // ddaq run, train, eval: add_run_command registers all three.
+
+// Throws one line naming file, row and cell for a negative or non-finite
+// charge in rows [first, first + rows) read from `path` (rows x 48).
+void check_charges(const std::string& path, int64_t first, const std::vector<float>& calq, int64_t rows);
 
 
 }  // namespace cli

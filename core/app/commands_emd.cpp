@@ -14,8 +14,6 @@
 
 namespace ddaq {
 namespace cli {
-namespace {
-
 void check_charges(const std::string& path, int64_t first, const std::vector<float>& calq, int64_t rows) {
   for (int64_t r = 0; r < rows; ++r)
     for (int c = 0; c < kCellsPerWafer; ++c) {
@@ -25,8 +23,6 @@ void check_charges(const std::string& path, int64_t first, const std::vector<flo
                     std::to_string(q) + " is " + (std::isfinite(q) ? "negative" : "not finite"));
     }
 }
-
-}  // namespace
 
 void add_emd_command(CLI::App& app) {
   auto a_path = std::make_shared<std::string>();
