@@ -98,6 +98,7 @@ EmdPairs make_emd_pairs(const GroundMetric& metric, const float* wafers, int64_t
     double pick = rng.uniform() * total;
     int k = 0;
     while (k + 1 < static_cast<int>(weights.size()) && (pick >= weights[k] || weights[k] == 0.0)) pick -= weights[k++];
+    while (weights[k] == 0.0) --k;  // rounding ran past the last kind with weight
     const auto kind = static_cast<ReconstructionKind>(k);
     p.kind[i] = static_cast<int8_t>(k);
     switch (kind) {
