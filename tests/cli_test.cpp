@@ -165,6 +165,25 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(run_ddaq("surrogate emd train --data " + dir.file("s.h5") + " --rows 5:x -o " + dir.file("n.pt")),
                  "--rows '5:x'");
     expect_error(run_ddaq("data slice " + dir.file("s.h5") + " --start 700 -o " + dir.file("e.h5")), "empty slice");
+    // --label keeps one class (a pileup pool of jets from a training split).
+    r = run_ddaq("data slice " + dir.file("s.h5") + " --start 100 --label 0 -o " + dir.file("jets.h5"));
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    {
+      const ddaq::EventTable all = ddaq::EventFileReader(dir.file("s.h5")).read_all();
+      const ddaq::EventTable jets = ddaq::EventFileReader(dir.file("jets.h5")).read_all();
+      int64_t expected = 0;
+      for (int64_t i = 100; i < all.size(); ++i) expected += all.label[i] == 0;
+      DOCTEST_CHECK(expected > 0);
+      DOCTEST_CHECK(jets.size() == expected);
+      for (int32_t l : jets.label) DOCTEST_CHECK(l == 0);
+      ddaq::EventFileWriter w(dir.file("unlabelled.h5"), false);
+      w.append(all.calq.data(), nullptr, 5);
+      w.commit();
+    }
+    expect_error(run_ddaq("data slice " + dir.file("unlabelled.h5") + " --label 0 -o " + dir.file("e.h5")),
+                 "--label needs a file with labels");
+    expect_error(run_ddaq("data slice " + dir.file("jets.h5") + " --label 1 -o " + dir.file("e.h5")),
+                 "no rows with label 1");
   }
 
   DOCTEST_TEST_CASE("surrogate resources fit and predict / bad CSV row reported by line") {

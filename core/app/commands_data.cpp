@@ -142,31 +142,48 @@ void add_data_commands(CLI::App& app) {
     auto output = std::make_shared<std::string>();
     auto start = std::make_shared<int64_t>(0);
     auto stop = std::make_shared<int64_t>(-1);
+    auto label = std::make_shared<int>(-1);
     CLI::App* c = data->add_subcommand("slice", "Copy rows [start, stop) of an event file (train/test splits)");
     c->add_option("input", *input, "event file")->required();
     c->add_option("--start", *start, "first row")->capture_default_str()->check(CLI::NonNegativeNumber);
     c->add_option("--stop", *stop, "one past the last row (-1: the end)")->capture_default_str();
+    c->add_option("--label", *label, "keep only the rows with this label (e.g. 0: jets, for a pileup pool)")
+        ->check(CLI::NonNegativeNumber);
     c->add_option("-o,--output", *output, "output event file (.h5)")->required();
     c->callback([=] {
       const EventFileReader in(*input);
       const int64_t end = *stop < 0 ? in.size() : std::min(*stop, in.size());
       if (*start >= end)
         throw Error(*input + ": empty slice [" + std::to_string(*start) + ", " + std::to_string(end) + ")");
+      if (*label >= 0 && !in.has_labels()) throw Error(*input + ": --label needs a file with labels");
       EventTable t;
       t.calq.resize(static_cast<size_t>(end - *start) * kCellsPerWafer);
       if (in.has_labels()) t.label.resize(static_cast<size_t>(end - *start));
       in.read(*start, end - *start, t.calq.data(), in.has_labels() ? t.label.data() : nullptr);
+      if (*label >= 0) {  // compact the kept rows in place
+        int64_t kept = 0;
+        for (int64_t r = 0; r < t.size(); ++r) {
+          if (t.label[r] != *label) continue;
+          std::copy(t.calq.begin() + r * kCellsPerWafer, t.calq.begin() + (r + 1) * kCellsPerWafer,
+                    t.calq.begin() + kept * kCellsPerWafer);
+          t.label[kept++] = t.label[r];
+        }
+        if (kept == 0) throw Error(*input + ": no rows with label " + std::to_string(*label) + " in the slice");
+        t.calq.resize(static_cast<size_t>(kept) * kCellsPerWafer);
+        t.label.resize(static_cast<size_t>(kept));
+      }
       EventFileWriter writer(*output, in.has_labels());
       writer.append(t);
       const auto attrs = in.attributes();
       writer.set_attribute("creator", std::string("ddaq data slice"));
       nlohmann::json provenance = {{"creator", "ddaq data slice"}, {"input", *input}, {"start", *start}, {"stop", end}};
+      if (*label >= 0) provenance["label"] = *label;
       if (attrs.count("provenance"))
         provenance["input_provenance"] = nlohmann::json::parse(attrs.at("provenance"), nullptr, false);
       writer.set_attribute("provenance", provenance.dump());
       writer.commit();
-      std::printf("wrote %s: rows %lld..%lld of %s\n", output->c_str(), static_cast<long long>(*start),
-                  static_cast<long long>(end), input->c_str());
+      std::printf("wrote %s: %lld rows from rows %lld..%lld of %s\n", output->c_str(), static_cast<long long>(t.size()),
+                  static_cast<long long>(*start), static_cast<long long>(end), input->c_str());
     });
   }
   {
