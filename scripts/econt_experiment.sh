@@ -6,7 +6,7 @@
 # retrained with the surrogate); exact EMD on held-out real wafers at mu = 40
 # and mu = 10 against Best Choice at equal bandwidth. Validation on a split
 # of the training wafers picks the epoch kept.
-# Needs scripts/make_econt_real.sh first. About 15 minutes on 2 cores (two
+# Needs scripts/make_econt_real.sh first. About 26 minutes on 2 cores (two
 # trainings at a time, one thread each).
 # Usage: scripts/econt_experiment.sh [OUT_DIR]   (default runs/econt_experiment)
 set -euo pipefail
