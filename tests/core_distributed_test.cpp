@@ -1,4 +1,5 @@
 // Rendezvous from launcher environments (no processes: the variables only).
+#include <csignal>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -114,5 +115,22 @@ DOCTEST_TEST_SUITE("core distributed environment") {
     DOCTEST_CHECK_THROWS_WITH_AS(ddaq::DistributedEnvironment::detect("mpi"), doctest::Contains("launcher 'mpi'"),
                                  ddaq::Error);
     DOCTEST_CHECK(ddaq::DistributedEnvironment::detect("none").world_size == 1);
+  }
+
+  DOCTEST_TEST_CASE("joining a group makes a dead peer's socket an error instead of a silent SIGPIPE death") {
+    // Gloo writes to peers' sockets; with SIGPIPE at its default a rank
+    // whose peer was just killed died with signal 13 before it could report
+    // (seen once in CI). A one-rank group exercises the same connect path.
+    std::signal(SIGPIPE, SIG_DFL);
+    ddaq::DistributedEnvironment env;
+    env.launcher = "env";
+    env.master_port = 0;  // the store binds any free port
+    auto group = ddaq::Communicator::connect(env, "cpu", std::chrono::seconds(20));
+    DOCTEST_CHECK(group->world_size() == 1);
+    DOCTEST_CHECK(group->sum({2.0, 3.0}) == std::vector<double>{2.0, 3.0});
+    struct sigaction now {};
+    ::sigaction(SIGPIPE, nullptr, &now);
+    const bool ignored = now.sa_handler == SIG_IGN;
+    DOCTEST_CHECK(ignored);
   }
 }

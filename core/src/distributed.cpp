@@ -14,6 +14,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <csignal>
 #include <cstdlib>
 #include <sstream>
 
@@ -175,6 +176,12 @@ Communicator::~Communicator() = default;
 
 std::unique_ptr<Communicator> Communicator::connect(const DistributedEnvironment& env, const std::string& device,
                                                     std::chrono::seconds timeout) {
+  // A peer that dies mid-collective closes its sockets; Gloo's next write to
+  // one raises SIGPIPE, whose default action kills this rank silently (exit
+  // -13, seen in CI) before Gloo can report it. Ignored, the write fails with
+  // EPIPE and the collective throws the one-line error below. (Python ignores
+  // SIGPIPE at start-up, which is why torch.distributed never shows this.)
+  std::signal(SIGPIPE, SIG_IGN);
   auto impl = std::make_unique<Impl>();
   impl->env = env;
   try {

@@ -50,6 +50,8 @@ class Communicator {
  public:
   // Joins the group (rank 0 serves the store unless under torchrun).
   // `device`: "cpu" (Gloo) or "cuda[:N]" (NCCL when available, else Gloo).
+  // Sets SIGPIPE to ignored for the process, so a write to a dead peer's
+  // socket becomes the error above rather than killing this rank silently.
   static std::unique_ptr<Communicator> connect(const DistributedEnvironment& env, const std::string& device = "cpu",
                                                std::chrono::seconds timeout = std::chrono::seconds(120));
   ~Communicator();
