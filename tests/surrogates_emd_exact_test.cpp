@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include "ddaq/core/wafer_metric.h"
 #include "ddaq/error.h"
 #include "ddaq/surrogates/emd.h"
+#include "row_minimum.h"
 
 namespace {
 
@@ -131,5 +133,27 @@ DOCTEST_TEST_SUITE("exact emd") {
     DOCTEST_CHECK(one == four);
     ddaq::ExactEmd single(metric);
     DOCTEST_CHECK(one[123] == single(a.calq.data() + 123 * 48, b.calq.data() + 123 * 48));
+  }
+
+  DOCTEST_TEST_CASE("pricing: the AVX2 row minimum equals the portable one bit for bit") {
+    if (!ddaq::detail::cpu_has_avx2()) {
+      DOCTEST_MESSAGE("SKIPPED: this CPU has no AVX2 (the solver runs the portable kernel)");
+      return;
+    }
+    ddaq::Rng rng(7);
+    for (int trial = 0; trial < 2000; ++trial) {
+      const int padded = 4 * (1 + static_cast<int>(rng.below(12)));
+      std::vector<double> cost(padded), v(padded);
+      for (int j = 0; j < padded; ++j) {
+        cost[j] = trial % 3 == 0 && j % 5 == 0 ? 1e300 : 10 * rng.uniform();  // padding-like entries too
+        v[j] = 8 * rng.uniform() - 4;
+      }
+      const double u = 8 * rng.uniform() - 4;
+      const double portable = ddaq::detail::row_minimum_portable(cost.data(), u, v.data(), padded);
+      DOCTEST_REQUIRE(ddaq::detail::row_minimum_avx2(cost.data(), u, v.data(), padded) == portable);
+      double expected = cost[0] - u - v[0];
+      for (int j = 1; j < padded; ++j) expected = std::min(expected, cost[j] - u - v[j]);
+      DOCTEST_REQUIRE(portable == expected);
+    }
   }
 }

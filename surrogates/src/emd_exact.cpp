@@ -9,6 +9,7 @@
 
 #include "ddaq/error.h"
 #include "ddaq/surrogates/emd.h"
+#include "row_minimum.h"
 
 namespace ddaq {
 
@@ -32,7 +33,7 @@ struct ExactEmd::Impl {
   int n = 0, m = 0;
   int cs = 0;  // cost row stride: m rounded up to 4, padded with huge costs
   double largest_cost = 0.0;
-  std::vector<int> row_cell, col_cell, row_of_cell, col_of_cell;
+  std::vector<int> row_cell, col_cell;
   std::vector<double> supply, demand, cost;  // cost: n x m
   // Basis: n + m - 1 arcs (row, column), their cost and flow, by slot.
   std::vector<std::pair<int, int>> basis;
@@ -68,8 +69,6 @@ struct ExactEmd::Impl {
     arc_at_rank.resize(s * s);
     row_cell.reserve(s);
     col_cell.reserve(s);
-    row_of_cell.resize(s);
-    col_of_cell.resize(s);
     supply.reserve(s);
     demand.reserve(s);
     cost.resize(s * (s + 3));
@@ -110,19 +109,15 @@ struct ExactEmd::Impl {
     col_cell.clear();
     supply.clear();
     demand.clear();
-    std::fill(row_of_cell.begin(), row_of_cell.end(), -1);
-    std::fill(col_of_cell.begin(), col_of_cell.end(), -1);
     for (int c = 0; c < size; ++c) {
       const double x = static_cast<double>(a[c]) / sa, y = static_cast<double>(b[c]) / sb;
       // Kantorovich-Rubinstein: for a metric only the difference moves.
       const double give = reduce ? x - y : x, take = reduce ? y - x : y;
       if (give > 0.0) {
-        row_of_cell[c] = static_cast<int>(row_cell.size());
         row_cell.push_back(c);
         supply.push_back(give);
       }
       if (take > 0.0) {
-        col_of_cell[c] = static_cast<int>(col_cell.size());
         col_cell.push_back(c);
         demand.push_back(take);
       }
@@ -348,16 +343,7 @@ struct ExactEmd::Impl {
         for (int scanned = 1; scanned <= n; ++scanned) {
           const double u = potential[i];
           const double* c = &cost[i * cs];
-          // Row minimum with four independent chains, then its position
-          // only when it beats the best so far (rare).
-          double r0 = c[0] - u - v[0], r1 = c[1] - u - v[1], r2 = c[2] - u - v[2], r3 = c[3] - u - v[3];
-          for (int j = 4; j < cs; j += 4) {
-            r0 = std::min(r0, c[j] - u - v[j]);
-            r1 = std::min(r1, c[j + 1] - u - v[j + 1]);
-            r2 = std::min(r2, c[j + 2] - u - v[j + 2]);
-            r3 = std::min(r3, c[j + 3] - u - v[j + 3]);
-          }
-          const double row_best = std::min(std::min(r0, r1), std::min(r2, r3));
+          const double row_best = detail::row_minimum(c, u, v, cs);
           if (row_best < best) {
             best = row_best;
             ei = i;
