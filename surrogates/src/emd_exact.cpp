@@ -395,7 +395,8 @@ struct ExactEmd::Impl {
       // Cut the leaving arc; its subtree hangs from the entering arc now.
       const uint64_t moved = below[leave];
       const int inside = leave_col_side ? col : ei, outside = leave_col_side ? ei : col;
-      for (int x = up[leave]; x >= 0; x = up[x]) below[x] &= ~moved;
+      // Above the apex the subtree stays inside: only the two sides change.
+      for (int x = up[leave]; x != apex; x = up[x]) below[x] &= ~moved;
       // Reverse the stem from `inside` up to `leave`: each arc on it now
       // belongs to its upper node.
       int x = inside, new_parent = outside;
@@ -415,7 +416,7 @@ struct ExactEmd::Impl {
         carried = old_flow;
         x = old_parent;
       }
-      for (int y = outside; y >= 0; y = up[y]) below[y] |= moved;
+      for (int y = outside; y != apex; y = up[y]) below[y] |= moved;
       // Potentials: shift the moved subtree so the entering arc is tight.
       const double shift = leave_col_side ? reduced : -reduced;  // added to columns, subtracted from rows
       for (uint64_t b = moved & cols_mask; b; b &= b - 1) potential[__builtin_ctzll(b)] += shift;
