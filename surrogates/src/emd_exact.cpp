@@ -53,6 +53,7 @@ struct ExactEmd::Impl {
   std::vector<int> up;          // parent node, -1 at the root
   std::vector<double> up_flow;  // flow on the arc to the parent
   std::vector<uint64_t> below;  // subtree of each node (itself included)
+  std::vector<double> start_flow;  // the greedy start's flows, n x cs
 
   Impl(GroundMetric g, bool difference_only)
       : metric(std::move(g)), size(metric.size()), reduce(difference_only && metric.is_metric()) {
@@ -89,6 +90,7 @@ struct ExactEmd::Impl {
     up.resize(2 * s);
     up_flow.resize(2 * s);
     below.resize(2 * s);
+    start_flow.resize(s * (s + 3));
   }
 
   template <class T>
@@ -140,8 +142,8 @@ struct ExactEmd::Impl {
       for (int j = m; j < cs; ++j) c[j] = 1e300;
     }
     for (int j = n + m; j < n + cs; ++j) potential[j] = 0.0;
-    initial_basis();
     if (n + m <= 64) return simplex_small();
+    initial_basis();
     simplex();
     double e = 0.0;
     for (size_t k = 0; k < basis.size(); ++k) e += slot_flow[k] * slot_cost[k];
@@ -166,9 +168,8 @@ struct ExactEmd::Impl {
   // Least-cost greedy start ("matrix minimum"): arcs by increasing cost, ship
   // as much as possible, close one line per arc (the last open row or column
   // is never closed early), so exactly n + m - 1 arcs form a spanning tree.
-  void initial_basis() {
-    basis.clear();
-    std::fill(degree.begin(), degree.begin() + n + m, 0);
+  template <class AddArc>
+  void greedy_start(AddArc&& add_arc) {
     std::vector<double>& s = potential;  // scratch: remaining supply, then demand
     for (int i = 0; i < n; ++i) s[i] = supply[i];
     for (int j = 0; j < m; ++j) s[n + j] = demand[j];
@@ -188,13 +189,10 @@ struct ExactEmd::Impl {
       }
     }
     auto add = [&](int i, int j, double x) {
-      const int slot = static_cast<int>(basis.size());
-      slot_flow[slot] = std::max(0.0, x);
-      slot_cost[slot] = cost[i * cs + j];
-      s[i] -= slot_flow[slot];
-      s[n + j] -= slot_flow[slot];
-      basis.emplace_back(i, j);
-      add_to_tree(slot);
+      x = std::max(0.0, x);
+      s[i] -= x;
+      s[n + j] -= x;
+      add_arc(i, j, x);
     };
     // Cheapest open arcs until one side has a single open line left.
     for (size_t word = 0; word < rank_bitmap.size() && open_rows > 1 && open_cols > 1; ++word)
@@ -226,6 +224,19 @@ struct ExactEmd::Impl {
       for (int i = 0; i < n; ++i)
         if (!closed[i]) add(i, j, s[i]);
     }
+  }
+
+  // The greedy start as a basis (slots and incidence lists), for simplex().
+  void initial_basis() {
+    basis.clear();
+    std::fill(degree.begin(), degree.begin() + n + m, 0);
+    greedy_start([&](int i, int j, double x) {
+      const int slot = static_cast<int>(basis.size());
+      slot_flow[slot] = x;
+      slot_cost[slot] = cost[i * cs + j];
+      basis.emplace_back(i, j);
+      add_to_tree(slot);
+    });
     if (static_cast<int>(basis.size()) != n + m - 1) throw Error("emd: internal error: bad initial basis");
   }
 
@@ -306,16 +317,42 @@ struct ExactEmd::Impl {
     return child < n ? cost[child * cs + (parent_node - n)] : cost[parent_node * cs + (child - n)];
   }
 
-  // Network simplex for n + m <= 64 from the initial basis; returns the cost.
+  // Network simplex for n + m <= 64 from the greedy start; returns the cost.
   double simplex_small() {
     const int nodes = n + m;
-    // Tree from the basis: breadth-first from node 0 (potential 0).
-    build_tree();
-    for (int v = 0; v < nodes; ++v) {
-      up[v] = parent[v];
-      up_flow[v] = v == 0 ? 0.0 : slot_flow[parent_slot[v]];
-      below[v] = uint64_t(1) << v;
+    // The greedy start's arcs: flows in an n x cs matrix (only basic arcs
+    // are ever read) and each node's neighbours as a bit mask.
+    std::fill(below.begin(), below.begin() + nodes, 0);  // adjacency for now
+    int arcs = 0;
+    greedy_start([&](int i, int j, double x) {
+      start_flow[i * cs + j] = x;
+      below[i] |= uint64_t(1) << (n + j);
+      below[n + j] |= uint64_t(1) << i;
+      ++arcs;
+    });
+    if (arcs != nodes - 1) throw Error("emd: internal error: bad initial basis");
+    // Tree: breadth-first from node 0 (potential 0).
+    int tail = 1;
+    queue[0] = 0;
+    up[0] = -1;
+    up_flow[0] = 0.0;
+    potential[0] = 0.0;
+    uint64_t seen = 1;
+    for (int head = 0; head < tail; ++head) {
+      const int x = queue[head];
+      const uint64_t fresh = below[x] & ~seen;  // each node is queued once
+      seen |= fresh;
+      for (uint64_t b = fresh; b; b &= b - 1) {
+        const int w = __builtin_ctzll(b);
+        const int i = x < n ? x : w, j = (x < n ? w : x) - n;
+        up[w] = x;
+        up_flow[w] = start_flow[i * cs + j];
+        potential[w] = cost[i * cs + j] - potential[x];
+        queue[tail++] = w;
+      }
     }
+    if (tail != nodes) throw Error("emd: internal error: basis is not a spanning tree");
+    for (int x = 0; x < nodes; ++x) below[x] = uint64_t(1) << x;
     for (int k = nodes - 1; k > 0; --k) below[up[queue[k]]] |= below[queue[k]];
     const double tol = 1e-12 * std::max(largest_cost, 1.0);
     const uint64_t all = nodes == 64 ? ~uint64_t(0) : (uint64_t(1) << nodes) - 1;
