@@ -226,6 +226,12 @@ DOCTEST_TEST_SUITE("cli") {
                           "eval.json", "encoder.onnx", "hls_encoder/firmware/encoder.cpp", "report.txt"})
       DOCTEST_CHECK(ddaq_test::exists(dir.file("run/") + f));
     DOCTEST_CHECK(r.out.find("autoencoder / Best Choice at 2 e-links") != std::string::npos);
+    // Running the job again into its own folder works (its export is replaced).
+    r = run_ddaq("run " + dir.file("tiny.json") + " -o " + dir.file("run"));
+    DOCTEST_INFO(r.err);
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(ddaq_test::exists(dir.file("run/hls_encoder/firmware/encoder.cpp")));
+    for (const std::string& e : dir.entries()) DOCTEST_CHECK(e.find(".old-") == std::string::npos);
     r = run_ddaq("eval " + dir.file("run") + " --data " + dir.file("run/test.h5") + " --events 100");
     DOCTEST_CHECK(r.exit_code == 0);
     DOCTEST_CHECK(r.out.find("events 100") != std::string::npos);

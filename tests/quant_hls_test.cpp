@@ -74,6 +74,33 @@ DOCTEST_TEST_SUITE("hls export") {
     DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, dir.file("occupied"), ddaq::HlsOptions(), {}),
                                  doctest::Contains("exists and is not an empty folder"), ddaq::Error);
   }
+
+  DOCTEST_TEST_CASE("replace: a project ddaq wrote is replaced whole / any other folder is left alone") {
+    auto models = ddaq_test::export_test_models();
+    models[0]->eval();
+    const ddaq::ModelDescription model = models[0]->describe();
+    ddaq_test::TempDir dir;
+    const std::string prj = dir.file("prj");
+    ddaq::write_hls_project(model, prj, ddaq::HlsOptions().name("first"), {});
+    ddaq_test::write_text(prj + "/notes.txt", "left by a user");
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, prj, ddaq::HlsOptions().name("second"), {}),
+                                 doctest::Contains("exists and is not an empty folder"), ddaq::Error);
+    ddaq::write_hls_project(model, prj, ddaq::HlsOptions().name("second").replace(true), {});
+    DOCTEST_CHECK(ddaq_test::exists(prj + "/firmware/second.cpp"));
+    DOCTEST_CHECK(!ddaq_test::exists(prj + "/firmware/first.cpp"));  // the old project is gone, not merged
+    DOCTEST_CHECK(!ddaq_test::exists(prj + "/notes.txt"));
+    DOCTEST_CHECK(dir.entries() == std::vector<std::string>{"prj"});  // no temporary or old folder left
+    // A folder that is not a ddaq project is never replaced.
+    std::filesystem::create_directories(dir.file("mine"));
+    ddaq_test::write_text(dir.file("mine/data.txt"), "keep");
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::write_hls_project(model, dir.file("mine"), ddaq::HlsOptions().replace(true), {}),
+                                 doctest::Contains("is not an HLS project written by ddaq"), ddaq::Error);
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("mine/data.txt")) == "keep");
+    // A failed replacement leaves the old project as it was.
+    DOCTEST_CHECK_THROWS_AS(ddaq::write_hls_project(model, prj, ddaq::HlsOptions().name("9bad").replace(true), {}),
+                            ddaq::Error);
+    DOCTEST_CHECK(ddaq_test::exists(prj + "/firmware/second.cpp"));
+  }
 }
 
 DOCTEST_TEST_SUITE("hls export") {

@@ -204,8 +204,11 @@ void add_run_command(CLI::App& app) {
         write_file_atomic(run + "/eval.json", eval.to_json() + "\n");
         report["evaluation"] = nlohmann::json::parse(eval.to_json());
         text += "\n[evaluation on " + files.second + "]\n" + eval.to_text();
-        text += "\n[export]\n" + export_run(run, run + "/encoder.onnx", run + "/hls_encoder", "encoder", "", 1,
-                                             "parallel", 1000, 1);
+        // The run folder is this job's: a re-run replaces its own export.
+        text += "\n[export]\n" + export_run(run, ExportOptions()
+                                                      .qonnx(run + "/encoder.onnx")
+                                                      .hls(run + "/hls_encoder")
+                                                      .replace(true));
       } else {
         text += "\n(no pipeline section: data steps only)\n";
       }

@@ -37,9 +37,11 @@ std::string with_suffix(const std::string& path, const std::string& part) {
 
 }  // namespace
 
-std::string export_run(const std::string& run, const std::string& qonnx, const std::string& hls, const std::string& part,
-                       const std::string& name, int reuse, const std::string& io, int64_t samples, uint64_t seed) {
+std::string export_run(const std::string& run, const ExportOptions& o) {
+  const std::string &qonnx = o.qonnx(), &hls = o.hls(), &part = o.part();
   if (qonnx.empty() && hls.empty()) throw Error("export: give --qonnx FILE and/or --hls DIR");
+  if (part != "encoder" && part != "classifier" && part != "all")
+    throw Error("export: part '" + part + "' (expected encoder, classifier or all)");
   const std::vector<std::string> parts =
       part == "all" ? std::vector<std::string>{"encoder", "classifier"} : std::vector<std::string>{part};
   std::string log;
@@ -59,11 +61,16 @@ std::string export_run(const std::string& run, const std::string& qonnx, const s
     }
     if (!hls.empty()) {
       const std::string out = parts.size() > 1 ? hls + "/" + p : hls;
-      write_hls_project(model, out, HlsOptions().name(name.empty() ? p : name).reuse_factor(reuse).io(io),
-                        tb_inputs(model, samples, seed));
-      log += "wrote " + out + " (HLS project, testbench with " + std::to_string(samples) + " samples)\n";
+      write_hls_project(model, out,
+                        HlsOptions()
+                            .name(o.name().empty() ? p : o.name())
+                            .reuse_factor(o.reuse_factor())
+                            .io(o.io())
+                            .replace(o.replace()),
+                        tb_inputs(model, o.testbench_samples(), o.seed()));
+      log += "wrote " + out + " (HLS project, testbench with " + std::to_string(o.testbench_samples()) + " samples)\n";
     }
-    const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(model, reuse));
+    const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(model, o.reuse_factor()));
     std::snprintf(buf, sizeof buf,
                   "%s estimates: LUT %.0f, FF %.0f, DSP %.0f, BRAM18K %.1f, latency %.0f cycles (analytic model fitted "
                   "on Resource-strategy dense designs: indicative only)\n",

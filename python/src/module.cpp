@@ -396,11 +396,18 @@ PYBIND11_MODULE(_ddaq, m) {
   m.def(
       "export",
       [](const std::string& run, const std::string& qonnx, const std::string& hls, const std::string& part, int reuse,
-         const std::string& io, int64_t samples) {
+         const std::string& io, int64_t samples, bool replace) {
         py::gil_scoped_release release;
-        return ddaq::export_run(run, qonnx, hls, part, "", reuse, io, samples, 1);
+        return ddaq::export_run(run, ddaq::ExportOptions()
+                                         .qonnx(qonnx)
+                                         .hls(hls)
+                                         .part(part)
+                                         .reuse_factor(reuse)
+                                         .io(io)
+                                         .testbench_samples(samples)
+                                         .replace(replace));
       },
       py::arg("run"), py::arg("qonnx") = "", py::arg("hls") = "", py::arg("part") = "encoder", py::arg("reuse_factor") = 1,
-      py::arg("io") = "parallel", py::arg("tb_samples") = 1000,
+      py::arg("io") = "parallel", py::arg("tb_samples") = 1000, py::arg("replace") = false,
       "Export a saved run as QONNX and/or an HLS project; returns the log with cost estimates.");
 }

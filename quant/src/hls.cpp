@@ -74,8 +74,13 @@ void write_hls_project(const ModelDescription& model, const std::string& dir, co
                   std::to_string(p) + " multiplications of layer '" + l.name + "'");
     total_mults += l.multiplies;
   }
-  if (fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir)))
-    throw Error("hls export: " + dir + " exists and is not an empty folder");
+  const bool occupied = fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir));
+  const bool ours = occupied && fs::is_directory(dir) && fs::is_regular_file(fs::path(dir) / "build_prj.tcl") &&
+                    fs::is_directory(fs::path(dir) / "firmware");
+  if (occupied && !o.replace()) throw Error("hls export: " + dir + " exists and is not an empty folder");
+  if (occupied && !ours)
+    throw Error("hls export: " + dir + " is not an HLS project written by ddaq (no build_prj.tcl and firmware/): "
+                "not replacing it");
   const fs::path tmp = fs::path(dir).string() + ".tmp-" + std::to_string(::getpid());
   std::error_code ec;
   fs::remove_all(tmp, ec);
@@ -263,8 +268,23 @@ void write_hls_project(const ModelDescription& model, const std::string& dir, co
            << "    g++ -std=c++17 -O1 -Ifirmware/ap_types -o tb " << name << "_test.cpp firmware/" << name
            << ".cpp && ./tb\n\nWith Vitis HLS: `vitis_hls -f build_prj.tcl`.\n";
     write(tmp / "README.md", readme.str());
-    if (fs::exists(dir)) fs::remove(dir);  // the empty folder
-    fs::rename(tmp, dir);
+    if (occupied) {
+      // Old project aside, new one in, old one gone: a failure in between
+      // puts the old one back.
+      const fs::path old = fs::path(dir).string() + ".old-" + std::to_string(::getpid());
+      fs::remove_all(old, ec);
+      fs::rename(dir, old);
+      try {
+        fs::rename(tmp, dir);
+      } catch (...) {
+        fs::rename(old, dir, ec);
+        throw;
+      }
+      fs::remove_all(old, ec);
+    } else {
+      if (fs::exists(dir)) fs::remove(dir);  // the empty folder
+      fs::rename(tmp, dir);
+    }
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;

@@ -26,10 +26,15 @@ struct HlsOptions {
   DDAQ_OPTION(std::string, io) = "parallel";  // or "stream"
   DDAQ_OPTION(std::string, part) = "xcvu13p-flga2577-2-e";
   DDAQ_OPTION(double, clock_period_ns) = 25.0;  // 40 MHz, one inference per bunch crossing
+  // An existing HLS project written by ddaq (build_prj.tcl and firmware/) in
+  // `dir` is replaced once the new one is complete; any other non-empty
+  // folder is still refused.
+  DDAQ_OPTION(bool, replace) = false;
 };
 
-// Writes the project into `dir` (which must not exist or be empty), through
-// a temporary folder renamed at the end: a failure leaves nothing. The
+// Writes the project into `dir` (which must not exist or be empty, unless
+// options.replace), through a temporary folder renamed at the end: a failure
+// leaves nothing new and the old project intact. The
 // testbench data are `test_inputs` (each elements(input_shape) reals) and the
 // integer reference's outputs for them. Throws ddaq::Error for unsupported
 // layers or options (a reuse factor that does not divide a layer's
