@@ -56,6 +56,19 @@ DOCTEST_TEST_SUITE("exact emd") {
     DOCTEST_CHECK_THROWS_AS(emd(one_hot(3).data(), bad.data()), ddaq::Error);
   }
 
+  DOCTEST_TEST_CASE("huge charges whose sum overflows give the EMD of the same wafers at any scale") {
+    ddaq::ExactEmd emd(ddaq::trigger_cell_metric());
+    ddaq::Rng rng(11);
+    for (int trial = 0; trial < 20; ++trial) {
+      const std::vector<double> a = random_wafer(rng, 30), b = random_wafer(rng, 30);
+      std::vector<double> huge = a;
+      for (double& q : huge) q *= 1e306;  // charges up to ~1e308: finite, their sum is not
+      const double expected = emd(a.data(), b.data());
+      DOCTEST_CHECK(emd(huge.data(), b.data()) == doctest::Approx(expected).epsilon(1e-12));
+      DOCTEST_CHECK(emd(b.data(), huge.data()) == doctest::Approx(expected).epsilon(1e-12));
+    }
+  }
+
   DOCTEST_TEST_CASE("metric properties on dense random wafers and agreement with the full problem") {
     const ddaq::GroundMetric metric = ddaq::trigger_cell_metric();
     DOCTEST_REQUIRE(metric.is_metric());

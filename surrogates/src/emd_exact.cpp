@@ -107,12 +107,16 @@ struct ExactEmd::Impl {
     }
     if (sa <= 0.0 && sb <= 0.0) return 0.0;
     if (sa <= 0.0 || sb <= 0.0) return std::numeric_limits<double>::quiet_NaN();
+    // Finite charges whose sum overflows (above ~1e306 each): normalize by
+    // the largest charge first (EMD does not depend on a wafer's scale).
+    const double pre_a = std::isfinite(sa) ? 1.0 : rescale(a, sa);
+    const double pre_b = std::isfinite(sb) ? 1.0 : rescale(b, sb);
     row_cell.clear();
     col_cell.clear();
     supply.clear();
     demand.clear();
     for (int c = 0; c < size; ++c) {
-      const double x = static_cast<double>(a[c]) / sa, y = static_cast<double>(b[c]) / sb;
+      const double x = static_cast<double>(a[c]) * pre_a / sa, y = static_cast<double>(b[c]) * pre_b / sb;
       // Kantorovich-Rubinstein: for a metric only the difference moves.
       const double give = reduce ? x - y : x, take = reduce ? y - x : y;
       if (give > 0.0) {
@@ -148,6 +152,16 @@ struct ExactEmd::Impl {
     double e = 0.0;
     for (size_t k = 0; k < basis.size(); ++k) e += slot_flow[k] * slot_cost[k];
     return e;
+  }
+
+  // 1 / (largest charge) of a wafer, and its sum in those units.
+  template <class T>
+  double rescale(const T* w, double& sum) const {
+    double largest = 0.0;
+    for (int c = 0; c < size; ++c) largest = std::max(largest, static_cast<double>(w[c]));
+    sum = 0.0;
+    for (int c = 0; c < size; ++c) sum += static_cast<double>(w[c]) / largest;
+    return 1.0 / largest;
   }
 
   void add_to_tree(int slot) {

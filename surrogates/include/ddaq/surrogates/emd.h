@@ -7,7 +7,8 @@
 //
 // Empty wafers (sum <= 0): EMD(empty, empty) = 0 (nothing to move);
 // EMD(empty, non-empty) = NaN (no plan exists). Callers report these; the
-// `ddaq emd` command counts them. Negative or non-finite charges throw.
+// `ddaq emd` command counts them. Negative or non-finite charges throw; any
+// finite charges work (a wafer whose sum overflows is rescaled first).
 #pragma once
 #include <cstdint>
 #include <memory>
