@@ -96,6 +96,11 @@ def test_pipeline_train_predict_evaluate_export():
         assert np.array_equal(loaded.predict(x)["latent"], out["latent"])
         log = ddaq.export(os.path.join(tmp, "run"), qonnx=os.path.join(tmp, "e.onnx"))
         assert "QONNX" in log and os.path.exists(os.path.join(tmp, "e.onnx"))
+        prj = os.path.join(tmp, "prj")
+        ddaq.export(os.path.join(tmp, "run"), hls=prj, tb_samples=10)
+        with pytest.raises(ddaq.Error, match="not an empty folder"):
+            ddaq.export(os.path.join(tmp, "run"), hls=prj, tb_samples=10)
+        assert "HLS project" in ddaq.export(os.path.join(tmp, "run"), hls=prj, tb_samples=10, replace=True)
         with pytest.raises(ddaq.Error, match="pipeline.layout"):
             ddaq.Pipeline({"pipeline": {"layout": "9x9"}, "training": {"loss": "weighted_mse"}})
 
