@@ -79,6 +79,9 @@ def main():
                   f"{pyemd_us / ours['us_per_pair_1thread']:7.1f}x pyemd")
             print(f"  ddaq  {ours['us_per_pair_all']:9.2f} us/pair ({ours['threads']} threads) -> "
                   f"{pot_us / ours['us_per_pair_all']:7.1f}x POT")
+            print("  where one thread's time goes (ExactEmd::Profile):")
+            for line in ours["profile"].strip().splitlines():
+                print("    " + line)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "ddaq/core/random.h"
@@ -134,6 +135,41 @@ DOCTEST_TEST_SUITE("exact emd") {
     DOCTEST_CHECK(emd(c, b) == doctest::Approx(3.0));  // 0.5*5 + 0.5*1
     DOCTEST_CHECK_THROWS_AS(ddaq::GroundMetric::from_matrix({0, -1, 1, 0}, 2), ddaq::Error);
     DOCTEST_CHECK_THROWS_AS(ddaq::GroundMetric::from_matrix({0, 1, 1}, 2), ddaq::Error);
+  }
+
+  DOCTEST_TEST_CASE("profile: counts calls and pivots and leaves every result as it was") {
+    // Both simplex paths: the reduced problem (small tree) and the full one
+    // (general tree, more than 64 nodes when both wafers are dense).
+    for (const bool reduce : {true, false}) {
+      const ddaq::GroundMetric metric = ddaq::trigger_cell_metric();
+      ddaq::ExactEmd plain(metric, reduce), profiled(metric, reduce);
+      profiled.set_profiling(true);
+      ddaq::Rng rng(23);
+      int64_t pivots = 0, simplex_calls = 0;
+      for (int t = 0; t < 100; ++t) {
+        const auto a = random_wafer(rng, 1 + static_cast<int>(rng.below(60)));
+        const auto b = random_wafer(rng, 1 + static_cast<int>(rng.below(60)));
+        DOCTEST_REQUIRE(profiled(a.data(), b.data()) == plain(a.data(), b.data()));  // bit for bit
+        DOCTEST_REQUIRE(profiled.last_pivots() == plain.last_pivots());
+        pivots += profiled.last_pivots();
+        simplex_calls += profiled.last_pivots() > 0;
+      }
+      const ddaq::ExactEmd::Profile& p = profiled.profile();
+      DOCTEST_CHECK(p.calls == 100);
+      DOCTEST_CHECK(p.pivots == pivots);
+      DOCTEST_CHECK(p.simplex_calls >= simplex_calls);  // a start can be optimal already (0 pivots)
+      DOCTEST_CHECK(p.simplex_calls <= p.calls);
+      DOCTEST_CHECK(p.nodes >= 4 * p.simplex_calls);  // at least two sources and two sinks
+      DOCTEST_CHECK(p.degenerate_pivots <= p.pivots);
+      DOCTEST_CHECK(p.start_ticks > 0);
+      DOCTEST_CHECK(p.pricing_ticks > 0);
+      DOCTEST_CHECK(p.start_ticks + p.tree_ticks + p.pricing_ticks + p.update_ticks <= p.total_ticks);
+      DOCTEST_CHECK(p.to_text().find("ticks per pivot") != std::string::npos);
+      profiled.set_profiling(false);  // a new (empty) profile, nothing counted while off
+      profiled(one_hot(0).data(), one_hot(1).data());
+      DOCTEST_CHECK(profiled.profile().calls == 0);
+      DOCTEST_CHECK(profiled.profile().total_ticks == 0);
+    }
   }
 
   DOCTEST_TEST_CASE("rows: results do not depend on the thread count") {

@@ -1,7 +1,8 @@
 // emd_bench A.h5 B.h5 [repeats]: per-pair time of the exact EMD solver on
-// the rows of two event files, single-threaded and with all threads; prints
-// one JSON line. Used by scripts/bench_emd.py, which times POT and pyemd on
-// the same pairs and prints the ratios.
+// the rows of two event files, single-threaded and with all threads, and
+// where one thread's time goes (ExactEmd::Profile, from a separate pass);
+// prints one JSON line. Used by scripts/bench_emd.py, which times POT and
+// pyemd on the same pairs and prints the ratios.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -40,14 +41,15 @@ int main(int argc, char** argv) {
     const int hw = static_cast<int>(std::thread::hardware_concurrency());
     const double tn = best_of(hw);
     ddaq::ExactEmd solver(metric);
-    double pivots = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      solver(a.calq.data() + i * 48, b.calq.data() + i * 48);
-      pivots += solver.last_pivots();
-    }
+    solver.set_profiling(true);
+    for (int64_t i = 0; i < n; ++i) solver(a.calq.data() + i * 48, b.calq.data() + i * 48);
+    const ddaq::ExactEmd::Profile& p = solver.profile();
+    std::string profile;  // JSON string: escape the line breaks
+    for (char c : p.to_text()) profile += c == '\n' ? std::string("\\n") : std::string(1, c);
     std::printf("{\"pairs\": %lld, \"us_per_pair_1thread\": %.4f, \"threads\": %d, \"us_per_pair_all\": %.4f, "
-                "\"mean_pivots\": %.2f}\n",
-                static_cast<long long>(n), 1e6 * t1 / n, hw, 1e6 * tn / n, pivots / n);
+                "\"mean_pivots\": %.2f, \"profile\": \"%s\"}\n",
+                static_cast<long long>(n), 1e6 * t1 / n, hw, 1e6 * tn / n,
+                static_cast<double>(p.pivots) / static_cast<double>(n), profile.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "emd_bench: error: %s\n", e.what());
     return 1;

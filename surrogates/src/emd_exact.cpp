@@ -1,6 +1,8 @@
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <thread>
@@ -11,7 +13,26 @@
 #include "ddaq/surrogates/emd.h"
 #include "row_minimum.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#endif
+
 namespace ddaq {
+namespace {
+
+// Profile clock: the time-stamp counter where there is one (a few cycles to
+// read, so it can time single pivots), else a nanosecond clock.
+uint64_t ticks() {
+#if defined(__x86_64__) || defined(__i386__)
+  return __rdtsc();
+#else
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
+#endif
+}
+
+}  // namespace
 
 // The transportation problem: supplies s_i (rows) to demands t_j (columns),
 // cost c_ij, solved by a network simplex on spanning-tree bases. Nodes
@@ -22,6 +43,8 @@ struct ExactEmd::Impl {
   int size;
   bool reduce;
   int last_pivots = 0;
+  bool profiling = false;
+  ExactEmd::Profile profile;
   // All cell pairs by increasing distance (ties by index): the greedy start
   // walks this list instead of sorting each problem's arcs.
   std::vector<std::pair<int16_t, int16_t>> pairs_by_distance;
@@ -94,6 +117,16 @@ struct ExactEmd::Impl {
   }
 
   template <class T>
+  double profiled_solve(const T* a, const T* b) {
+    if (!profiling) return solve(a, b);
+    const uint64_t t0 = ticks();
+    const double e = solve(a, b);
+    ++profile.calls;
+    profile.total_ticks += ticks() - t0;
+    return e;
+  }
+
+  template <class T>
   double solve(const T* a, const T* b) {
     last_pivots = 0;
     double sa = 0.0, sb = 0.0;
@@ -147,11 +180,26 @@ struct ExactEmd::Impl {
     }
     for (int j = n + m; j < n + cs; ++j) potential[j] = 0.0;
     if (n + m <= 64) return simplex_small();
+    const uint64_t t_start = profiling ? ticks() : 0;
     initial_basis();
-    simplex();
+    simplex(t_start);
     double e = 0.0;
     for (size_t k = 0; k < basis.size(); ++k) e += slot_flow[k] * slot_cost[k];
     return e;
+  }
+
+  // Adds one simplex run to the profile: the phases end at t_tree (start),
+  // t_pivots (tree) and now (pivots).
+  void record(uint64_t t_start, uint64_t t_tree, uint64_t t_pivots, uint64_t pricing_ticks, int degenerate) {
+    const uint64_t t_end = ticks();
+    ++profile.simplex_calls;
+    profile.nodes += n + m;
+    profile.pivots += last_pivots;
+    profile.degenerate_pivots += degenerate;
+    profile.start_ticks += t_tree - t_start;
+    profile.tree_ticks += t_pivots - t_tree;
+    profile.pricing_ticks += pricing_ticks;
+    profile.update_ticks += t_end - t_pivots - pricing_ticks;
   }
 
   // 1 / (largest charge) of a wafer, and its sum in those units.
@@ -338,6 +386,7 @@ struct ExactEmd::Impl {
     // are ever read) and each node's neighbours as a bit mask.
     std::fill(below.begin(), below.begin() + nodes, 0);  // adjacency for now
     int arcs = 0;
+    const uint64_t t_start = profiling ? ticks() : 0;
     greedy_start([&](int i, int j, double x) {
       start_flow[i * cs + j] = x;
       below[i] |= uint64_t(1) << (n + j);
@@ -345,6 +394,7 @@ struct ExactEmd::Impl {
       ++arcs;
     });
     if (arcs != nodes - 1) throw Error("emd: internal error: bad initial basis");
+    const uint64_t t_tree = profiling ? ticks() : 0;
     // Tree: breadth-first from node 0 (potential 0).
     int tail = 1;
     queue[0] = 0;
@@ -368,6 +418,9 @@ struct ExactEmd::Impl {
     if (tail != nodes) throw Error("emd: internal error: basis is not a spanning tree");
     for (int x = 0; x < nodes; ++x) below[x] = uint64_t(1) << x;
     for (int k = nodes - 1; k > 0; --k) below[up[queue[k]]] |= below[queue[k]];
+    const uint64_t t_pivots = profiling ? ticks() : 0;
+    uint64_t pricing_ticks = 0;
+    int degenerate = 0;
     const double tol = 1e-12 * std::max(largest_cost, 1.0);
     const uint64_t all = nodes == 64 ? ~uint64_t(0) : (uint64_t(1) << nodes) - 1;
     const uint64_t rows_mask = (uint64_t(1) << n) - 1, cols_mask = all & ~rows_mask;
@@ -379,6 +432,7 @@ struct ExactEmd::Impl {
     for (int pivot = 0;; ++pivot) {
       if (pivot >= 100000) throw Error("emd: network simplex did not converge");
       // Entering arc (i, j) with negative reduced cost.
+      const uint64_t t_price = profiling ? ticks() : 0;
       int ei = -1, ej = -1;
       double best = -tol;
       if (bland) {
@@ -406,6 +460,7 @@ struct ExactEmd::Impl {
         }
         price_start = i;
       }
+      if (profiling) pricing_ticks += ticks() - t_price;
       if (ei < 0) {
         last_pivots = pivot;
         break;
@@ -440,8 +495,9 @@ struct ExactEmd::Impl {
         for (int x = col; x != apex; x = up[x]) up_flow[x] += x >= n ? -theta : theta;
         for (int x = ei; x != apex; x = up[x]) up_flow[x] += x < n ? -theta : theta;
         degenerate_run = 0;
-      } else if (++degenerate_run > 2 * nodes) {
-        bland = true;
+      } else {
+        ++degenerate;
+        if (++degenerate_run > 2 * nodes) bland = true;
       }
       // Cut the leaving arc; its subtree hangs from the entering arc now.
       const uint64_t moved = below[leave];
@@ -473,23 +529,31 @@ struct ExactEmd::Impl {
       for (uint64_t b = moved & cols_mask; b; b &= b - 1) potential[__builtin_ctzll(b)] += shift;
       for (uint64_t b = moved & rows_mask; b; b &= b - 1) potential[__builtin_ctzll(b)] -= shift;
     }
+    if (profiling) record(t_start, t_tree, t_pivots, pricing_ticks, degenerate);
     double e = 0.0;
     for (int x = 1; x < nodes; ++x) e += up_flow[x] * arc_cost(x, up[x]);
     return e;
   }
 
-  void simplex() {
+  void simplex(uint64_t t_start) {
     const double tol = 1e-12 * std::max(largest_cost, 1.0);
-    int degenerate_run = 0;
+    int degenerate_run = 0, degenerate = 0;
     bool bland = false;
     price_start = 0;
     const int max_pivots = 100000;
+    const uint64_t t_tree = profiling ? ticks() : 0;
     build_tree();
+    const uint64_t t_pivots = profiling ? ticks() : 0;
+    uint64_t pricing_ticks = 0;
     for (int pivot = 0;; ++pivot) {
       if (pivot >= max_pivots) throw Error("emd: network simplex did not converge");
       int ei, ej;
-      if (!price(tol, bland, ei, ej)) {
+      const uint64_t t_price = profiling ? ticks() : 0;
+      const bool entering = price(tol, bland, ei, ej);
+      if (profiling) pricing_ticks += ticks() - t_price;
+      if (!entering) {
         last_pivots = pivot;
+        if (profiling) record(t_start, t_tree, t_pivots, pricing_ticks, degenerate);
         return;
       }
       // Cycle: entering arc (+), then the tree path from its column up to the
@@ -542,6 +606,7 @@ struct ExactEmd::Impl {
       potential[inside] = slot_cost[slot] - potential[outside];
       relabel(inside);
       if (theta <= 0.0) {
+        ++degenerate;
         if (++degenerate_run > 2 * (n + m)) bland = true;
       } else {
         degenerate_run = 0;
@@ -554,10 +619,40 @@ ExactEmd::ExactEmd(GroundMetric metric, bool transport_difference_only)
     : impl_(new Impl(std::move(metric), transport_difference_only)) {}
 ExactEmd::~ExactEmd() = default;
 ExactEmd::ExactEmd(ExactEmd&&) noexcept = default;
-double ExactEmd::operator()(const double* a, const double* b) { return impl_->solve(a, b); }
-double ExactEmd::operator()(const float* a, const float* b) { return impl_->solve(a, b); }
+double ExactEmd::operator()(const double* a, const double* b) { return impl_->profiled_solve(a, b); }
+double ExactEmd::operator()(const float* a, const float* b) { return impl_->profiled_solve(a, b); }
 const GroundMetric& ExactEmd::metric() const { return impl_->metric; }
 int ExactEmd::last_pivots() const { return impl_->last_pivots; }
+
+void ExactEmd::set_profiling(bool on) {
+  impl_->profiling = on;
+  impl_->profile = Profile();
+}
+
+const ExactEmd::Profile& ExactEmd::profile() const { return impl_->profile; }
+
+std::string ExactEmd::Profile::to_text() const {
+  auto per = [](double x, int64_t count) { return x / static_cast<double>(std::max<int64_t>(count, 1)); };
+  const uint64_t setup = total_ticks - start_ticks - tree_ticks - pricing_ticks - update_ticks;
+  std::string text;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "calls %lld, %lld with the simplex (%.1f nodes, %.1f pivots, %.1f degenerate each)\n",
+                static_cast<long long>(calls), static_cast<long long>(simplex_calls), per(nodes, simplex_calls),
+                per(pivots, simplex_calls), per(degenerate_pivots, simplex_calls));
+  text += buf;
+  std::snprintf(buf, sizeof buf, "ticks per call %.0f:", per(total_ticks, calls));
+  text += buf;
+  const std::pair<const char*, uint64_t> phases[] = {
+      {"setup", setup}, {"start", start_ticks}, {"tree", tree_ticks}, {"pricing", pricing_ticks}, {"update", update_ticks}};
+  for (const auto& [name, value] : phases) {
+    std::snprintf(buf, sizeof buf, "%s %s %.0f (%.0f%%)", name == phases[0].first ? "" : ",", name, per(value, calls),
+                  100.0 * static_cast<double>(value) / static_cast<double>(std::max<uint64_t>(total_ticks, 1)));
+    text += buf;
+  }
+  std::snprintf(buf, sizeof buf, "\nticks per pivot: pricing %.0f, update %.0f\n", per(pricing_ticks, pivots),
+                per(update_ticks, pivots));
+  return text + buf;
+}
 
 void emd_exact_rows(const GroundMetric& metric, const float* a, const float* b, int64_t rows, double* out,
                     int threads) {

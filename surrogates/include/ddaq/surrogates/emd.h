@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "ddaq/surrogates/ground_metric.h"
 
@@ -40,6 +41,26 @@ class ExactEmd {
 
   // Pivots of the last call (0 for the closed-form cases), for diagnostics.
   int last_pivots() const;
+
+  // Where the solver's time goes, summed over the calls made while
+  // profiling is on (off by default; then it costs two predictable branches
+  // a pivot). Ticks: the CPU's time-stamp counter on x86 (cycles at the
+  // nominal clock), nanoseconds elsewhere. total = setup (checks,
+  // normalizing, the reduction, cost gather, closed forms) + start (greedy
+  // basis) + tree (first spanning tree, potentials) + pricing + update.
+  struct Profile {
+    int64_t calls = 0;
+    int64_t simplex_calls = 0;  // calls that needed the simplex (more than one source and sink)
+    int64_t nodes = 0;          // sources + sinks, summed over simplex calls
+    int64_t pivots = 0;
+    int64_t degenerate_pivots = 0;  // pivots that moved no flow
+    uint64_t total_ticks = 0, start_ticks = 0, tree_ticks = 0, pricing_ticks = 0, update_ticks = 0;
+    // Per call and per pivot, and each phase's share of the total.
+    std::string to_text() const;
+  };
+  // Switching profiling on or off starts a new profile.
+  void set_profiling(bool on);
+  const Profile& profile() const;
 
  private:
   struct Impl;
