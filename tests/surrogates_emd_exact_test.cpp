@@ -161,6 +161,9 @@ DOCTEST_TEST_SUITE("exact emd") {
       DOCTEST_CHECK(p.simplex_calls <= p.calls);
       DOCTEST_CHECK(p.nodes >= 4 * p.simplex_calls);  // at least two sources and two sinks
       DOCTEST_CHECK(p.degenerate_pivots <= p.pivots);
+      // Each replaced arc came in with a pivot of its own.
+      DOCTEST_CHECK(p.replaced_start_arcs > 0);
+      DOCTEST_CHECK(p.replaced_start_arcs <= p.pivots);
       DOCTEST_CHECK(p.start_ticks > 0);
       DOCTEST_CHECK(p.pricing_ticks > 0);
       DOCTEST_CHECK(p.start_ticks + p.tree_ticks + p.pricing_ticks + p.update_ticks <= p.total_ticks);

@@ -45,6 +45,10 @@ struct ExactEmd::Impl {
   int last_pivots = 0;
   bool profiling = false;
   ExactEmd::Profile profile;
+  // Profiling: the arcs of the greedy start (n x m), to count those the
+  // pivots replace (each pivot brings in one arc).
+  std::vector<char> start_arc;
+  uint64_t marking_ticks = 0;  // spent filling and reading start_arc: left out of the profile
   // All cell pairs by increasing distance (ties by index): the greedy start
   // walks this list instead of sorting each problem's arcs.
   std::vector<std::pair<int16_t, int16_t>> pairs_by_distance;
@@ -119,10 +123,11 @@ struct ExactEmd::Impl {
   template <class T>
   double profiled_solve(const T* a, const T* b) {
     if (!profiling) return solve(a, b);
+    marking_ticks = 0;
     const uint64_t t0 = ticks();
     const double e = solve(a, b);
     ++profile.calls;
-    profile.total_ticks += ticks() - t0;
+    profile.total_ticks += ticks() - t0 - marking_ticks;
     return e;
   }
 
@@ -182,16 +187,27 @@ struct ExactEmd::Impl {
     if (n + m <= 64) return simplex_small();
     const uint64_t t_start = profiling ? ticks() : 0;
     initial_basis();
-    simplex(t_start);
+    if (profiling) {
+      const uint64_t t_mark = ticks();
+      start_arc.assign(static_cast<size_t>(n) * m, 0);
+      for (const auto& [i, j] : basis) start_arc[i * m + j] = 1;
+      marking_ticks = ticks() - t_mark;
+    }
+    simplex(t_start + marking_ticks);
     double e = 0.0;
     for (size_t k = 0; k < basis.size(); ++k) e += slot_flow[k] * slot_cost[k];
     return e;
   }
 
   // Adds one simplex run to the profile: the phases end at t_tree (start),
-  // t_pivots (tree) and now (pivots).
-  void record(uint64_t t_start, uint64_t t_tree, uint64_t t_pivots, uint64_t pricing_ticks, int degenerate) {
+  // t_pivots (tree) and now (pivots); for_each_final_arc(f) calls f(i, j)
+  // for each arc of the optimal tree.
+  template <class ForEachArc>
+  void record(uint64_t t_start, uint64_t t_tree, uint64_t t_pivots, uint64_t pricing_ticks, int degenerate,
+              ForEachArc&& for_each_final_arc) {
     const uint64_t t_end = ticks();
+    for_each_final_arc([&](int i, int j) { profile.replaced_start_arcs += !start_arc[i * m + j]; });
+    marking_ticks += ticks() - t_end;
     ++profile.simplex_calls;
     profile.nodes += n + m;
     profile.pivots += last_pivots;
@@ -394,7 +410,16 @@ struct ExactEmd::Impl {
       ++arcs;
     });
     if (arcs != nodes - 1) throw Error("emd: internal error: bad initial basis");
-    const uint64_t t_tree = profiling ? ticks() : 0;
+    uint64_t t_tree = 0;
+    if (profiling) {
+      t_tree = ticks();
+      start_arc.assign(static_cast<size_t>(n) * m, 0);
+      for (int i = 0; i < n; ++i)
+        for (uint64_t b = below[i]; b; b &= b - 1) start_arc[i * m + __builtin_ctzll(b) - n] = 1;
+      const uint64_t now = ticks();
+      marking_ticks = now - t_tree;
+      t_tree = now;
+    }
     // Tree: breadth-first from node 0 (potential 0).
     int tail = 1;
     queue[0] = 0;
@@ -529,7 +554,10 @@ struct ExactEmd::Impl {
       for (uint64_t b = moved & cols_mask; b; b &= b - 1) potential[__builtin_ctzll(b)] += shift;
       for (uint64_t b = moved & rows_mask; b; b &= b - 1) potential[__builtin_ctzll(b)] -= shift;
     }
-    if (profiling) record(t_start, t_tree, t_pivots, pricing_ticks, degenerate);
+    if (profiling)
+      record(t_start, t_tree, t_pivots, pricing_ticks, degenerate, [&](auto&& f) {
+        for (int x = 1; x < nodes; ++x) x < n ? f(x, up[x] - n) : f(up[x], x - n);
+      });
     double e = 0.0;
     for (int x = 1; x < nodes; ++x) e += up_flow[x] * arc_cost(x, up[x]);
     return e;
@@ -553,7 +581,10 @@ struct ExactEmd::Impl {
       if (profiling) pricing_ticks += ticks() - t_price;
       if (!entering) {
         last_pivots = pivot;
-        if (profiling) record(t_start, t_tree, t_pivots, pricing_ticks, degenerate);
+        if (profiling)
+          record(t_start, t_tree, t_pivots, pricing_ticks, degenerate, [&](auto&& f) {
+            for (const auto& [i, j] : basis) f(i, j);
+          });
         return;
       }
       // Cycle: entering arc (+), then the tree path from its column up to the
@@ -635,10 +666,13 @@ std::string ExactEmd::Profile::to_text() const {
   auto per = [](double x, int64_t count) { return x / static_cast<double>(std::max<int64_t>(count, 1)); };
   const uint64_t setup = total_ticks - start_ticks - tree_ticks - pricing_ticks - update_ticks;
   std::string text;
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "calls %lld, %lld with the simplex (%.1f nodes, %.1f pivots, %.1f degenerate each)\n",
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "calls %lld, %lld with the simplex (each: %.1f nodes, %.1f pivots, %.1f degenerate, %.1f arcs of "
+                "the start replaced)\n",
                 static_cast<long long>(calls), static_cast<long long>(simplex_calls), per(nodes, simplex_calls),
-                per(pivots, simplex_calls), per(degenerate_pivots, simplex_calls));
+                per(pivots, simplex_calls), per(degenerate_pivots, simplex_calls),
+                per(replaced_start_arcs, simplex_calls));
   text += buf;
   std::snprintf(buf, sizeof buf, "ticks per call %.0f:", per(total_ticks, calls));
   text += buf;

@@ -54,6 +54,9 @@ class ExactEmd {
     int64_t nodes = 0;          // sources + sinks, summed over simplex calls
     int64_t pivots = 0;
     int64_t degenerate_pivots = 0;  // pivots that moved no flow
+    // Arcs of the optimal tree that the greedy start lacked: each pivot
+    // brings in one arc, so no pivot rule can do with fewer pivots.
+    int64_t replaced_start_arcs = 0;
     uint64_t total_ticks = 0, start_ticks = 0, tree_ticks = 0, pricing_ticks = 0, update_ticks = 0;
     // Per call and per pivot, and each phase's share of the total.
     std::string to_text() const;
