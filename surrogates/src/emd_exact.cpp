@@ -402,7 +402,7 @@ struct ExactEmd::Impl {
     // are ever read) and each node's neighbours as a bit mask.
     std::fill(below.begin(), below.begin() + nodes, 0);  // adjacency for now
     int arcs = 0;
-    const uint64_t t_start = profiling ? ticks() : 0;
+    uint64_t t_start = profiling ? ticks() : 0;
     greedy_start([&](int i, int j, double x) {
       start_flow[i * cs + j] = x;
       below[i] |= uint64_t(1) << (n + j);
@@ -418,6 +418,7 @@ struct ExactEmd::Impl {
         for (uint64_t b = below[i]; b; b &= b - 1) start_arc[i * m + __builtin_ctzll(b) - n] = 1;
       const uint64_t now = ticks();
       marking_ticks = now - t_tree;
+      t_start += marking_ticks;  // the start phase ends at t_tree, after the marking
       t_tree = now;
     }
     // Tree: breadth-first from node 0 (potential 0).

@@ -43,8 +43,8 @@ class ExactEmd {
   int last_pivots() const;
 
   // Where the solver's time goes, summed over the calls made while
-  // profiling is on (off by default; then it costs two predictable branches
-  // a pivot). Ticks: the CPU's time-stamp counter on x86 (cycles at the
+  // profiling is on (off by default; then it costs a few predictable
+  // branches a call and two a pivot). Ticks: the CPU's time-stamp counter on x86 (cycles at the
   // nominal clock), nanoseconds elsewhere. total = setup (checks,
   // normalizing, the reduction, cost gather, closed forms) + start (greedy
   // basis) + tree (first spanning tree, potentials) + pricing + update.
