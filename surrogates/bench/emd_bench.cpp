@@ -46,10 +46,11 @@ int main(int argc, char** argv) {
     const ddaq::ExactEmd::Profile& p = solver.profile();
     std::string profile;  // JSON string: escape the line breaks
     for (char c : p.to_text()) profile += c == '\n' ? std::string("\\n") : std::string(1, c);
-    std::printf("{\"pairs\": %lld, \"us_per_pair_1thread\": %.4f, \"threads\": %d, \"us_per_pair_all\": %.4f, "
-                "\"mean_pivots\": %.2f, \"profile\": \"%s\"}\n",
-                static_cast<long long>(n), 1e6 * t1 / n, hw, 1e6 * tn / n,
-                static_cast<double>(p.pivots) / static_cast<double>(n), profile.c_str());
+    std::printf(
+        "{\"pairs\": %lld, \"us_per_pair_1thread\": %.4f, \"threads\": %d, \"us_per_pair_all\": %.4f, "
+        "\"mean_pivots\": %.2f, \"profile\": \"%s\"}\n",
+        static_cast<long long>(n), 1e6 * t1 / n, hw, 1e6 * tn / n,
+        static_cast<double>(p.pivots) / static_cast<double>(n), profile.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "emd_bench: error: %s\n", e.what());
     return 1;

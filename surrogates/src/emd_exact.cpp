@@ -77,9 +77,9 @@ struct ExactEmd::Impl {
   // reduction: the tree is parent pointers with the flow of each node's arc
   // to its parent and a 64-bit mask of each node's subtree, so finding the
   // cycle, re-hanging a subtree and shifting its potentials are bit walks.
-  std::vector<int> up;          // parent node, -1 at the root
-  std::vector<double> up_flow;  // flow on the arc to the parent
-  std::vector<uint64_t> below;  // subtree of each node (itself included)
+  std::vector<int> up;             // parent node, -1 at the root
+  std::vector<double> up_flow;     // flow on the arc to the parent
+  std::vector<uint64_t> below;     // subtree of each node (itself included)
   std::vector<double> start_flow;  // the greedy start's flows, n x cs
 
   Impl(GroundMetric g, bool difference_only)
@@ -677,8 +677,11 @@ std::string ExactEmd::Profile::to_text() const {
   text += buf;
   std::snprintf(buf, sizeof buf, "ticks per call %.0f:", per(total_ticks, calls));
   text += buf;
-  const std::pair<const char*, uint64_t> phases[] = {
-      {"setup", setup}, {"start", start_ticks}, {"tree", tree_ticks}, {"pricing", pricing_ticks}, {"update", update_ticks}};
+  const std::pair<const char*, uint64_t> phases[] = {{"setup", setup},
+                                                     {"start", start_ticks},
+                                                     {"tree", tree_ticks},
+                                                     {"pricing", pricing_ticks},
+                                                     {"update", update_ticks}};
   for (const auto& [name, value] : phases) {
     std::snprintf(buf, sizeof buf, "%s %s %.0f (%.0f%%)", name == phases[0].first ? "" : ",", name, per(value, calls),
                   100.0 * static_cast<double>(value) / static_cast<double>(std::max<uint64_t>(total_ticks, 1)));
