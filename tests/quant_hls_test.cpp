@@ -131,7 +131,13 @@ DOCTEST_TEST_SUITE("hls export") {
                             "' && g++ -std=c++17 -O1 -Ifirmware/ap_types -o tb encoder_test.cpp firmware/encoder.cpp "
                             "> build.log 2>&1 && ./tb > tb.log 2>&1";
     DOCTEST_CHECK(std::system(cmd.c_str()) == 0);
-    DOCTEST_CHECK(ddaq_test::read_text(dir.file("hls/tb.log")).find("200 samples, 0 mismatching") != std::string::npos);
+    // 200 uniform inputs (this run has no event data) plus the accumulator-bound ones.
+    const std::string tb = ddaq_test::read_text(dir.file("hls/tb.log"));
+    DOCTEST_CHECK(tb.find(", 0 mismatching outputs") != std::string::npos);
+    DOCTEST_CHECK(r.out.find("(200 uniform over the input type") != std::string::npos);
+    const size_t at = tb.find("testbench: ");
+    DOCTEST_REQUIRE(at != std::string::npos);
+    DOCTEST_CHECK(std::stol(tb.substr(at + 11)) > 200);
     // Errors: one line, nothing written.
     r = ddaq_test::run_ddaq("export " + dir.file("run") + " --part classifier --qonnx " + dir.file("c.onnx"));
     DOCTEST_CHECK(r.exit_code != 0);
@@ -141,7 +147,7 @@ DOCTEST_TEST_SUITE("hls export") {
     DOCTEST_CHECK(r.err.find("does not divide") != std::string::npos);
     DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("hls2")));
     r = ddaq_test::run_ddaq("export " + dir.file("run"));
-    DOCTEST_CHECK(r.err.find("give --qonnx FILE and/or --hls DIR") != std::string::npos);
+    DOCTEST_CHECK(r.err.find("give --qonnx FILE, --hls DIR and/or --emulator DIR") != std::string::npos);
     ddaq_test::write_text(dir.file("run/bad.qstack"), "junk");
     DOCTEST_CHECK_THROWS_AS(ddaq::load_quantized_stack(dir.file("run/bad.qstack")), ddaq::Error);
   }

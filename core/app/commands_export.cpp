@@ -1,5 +1,5 @@
-// `ddaq export RUN --qonnx FILE --hls DIR`: the quantized parts of a run for
-// firmware flows, with cost estimates.
+// `ddaq export RUN --qonnx FILE --hls DIR --emulator DIR`: the quantized parts
+// of a run for firmware flows and experiment software, with cost estimates.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -17,7 +17,9 @@ void add_export_command(CLI::App& app) {
   // CLI11 binds plain variables (defaults from ExportOptions); the options
   // are assembled in the callback.
   const ExportOptions defaults;
-  auto qonnx = std::make_shared<std::string>(), hls = std::make_shared<std::string>(), name = std::make_shared<std::string>();
+  auto qonnx = std::make_shared<std::string>(), hls = std::make_shared<std::string>(),
+       name = std::make_shared<std::string>();
+  auto emulator = std::make_shared<std::string>(), tb_data = std::make_shared<std::string>();
   auto part = std::make_shared<std::string>(defaults.part()), io = std::make_shared<std::string>(defaults.io());
   auto reuse = std::make_shared<int>(defaults.reuse_factor());
   auto samples = std::make_shared<int64_t>(defaults.testbench_samples());
@@ -27,13 +29,20 @@ void add_export_command(CLI::App& app) {
   c->add_option("run", *run, "run folder holding encoder.qstack and/or classifier.qstack")->required();
   c->add_option("--qonnx", *qonnx, "QONNX file to write (for --part all: FILE.encoder.onnx, FILE.classifier.onnx)");
   c->add_option("--hls", *hls, "HLS project folder to write (for --part all: DIR/encoder, DIR/classifier)");
-  c->add_option("--part", *part, "encoder, classifier or all")->capture_default_str()->check(
-      CLI::IsMember({"encoder", "classifier", "all"}));
+  c->add_option("--emulator", *emulator,
+                "emulator library folder to write: front end + encoder from the HLS C++, C API, CMake project");
+  c->add_option("--part", *part, "encoder, classifier or all")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"encoder", "classifier", "all"}));
   c->add_option("--name", *name, "top function name (default: the part)");
   c->add_option("--reuse-factor", *reuse, "HLS reuse factor")->capture_default_str();
   c->add_option("--io", *io, "parallel or stream")->capture_default_str();
-  c->add_option("--tb-samples", *samples, "testbench inputs (uniform over the input type's range)")->capture_default_str();
-  c->add_option("--seed", *seed, "testbench seed")->capture_default_str();
+  c->add_option("--tb-samples", *samples,
+                "testbench wafers from the event data through the front end (plus accumulator-bound inputs)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(10000000)));
+  c->add_option("--tb-data", *tb_data, "event file for the testbench (default: RUN/test.h5 when present)");
+  c->add_option("--seed", *seed, "seed of the uniform testbench inputs used without event data")->capture_default_str();
   c->add_flag("--replace", *replace, "replace an HLS project ddaq wrote before in --hls (other folders are refused)");
   c->callback([=] {
     const ExportOptions o = ExportOptions()
@@ -43,7 +52,9 @@ void add_export_command(CLI::App& app) {
                                 .name(*name)
                                 .reuse_factor(*reuse)
                                 .io(*io)
+                                .emulator(*emulator)
                                 .testbench_samples(*samples)
+                                .testbench_data(*tb_data)
                                 .seed(*seed)
                                 .replace(*replace);
     std::printf("%s", export_run(*run, o).c_str());

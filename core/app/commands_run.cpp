@@ -208,6 +208,7 @@ void add_run_command(CLI::App& app) {
         text += "\n[export]\n" + export_run(run, ExportOptions()
                                                       .qonnx(run + "/encoder.onnx")
                                                       .hls(run + "/hls_encoder")
+                                                      .testbench_data(files.second)
                                                       .replace(true));
       } else {
         text += "\n(no pipeline section: data steps only)\n";

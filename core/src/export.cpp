@@ -1,14 +1,23 @@
 #include "ddaq/core/export.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
+#include <set>
 
+#include "ddaq/core/emulator.h"
+#include "ddaq/core/events.h"
+#include "ddaq/core/pipeline.h"
 #include "ddaq/core/random.h"
 #include "ddaq/core/version.h"
 #include "ddaq/error.h"
+#include "ddaq/quant/bounds.h"
 #include "ddaq/quant/hls.h"
+#include "ddaq/quant/integer_reference.h"
 #include "ddaq/quant/layers.h"
 #include "ddaq/quant/qonnx.h"
 #include "ddaq/surrogates/energy.h"
@@ -17,58 +26,157 @@
 namespace ddaq {
 namespace {
 
-// Testbench inputs: uniform over the input type's range.
-std::vector<std::vector<double>> tb_inputs(const ModelDescription& model, int64_t n, uint64_t seed) {
+namespace fs = std::filesystem;
+using Samples = std::vector<std::vector<double>>;
+
+// Inputs uniform over the input type's range: only when no event data is
+// at hand (most such values are outside what the chip sees).
+Samples uniform_inputs(const ModelDescription& model, int64_t n, uint64_t seed) {
   const FixedPointType& t = model.front().output_type;
   const int64_t size = elements(model.front().input_shape);
-  std::vector<std::vector<double>> out(static_cast<size_t>(n));
+  Samples out(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     Rng rng(seed, static_cast<uint64_t>(i));
     for (int64_t k = 0; k < size; ++k)
-      out[i].push_back(t.min_value() + (t.max_value() - t.min_value()) * rng.uniform());
+      out[i].push_back(static_cast<float>(t.min_value() + (t.max_value() - t.min_value()) * rng.uniform()));
+  }
+  return out;
+}
+
+// Encoder inputs as the chip sees them: `n` wafers spread evenly over the
+// file, through the front end.
+Samples front_end_inputs(const std::string& file, int64_t n, const EconTFrontEnd& fe) {
+  const EventFileReader reader(file);
+  const int64_t rows = std::min(n, reader.size());
+  Samples out;
+  std::vector<float> calq(48), grid(fe.grid_to_cell.size());
+  for (int64_t i = 0; i < rows; ++i) {
+    reader.read(i * reader.size() / rows, 1, calq.data(), nullptr);
+    for (float v : calq)
+      if (!std::isfinite(v) || v < 0)
+        throw Error(file + ": row " + std::to_string(i * reader.size() / rows) +
+                    " has a negative or non-finite charge");
+    fe.apply(calq.data(), grid.data());
+    out.emplace_back(grid.begin(), grid.end());
   }
   return out;
 }
 
 std::string with_suffix(const std::string& path, const std::string& part) {
-  const std::filesystem::path p(path);
+  const fs::path p(path);
   return (p.parent_path() / (p.stem().string() + "." + part + p.extension().string())).string();
+}
+
+// The run folder's own name ("runs/quick/" -> "quick"): metadata must not
+// carry the exporting machine's paths.
+std::string run_name(const std::string& run) {
+  fs::path p = fs::path(run).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  return p.filename().string();
+}
+
+// hls4ml's documented QONNX flow gives the input layer its default precision
+// fixed<16,6> whatever the input Quant declares: say when that changes values.
+std::string hls4ml_input_note(const FixedPointType& t) {
+  const int integer_with_sign = t.integer + (t.is_signed ? 0 : 1);
+  if (integer_with_sign <= 6 && t.fractional() <= 10 && t.integer <= 6) {
+    if (t.rounding == Rounding::TRN || t.fractional() >= 10) return "";
+    return "  note: the input type " + t.hls_type() +
+           " rounds; hls4ml's default input precision fixed<16,6> truncates "
+           "inputs to 10 fractional bits first, so inputs off that grid can round differently\n";
+  }
+  return "  note: the input type " + t.hls_type() +
+         " does not fit hls4ml's default input precision fixed<16,6>: set "
+         "the input layer's precision to it in the hls4ml configuration (inputs would wrap otherwise)\n";
+}
+
+size_t distinct_rows(const IntegerReference& reference, const Samples& inputs) {
+  std::set<std::vector<int64_t>> rows;
+  for (const auto& x : inputs) rows.insert(reference.run_raw(x));
+  return rows.size();
 }
 
 }  // namespace
 
 std::string export_run(const std::string& run, const ExportOptions& o) {
   const std::string &qonnx = o.qonnx(), &hls = o.hls(), &part = o.part();
-  if (qonnx.empty() && hls.empty()) throw Error("export: give --qonnx FILE and/or --hls DIR");
+  if (qonnx.empty() && hls.empty() && o.emulator().empty())
+    throw Error("export: give --qonnx FILE, --hls DIR and/or --emulator DIR");
   if (part != "encoder" && part != "classifier" && part != "all")
     throw Error("export: part '" + part + "' (expected encoder, classifier or all)");
+  if (o.testbench_samples() < 1) throw Error("export: --tb-samples must be at least 1");
   const std::vector<std::string> parts =
       part == "all" ? std::vector<std::string>{"encoder", "classifier"} : std::vector<std::string>{part};
+  if (!o.emulator().empty() && std::find(parts.begin(), parts.end(), "encoder") == parts.end())
+    throw Error("export: --emulator emulates the encoder (it takes raw CALQ): use --part encoder or all");
+  const bool has_pipeline = fs::exists(run + "/pipeline.json");
+  if (!o.emulator().empty() && !has_pipeline)
+    throw Error("export: " + run + "/pipeline.json: missing; the emulator needs the run's front end");
+  // Testbench data: wafers of the run's test file (or --tb-data) through the
+  // front end, and inputs that reach every first-layer accumulator bound.
+  std::string tb_file = o.testbench_data();
+  if (tb_file.empty() && fs::exists(run + "/test.h5")) tb_file = run + "/test.h5";
+  if (!tb_file.empty() && !has_pipeline)
+    throw Error("export: " + run + "/pipeline.json: missing; testbench data from " + tb_file +
+                " need the run's front end");
   std::string log;
   char buf[512];
+  Samples encoder_real;  // front-end output of the event file's wafers
+  std::unique_ptr<EconTFrontEnd> front_end;
+  if (has_pipeline && (!tb_file.empty() || !o.emulator().empty()))
+    front_end.reset(new EconTFrontEnd(EconTPipeline::load(run).front_end()));
+  if (!tb_file.empty()) encoder_real = front_end_inputs(tb_file, o.testbench_samples(), *front_end);
   for (const std::string& p : parts) {
     const std::string file = run + "/" + p + ".qstack";
     QuantizedStack stack = load_quantized_stack(file);
     const ModelDescription model = stack->describe();
+    Samples inputs;
+    std::string origin;
+    if (!encoder_real.empty() && p == "encoder") {
+      inputs = encoder_real;
+      origin = "wafers of " + tb_file + " through the front end";
+    } else if (!encoder_real.empty() && p == "classifier") {
+      // The latent the encoder transmits for those wafers.
+      const IntegerReference encoder(load_quantized_stack(run + "/encoder.qstack")->describe());
+      for (const auto& x : encoder_real) inputs.push_back(encoder.run(x));
+      origin = "latents of wafers of " + tb_file;
+    } else {
+      inputs = uniform_inputs(model, o.testbench_samples(), o.seed());
+      origin = "uniform over the input type (no event data: RUN/test.h5 absent and no --tb-data)";
+    }
+    const size_t real = inputs.size();
+    for (auto& x : accumulator_bound_inputs(model)) inputs.push_back(std::move(x));
+    const IntegerReference reference(model);
+    const std::string tb_line = "testbench: " + std::to_string(inputs.size()) + " samples (" + std::to_string(real) +
+                                " " + origin + ", " + std::to_string(inputs.size() - real) +
+                                " at the accumulator bounds), " + std::to_string(distinct_rows(reference, inputs)) +
+                                " distinct expected output rows\n";
     if (!qonnx.empty()) {
       const std::string out = parts.size() > 1 ? with_suffix(qonnx, p) : qonnx;
-      QonnxOptions::Metadata meta{{"ddaq_version", version()}, {"run", run}, {"part", p}, {"spec", stack->spec()}};
+      QonnxOptions::Metadata meta{
+          {"ddaq_version", version()}, {"run", run_name(run)}, {"part", p}, {"spec", stack->spec()}};
       // The pipeline configuration (layout, bits, ...) when the run has one.
       std::ifstream cfg(run + "/pipeline.json");
       if (cfg) meta["pipeline_config"] = std::string(std::istreambuf_iterator<char>(cfg), {});
       write_qonnx(model, out, QonnxOptions().graph_name(p).metadata(meta));
-      log += "wrote " + out + " (QONNX, opset 11)\n";
+      log += "wrote " + out + " (QONNX, opset 11)\n" + hls4ml_input_note(model.front().output_type);
     }
     if (!hls.empty()) {
-      const std::string out = parts.size() > 1 ? hls + "/" + p : hls;
+      const std::string out = parts.size() > 1 ? (fs::path(hls) / p).lexically_normal().string() : hls;
       write_hls_project(model, out,
                         HlsOptions()
                             .name(o.name().empty() ? p : o.name())
                             .reuse_factor(o.reuse_factor())
                             .io(o.io())
                             .replace(o.replace()),
-                        tb_inputs(model, o.testbench_samples(), o.seed()));
-      log += "wrote " + out + " (HLS project, testbench with " + std::to_string(o.testbench_samples()) + " samples)\n";
+                        inputs);
+      log += "wrote " + out + " (HLS project, io_" + o.io() + ")\n  " + tb_line;
+    }
+    if (!o.emulator().empty() && p == "encoder") {
+      write_emulator(model, *front_end, o.emulator(),
+                     EmulatorOptions().name(o.name().empty() ? p : o.name()).replace(o.replace()), inputs);
+      log += "wrote " + o.emulator() + " (emulator library: cmake -S " + o.emulator() + " -B " + o.emulator() +
+             "/build && cmake --build " + o.emulator() + "/build)\n";
     }
     const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(model, o.reuse_factor()));
     std::snprintf(buf, sizeof buf,

@@ -130,8 +130,14 @@ QuantizedStack make_encoder(const PipelineOptions& o, const CellLayout& layout) 
 
 QuantizedStack make_classifier(const PipelineOptions& o) {
   QuantizedStack s(std::vector<int64_t>{o.latent()});
-  // The latent arrives already quantized; a wide input type keeps it exact.
-  s->input(FixedPointType(16, 8, false, Rounding::TRN, Overflow::SAT));
+  // The latent arrives already quantized: the classifier's input type is the
+  // transmitted latent type (learned bits: ufixed<15,5>, which holds any
+  // latent of up to 5 integer and 10 fractional bits). Both fit hls4ml's
+  // default input precision fixed<16,6>, so the documented QONNX flow needs
+  // no configuration edit.
+  s->input(o.learn_latent_bits() ? FixedPointType(15, 5, false, Rounding::TRN, Overflow::SAT)
+                                 : FixedPointType(o.latent_bits(), o.latent_integer_bits(), false, Rounding::TRN,
+                                                  Overflow::SAT));
   const QuantizerOptions weight(FixedPointType(o.weight_bits(), 1, true, Rounding::RND_CONV, Overflow::SAT));
   s->dense(QLinearOptions(o.latent(), o.classifier_hidden()).weight(weight).output(FixedPointType(16, 6, true, Rounding::TRN, Overflow::SAT)));
   s->relu(FixedPointType(8, 3, false, Rounding::TRN, Overflow::SAT));
@@ -174,6 +180,16 @@ class ModuleStage : public Stage {
   std::string name_;
 };
 
+// 2^floor(log2(max(sum, 1))) per wafer, exactly: the sum in float64 (exact
+// for integer CALQ, whatever the summation order) and floor(log2) from the
+// binary exponent (frexp), not from a rounded log2. The emulator library
+// (export.h) computes the same in C.
+torch::Tensor econt_normalization_scale(const torch::Tensor& kept) {
+  const torch::Tensor sum = kept.to(torch::kDouble).sum(1, true).clamp_min(1.0);
+  const torch::Tensor exponent = std::get<1>(torch::frexp(sum));  // sum = m * 2^e, m in [0.5, 1)
+  return torch::ldexp(torch::ones_like(sum), exponent - 1).to(kept.scalar_type());
+}
+
 // Zero suppression (learnable threshold), ECON-T normalization.
 // calq -> target (unit-sum wafer), normalized (input to the encoder).
 class FrontEndStage : public ModuleStage {
@@ -189,8 +205,7 @@ class FrontEndStage : public ModuleStage {
     const torch::Tensor kept = calq * gate;
     const torch::Tensor sum = kept.sum(1, true);
     flow.set("target", kept / sum.clamp_min(1e-6));
-    const torch::Tensor scale = torch::exp2(torch::floor(torch::log2(sum.detach().clamp_min(1.0))));
-    flow.set("normalized", kept / scale);
+    flow.set("normalized", kept / econt_normalization_scale(kept.detach()));
   }
   torch::Tensor threshold;  // CALQ (a parameter when learned)
 
@@ -380,6 +395,13 @@ std::vector<at::Tensor> EconTPipeline::parameters() const {
 }
 
 std::vector<LayerDescription> EconTPipeline::encoder_description() const { return impl_->encoder->describe(); }
+
+EconTFrontEnd EconTPipeline::front_end() const {
+  EconTFrontEnd f;
+  f.threshold = impl_->frontend->threshold.detach().to(torch::kCPU).to(torch::kFloat).item<float>();
+  f.grid_to_cell = impl_->layout->grid_to_cell();
+  return f;
+}
 
 int EconTPipeline::latent_bits() const {
   return impl_->encoder->stack->layers().back()->output_quantizer()->export_type().width;

@@ -396,11 +396,14 @@ PYBIND11_MODULE(_ddaq, m) {
   m.def(
       "export",
       [](const std::string& run, const std::string& qonnx, const std::string& hls, const std::string& part, int reuse,
-         const std::string& io, int64_t samples, bool replace) {
+         const std::string& io, int64_t samples, bool replace, const std::string& emulator,
+         const std::string& tb_data) {
         py::gil_scoped_release release;
         return ddaq::export_run(run, ddaq::ExportOptions()
                                          .qonnx(qonnx)
                                          .hls(hls)
+                                         .emulator(emulator)
+                                         .testbench_data(tb_data)
                                          .part(part)
                                          .reuse_factor(reuse)
                                          .io(io)
@@ -408,6 +411,8 @@ PYBIND11_MODULE(_ddaq, m) {
                                          .replace(replace));
       },
       py::arg("run"), py::arg("qonnx") = "", py::arg("hls") = "", py::arg("part") = "encoder", py::arg("reuse_factor") = 1,
-      py::arg("io") = "parallel", py::arg("tb_samples") = 1000, py::arg("replace") = false,
-      "Export a saved run as QONNX and/or an HLS project; returns the log with cost estimates.");
+      py::arg("io") = "parallel", py::arg("tb_samples") = 1000, py::arg("replace") = false, py::arg("emulator") = "",
+      py::arg("tb_data") = "",
+      "Export a saved run as QONNX, an HLS project and/or an emulator library (front end + encoder, C API); "
+      "returns the log with cost estimates.");
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ddaq/error.h"
+#include "ddaq/quant/bounds.h"
 #include "ddaq/quant/layers.h"
 
 namespace ddaq {
@@ -42,7 +43,6 @@ torch::Tensor init_weight(std::vector<int64_t> shape, int64_t fan_in) {
 }
 
 // Integer bits able to hold |values| <= bound, for exact accumulators.
-int bits_for(double bound) { return bound > 0 ? static_cast<int>(std::floor(std::log2(bound))) + 2 : 1; }
 
 }  // namespace
 
@@ -241,21 +241,16 @@ struct Weighted {
     return kept;
   }
   // The end of describe() shared by dense and conv layers: bias (kept units
-  // only), an accumulator wide enough to be exact, the output type.
-  // `weight_l1` bounds the sum of |w| feeding one output.
-  void describe_tail(LayerDescription& d, const torch::Tensor& float_bias, const std::vector<int64_t>& kept,
-                     double weight_l1) {
-    double bound = weight_l1 * std::max(std::fabs(d.input_type.min_value()), d.input_type.max_value());
+  // only), an accumulator exactly wide enough (bounds.h), the output type.
+  void describe_tail(LayerDescription& d, const torch::Tensor& float_bias, const std::vector<int64_t>& kept) {
     if (float_bias.defined()) {
       d.bias_type = bq->export_type();
       const torch::Tensor b = bq->forward(float_bias * effective_mask(false)).index_select(0, index_tensor(kept));
       d.bias_raw = raw_values(b, d.bias_type);
-      bound += b.abs().max().item<double>();
     } else {
       d.bias_type = FixedPointType(1, 1);
     }
-    const int frac = std::max(d.weight_type.fractional() + d.input_type.fractional(), d.bias_type.fractional());
-    d.accumulator_type = FixedPointType(bits_for(bound) + frac, bits_for(bound), true);
+    d.accumulator_type = exact_accumulator_type(d);
     d.output_type = outq->export_type();
   }
   // For describe(): the kept units; a layer with none left cannot be exported.
@@ -367,8 +362,7 @@ class DenseImpl : public QLayerImpl {
     d.weight_type = w_.wq->export_type();
     d.weight_shape = {d.output_shape[0], d.input_shape[0]};
     d.weight_raw = raw_values(wk, d.weight_type);
-    w_.describe_tail(d, o_.bias() ? w_.bias : torch::Tensor(), kept_outputs,
-                     wk.abs().sum(1).max().item<double>());
+    w_.describe_tail(d, o_.bias() ? w_.bias : torch::Tensor(), kept_outputs);
     d.multiplies = 0;
     for (int64_t v : d.weight_raw) d.multiplies += v != 0;
     const torch::Tensor wb = w_.wq->bits().expand({o_.out(), o_.in()}).index_select(0, index_tensor(kept_outputs))
@@ -510,7 +504,7 @@ class ConvImpl : public QLayerImpl {
     d.stride = o_.stride();
     d.padding = o_.padding();
     d.output_padding = o_.output_padding();
-    w_.describe_tail(d, wb.second, kept_outputs, wk.abs().sum().item<double>());
+    w_.describe_tail(d, wb.second, kept_outputs);
     const int64_t positions = o_.transposed() ? input_shape[1] * input_shape[2] : out_shape_[1] * out_shape_[2];
     int64_t nonzero = 0;
     for (int64_t v : d.weight_raw) nonzero += v != 0;

@@ -19,10 +19,12 @@ struct GraphBuilder {
   onnx::GraphProto* graph;
   int counter = 0;
 
-  std::string scalar(const std::string& name, float value) {
+  // A 0-d tensor, or shape (1,) when `vector`.
+  std::string scalar(const std::string& name, float value, bool vector = false) {
     onnx::TensorProto* t = graph->add_initializer();
     t->set_name(name);
     t->set_data_type(onnx::TensorProto::FLOAT);
+    if (vector) t->add_dims(1);
     t->add_float_data(value);
     return name;
   }
@@ -75,10 +77,15 @@ struct GraphBuilder {
       throw Error("qonnx export: " + where + ": " + type.hls_type() +
                   " rounds half towards +inf, which no QONNX rounding mode does (use TRN or RND_CONV)");
     const std::string out = name;
-    onnx::NodeProto* n = node("Quant", name + "_node", {input, scalar(name + "_scale", std::ldexp(1.0f, -type.fractional())),
-                                                        scalar(name + "_zeropt", 0.0f),
-                                                        scalar(name + "_bitwidth", static_cast<float>(type.width))},
-                              out, kQonnxDomain);
+    // Scales of parameter Quants have shape (1,): newer qonnx's bias
+    // extraction from Conv fails on 0-d ones. Activation scales stay 0-d:
+    // qonnx's channels-last conversion broadcasts a 0-d scale as is, but
+    // inserts Unsqueeze nodes (folded by onnxruntime) for a (1,) one.
+    onnx::NodeProto* n =
+        node("Quant", name + "_node",
+             {input, scalar(name + "_scale", std::ldexp(1.0f, -type.fractional()), parameter),
+              scalar(name + "_zeropt", 0.0f), scalar(name + "_bitwidth", static_cast<float>(type.width))},
+             out, kQonnxDomain);
     attr(n, "signed", static_cast<int64_t>(type.is_signed ? 1 : 0));
     attr(n, "narrow", static_cast<int64_t>(type.is_signed && type.overflow == Overflow::SAT_SYM ? 1 : 0));
     attr(n, "rounding_mode", std::string(!parameter && type.rounding == Rounding::TRN ? "FLOOR" : "ROUND"));
@@ -97,11 +104,13 @@ std::vector<float> real_values(const std::vector<int64_t>& raw, const FixedPoint
   return v;
 }
 
+// Batch dimension 1, as hls4ml and FINN expect (qonnx's channels-last shape
+// inference fails on a symbolic one); qonnx's ChangeBatchSize sets another.
 void value_info(onnx::ValueInfoProto* v, const std::string& name, const std::vector<int64_t>& shape) {
   v->set_name(name);
   auto* t = v->mutable_type()->mutable_tensor_type();
   t->set_elem_type(onnx::TensorProto::FLOAT);
-  t->mutable_shape()->add_dim()->set_dim_param("N");
+  t->mutable_shape()->add_dim()->set_dim_value(1);
   for (int64_t d : shape) t->mutable_shape()->add_dim()->set_dim_value(d);
 }
 
@@ -150,12 +159,13 @@ void write_qonnx(const ModelDescription& model, const std::string& path, const Q
         std::vector<float> wt(w.size());
         for (int64_t o = 0; o < out; ++o)
           for (int64_t i = 0; i < in; ++i) wt[i * out + o] = w[o * in + i];
-        const std::string wq = g.quant(g.tensor(p + "_weight", {in, out}, wt), l.weight_type, p + "_weight_quant", where, true);
+        const std::string wq =
+            g.quant(g.tensor(p + "_weight", {in, out}, wt), l.weight_type, p + "_weight_quant", where, true);
         g.node("MatMul", p + "_matmul", {x, wq}, p + "_matmul_out");
         x = p + "_matmul_out";
         if (!l.bias_raw.empty()) {
-          const std::string bq = g.quant(g.tensor(p + "_bias", {out}, real_values(l.bias_raw, l.bias_type)), l.bias_type,
-                                         p + "_bias_quant", where, true);
+          const std::string bq = g.quant(g.tensor(p + "_bias", {out}, real_values(l.bias_raw, l.bias_type)),
+                                         l.bias_type, p + "_bias_quant", where, true);
           g.node("Add", p + "_add", {x, bq}, p + "_add_out");
           x = p + "_add_out";
         }
@@ -165,8 +175,9 @@ void write_qonnx(const ModelDescription& model, const std::string& path, const Q
       case LayerKind::Conv2d:
       case LayerKind::ConvTranspose2d: {
         const bool transposed = l.kind == LayerKind::ConvTranspose2d;
-        const std::string wq = g.quant(g.tensor(p + "_weight", l.weight_shape, real_values(l.weight_raw, l.weight_type)),
-                                       l.weight_type, p + "_weight_quant", where, true);
+        const std::string wq =
+            g.quant(g.tensor(p + "_weight", l.weight_shape, real_values(l.weight_raw, l.weight_type)), l.weight_type,
+                    p + "_weight_quant", where, true);
         std::vector<std::string> inputs{x, wq};
         if (!l.bias_raw.empty())
           inputs.push_back(g.quant(
@@ -176,6 +187,10 @@ void write_qonnx(const ModelDescription& model, const std::string& path, const Q
         GraphBuilder::attr(n, "kernel_shape", std::vector<int64_t>{l.weight_shape[2], l.weight_shape[3]});
         GraphBuilder::attr(n, "strides", std::vector<int64_t>{l.stride, l.stride});
         GraphBuilder::attr(n, "pads", std::vector<int64_t>{l.padding, l.padding, l.padding, l.padding});
+        // Optional in ONNX, but qonnx's channels-last conversion requires
+        // dilations and hls4ml's Conv parser reads group.
+        GraphBuilder::attr(n, "dilations", std::vector<int64_t>{1, 1});
+        GraphBuilder::attr(n, "group", int64_t(1));
         if (transposed && l.output_padding > 0)
           GraphBuilder::attr(n, "output_padding", std::vector<int64_t>{l.output_padding, l.output_padding});
         x = g.quant(p + "_conv_out", l.output_type, p + "_out_quant", where);
@@ -185,8 +200,11 @@ void write_qonnx(const ModelDescription& model, const std::string& path, const Q
         throw Error("qonnx export: a second input quantizer at " + where);
     }
   }
-  // Rename the last tensor to "output" with an Identity, so tools find it.
-  g.node("Identity", "output_identity", {x}, "output");
+  // The last node writes "output" itself: hls4ml skips Identity nodes and
+  // then finds no output layer (its top function gets no output argument).
+  for (auto& n : *g.graph->mutable_node())
+    for (auto& out : *n.mutable_output())
+      if (out == x) out = "output";
   value_info(g.graph->add_output(), "output", model.back().output_shape);
   try {
     onnx::checker::check_model(m);

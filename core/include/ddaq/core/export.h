@@ -14,15 +14,22 @@ struct ExportOptions {
   DDAQ_OPTION(std::string, name);              // HLS top function (default: the part)
   DDAQ_OPTION(int, reuse_factor) = 1;
   DDAQ_OPTION(std::string, io) = "parallel";  // or "stream"
-  DDAQ_OPTION(int64_t, testbench_samples) = 1000;  // uniform over the input type's range
-  DDAQ_OPTION(uint64_t, seed) = 1;                 // of the testbench inputs
+  // Emulator library of front end + encoder (emulator.h); needs RUN/pipeline.json.
+  DDAQ_OPTION(std::string, emulator);
+  // Testbench inputs: this many wafers of `testbench_data` (default
+  // RUN/test.h5 when present) through the front end (the classifier gets
+  // their latents), plus inputs at every first-layer accumulator bound.
+  // Without event data: uniform over the input type's range (seeded).
+  DDAQ_OPTION(int64_t, testbench_samples) = 1000;
+  DDAQ_OPTION(std::string, testbench_data);
+  DDAQ_OPTION(uint64_t, seed) = 1;
   // Replace HLS projects ddaq wrote before in the same folders (any other
   // non-empty folder is refused). QONNX files are always replaced.
   DDAQ_OPTION(bool, replace) = false;
 };
 
-// Exports RUN/<part>.qstack as QONNX and/or an HLS project (at least one of
-// options.qonnx / options.hls). Returns the log lines, including resource,
+// Exports RUN/<part>.qstack as QONNX, an HLS project and/or (encoder) an
+// emulator library (at least one of options.qonnx / hls / emulator). Returns the log lines, including resource,
 // latency and energy estimates.
 std::string export_run(const std::string& run, const ExportOptions& options);
 

@@ -37,6 +37,8 @@ class CellLayout {
   at::Tensor to_cells(const at::Tensor& grid) const;
   // [C, H, W] float: 1 where a position carries a cell first, 0 for repeats.
   at::Tensor mask() const;
+  // Flat grid position -> trigger cell (what to_grid gathers).
+  const std::vector<int64_t>& grid_to_cell() const { return grid_to_cell_; }
 
  private:
   std::string name_;

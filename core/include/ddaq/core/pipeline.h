@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ddaq/core/config.h"
+#include "ddaq/core/front_end.h"
 #include "ddaq/core/stage.h"
 #include "ddaq/options.h"
 #include "ddaq/quant/description.h"
@@ -88,6 +89,9 @@ class EconTPipeline {
   // Exact e-links of the current latent type (ECON-T frame).
   int elinks() const;
   int latent_bits() const;
+  // The front end as evaluation applies it (zero-suppression threshold and
+  // the encoder's cell layout), in plain C++ (front_end.h).
+  EconTFrontEnd front_end() const;
   // The encoder's integer description (what goes on detector).
   ModelDescription encoder_description() const;
   const PipelineOptions& options() const;

@@ -12,6 +12,7 @@
 // io_stream: hls::stream (AXI-Stream) in and out, one word per feature, around
 // the same datapath (II = max(R, inputs)); not a per-layer dataflow.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,5 +42,14 @@ struct HlsOptions {
 // multiplications, io stream) and unwritable folders.
 void write_hls_project(const ModelDescription& model, const std::string& dir, const HlsOptions& options,
                        const std::vector<std::vector<double>>& test_inputs);
+
+// Writes a generated project folder: `fill` writes into a temporary folder
+// beside `dir` (given its path), which then takes dir's place. `dir` must be
+// new or empty, or, with `replace`, a folder for which `ours` is true (`kind`
+// names such a folder in the error). On any failure nothing new is left and
+// an old project is kept. `what` starts error messages ("hls export").
+void write_project_folder(const std::string& dir, bool replace, const std::string& what, const std::string& kind,
+                          const std::function<bool(const std::string&)>& ours,
+                          const std::function<void(const std::string&)>& fill);
 
 }  // namespace ddaq

@@ -1,0 +1,21 @@
+#include "ddaq/core/front_end.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ddaq {
+
+void EconTFrontEnd::apply(const float* calq, float* grid) const {
+  float kept[48];
+  double sum = 0.0;
+  for (int c = 0; c < 48; ++c) {
+    kept[c] = calq[c] > threshold ? calq[c] : 0.0f;
+    sum += kept[c];
+  }
+  int exponent = 0;
+  std::frexp(std::max(sum, 1.0), &exponent);  // sum = m * 2^exponent, m in [0.5, 1)
+  const float scale = std::ldexp(1.0f, exponent - 1);
+  for (size_t k = 0; k < grid_to_cell.size(); ++k) grid[k] = kept[grid_to_cell[k]] / scale;
+}
+
+}  // namespace ddaq

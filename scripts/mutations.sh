@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Plants deliberate one-line bugs, one at a time, rebuilds, runs the tests
+# meant to catch each, and prints caught/missed. Every mutation must be caught.
+#
+#   bash scripts/mutations.sh            # all
+#   bash scripts/mutations.sh emulator   # those whose name contains "emulator"
+#
+# Each mutation replaces one exact string in one source file (the file is
+# restored afterwards, also on Ctrl-C); the build goes to build/ (or
+# $DDAQ_BUILD_DIR). Takes about a minute per mutation with ccache warm.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${DDAQ_BUILD_DIR:-$root/build}"
+filter="${1:-}"
+
+# name | file | exact text | replacement | ctest -R regex
+mutations=(
+  "emulator-normalization-scale|core/src/emulator.cpp|std::ldexp(1.0f, exponent - 1)|std::ldexp(1.0f, exponent - 2)|python.firmware.emulator_library_equals_predict_bit_for_bit"
+  "qonnx-trailing-identity|quant/src/qonnx.cpp|      if (out == x) out = \"output\";|      if (out == x) out = x;\n  g.node(\"Identity\", \"output_identity\", {x}, \"output\");|python.firmware.hls4ml_flow"
+  "qonnx-conv-without-dilations|quant/src/qonnx.cpp|GraphBuilder::attr(n, \"dilations\", std::vector<int64_t>{1, 1});|(void)0;|python.firmware.hls4ml_flow"
+  "testbench-without-bound-inputs|core/src/export.cpp|for (auto& x : accumulator_bound_inputs(model)) inputs.push_back(std::move(x));|(void)0;|python.firmware.testbench_inputs_catch"
+  "hls-accumulator-one-bit-narrow|quant/src/hls.cpp|<< l.accumulator_type.hls_type() <<|<< FixedPointType(l.accumulator_type.width - 1, l.accumulator_type.integer - 1, true).hls_type() <<|ddaq export writes QONNX and HLS|python.firmware.xilinx"
+  "accumulator-one-bit-narrow|quant/src/bounds.cpp|return FixedPointType(integer + frac, integer, true);|return FixedPointType(integer + frac - 1, integer - 1, true);|accumulator ranges equal brute force"
+)
+
+restore() { [ -n "${current:-}" ] && [ -f "$current.mutation-orig" ] && mv -f "$current.mutation-orig" "$current"; current=""; }
+trap restore EXIT INT TERM
+
+caught=0
+missed=0
+for m in "${mutations[@]}"; do
+  IFS='|' read -r name file text replacement tests <<<"$m"
+  [[ -n "$filter" && "$name" != *"$filter"* ]] && continue
+  current="$root/$file"
+  cp -p "$current" "$current.mutation-orig"
+  /usr/bin/python3 - "$current" "$text" "$replacement" <<'PY'
+import sys
+path, text, repl = sys.argv[1], sys.argv[2], sys.argv[3].replace("\\n", "\n")
+s = open(path).read()
+if s.count(text) != 1:
+    sys.exit(f"mutations: '{text}' found {s.count(text)} times in {path} (expected once): update scripts/mutations.sh")
+open(path, "w").write(s.replace(text, repl))
+PY
+  if ! cmake --build "$build" -j "${DDAQ_JOBS:-2}" >/tmp/ddaq-mutation-build.log 2>&1; then
+    echo "mutation $name: caught (does not build)"
+    caught=$((caught + 1))
+  elif (cd "$build" && ctest -R "$tests" >/tmp/ddaq-mutation-test.log 2>&1); then
+    echo "mutation $name: MISSED (tests '$tests' pass)"
+    missed=$((missed + 1))
+  else
+    echo "mutation $name: caught"
+    caught=$((caught + 1))
+  fi
+  restore
+done
+cmake --build "$build" -j "${DDAQ_JOBS:-2}" >/dev/null 2>&1 || true  # back to the real code
+echo "mutations: $caught caught, $missed missed"
+[ "$missed" -eq 0 ]
