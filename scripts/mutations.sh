@@ -23,7 +23,15 @@ mutations=(
   "accumulator-one-bit-narrow|quant/src/bounds.cpp|return FixedPointType(integer + frac, integer, true);|return FixedPointType(integer + frac - 1, integer - 1, true);|accumulator ranges equal brute force"
 )
 
-restore() { [ -n "${current:-}" ] && [ -f "$current.mutation-orig" ] && mv -f "$current.mutation-orig" "$current"; current=""; }
+# The restored file gets a new mtime, so the build recompiles it (the mutated
+# object would otherwise look up to date).
+restore() {
+  if [ -n "${current:-}" ] && [ -f "$current.mutation-orig" ]; then
+    mv -f "$current.mutation-orig" "$current"
+    touch "$current"
+  fi
+  current=""
+}
 trap restore EXIT INT TERM
 
 caught=0

@@ -101,6 +101,12 @@ def test_pipeline_train_predict_evaluate_export():
         with pytest.raises(ddaq.Error, match="not an empty folder"):
             ddaq.export(os.path.join(tmp, "run"), hls=prj, tb_samples=10)
         assert "HLS project" in ddaq.export(os.path.join(tmp, "run"), hls=prj, tb_samples=10, replace=True)
+        emu = os.path.join(tmp, "emu")
+        assert "emulator library" in ddaq.export(os.path.join(tmp, "run"), emulator=emu, tb_samples=10)
+        assert os.path.exists(os.path.join(emu, "include", "encoder_emulator.h"))
+        with pytest.raises(ddaq.Error, match="emulates the encoder"):
+            ddaq.export(os.path.join(tmp, "run"), emulator=os.path.join(tmp, "emu2"), part="classifier")
+        assert not os.path.exists(os.path.join(tmp, "emu2"))
         with pytest.raises(ddaq.Error, match="pipeline.layout"):
             ddaq.Pipeline({"pipeline": {"layout": "9x9"}, "training": {"loss": "weighted_mse"}})
 
