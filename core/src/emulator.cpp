@@ -90,8 +90,8 @@ std::string cmake(const std::string& name) {
 
 std::string example(const std::string& name) {
   std::ostringstream s;
-  s << "#!/usr/bin/env python3\n\"\"\"ctypes example: emulate the on-detector chain on raw CALQ charges.\n\n"
-    << "    python3 example.py build/lib" << name << "_emulator.so [EVENTS.h5]\n\"\"\"\n"
+  s << "#!/usr/bin/python3\n\"\"\"ctypes example: emulate the on-detector chain on raw CALQ charges.\n\n"
+    << "    /usr/bin/python3 example.py build/lib" << name << "_emulator.so [EVENTS.h5]\n\"\"\"\n"
     << "import ctypes\nimport sys\n\nimport numpy as np\n\n"
     << "lib = ctypes.CDLL(sys.argv[1] if len(sys.argv) > 1 else 'build/lib" << name << "_emulator.so')\n"
     << "lib." << name << "_emulate.argtypes = [ctypes.c_void_p, ctypes.c_longlong, ctypes.c_void_p]\n"
@@ -119,7 +119,7 @@ std::string readme(const std::string& name, int64_t n_out) {
     << "encoder, compiled from the encoder's HLS C++ in `hls/` (the project a firmware engineer synthesizes).\n"
     << "Its latent equals `ddaq predict`'s `latent` dataset bit for bit.\n\n"
     << "    cmake -S . -B build && cmake --build build      # build/lib" << name << "_emulator.so\n"
-    << "    python3 example.py build/lib" << name << "_emulator.so [EVENTS.h5]\n\n"
+    << "    /usr/bin/python3 example.py build/lib" << name << "_emulator.so [EVENTS.h5]   # numpy; h5py for a file\n\n"
     << "With the Xilinx arbitrary-precision headers instead of the project's own subset:\n"
     << "`cmake -S . -B build -DAP_TYPES_DIR=/path/to/ap_types/include`.\n\n"
     << "C API (`include/" << name << "_emulator.h`):\n\n"

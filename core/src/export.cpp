@@ -67,6 +67,13 @@ std::string with_suffix(const std::string& path, const std::string& part) {
   return (p.parent_path() / (p.stem().string() + "." + part + p.extension().string())).string();
 }
 
+// "prj/", "./prj" -> "prj": how logs name a folder.
+std::string normal_folder(const std::string& dir) {
+  fs::path p = fs::path(dir).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();
+  return p.string();
+}
+
 // The run folder's own name ("runs/quick/" -> "quick"): metadata must not
 // carry the exporting machine's paths.
 std::string run_name(const std::string& run) {
@@ -170,13 +177,14 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
                             .io(o.io())
                             .replace(o.replace()),
                         inputs);
-      log += "wrote " + out + " (HLS project, io_" + o.io() + ")\n  " + tb_line;
+      log += "wrote " + normal_folder(out) + " (HLS project, io_" + o.io() + ")\n  " + tb_line;
     }
     if (!o.emulator().empty() && p == "encoder") {
       write_emulator(model, *front_end, o.emulator(),
                      EmulatorOptions().name(o.name().empty() ? p : o.name()).replace(o.replace()), inputs);
-      log += "wrote " + o.emulator() + " (emulator library: cmake -S " + o.emulator() + " -B " + o.emulator() +
-             "/build && cmake --build " + o.emulator() + "/build)\n";
+      const std::string emu = normal_folder(o.emulator());
+      log += "wrote " + emu + " (emulator library: cmake -S " + emu + " -B " + emu + "/build && cmake --build " + emu +
+             "/build)\n";
     }
     const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(model, o.reuse_factor()));
     std::snprintf(buf, sizeof buf,

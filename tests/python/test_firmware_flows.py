@@ -91,7 +91,7 @@ def test_hls4ml_flow_and_qonnx_exec_accept_the_files_unedited(tmp_path):
             assert rc == 0 and "RESULT: PASS" in out and " 0 mismatch" in out.replace("mismatching", "mismatch"), out
 
 
-@pytest.mark.parametrize("io,reuse", [("parallel", 1), ("stream", 1), ("parallel", 4)])
+@pytest.mark.parametrize("io,reuse", [("parallel", 1), ("stream", 1), ("parallel", 4), ("stream", 8)])
 def test_xilinx_headers_and_ddaq_headers_pass_the_same_testbench(tmp_path, io, reuse):
     fwkit_or_skip()
     run = shared_run()
