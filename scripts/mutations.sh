@@ -16,6 +16,7 @@ filter="${1:-}"
 # name | file | exact text | replacement | ctest -R regex
 mutations=(
   "emulator-normalization-scale|core/src/emulator.cpp|std::ldexp(1.0f, exponent - 1)|std::ldexp(1.0f, exponent - 2)|python.firmware.emulator_library_equals_predict_bit_for_bit"
+  "pipeline-normalization-float32-log2|core/src/pipeline.cpp|return torch::ldexp(torch::ones_like(sum), exponent - 1).to(kept.scalar_type());|return torch::exp2(torch::floor(torch::log2(sum.to(torch::kFloat)))).to(kept.scalar_type());|front end: normalization"
   "qonnx-trailing-identity|quant/src/qonnx.cpp|      if (out == x) out = \"output\";|      if (out == x) out = x;\n  g.node(\"Identity\", \"output_identity\", {x}, \"output\");|python.firmware.hls4ml_flow"
   "qonnx-conv-without-dilations|quant/src/qonnx.cpp|GraphBuilder::attr(n, \"dilations\", std::vector<int64_t>{1, 1});|(void)0;|python.firmware.hls4ml_flow"
   "testbench-without-bound-inputs|core/src/export.cpp|for (auto& x : accumulator_bound_inputs(model)) inputs.push_back(std::move(x));|(void)0;|python.firmware.testbench_inputs_catch"

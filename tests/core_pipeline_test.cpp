@@ -1,12 +1,12 @@
-#include <torch/torch.h>
-
 #include <doctest/doctest.h>
+#include <torch/torch.h>
 
 #include <filesystem>
 
 #include "ddaq/core/baselines.h"
 #include "ddaq/core/config.h"
 #include "ddaq/core/events.h"
+#include "ddaq/core/layouts.h"
 #include "ddaq/core/pipeline.h"
 #include "ddaq/core/synth.h"
 #include "ddaq/core/trainer.h"
@@ -19,10 +19,12 @@
 DOCTEST_TEST_SUITE("pipeline") {
   DOCTEST_TEST_CASE("gradients reach every stage: threshold / encoder weights and bits / decoder / classifier") {
     ddaq::EconTPipeline p(
-        ddaq::PipelineOptions().learn_latent_bits(true).learn_weight_bits(true).learn_input_bits(true).threshold(3.0), 1);
+        ddaq::PipelineOptions().learn_latent_bits(true).learn_weight_bits(true).learn_input_bits(true).threshold(3.0),
+        1);
     const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(64).seed(2).pileup_mu(5));
     const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {64, 48}, torch::kFloat).clone();
-    const torch::Tensor labels = torch::from_blob(const_cast<int32_t*>(t.label.data()), {64}, torch::kInt).to(torch::kFloat);
+    const torch::Tensor labels =
+        torch::from_blob(const_cast<int32_t*>(t.label.data()), {64}, torch::kInt).to(torch::kFloat);
     p.train(true);
     const ddaq::PipelineResult r = p.forward(x);
     DOCTEST_CHECK(r.get("reconstruction").sizes() == torch::IntArrayRef({64, 48}));
@@ -35,8 +37,8 @@ DOCTEST_TEST_SUITE("pipeline") {
     o.total().backward();
     auto reached = [&](const std::string& prefix, const std::string& contains) {
       for (const auto& kv : p.named_parameters())
-        if (kv.first.rfind(prefix, 0) == 0 && kv.first.find(contains) != std::string::npos && kv.second.grad().defined() &&
-            kv.second.grad().abs().sum().item<double>() > 0)
+        if (kv.first.rfind(prefix, 0) == 0 && kv.first.find(contains) != std::string::npos &&
+            kv.second.grad().defined() && kv.second.grad().abs().sum().item<double>() > 0)
           return true;
       return false;
     };
@@ -44,7 +46,7 @@ DOCTEST_TEST_SUITE("pipeline") {
     DOCTEST_CHECK(reached("encoder.", "weight"));
     DOCTEST_CHECK(reached("encoder.", "weight_quant.fractional_bits"));
     DOCTEST_CHECK(reached("encoder.", "output.fractional_bits"));  // the latent's learned bits (link budget)
-    DOCTEST_CHECK(reached("encoder.input.", "fractional_bits"));  // the input quantizer's learned bits
+    DOCTEST_CHECK(reached("encoder.input.", "fractional_bits"));   // the input quantizer's learned bits
     DOCTEST_CHECK(reached("decoder.", "weight"));
     DOCTEST_CHECK(reached("classifier.", "weight"));
     DOCTEST_CHECK(o.values().count("total") == 1);
@@ -111,8 +113,11 @@ DOCTEST_TEST_SUITE("pipeline") {
     DOCTEST_CHECK(encoder_same > 0);
     DOCTEST_CHECK(decoder_moved > 0);
     DOCTEST_CHECK_THROWS_AS(ddaq::train_pipeline(p, dir.file("t.h5"),
-                                                 ddaq::TrainerOptions().loss("weighted_mse").batch_size(64).max_steps(1).frozen(
-                                                     {"frontend", "encoder", "decoder", "classifier"})),
+                                                 ddaq::TrainerOptions()
+                                                     .loss("weighted_mse")
+                                                     .batch_size(64)
+                                                     .max_steps(1)
+                                                     .frozen({"frontend", "encoder", "decoder", "classifier"})),
                             ddaq::Error);
   }
   DOCTEST_TEST_CASE("schedules: float before qat_start_step / encoder filters pruned to the target sparsity") {
@@ -142,8 +147,9 @@ DOCTEST_TEST_SUITE("pipeline") {
       DOCTEST_CHECK(differ);  // float training took another path
       // Pruning: 8 conv filters, sparsity 0.5 reached at step 6 of 10.
       ddaq::EconTPipeline c(ddaq::PipelineOptions(), 2);
-      ddaq::train_pipeline(c, dir.file("train.h5"),
-                           ddaq::TrainerOptions(base).prune_sparsity(0.5).prune_start_step(0).prune_end_step(6).prune_every(2));
+      ddaq::train_pipeline(
+          c, dir.file("train.h5"),
+          ddaq::TrainerOptions(base).prune_sparsity(0.5).prune_start_step(0).prune_end_step(6).prune_every(2));
       const ddaq::ModelDescription d = c.encoder_description();
       int64_t conv_outputs = -1;
       for (const auto& l : d)
@@ -187,7 +193,9 @@ DOCTEST_TEST_SUITE("pipeline") {
     torch::Tensor t = torch::zeros({1, 48}), y = torch::zeros({1, 48});
     t[0][a] = 1.0;
     y[0][b] = 1.0;
-    const auto groups = [](const std::vector<int>& g) { return torch::tensor(std::vector<int64_t>(g.begin(), g.end())); };
+    const auto groups = [](const std::vector<int>& g) {
+      return torch::tensor(std::vector<int64_t>(g.begin(), g.end()));
+    };
     const double v = ddaq::telescope(t, y, groups(g2), groups(g4)).item<double>();
     DOCTEST_CHECK(v == doctest::Approx(4.0 * ddaq::weighted_mse(t, y).item<double>()));
     DOCTEST_CHECK(v == doctest::Approx(4.0 * 2.0 / 48.0));  // two cells off by 1, weight max = 1
@@ -200,7 +208,8 @@ DOCTEST_TEST_SUITE("pipeline") {
       const ddaq::Config c = ddaq::Config::load(entry.path().string());
       c.reject_unknown({"name", "description", "data", "pipeline", "training"});
       DOCTEST_CHECK_NOTHROW(ddaq::PipelineOptions::from_config(c.section("pipeline")));
-      DOCTEST_CHECK_NOTHROW(ddaq::TrainerOptions::from_config(c.section("training"), entry.path().parent_path().string()));
+      DOCTEST_CHECK_NOTHROW(
+          ddaq::TrainerOptions::from_config(c.section("training"), entry.path().parent_path().string()));
       ++seen;
     }
     DOCTEST_CHECK(seen >= 3);
@@ -240,11 +249,44 @@ DOCTEST_TEST_SUITE("pipeline") {
       torch::NoGradGuard no_grad;
       return p.costs().get("encoder_ebops").item<double>();
     };
-    ddaq::EconTPipeline a(ddaq::PipelineOptions().learn_weight_bits(true), 4), b(ddaq::PipelineOptions().learn_weight_bits(true), 4);
+    ddaq::EconTPipeline a(ddaq::PipelineOptions().learn_weight_bits(true), 4),
+        b(ddaq::PipelineOptions().learn_weight_bits(true), 4);
     const auto sa = ddaq::train_pipeline(a, dir.file("train.h5"), base);
     const auto sb = ddaq::train_pipeline(b, dir.file("train.h5"), ddaq::TrainerOptions(base).power_weight(1.0));
     DOCTEST_CHECK(sb.last_epoch.count("encoder_power_mw") == 1);
     DOCTEST_CHECK(sa.last_epoch.count("encoder_power_mw") == 0);
     DOCTEST_CHECK(encoder_ebops(b) < 0.9 * encoder_ebops(a));
+  }
+  DOCTEST_TEST_CASE("front end: normalization by 2^floor(log2 sum) exact at powers of two / C++ front end equal") {
+    ddaq::EconTPipeline p(ddaq::PipelineOptions().threshold(0.5).learn_threshold(false), 5);
+    p.train(false);
+    ddaq::Stage* front = p.stages()[0];
+    // Sums just below, at and above powers of two (float32 log2 of 2^21 - 1 rounds to 21).
+    const std::vector<double> sums = {1, 3, 4, 1023, 1024, 1025, 1048575, 1048576, 2097151, 2097152, 8388607};
+    torch::Tensor calq = torch::zeros({static_cast<int64_t>(sums.size()), 48});
+    for (size_t i = 0; i < sums.size(); ++i) {
+      calq[i][7] = sums[i] - 1;
+      calq[i][30] = 1.0;
+      calq[i][31] = 0.25;  // below the threshold: suppressed
+    }
+    ddaq::NamedTensors flow;
+    flow.set("calq", calq);
+    front->forward(flow);
+    const torch::Tensor normalized = flow.get("normalized");
+    const ddaq::EconTFrontEnd fe = p.front_end();
+    const ddaq::CellLayout layout = ddaq::CellLayout::image8x8();
+    for (size_t i = 0; i < sums.size(); ++i) {
+      // Independent: the largest power of two not above the sum, by doubling.
+      double scale = 1;
+      while (scale * 2 <= sums[i]) scale *= 2;
+      DOCTEST_CHECK(normalized[i][7].item<double>() == (sums[i] - 1) / scale);
+      DOCTEST_CHECK(normalized[i][31].item<double>() == 0.0);
+      std::vector<float> row(48), grid(fe.grid_to_cell.size());
+      for (int c = 0; c < 48; ++c) row[c] = calq[i][c].item<float>();
+      fe.apply(row.data(), grid.data());
+      for (size_t k = 0; k < grid.size(); ++k)
+        DOCTEST_CHECK(grid[k] == normalized[i][fe.grid_to_cell[k]].item<float>());
+    }
+    DOCTEST_CHECK(fe.grid_to_cell == layout.grid_to_cell());
   }
 }
