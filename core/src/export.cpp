@@ -129,17 +129,20 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
   std::string log;
   char buf[512];
   Samples encoder_real;  // front-end output of the event file's wafers
+  // Testbench data only for what carries a testbench (HLS, emulator).
+  const bool need_testbench = !hls.empty() || !o.emulator().empty();
   std::unique_ptr<EconTFrontEnd> front_end;
-  if (has_pipeline && (!tb_file.empty() || !o.emulator().empty()))
+  if (has_pipeline && need_testbench && (!tb_file.empty() || !o.emulator().empty()))
     front_end.reset(new EconTFrontEnd(EconTPipeline::load(run).front_end()));
-  if (!tb_file.empty()) encoder_real = front_end_inputs(tb_file, o.testbench_samples(), *front_end);
+  if (!tb_file.empty() && need_testbench) encoder_real = front_end_inputs(tb_file, o.testbench_samples(), *front_end);
   for (const std::string& p : parts) {
     const std::string file = run + "/" + p + ".qstack";
     QuantizedStack stack = load_quantized_stack(file);
     const ModelDescription model = stack->describe();
     Samples inputs;
-    std::string origin;
-    if (!encoder_real.empty() && p == "encoder") {
+    std::string origin, tb_line;
+    if (!need_testbench) {
+    } else if (!encoder_real.empty() && p == "encoder") {
       inputs = encoder_real;
       origin = "wafers of " + tb_file + " through the front end";
     } else if (!encoder_real.empty() && p == "classifier") {
@@ -151,13 +154,14 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
       inputs = uniform_inputs(model, o.testbench_samples(), o.seed());
       origin = "uniform over the input type (no event data: RUN/test.h5 absent and no --tb-data)";
     }
-    const size_t real = inputs.size();
-    for (auto& x : accumulator_bound_inputs(model)) inputs.push_back(std::move(x));
-    const IntegerReference reference(model);
-    const std::string tb_line = "testbench: " + std::to_string(inputs.size()) + " samples (" + std::to_string(real) +
-                                " " + origin + ", " + std::to_string(inputs.size() - real) +
-                                " at the accumulator bounds), " + std::to_string(distinct_rows(reference, inputs)) +
-                                " distinct expected output rows\n";
+    if (need_testbench) {
+      const size_t real = inputs.size();
+      for (auto& x : accumulator_bound_inputs(model)) inputs.push_back(std::move(x));
+      const IntegerReference reference(model);
+      tb_line = "testbench: " + std::to_string(inputs.size()) + " samples (" + std::to_string(real) + " " + origin +
+                ", " + std::to_string(inputs.size() - real) + " at the accumulator bounds), " +
+                std::to_string(distinct_rows(reference, inputs)) + " distinct expected output rows\n";
+    }
     if (!qonnx.empty()) {
       const std::string out = parts.size() > 1 ? with_suffix(qonnx, p) : qonnx;
       QonnxOptions::Metadata meta{
