@@ -1,4 +1,5 @@
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>  // c10::NoGradGuard: at:: lost the alias in LibTorch 2.x
 #include <torch/csrc/autograd/autograd.h>
 
 #include <doctest/doctest.h>
@@ -43,7 +44,7 @@ DOCTEST_TEST_SUITE("sinkhorn") {
     const at::Tensor a = rows(p.a, 30).clone().requires_grad_(true), b = rows(p.b, 30).clone().requires_grad_(true);
     const at::Tensor cost = ddaq::cost_tensor(ddaq::trigger_cell_metric());
     {
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       const at::Tensor sharp = ddaq::sinkhorn_emd(a.to(at::kDouble), b.to(at::kDouble), cost,
                                                   ddaq::SinkhornOptions().epsilon(0.1).iterations(2000));
       for (int64_t i = 0; i < 30; ++i) DOCTEST_CHECK(std::fabs(sharp[i].item<double>() - p.emd[i]) <= 0.04);

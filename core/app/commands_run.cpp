@@ -16,6 +16,7 @@
 #include "ddaq/core/export.h"
 #include "ddaq/core/pipeline.h"
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>  // c10::NoGradGuard: at:: lost the alias in LibTorch 2.x
 #include "ddaq/core/trainer.h"
 #include "ddaq/error.h"
 #include "ddaq/core/files.h"
@@ -304,7 +305,7 @@ void add_run_command(CLI::App& app) {
       for (int64_t first = 0; first < n; first += kBlock) {
         const int64_t rows = std::min(kBlock, n - first);
         in.read(first, rows, calq.data(), labels.data());
-        at::NoGradGuard no_grad;
+        c10::NoGradGuard no_grad;
         const at::Tensor x = at::from_blob(calq.data(), {rows, 48});
         const PipelineResult r = pipeline.forward(x);
         // The frame carries the module sum: decoded CALQ = unit-sum wafer x sum.

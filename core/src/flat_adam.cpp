@@ -1,4 +1,5 @@
 #include "flat_adam.h"
+#include <c10/core/GradMode.h>  // c10::NoGradGuard: at:: lost the alias in LibTorch 2.x
 
 #include <cmath>
 
@@ -8,7 +9,7 @@ namespace ddaq {
 
 FlatAdam::FlatAdam(const std::vector<Group>& groups, double beta1, double beta2, double eps)
     : beta1_(beta1), beta2_(beta2), eps_(eps) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   std::vector<at::Tensor> flat_parts, lr_parts, decay_parts;
   for (const Group& g : groups)
     for (const at::Tensor& p : g.params) {
@@ -44,7 +45,7 @@ at::Tensor FlatAdam::gather_grads() const {
 }
 
 void FlatAdam::step(const at::Tensor& g, double lr_scale) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   ++step_;
   const double bias1 = 1.0 - std::pow(beta1_, static_cast<double>(step_));
   const double bias2 = 1.0 - std::pow(beta2_, static_cast<double>(step_));
@@ -62,7 +63,7 @@ std::vector<std::pair<std::string, at::Tensor>> FlatAdam::state() const {
 }
 
 void FlatAdam::load_state(const std::vector<std::pair<std::string, at::Tensor>>& state, const std::string& source) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto find = [&](const std::string& name) {
     for (const auto& kv : state)
       if (kv.first == name) return kv.second;

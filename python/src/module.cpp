@@ -1,6 +1,7 @@
 // The `ddaq` Python module (pybind11) over the public headers. Arrays cross
 // as numpy; long C++ work releases the GIL.
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>  // c10::NoGradGuard: at:: lost the alias in LibTorch 2.x
 #include <torch/csrc/utils/pybind.h>  // at::Tensor <-> torch.Tensor (libtorch_python)
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -337,7 +338,7 @@ PYBIND11_MODULE(_ddaq, m) {
             at::Tensor rec, lat, score;
             {
               py::gil_scoped_release release;
-              at::NoGradGuard no_grad;
+              c10::NoGradGuard no_grad;
               p.pipeline.train(false);
               const ddaq::PipelineResult r = p.pipeline.forward(at::from_blob(const_cast<float*>(x.data()), {n, 48}));
               rec = r.get("reconstruction").contiguous();
