@@ -169,7 +169,10 @@ TrainSummary train_step(const Config& config, const std::string& config_path, co
     summary = train_pipeline(pipeline, train_file, to, writer ? run + "/metrics.jsonl" : "", &progress, {}, comm);
     progress.finish();
   }
-  if (writer) pipeline.save(run);
+  if (writer) {
+    pipeline.save(run);
+    save_budgets(run, to.budgets());
+  }
   return summary;
 }
 
@@ -201,7 +204,9 @@ void add_run_command(CLI::App& app) {
         const TrainSummary summary = train_step(config, *config_path, files.first, run, TrainRequest());
         text += "\n[training]\n" + summary.to_text() + "\n";
         EconTPipeline pipeline = EconTPipeline::load(run);
-        const EvaluationReport eval = evaluate_pipeline(pipeline, files.second);
+        EvaluationReport eval = evaluate_pipeline(pipeline, files.second);
+        eval.check_budgets(load_budgets(run));
+        if (!eval.budgets.empty()) report["budgets"] = nlohmann::json::parse(eval.to_json())["budgets"];
         write_file_atomic(run + "/eval.json", eval.to_json() + "\n");
         report["evaluation"] = nlohmann::json::parse(eval.to_json());
         text += "\n[evaluation on " + files.second + "]\n" + eval.to_text();
@@ -338,7 +343,8 @@ void add_run_command(CLI::App& app) {
     c->add_option("--events", *events, "at most this many events")->capture_default_str();
     c->callback([=] {
       EconTPipeline pipeline = EconTPipeline::load(*run_dir);
-      const EvaluationReport r = evaluate_pipeline(pipeline, *data, *events);
+      EvaluationReport r = evaluate_pipeline(pipeline, *data, *events);
+      r.check_budgets(load_budgets(*run_dir));
       write_file_atomic(*run_dir + "/eval.json", r.to_json() + "\n");
       std::printf("%swrote %s/eval.json\n", r.to_text().c_str(), run_dir->c_str());
     });

@@ -286,6 +286,7 @@ struct EconTPipeline::Impl {
   FrontEndStage* frontend = nullptr;
   QuantizedStage *encoder = nullptr, *classifier = nullptr;
   DecoderStage* decoder = nullptr;
+  torch::Tensor pinned_latent_fractional;  // set by fit_latent_payload
 
   Impl(const PipelineOptions& o, uint64_t seed)
       : options(o), layout(new CellLayout(CellLayout::by_name(o.layout()))) {
@@ -407,9 +408,41 @@ int EconTPipeline::latent_bits() const {
   return impl_->encoder->stack->layers().back()->output_quantizer()->export_type().width;
 }
 
-int EconTPipeline::elinks() const {
-  return AutoencoderFrame().elinks_for_latent(impl_->options.latent(), latent_bits());
+std::vector<int> EconTPipeline::latent_widths() const {
+  const auto q = impl_->encoder->stack->layers().back()->output_quantizer();
+  const int64_t n = impl_->options.latent();
+  if (!q->options().learnable()) return std::vector<int>(static_cast<size_t>(n), latent_bits());
+  // Integer widths as export rounds them: integer bits of the range + rounded fractional bits.
+  const torch::Tensor w = q->bits().detach().to(torch::kCPU).to(torch::kDouble).round().clamp_min(0).expand({1, n}).contiguous();
+  std::vector<int> out(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) out[k] = static_cast<int>(w.data_ptr<double>()[k]);
+  return out;
 }
+
+int64_t EconTPipeline::payload_bits() const {
+  int64_t sum = 0;
+  for (int w : latent_widths()) sum += w;
+  return sum;
+}
+
+void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
+  auto q = impl_->encoder->stack->layers().back()->output_quantizer();
+  if (!q->options().learnable()) throw Error("pipeline: the latent bits are fixed; nothing to fit to a payload");
+  // One width for all latents (the exported latent type): the widest that fits.
+  const int64_t n = impl_->options.latent();
+  const int64_t width = std::min<int64_t>(latent_bits(), std::max<int64_t>(0, max_payload_bits) / n);
+  const double integer = q->integer_bits().detach().to(torch::kCPU, torch::kDouble).max().item<double>();
+  const torch::Tensor f = torch::full(q->bits().sizes(), static_cast<double>(width) - integer, torch::kDouble);
+  q->set_fractional_bits(f, /*freeze_range=*/true);
+  impl_->pinned_latent_fractional = f;
+}
+
+void EconTPipeline::pin_latent_bits() {
+  if (!impl_->pinned_latent_fractional.defined()) return;
+  impl_->encoder->stack->layers().back()->output_quantizer()->set_fractional_bits(impl_->pinned_latent_fractional, true);
+}
+
+int EconTPipeline::elinks() const { return AutoencoderFrame().elinks_for_payload(payload_bits()); }
 
 void EconTPipeline::save(const std::string& run_dir) const {
   make_directories(run_dir);

@@ -24,6 +24,7 @@
 #include "ddaq/core/wafer_metric.h"
 #include "flat_adam.h"
 #include "ddaq/error.h"
+#include "ddaq/objectives/budget.h"
 #include "ddaq/objectives/objective.h"
 #include "ddaq/surrogates/emd.h"
 #include "ddaq/surrogates/emd_surrogate.h"
@@ -40,7 +41,8 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
                     "surrogate", "reconstruction_weight", "classification_weight", "elinks_budget", "link_weight",
                     "ebops_weight", "power_weight", "validation", "validation_events", "patience", "checkpoint_every", "device",
                     "pileup_pool", "pileup_mu", "pileup_mu_min", "noise", "qat_start_step", "prune_sparsity", "prune_start_step",
-                    "prune_end_step", "prune_every"});
+                    "prune_end_step", "prune_every", "budgets", "budget_penalty", "budget_update_every",
+                    "finetune_fraction"});
   TrainerOptions o;
   o.epochs(static_cast<int>(c.integer("epochs", o.epochs(), 1, 100000)))
       .max_steps(c.integer("max_steps", o.max_steps(), -1))
@@ -69,6 +71,18 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .prune_start_step(c.integer("prune_start_step", o.prune_start_step(), 0))
       .prune_end_step(c.integer("prune_end_step", o.prune_end_step(), 1))
       .prune_every(c.integer("prune_every", o.prune_every(), 1));
+  o.budget_penalty(c.number("budget_penalty", o.budget_penalty(), 1e-6, 1e6))
+      .budget_update_every(c.integer("budget_update_every", o.budget_update_every(), 1))
+      .finetune_fraction(c.number("finetune_fraction", o.finetune_fraction(), 0.0, 0.9));
+  if (c.has("budgets")) {
+    const Config b = c.section("budgets");
+    b.reject_unknown({"elinks", "ebops", "power_mw"});
+    std::map<std::string, double> limits;
+    if (b.has("elinks")) limits["elinks"] = static_cast<double>(b.integer("elinks", 0, 1, AutoencoderFrame().max_elinks()));
+    if (b.has("ebops")) limits["ebops"] = b.number("ebops", 0, 1.0);
+    if (b.has("power_mw")) limits["power_mw"] = b.number("power_mw", 0, 1e-6);
+    o.budgets(limits);
+  }
   if (o.prune_end_step() <= o.prune_start_step())
     throw Error(c.source() + ": " + c.where() + ".prune_end_step: must come after prune_start_step");
   const std::vector<std::string> losses = {"surrogate", "weighted_mse", "mse", "telescope", "sinkhorn"};
@@ -120,6 +134,8 @@ struct Position {
   double best_validation = INFINITY;
   int best_epoch = 0, epochs_without_improvement = 0;
   bool stop = false;
+  std::string budgets;  // AugmentedLagrangian::state_json() (budgeted runs)
+  double fixed_energy_pj = 0.0;
 };
 
 // Everything that fixes the trajectory; a checkpoint resumes only under the same.
@@ -140,6 +156,7 @@ std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_
                           {o.reconstruction_weight(), o.classification_weight(), o.elinks_budget(), o.link_weight(),
                            o.ebops_weight(), o.power_weight()}},
                          {"frozen", o.frozen()},
+                         {"budgets", {o.budgets(), o.budget_penalty(), o.budget_update_every(), o.finetune_fraction()}},
                          {"validation", o.validation()},
                          {"validation_events", o.validation_events()},
                          {"patience", o.patience()},
@@ -183,6 +200,8 @@ nlohmann::json position_json(const Position& p, const std::string& print) {
           {"best_epoch", p.best_epoch},
           {"epochs_without_improvement", p.epochs_without_improvement},
           {"stop", p.stop},
+          {"budgets", p.budgets},
+          {"fixed_energy_pj", p.fixed_energy_pj},
           {"fingerprint", print}};
 }
 
@@ -445,8 +464,20 @@ class TrainingRun {
     planned_ = loader_->batches_per_epoch() * o.epochs();
     total_steps_ = o.max_steps() >= 0 ? std::min(planned_, o.max_steps()) : planned_;
     print_ = fingerprint(pipeline, train_file, loader_->file_size(), o);
+    if (!o.budgets().empty()) {
+      if (o.budgets().count("elinks") && !pipeline.options().learn_latent_bits())
+        throw Error("training.budgets.elinks: needs pipeline.learn_latent_bits (fixed latent bits give a fixed " +
+                    std::to_string(pipeline.elinks()) + " e-links)");
+      BudgetLimits limits;
+      limits.limits = o.budgets();
+      limits.penalty = o.budget_penalty();
+      limits.update_every = o.budget_update_every();
+      lagrangian_.reset(new AugmentedLagrangian(limits));
+      projection_step_ = static_cast<int64_t>(std::llround(static_cast<double>(planned_) * (1.0 - o.finetune_fraction())));
+      refresh_energy_constant();
+    }
     // Cost terms enter the per-step graph only when weighted.
-    with_costs_ = o.ebops_weight() > 0 || o.elinks_budget() > 0 || o.power_weight() > 0;
+    with_costs_ = o.ebops_weight() > 0 || o.elinks_budget() > 0 || o.power_weight() > 0 || lagrangian_;
     summary_.world_size = world_;
   }
 
@@ -462,6 +493,10 @@ class TrainingRun {
       restore(pipeline_, c.state, o_.checkpoint());
       best_ = c.best;
       pos_ = position_from(c.meta);
+      if (lagrangian_) {
+        lagrangian_->restore(c.meta.at("budgets").get<std::string>());
+        fixed_energy_pj_ = c.meta.at("fixed_energy_pj").get<double>();
+      }
       summary_.resumed_at_step = pos_.step;
       if (writer() && !metrics_path.empty()) truncate_metrics(metrics_path, pos_.step);
     }
@@ -470,6 +505,7 @@ class TrainingRun {
       for (const auto& kv : pipeline_.named_state()) state.push_back(kv.second);
       comm_->broadcast(state, 0);
     }
+    if (projected()) pipeline_.fit_latent_payload(payload_limit());  // resumed after the projection: same pins
     progress_ = progress;
     if (progress_) {
       progress_->set_total(total_steps_);
@@ -508,9 +544,12 @@ class TrainingRun {
   TrainSummary finish() {
     summary_.stopped_early = summary_.stopped_early || pos_.stop;
     pipeline_.set_quantization(true);  // what is saved and exported is quantized
+    // Stopped before the projection step (max_steps): the e-link budget still holds.
+    if (lagrangian_ && o_.budgets().count("elinks") && !projected()) pipeline_.fit_latent_payload(payload_limit());
     checkpoint();  // the last state (not the best): --resume with more steps continues exactly
     if (!best_.empty()) {
       restore(pipeline_, best_, "validation");
+      if (lagrangian_ && o_.budgets().count("elinks")) pipeline_.fit_latent_payload(payload_limit());
       summary_.best_epoch = pos_.best_epoch;
       summary_.best_validation_emd = pos_.best_validation;
     }
@@ -566,7 +605,43 @@ class TrainingRun {
         objective.add("encoder_power_mw", o_.power_weight(),
                       r.get("encoder_ebops") * (e.mult_pj_per_bit_product * e.inference_rate_hz * 1e-9));
       }
+      if (lagrangian_) {
+        const EnergyModel e;
+        std::map<std::string, torch::Tensor> costs = {
+            {"ebops", r.get("encoder_ebops")},
+            {"power_mw", (r.get("encoder_ebops") * e.mult_pj_per_bit_product + fixed_energy_pj_) *
+                             (e.inference_rate_hz * 1e-9)}};
+        // e-links <= E is payload <= capacity(E): the constraint is on the
+        // payload, scaled to e-link units (the relaxed e-link staircase is
+        // flat between capacity boundaries, so it gives no gradient there).
+        // After the projection the e-links are exact and fixed: no term.
+        if (o_.budgets().count("elinks")) {
+          const double e = o_.budgets().at("elinks");
+          costs["elinks"] = projected() ? torch::zeros({}, r.get("payload_bits").options())
+                                        : r.get("payload_bits") * (e / static_cast<double>(payload_limit()));
+        }
+        lagrangian_->add_terms(costs, objective);
+      }
     }
+  }
+
+  // The e-link budget's payload capacity (ECON-T frame).
+  int64_t payload_limit() const {
+    return AutoencoderFrame().payload_capacity(static_cast<int>(o_.budgets().at("elinks")));
+  }
+  bool projected() const {
+    return lagrangian_ && o_.budgets().count("elinks") && pos_.step >= projection_step_;
+  }
+  // Relaxed power = (pJ per bit product x EBOPs + the rest of the exact
+  // estimate, fixed between multiplier updates) x rate.
+  void refresh_energy_constant() {
+    const EnergyModel e;
+    double bit_products = 0.0;
+    const ModelDescription d = pipeline_.encoder_description();
+    for (const LayerDescription& l : d)
+      if (l.kind == LayerKind::Dense || l.kind == LayerKind::Conv2d || l.kind == LayerKind::ConvTranspose2d)
+        bit_products += l.ebops > 0 ? l.ebops : static_cast<double>(l.multiplies) * l.input_type.width * l.weight_type.width;
+    fixed_energy_pj_ = estimate_energy(d, e).total_pj - e.mult_pj_per_bit_product * bit_products;
   }
 
   // One optimizer step on `batch`; loads the next batch into `next` while
@@ -579,6 +654,8 @@ class TrainingRun {
     if (o_.prune_sparsity() > 0 && pos_.step >= o_.prune_start_step() &&
         (pos_.step % o_.prune_every() == 0 || pos_.step == o_.prune_end_step()))
       pipeline_.prune_encoder(pruning_.at(pos_.step));
+    if (lagrangian_ && o_.budgets().count("elinks") && pos_.step == projection_step_)
+      pipeline_.fit_latent_payload(payload_limit());
     WeightedObjective objective;
     add_terms(batch, objective);
     optimizer_->zero_grad();
@@ -589,12 +666,17 @@ class TrainingRun {
     const bool have_next = loader_->next(next);
     if (finish_average) finish_average();
     optimizer_->step(grad, decay);
+    if (projected()) pipeline_.pin_latent_bits();  // Adam's momentum would move them
     if (comm_ && !ranges_.empty()) comm_->maximum(ranges_);  // ranks agree on what was seen
     const auto values = objective.values();
     for (const auto& kv : values) pos_.epoch_sums[kv.first] += kv.second;
     last_total_ = values.at("total");
     ++pos_.batch_in_epoch;
     ++pos_.step;
+    if (lagrangian_) {
+      lagrangian_->after_step(pos_.step);
+      if (pos_.step % o_.budget_update_every() == 0) refresh_energy_constant();
+    }
     events_trained_ += batch.size() * world_;
     if (progress_) progress_->advance(1);
     return have_next;
@@ -648,6 +730,7 @@ class TrainingRun {
       size_t i = 0;
       for (auto& kv : saved.epoch_sums) kv.second = sums[i++] / world_;
     }
+    if (lagrangian_) saved.budgets = lagrangian_->state_json(), saved.fixed_energy_pj = fixed_energy_pj_;
     if (writer()) write_checkpoint(o_.checkpoint(), pipeline_, *optimizer_, saved, print_, best_);
   }
 
@@ -667,6 +750,8 @@ class TrainingRun {
       summary_.last_epoch["elinks"] = c.get("elinks").item<double>();
       summary_.last_epoch["ebops"] = c.get("ebops").item<double>();
     }
+    if (lagrangian_)
+      for (const auto& kv : lagrangian_->multipliers()) summary_.last_epoch["lambda_" + kv.first] = kv.second;
     nlohmann::json line = {{"epoch", pos_.epoch + 1}, {"steps", pos_.step}};
     if (partial) line["partial"] = true;
     for (const auto& kv : summary_.last_epoch) line[kv.first] = kv.second;
@@ -688,6 +773,9 @@ class TrainingRun {
   int64_t planned_ = 0, total_steps_ = 0;
   std::string print_;  // fingerprint of config + data
   bool with_costs_ = false;
+  std::unique_ptr<AugmentedLagrangian> lagrangian_;
+  int64_t projection_step_ = 0;
+  double fixed_energy_pj_ = 0.0;
   Position pos_;
   std::vector<std::pair<std::string, torch::Tensor>> best_;  // best validation epoch's state
   TrainSummary summary_;
@@ -768,6 +856,8 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   rep.events = n;
   rep.latent_bits = pipeline.latent_bits();
   rep.elinks = pipeline.elinks();
+  rep.latent_widths = pipeline.latent_widths();
+  rep.payload_bits = pipeline.payload_bits();
   std::vector<double> finite;
   for (double e : emd)
     if (std::isfinite(e)) finite.push_back(e);
@@ -837,8 +927,11 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
 std::string EvaluationReport::to_text() const {
   char buf[256];
   std::string s;
-  std::snprintf(buf, sizeof buf, "events %lld; latent %d bits -> %d e-links\n", static_cast<long long>(events), latent_bits,
-                elinks);
+  int sent = 0;
+  std::string widths;
+  for (int w : latent_widths) sent += w > 0, widths += (widths.empty() ? "" : ",") + std::to_string(w);
+  std::snprintf(buf, sizeof buf, "events %lld; latent widths [%s] (%d sent, %lld payload bits) -> %d e-links\n",
+                static_cast<long long>(events), widths.c_str(), sent, static_cast<long long>(payload_bits), elinks);
   s += buf;
   std::snprintf(buf, sizeof buf, "autoencoder: exact EMD mean %.4f, median %.4f (sensor-cell pitches); classifier AUC %.4f\n",
                 emd_mean, emd_median, auc);
@@ -874,6 +967,12 @@ std::string EvaluationReport::to_text() const {
       std::snprintf(buf, sizeof buf, "autoencoder / Best Choice at %d e-links: %.3f\n", elinks, emd_mean / b.emd_mean);
       s += buf;
     }
+  if (!budgets.empty()) s += "budgets (the exact design above):\n";
+  for (const auto& b : budgets) {
+    std::snprintf(buf, sizeof buf, "  %-9s limit %.6g, achieved %.6g: %s\n", b.name.c_str(), b.limit, b.achieved,
+                  b.met ? "met" : "NOT MET");
+    s += buf;
+  }
   return s;
 }
 
@@ -889,8 +988,13 @@ std::string EvaluationReport::to_json() const {
   for (const auto& b : by_occupancy)
     occupancy.push_back({{"min_cells", b.min_cells}, {"max_cells", b.max_cells}, {"events", b.events},
                          {"emd_mean", number(b.emd_mean)}, {"best_choice_emd_mean", number(b.best_choice_emd_mean)}});
+  nlohmann::json budget_json = nlohmann::json::object();
+  for (const auto& b : budgets) budget_json[b.name] = {{"limit", b.limit}, {"achieved", b.achieved}, {"met", b.met}};
   return nlohmann::json({{"events", events},
                          {"by_occupancy", occupancy},
+                         {"latent_widths", latent_widths},
+                         {"payload_bits", payload_bits},
+                         {"budgets", budget_json},
                          {"encoder_fpga", {{"lut", encoder_lut}, {"ff", encoder_ff}, {"dsp", encoder_dsp},
                                            {"latency_cycles", encoder_latency_cycles}}},
                          {"latent_bits", latent_bits},

@@ -98,17 +98,34 @@ FixedPointQuantizerImpl::FixedPointQuantizerImpl(QuantizerOptions options, std::
   }
 }
 
+void FixedPointQuantizerImpl::set_fractional_bits(const torch::Tensor& fractional, bool freeze_range) {
+  if (!options_.learnable()) throw Error("quantizer: fractional bits are set only in learnable mode");
+  torch::NoGradGuard no_grad;
+  fractional_.copy_(fractional.to(fractional_.device(), fractional_.scalar_type()).expand_as(fractional_));
+  range_frozen_ = freeze_range;
+}
+
 void FixedPointQuantizerImpl::observe(const torch::Tensor& x) {
-  if (!options_.learnable()) return;
+  if (!options_.learnable() || range_frozen_) return;
   torch::NoGradGuard no_grad;
   torch::Tensor m = x.detach().abs().to(torch::kFloat);
   // Reduce every dimension where the group shape is 1.
   for (int64_t d = 0; d < m.dim(); ++d)
     if (range_.size(d) == 1 && m.size(d) != 1) m = std::get<0>(m.max(d, true));
-  if (is_activation_)
+  if (is_activation_) {
+    // First values seen by a group: its fractional bits start where the
+    // group's width equals the configured width (HGQ's data-aware start).
+    // Without it a latent of values below 1 and 1 fractional bit would start
+    // at width <= 0: exactly zero, with no gradient to anything before it.
+    const torch::Tensor first = (range_ == 0) & (m > 0);
     range_.copy_(torch::max(range_, m));  // largest seen
-  else
+    if (first.any().item<bool>()) {
+      const torch::Tensor start = static_cast<double>(options_.type().width) - integer_bits();
+      fractional_.copy_(torch::where(first, start.to(fractional_.scalar_type()), fractional_));
+    }
+  } else {
     range_.copy_(m);  // weights: their current values
+  }
 }
 
 torch::Tensor FixedPointQuantizerImpl::integer_bits() const {

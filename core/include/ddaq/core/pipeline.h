@@ -86,8 +86,19 @@ class EconTPipeline {
   // The stages in order (frontend, encoder, link_budget, decoder,
   // classifier), owned by the pipeline.
   std::vector<Stage*> stages() const;
-  // Exact e-links of the current latent type (ECON-T frame).
+  // Exact integer width of each latent as exported (0: not transmitted);
+  // the payload is their sum, the e-links the ECON-T frame's count for it.
+  std::vector<int> latent_widths() const;
+  int64_t payload_bits() const;
   int elinks() const;
+  // Learned latent bits: the widest integer latent width (at most the
+  // current one) whose payload, latents x width, is at most
+  // `max_payload_bits`; sets the fractional bits to it and freezes the
+  // latent's range, so later steps keep the width (pin_latent_bits()
+  // restores it after an optimizer step, against Adam's momentum).
+  void fit_latent_payload(int64_t max_payload_bits);
+  void pin_latent_bits();
+  // The widest latent: the exported latent type's width.
   int latent_bits() const;
   // The front end as evaluation applies it (zero-suppression threshold and
   // the encoder's cell layout), in plain C++ (front_end.h).

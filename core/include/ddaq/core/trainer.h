@@ -15,6 +15,8 @@ namespace ddaq {
 
 class Progress;
 
+using BudgetMap = std::map<std::string, double>;  // cost name -> limit
+
 struct TrainerOptions {
   DDAQ_OPTION(int, epochs) = 5;
   DDAQ_OPTION(int64_t, max_steps) = -1;  // < 0: no limit
@@ -38,6 +40,17 @@ struct TrainerOptions {
   // On-detector power (mW at 40 MHz, 45 nm Horowitz): the part that depends
   // on the learned bits, encoder EBOPs x 0.0029948 pJ per bit product.
   DDAQ_OPTION(double, power_weight) = 0.0;
+  // Budgets as constraints (objectives/budget.h: augmented Lagrangian):
+  // "elinks" (exact ECON-T e-links of the latent payload; needs learned latent
+  // bits), "ebops" (encoder EBOPs), "power_mw" (encoder power, 45 nm
+  // Horowitz at 40 MHz). The e-link budget is made exact: at step
+  // (1 - finetune_fraction) x the schedule's steps (or at the end, when
+  // max_steps stops sooner) the latent widths are projected onto the budget
+  // (EconTPipeline::fit_latent_payload) and kept for the remaining steps.
+  DDAQ_OPTION(BudgetMap, budgets);
+  DDAQ_OPTION(double, budget_penalty) = 10.0;
+  DDAQ_OPTION(int64_t, budget_update_every) = 50;
+  DDAQ_OPTION(double, finetune_fraction) = 0.1;
   // Stages whose parameters stay fixed ("frontend", "encoder", "decoder",
   // "classifier"), e.g. an encoder trained elsewhere and frozen.
   DDAQ_OPTION(std::vector<std::string>, frozen);
@@ -146,9 +159,25 @@ struct EvaluationReport {
   double encoder_ebops = 0.0, encoder_energy_pj = 0.0, encoder_power_mw = 0.0;
   // FPGA estimate of the encoder (analytic model, reuse factor 1; indicative).
   double encoder_lut = 0.0, encoder_ff = 0.0, encoder_dsp = 0.0, encoder_latency_cycles = 0.0;
+  std::vector<int> latent_widths;  // per latent, 0: not transmitted
+  int64_t payload_bits = 0;
+  // Budgets of the run (RUN/budgets.json) against this exact, integer design.
+  struct Budget {
+    std::string name;
+    double limit = 0.0, achieved = 0.0;
+    bool met = false;
+  };
+  std::vector<Budget> budgets;
+  void check_budgets(const std::map<std::string, double>& limits);
   std::string to_text() const;
   std::string to_json() const;
 };
+
+// RUN/budgets.json: the budgets a run was trained under (written by
+// `ddaq train`/`ddaq run`, removed when a retrained run has none), so that
+// evaluation reports them; load gives {} when the file is absent.
+void save_budgets(const std::string& run_dir, const BudgetMap& limits);
+BudgetMap load_budgets(const std::string& run_dir);
 
 // Exact EMD of the decoded wafers against the inputs (also by occupancy:
 // non-zero cells 1-9, 10-19, 20-29, 30-48, with Best Choice beside),

@@ -10,7 +10,11 @@
 // bits are trainable (rounded with a straight-through estimator; surrogate
 // gradient d(xq)/df = -ln2 * (xq - x)), integer bits follow the tracked
 // range, and ebops() is differentiable in the bits. An element whose width
-// reaches zero is exactly zero: its weight is pruned.
+// reaches zero is exactly zero: its weight is pruned. An activation group's
+// fractional bits start, at the first non-zero values it sees in training,
+// at (configured width - integer bits of that range), so every group starts
+// alive at the configured width; a group that never sees a non-zero value
+// keeps width 0 (it carries nothing).
 //
 // Structured pruning: every Dense/Conv layer has an output-unit mask
 // (magnitude pruning to a target sparsity, with PolynomialSchedule), a group
@@ -63,10 +67,16 @@ class FixedPointQuantizerImpl : public torch::nn::Module {
   // quantization-aware training starts); ranges are still observed.
   void set_enabled(bool on) { enabled_ = on; }
   bool enabled() const { return enabled_; }
+  // Learnable mode: integer bits per group from the tracked range.
+  torch::Tensor integer_bits() const;
+  // Learnable mode: sets the fractional bits (e.g. a projection to a budget);
+  // with `freeze_range` the tracked range stops growing, so the widths stay.
+  void set_fractional_bits(const torch::Tensor& fractional, bool freeze_range);
+  void set_range_frozen(bool frozen) { range_frozen_ = frozen; }
 
  private:
   bool enabled_ = true;
-  torch::Tensor integer_bits() const;
+  bool range_frozen_ = false;
   torch::Tensor fractional_bits() const;  // rounded, straight-through
   QuantizerOptions options_;
   bool is_activation_;
