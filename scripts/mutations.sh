@@ -21,6 +21,11 @@ mutations=(
   "qonnx-conv-without-dilations|quant/src/qonnx.cpp|GraphBuilder::attr(n, \"dilations\", std::vector<int64_t>{1, 1});|(void)0;|python.firmware.hls4ml_flow"
   "testbench-without-bound-inputs|core/src/export.cpp|for (auto& x : accumulator_bound_inputs(model)) inputs.push_back(std::move(x));|(void)0;|python.firmware.testbench_inputs_catch"
   "hls-accumulator-one-bit-narrow|quant/src/hls.cpp|<< l.accumulator_type.hls_type() <<|<< FixedPointType(l.accumulator_type.width - 1, l.accumulator_type.integer - 1, true).hls_type() <<|ddaq export writes QONNX and HLS|python.firmware.xilinx"
+  "encoder-input-detached|core/src/pipeline.cpp|    const torch::Tensor x = flow.get(input_);|    const torch::Tensor x = input_ == \"normalized\" ? flow.get(input_).detach() : flow.get(input_);|gradient table"
+  "classifier-input-detached|core/src/pipeline.cpp|    const torch::Tensor x = flow.get(input_);|    const torch::Tensor x = input_ == \"latent\" ? flow.get(input_).detach() : flow.get(input_);|gradient table"
+  "link-payload-halved|core/src/pipeline.cpp|latent_q->bits().mean() * static_cast<double>(latents_)|latent_q->bits().mean() * 0.5 * static_cast<double>(latents_)|gradient table"
+  "elink-boundary-strict|surrogates/src/link_budget.cpp|    if (payload_capacity(n) >= payload_bits) return n;|    if (payload_capacity(n) > payload_bits) return n;|capacity boundary"
+  "budget-projection-skipped|core/src/trainer.cpp|    if (lagrangian_ && o_.budgets().count(\"elinks\") && !projected()) pipeline_.fit_latent_payload(payload_limit());|    (void)0;|link term"
   "accumulator-one-bit-narrow|quant/src/bounds.cpp|return FixedPointType(integer + frac, integer, true);|return FixedPointType(integer + frac - 1, integer - 1, true);|accumulator ranges equal brute force"
 )
 

@@ -1,6 +1,5 @@
-#include <torch/torch.h>
-
 #include <doctest/doctest.h>
+#include <torch/torch.h>
 
 #include "ddaq/error.h"
 #include "ddaq/quant/layers.h"
@@ -22,8 +21,8 @@ DOCTEST_TEST_SUITE("link budget") {
     DOCTEST_CHECK(f.payload_capacity(9) == 146);  // the payload stops growing
     // Frame = header 5 + sum 9 + payload: exactly 32 bits per e-link up to 5.
     for (int n = 1; n <= 5; ++n) DOCTEST_CHECK(f.header_bits() + f.module_sum_bits() + f.payload_capacity(n) == 32 * n);
-    DOCTEST_CHECK_THROWS_WITH_AS(f.elinks_for_payload(147), "link budget: a payload of 147 bits exceeds the frame's 146 bits",
-                                 ddaq::Error);
+    DOCTEST_CHECK_THROWS_WITH_AS(f.elinks_for_payload(147),
+                                 "link budget: a payload of 147 bits exceeds the frame's 146 bits", ddaq::Error);
     const ddaq::ClassicalFormats c;
     DOCTEST_CHECK(c.best_choice_cells_for(2) == 4);
     DOCTEST_CHECK(c.best_choice_cells_for(5) == 14);
@@ -33,6 +32,26 @@ DOCTEST_TEST_SUITE("link budget") {
     DOCTEST_CHECK(c.threshold_elinks(10) == 4);  // 123 bits
     DOCTEST_CHECK(c.stc_elinks(16) == 2);        // 5 + 3 x 13
     DOCTEST_CHECK(c.stc_elinks(4) == 5);         // 5 + 12 x 11 = 137
+  }
+
+  DOCTEST_TEST_CASE("e-links at every capacity boundary of the ECON-T frame: payload exactly 18 + 32k bits") {
+    const ddaq::AutoencoderFrame f;
+    // Independent: 32-bit e-links carry header 5 + module sum 9 + payload, so
+    // n e-links hold 32 n - 14 payload bits, up to 146 (5 e-links).
+    auto independent = [](int bits) {
+      int n = 1;
+      while (32 * n - 14 < bits) ++n;
+      return n;
+    };
+    for (int k = 0; 18 + 32 * k <= 146; ++k) {
+      const int edge = 18 + 32 * k;
+      DOCTEST_CAPTURE(edge);
+      DOCTEST_CHECK(f.elinks_for_payload(edge) == k + 1);
+      DOCTEST_CHECK(f.elinks_for_payload(edge) == independent(edge));
+      if (edge > 18) DOCTEST_CHECK(f.elinks_for_payload(edge - 1) == k + 1);
+      if (edge + 1 <= 146) DOCTEST_CHECK(f.elinks_for_payload(edge + 1) == k + 2);
+    }
+    DOCTEST_CHECK(f.elinks_for_payload(0) == 1);
   }
 
   DOCTEST_TEST_CASE("system view: lpGBT uplinks and bandwidth") {
@@ -110,9 +129,10 @@ DOCTEST_TEST_SUITE("cost gradients") {
 DOCTEST_TEST_SUITE("fpga resources") {
   DOCTEST_TEST_CASE("CSV rows: good ones parsed / bad ones reported by line and column") {
     ddaq_test::TempDir dir;
-    const std::string header = "model_id,layer_dims,weight_bits,act_bits,reuse_factor,strategy,LUT,FF,DSP,BRAM18K,latency_cycles_best\n";
+    const std::string header =
+        "model_id,layer_dims,weight_bits,act_bits,reuse_factor,strategy,LUT,FF,DSP,BRAM18K,latency_cycles_best\n";
     ddaq_test::write_text(dir.file("ok.csv"), header + "a,16-8-4,6,,4,resource,1000,900,0,1,40\n" +
-                                                   "b,\"16-8\",12,8,2,Resource,2000,1800,64,2,70\n");
+                                                  "b,\"16-8\",12,8,2,Resource,2000,1800,64,2,70\n");
     const ddaq::ResourceTable t = ddaq::read_resource_csv(dir.file("ok.csv"), true);
     DOCTEST_REQUIRE(t.designs.size() == 2);
     DOCTEST_CHECK(t.designs[0].layers.size() == 2);
@@ -120,11 +140,11 @@ DOCTEST_TEST_SUITE("fpga resources") {
     DOCTEST_CHECK(t.targets[1][0] == 2000.0);
     // DSP rule: 12-bit weights, 16*8/2 = 64 multipliers.
     DOCTEST_CHECK(ddaq::AnalyticResourceModel().predict(t.designs[1])[2] == 64.0);
-    ddaq_test::write_text(dir.file("bad.csv"), header + "a,16-8-4,6,,4,resource,1000,900,0,1,40\n" +
-                                                    "b,16-x,6,,4,resource,1,1,0,1,40\n");
-    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::read_resource_csv(dir.file("bad.csv"), true),
-                                 (dir.file("bad.csv") + ":3: layer_dims: expected sizes like 80-24-120, got '16-x'").c_str(),
-                                 ddaq::Error);
+    ddaq_test::write_text(dir.file("bad.csv"),
+                          header + "a,16-8-4,6,,4,resource,1000,900,0,1,40\n" + "b,16-x,6,,4,resource,1,1,0,1,40\n");
+    DOCTEST_CHECK_THROWS_WITH_AS(
+        ddaq::read_resource_csv(dir.file("bad.csv"), true),
+        (dir.file("bad.csv") + ":3: layer_dims: expected sizes like 80-24-120, got '16-x'").c_str(), ddaq::Error);
     ddaq_test::write_text(dir.file("bad2.csv"), header + "a,16-8-4,six,,4,resource,1000,900,0,1,40\n");
     DOCTEST_CHECK_THROWS_WITH_AS(ddaq::read_resource_csv(dir.file("bad2.csv"), true),
                                  (dir.file("bad2.csv") + ":2: weight_bits: not a number: 'six'").c_str(), ddaq::Error);
@@ -142,7 +162,8 @@ DOCTEST_TEST_SUITE("fpga resources") {
     for (int i = 0; i < 60; ++i) {
       ddaq::DesignSpec d;
       d.group = std::to_string(i % 12);
-      d.layers = {{16 + 4 * (i % 7), 8 + 2 * (i % 5), 4.0 + i % 9, 16, 1 + i % 4}, {8 + 2 * (i % 5), 5, 4.0 + i % 9, 16, 1}};
+      d.layers = {{16 + 4 * (i % 7), 8 + 2 * (i % 5), 4.0 + i % 9, 16, 1 + i % 4},
+                  {8 + 2 * (i % 5), 5, 4.0 + i % 9, 16, 1}};
       double io_a = 0, io_b = 0, mults = 0, kbits = 0, cycles = 0;
       for (const auto& l : d.layers) {
         io_a += (l.in + l.out) * l.act_bits;
