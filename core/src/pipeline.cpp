@@ -428,9 +428,11 @@ int64_t EconTPipeline::payload_bits() const {
 void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
   auto q = impl_->encoder->stack->layers().back()->output_quantizer();
   if (!q->options().learnable()) throw Error("pipeline: the latent bits are fixed; nothing to fit to a payload");
-  // One width for all latents (the exported latent type): the widest that fits.
+  // One width for all latents (the exported latent type): the widest that
+  // fits. Also upwards: finer latent steps cost no e-links inside the budget
+  // (the Lagrangian's relaxation may have stopped below the capacity).
   const int64_t n = impl_->options.latent();
-  const int64_t width = std::min<int64_t>(latent_bits(), std::max<int64_t>(0, max_payload_bits) / n);
+  const int64_t width = std::min<int64_t>(16, std::max<int64_t>(0, max_payload_bits) / n);
   const double integer = q->integer_bits().detach().to(torch::kCPU, torch::kDouble).max().item<double>();
   const torch::Tensor f = torch::full(q->bits().sizes(), static_cast<double>(width) - integer, torch::kDouble);
   q->set_fractional_bits(f, /*freeze_range=*/true);

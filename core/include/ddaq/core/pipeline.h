@@ -91,8 +91,8 @@ class EconTPipeline {
   std::vector<int> latent_widths() const;
   int64_t payload_bits() const;
   int elinks() const;
-  // Learned latent bits: the widest integer latent width (at most the
-  // current one) whose payload, latents x width, is at most
+  // Learned latent bits: the widest integer latent width (at most 16) whose
+  // payload, latents x width, is at most
   // `max_payload_bits`; sets the fractional bits to it and freezes the
   // latent's range, so later steps keep the width (pin_latent_bits()
   // restores it after an optimizer step, against Adam's momentum).
