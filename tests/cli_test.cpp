@@ -226,8 +226,10 @@ DOCTEST_TEST_SUITE("cli") {
                           "eval.json", "encoder.onnx", "hls_encoder/firmware/encoder.cpp", "report.txt"})
       DOCTEST_CHECK(ddaq_test::exists(dir.file("run/") + f));
     DOCTEST_CHECK(r.out.find("autoencoder / Best Choice at 2 e-links") != std::string::npos);
-    // Running the job again into its own folder works (its export is replaced).
-    r = run_ddaq("run " + dir.file("tiny.json") + " -o " + dir.file("run"));
+    // Again into its own folder: refused (docs/reliability.md, run folders),
+    // unless --overwrite (its export is replaced).
+    expect_error(run_ddaq("run " + dir.file("tiny.json") + " -o " + dir.file("run")), "holds a run already");
+    r = run_ddaq("run " + dir.file("tiny.json") + " -o " + dir.file("run") + " --overwrite");
     DOCTEST_INFO(r.err);
     DOCTEST_CHECK(r.exit_code == 0);
     DOCTEST_CHECK(ddaq_test::exists(dir.file("run/hls_encoder/firmware/encoder.cpp")));
@@ -250,13 +252,15 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(run_ddaq("train " + dir.file("bad2.json") + " -o " + dir.file("run4") + " --data " + dir.file("run/train.h5")),
                  "training.surrogate: needed");
     // Devices, launchers, resume: clear one-line errors.
-    const std::string train2 = "train " + dir.file("tiny.json") + " -o " + dir.file("run2") + " --data " + dir.file("run/train.h5");
+    const std::string train2 = "train " + dir.file("tiny.json") + " -o " + dir.file("run6") + " --data " + dir.file("run/train.h5");
     expect_error(run_ddaq(train2 + " --device tpu"), "device 'tpu'");
     r = run_ddaq(train2 + " --device cuda --max-steps 1");
     if (r.exit_code != 0) expect_error(r, "sees no CUDA device");  // CPU LibTorch (Debian): refused by name
     expect_error(run_ddaq(train2 + " --launcher slurm"), "slurm launch needs environment variable SLURM_NTASKS");
     expect_error(run_ddaq("train " + dir.file("tiny.json") + " -o " + dir.file("run5") + " --data " + dir.file("run/train.h5") +
                           " --resume"),
-                 "checkpoint.pt: cannot open checkpoint");
+                 "checkpoint.pt: no checkpoint to resume");
+    DOCTEST_CHECK(!ddaq_test::exists(dir.file("run6")));  // failed before a checkpoint: nothing left
+    DOCTEST_CHECK(!ddaq_test::exists(dir.file("run5")));
   }
 }

@@ -2,7 +2,7 @@
 
 #include "ddaq/error.h"
 #include "ddaq/core/events.h"
-#include "ddaq/core/files.h"
+#include "ddaq/files.h"
 #include "test_support.h"
 
 DOCTEST_TEST_SUITE("events") {

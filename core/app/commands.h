@@ -6,6 +6,7 @@
 
 namespace CLI {
 class App;
+class Validator;
 }
 
 namespace ddaq {
@@ -21,6 +22,15 @@ void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 // Throws one line naming file, row and cell for a negative or non-finite
 // charge in rows [first, first + rows) read from `path` (rows x 48).
 void check_charges(const std::string& path, int64_t first, const std::vector<float>& calq, int64_t rows);
+
+// Validators for numeric options (options.cpp): a finite number in [lo, hi];
+// a whole number in [lo, hi] (no wrap-around of "-1" into an unsigned type);
+// a seed, 0 ... 2^63 - 1.
+CLI::Validator number_in(double lo, double hi);
+CLI::Validator whole_number_in(int64_t lo, int64_t hi);
+CLI::Validator seed_number();
+// A name that becomes a C/C++ symbol (HLS top function, emulator library).
+CLI::Validator c_identifier();
 
 
 }  // namespace cli

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "ddaq/core/csv_import.h"
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/progress.h"
@@ -21,7 +22,7 @@ void add_data_commands(CLI::App& app) {
   CLI::App* data = app.add_subcommand("data", "Make, import and inspect event files (HDF5: calq [N,48], label [N])");
   data->callback([data] {
     if (data->get_subcommands().empty())
-      throw CLI::ValidationError("data: a command is required: import, synth, overlay or stats");
+      throw CLI::ValidationError("data: a command is required: import, synth, overlay, split, slice or stats");
   });
 
   {
@@ -31,8 +32,10 @@ void add_data_commands(CLI::App& app) {
     CLI::App* c = data->add_subcommand("import", "Import CALQ_0..CALQ_47 CSV files into one event file");
     c->add_option("files", *inputs, "CSV files (header CALQ_0..CALQ_47, one wafer per line)")->required();
     c->add_option("-o,--output", *output, "output event file (.h5)")->required();
-    c->add_option("--label", *labels, "class label: once for all files, or once per file (1 electron, 0 jet)");
+    c->add_option("--label", *labels, "class label: once for all files, or once per file (1 electron, 0 jet)")
+        ->check(whole_number_in(0, 1));
     c->callback([=] {
+      check_outputs(*inputs, {*output});
       Progress progress("import", 0);
       const CsvImportSummary s = import_calq_csv(*inputs, *output, *labels, &progress);
       progress.set_total(s.events);
@@ -50,14 +53,16 @@ void add_data_commands(CLI::App& app) {
     auto electron_fraction = std::make_shared<double>(0.5);
     CLI::App* c = data->add_subcommand("synth", "Generate labelled HGCAL-like wafers on the real 48-cell geometry");
     c->add_option("-o,--output", *output, "output event file (.h5)")->required();
-    c->add_option("--events", *events, "number of wafers")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--seed", *seed, "random seed (same seed, same events, bit for bit)")->capture_default_str();
-    c->add_option("--pileup", *pileup, "mean number of pileup wafers added to each wafer")->capture_default_str();
+    c->add_option("--events", *events, "number of wafers")->capture_default_str()->check(whole_number_in(1, int64_t(1) << 40));
+    c->add_option("--seed", *seed, "random seed (same seed, same events, bit for bit)")->capture_default_str()->check(seed_number());
+    c->add_option("--pileup", *pileup, "mean number of pileup wafers added to each wafer")->capture_default_str()->check(number_in(0, 1000));
     c->add_option("--electron-fraction", *electron_fraction, "fraction of electron-like (label 1) wafers")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->check(number_in(0, 1));
     c->callback([=] {
       options->events(*events).seed(*seed).pileup_mu(*pileup).electron_fraction(*electron_fraction);
       options->validate();
+      check_outputs({}, {*output});
       {
         Progress progress("synth", *events);
         synthesize_to_file(*options, *output, &progress);
@@ -76,12 +81,13 @@ void add_data_commands(CLI::App& app) {
     CLI::App* c = data->add_subcommand("overlay", "Add k ~ Poisson(mu) pool wafers to each wafer (pileup)");
     c->add_option("input", *input, "signal event file")->required();
     c->add_option("--pool", *pool, "pileup pool event file (read whole)")->required();
-    c->add_option("--mu", *mu, "mean number of pileup wafers per wafer")->required();
-    c->add_option("--seed", *seed, "random seed")->capture_default_str();
+    c->add_option("--mu", *mu, "mean number of pileup wafers per wafer")->required()->check(number_in(0, 1000));
+    c->add_option("--seed", *seed, "random seed")->capture_default_str()->check(seed_number());
     c->add_option("-o,--output", *output, "output event file (.h5)")->required();
     c->callback([=] {
       const OverlayOptions options = OverlayOptions().mu(*mu).seed(*seed);
       options.validate();
+      check_outputs({*input, *pool}, {*output});
       const int64_t n = EventFileReader(*input).size();
       {
         Progress progress("overlay", n);
@@ -103,9 +109,10 @@ void add_data_commands(CLI::App& app) {
     c->add_option("--train", *train, "output for the training rows")->required();
     c->add_option("--test", *test, "output for the test rows")->required();
     c->add_option("--test-fraction", *fraction, "fraction of rows for --test")->capture_default_str()->check(
-        CLI::Range(0.0, 1.0));
-    c->add_option("--seed", *seed, "shuffle seed")->capture_default_str();
+        number_in(0.0, 1.0));
+    c->add_option("--seed", *seed, "shuffle seed")->capture_default_str()->check(seed_number());
     c->callback([=] {
+      check_outputs({*input}, {*train, *test});
       const EventFileReader in(*input);
       const EventTable all = in.read_all();
       const int64_t n = all.size();
@@ -145,12 +152,15 @@ void add_data_commands(CLI::App& app) {
     auto label = std::make_shared<int>(-1);
     CLI::App* c = data->add_subcommand("slice", "Copy rows [start, stop) of an event file (train/test splits)");
     c->add_option("input", *input, "event file")->required();
-    c->add_option("--start", *start, "first row")->capture_default_str()->check(CLI::NonNegativeNumber);
-    c->add_option("--stop", *stop, "one past the last row (-1: the end)")->capture_default_str();
+    c->add_option("--start", *start, "first row")->capture_default_str()->check(whole_number_in(0, int64_t(1) << 50));
+    c->add_option("--stop", *stop, "one past the last row (-1: the end)")
+        ->capture_default_str()
+        ->check(whole_number_in(-1, int64_t(1) << 50));
     c->add_option("--label", *label, "keep only the rows with this label (e.g. 0: jets, for a pileup pool)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(whole_number_in(0, 1));
     c->add_option("-o,--output", *output, "output event file (.h5)")->required();
     c->callback([=] {
+      check_outputs({*input}, {*output});
       const EventFileReader in(*input);
       const int64_t end = *stop < 0 ? in.size() : std::min(*stop, in.size());
       if (*start >= end)

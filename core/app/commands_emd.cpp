@@ -10,6 +10,7 @@
 #include "ddaq/core/progress.h"
 #include "ddaq/core/wafer_metric.h"
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/surrogates/emd.h"
 
 namespace ddaq {
@@ -33,11 +34,12 @@ void add_emd_command(CLI::App& app) {
   c->add_option("a", *a_path, "event file A (calq N x 48)")->required();
   c->add_option("b", *b_path, "event file B (calq N x 48)")->required();
   c->add_option("-o,--output", *out_path, "output HDF5 file: dataset 'emd' (N, float64)")->required();
-  c->add_option("--threads", *threads, "worker threads (0: all cores)")->capture_default_str();
+  c->add_option("--threads", *threads, "worker threads (0: all cores)")->capture_default_str()->check(whole_number_in(0, 1024));
   c->footer(
       "Both wafers are normalized to unit sum. EMD(empty, empty) = 0; EMD(empty, non-empty) = NaN;\n"
       "both are counted on stderr and in the output's attributes.");
   c->callback([=] {
+    check_outputs({*a_path, *b_path}, {*out_path});
     const EventFileReader a(*a_path), b(*b_path);
     if (a.size() != b.size())
       throw Error(*b_path + ": has " + std::to_string(b.size()) + " events, " + *a_path + " has " +

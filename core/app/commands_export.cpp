@@ -34,15 +34,18 @@ void add_export_command(CLI::App& app) {
   c->add_option("--part", *part, "encoder, classifier or all")
       ->capture_default_str()
       ->check(CLI::IsMember({"encoder", "classifier", "all"}));
-  c->add_option("--name", *name, "top function name (default: the part)");
-  c->add_option("--reuse-factor", *reuse, "HLS reuse factor")->capture_default_str();
-  c->add_option("--io", *io, "parallel or stream")->capture_default_str();
+  c->add_option("--name", *name, "top function name (default: the part): a C identifier, not a C++ keyword")
+      ->check(c_identifier());
+  c->add_option("--reuse-factor", *reuse, "HLS reuse factor")->capture_default_str()->check(whole_number_in(1, 1 << 20));
+  c->add_option("--io", *io, "parallel or stream")->capture_default_str()->check(CLI::IsMember({"parallel", "stream"}));
   c->add_option("--tb-samples", *samples,
                 "testbench wafers from the event data through the front end (plus accumulator-bound inputs)")
       ->capture_default_str()
-      ->check(CLI::Range(int64_t(1), int64_t(10000000)));
+      ->check(whole_number_in(1, 10000000));
   c->add_option("--tb-data", *tb_data, "event file for the testbench (default: RUN/test.h5 when present)");
-  c->add_option("--seed", *seed, "seed of the uniform testbench inputs used without event data")->capture_default_str();
+  c->add_option("--seed", *seed, "seed of the uniform testbench inputs used without event data")
+      ->capture_default_str()
+      ->check(seed_number());
   c->add_flag("--replace", *replace, "replace an HLS project ddaq wrote before in --hls (other folders are refused)");
   c->callback([=] {
     const ExportOptions o = ExportOptions()

@@ -6,7 +6,9 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -19,7 +21,7 @@
 #include <c10/core/GradMode.h>  // c10::NoGradGuard: at:: lost the alias in LibTorch 2.x
 #include "ddaq/core/trainer.h"
 #include "ddaq/error.h"
-#include "ddaq/core/files.h"
+#include "ddaq/files.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/progress.h"
 #include "ddaq/core/statistics.h"
@@ -139,12 +141,76 @@ void pin_to_cores(int local_rank, int threads) {
   sched_setaffinity(0, sizeof mine, &mine);  // best effort: a refusal only costs speed
 }
 
+// The run-folder rules (docs/reliability.md, "Run folders"): a folder that
+// holds a run is refused unless --resume continues it or --overwrite replaces
+// it; a command that fails before its first checkpoint leaves nothing it
+// wrote (a failure after one keeps the folder for --resume).
+class RunFolderGuard {
+ public:
+  RunFolderGuard(const std::string& run, bool resume, bool overwrite, const std::string& command) : run_(run) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    existed_ = fs::exists(run, ec);
+    if (existed_ && !fs::is_directory(run, ec)) throw Error(run + ": exists and is not a folder");
+    if (existed_)
+      for (const auto& e : fs::directory_iterator(run, ec)) before_.insert(e.path().filename().string());
+    std::string marker;
+    for (const char* f : kRunFiles)
+      if (before_.count(f)) {
+        marker = f;
+        break;
+      }
+    if (resume) {
+      if (!before_.count("checkpoint.pt"))
+        throw Error(run + "/checkpoint.pt: no checkpoint to resume (" + command + " without --resume starts anew)");
+    } else if (!marker.empty() && !overwrite) {
+      throw Error(run + ": holds a run already (" + marker + "); --resume continues it, --overwrite replaces it");
+    } else if (!marker.empty()) {
+      for (const char* f : kRunFiles) {
+        fs::remove(fs::path(run) / f, ec);
+        before_.erase(f);
+      }
+    }
+  }
+  ~RunFolderGuard() {
+    if (done_) return;
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (fs::exists(fs::path(run_) / "checkpoint.pt", ec)) return;  // resumable: keep
+    if (!existed_) {
+      fs::remove_all(run_, ec);
+      return;
+    }
+    std::vector<fs::path> created;
+    for (const auto& e : fs::directory_iterator(run_, ec))
+      if (!before_.count(e.path().filename().string())) created.push_back(e.path());
+    for (const auto& p : created) fs::remove_all(p, ec);
+  }
+  void done() { done_ = true; }
+
+ private:
+  // What makes a folder a run (ddaq writes them; --overwrite removes them).
+  static constexpr const char* kRunFiles[] = {"checkpoint.pt", "pipeline.json", "metrics.jsonl", "report.json",
+                                              "encoder.qstack", "classifier.qstack", "decoder.pt", "budgets.json",
+                                              "eval.json", "report.txt"};
+  std::string run_;
+  bool existed_ = false, done_ = false;
+  std::set<std::string> before_;
+};
+
+// A run folder's files plus `extra`: the inputs of a command that reads a run.
+std::vector<std::string> run_inputs(const std::string& run, std::vector<std::string> extra) {
+  for (const char* f : {"pipeline.json", "encoder.qstack", "classifier.qstack", "decoder.pt", "checkpoint.pt"})
+    extra.push_back(run + "/" + f);
+  return extra;
+}
+
 // What `ddaq train` adds to the config's training section.
 struct TrainRequest {
   int64_t max_steps = -1, seed = -1, checkpoint_every = -1;
   std::string init, device, validation;
   std::vector<std::string> freeze;
-  bool resume = false;
+  bool resume = false, overwrite = false;
 };
 
 // Trains the configured pipeline on `train_file` and saves it into `run`
@@ -185,6 +251,10 @@ void add_run_command(CLI::App& app) {
     CLI::App* c = app.add_subcommand("run", "Run ddaq's main job for a configuration (data -> train -> eval -> export)");
     c->add_option("config", *config_path, "configuration file (JSON), e.g. experiments/econt/quick.json")->required();
     c->add_option("-o,--output", *run_dir, "run folder to write (created if missing)")->required();
+    auto overwrite = std::make_shared<bool>(false), resume = std::make_shared<bool>(false);
+    c->add_flag("--overwrite", *overwrite, "replace the run in the folder (otherwise a folder holding a run is refused)");
+    c->add_flag("--resume", *resume, "continue an interrupted run from RUN/checkpoint.pt (same config)")
+        ->excludes("--overwrite");
     c->callback([=] {
       if (DistributedEnvironment::detect().distributed())
         throw Error("ddaq run is one process; launch 'ddaq train' for data-parallel training");
@@ -192,6 +262,7 @@ void add_run_command(CLI::App& app) {
       check_top_level(config);
       const std::string name = config.string("name", "unnamed");
       const std::string& run = *run_dir;
+      RunFolderGuard guard(run, *resume, *overwrite, "ddaq run");
       const auto files = prepare_data(config, run);
       nlohmann::json report = {{"ddaq_version", version()}, {"config", *config_path}, {"name", name}};
       std::string text = "ddaq run '" + name + "' (" + *config_path + ")\n";
@@ -201,7 +272,9 @@ void add_run_command(CLI::App& app) {
         text += std::string("\n[") + split.first + ": " + split.second + "]\n" + s.to_text();
       }
       if (config.has("pipeline")) {
-        const TrainSummary summary = train_step(config, *config_path, files.first, run, TrainRequest());
+        TrainRequest request;
+        request.resume = *resume;
+        const TrainSummary summary = train_step(config, *config_path, files.first, run, request);
         text += "\n[training]\n" + summary.to_text() + "\n";
         EconTPipeline pipeline = EconTPipeline::load(run);
         EvaluationReport eval = evaluate_pipeline(pipeline, files.second);
@@ -221,6 +294,7 @@ void add_run_command(CLI::App& app) {
       }
       write_file_atomic(run + "/report.json", report.dump(2) + "\n");
       write_file_atomic(run + "/report.txt", text);
+      guard.done();
       std::printf("%s\nwrote %s/report.txt and report.json\n", text.c_str(), run.c_str());
     });
   }
@@ -242,11 +316,15 @@ void add_run_command(CLI::App& app) {
     c->add_option("config", *config_path, "configuration file (JSON)")->required();
     c->add_option("-o,--output", *run_dir, "run folder")->required();
     c->add_option("--data", *data, "training event file (default: made from the config's data section)");
-    c->add_option("--seed", request->seed, "override training.seed");
-    c->add_option("--max-steps", request->max_steps, "stop after this many steps (the schedule still spans the epochs)");
+    c->add_option("--seed", request->seed, "override training.seed")->check(seed_number());
+    c->add_option("--max-steps", request->max_steps, "stop after this many steps (the schedule still spans the epochs)")
+        ->check(whole_number_in(1, int64_t(1) << 50));
     c->add_flag("--resume", request->resume, "continue from RUN/checkpoint.pt (same config and data)");
+    c->add_flag("--overwrite", request->overwrite, "replace the run in RUN (otherwise a folder holding a run is refused)")
+        ->excludes("--resume");
     c->add_option("--checkpoint-every", request->checkpoint_every,
-                  "also checkpoint every N steps (default: training.checkpoint_every; epoch ends always)");
+                  "also checkpoint every N steps (default: training.checkpoint_every; epoch ends always)")
+        ->check(whole_number_in(1, int64_t(1) << 50));
     c->add_option("--device", request->device, "cpu, cuda or cuda:N (default training.device; under a launcher "
                                                "\"cuda\" means cuda:LOCAL_RANK)");
     c->add_option("--validation", request->validation, "validation event file (overrides training.validation)");
@@ -274,6 +352,8 @@ void add_run_command(CLI::App& app) {
       if (env.distributed() && env.local_rank_known && *pin == "auto") pin_to_cores(env.local_rank, configured.threads());
       if (env.distributed()) comm = Communicator::connect(env, r.device, std::chrono::seconds(*timeout));
       const bool writer = !comm || comm->rank() == 0;
+      std::unique_ptr<RunFolderGuard> guard;
+      if (writer) guard.reset(new RunFolderGuard(*run_dir, r.resume, r.overwrite, "ddaq train"));
       std::string train_file = *data;
       if (train_file.empty()) {
         // Rank 0 makes the data; the others wait and read the same files.
@@ -282,6 +362,7 @@ void add_run_command(CLI::App& app) {
         if (!writer) train_file = prepare_data_paths(config, *run_dir).first;
       }
       const TrainSummary s = train_step(config, *config_path, train_file, *run_dir, r, comm.get());
+      if (guard) guard->done();
       if (writer)
         std::printf("trained: %s\nwrote %s (pipeline.json, encoder.qstack, classifier.qstack, decoder.pt, checkpoint.pt, "
                     "metrics.jsonl)\n",
@@ -298,6 +379,7 @@ void add_run_command(CLI::App& app) {
     c->add_option("-o,--output", *output, "output event file: calq (decoded), latent, score; attrs elinks, bits_per_bx")
         ->required();
     c->callback([=] {
+      check_outputs(run_inputs(*run_dir, {*data}), {*output});
       EconTPipeline pipeline = EconTPipeline::load(*run_dir);
       const EventFileReader in(*data);
       EventFileWriter out(*output, in.has_labels());
@@ -316,6 +398,10 @@ void add_run_command(CLI::App& app) {
         // The frame carries the module sum: decoded CALQ = unit-sum wafer x sum.
         const at::Tensor decoded = (r.get("reconstruction") * x.sum(1, true)).contiguous();
         const at::Tensor lat = r.get("latent").contiguous(), score = at::sigmoid(r.get("logits")).contiguous();
+        for (const auto& t : {decoded, lat, score})
+          if (!at::isfinite(t).all().item<bool>())
+            throw Error(*data + ": rows " + std::to_string(first) + ".." + std::to_string(first + rows - 1) +
+                        ": the run gives non-finite outputs (nothing written)");
         out.append(decoded.data_ptr<float>(), labels.data(), rows);
         latents.insert(latents.end(), lat.data_ptr<float>(), lat.data_ptr<float>() + rows * latent);
         scores.insert(scores.end(), score.data_ptr<float>(), score.data_ptr<float>() + rows);
@@ -340,7 +426,9 @@ void add_run_command(CLI::App& app) {
     CLI::App* c = app.add_subcommand("eval", "Exact EMD, classifier AUC and Best Choice baselines of a run");
     c->add_option("run", *run_dir, "run folder from 'ddaq train'")->required();
     c->add_option("--data", *data, "event file")->required();
-    c->add_option("--events", *events, "at most this many events")->capture_default_str();
+    c->add_option("--events", *events, "at most this many events")
+        ->capture_default_str()
+        ->check(whole_number_in(1, int64_t(1) << 50));
     c->callback([=] {
       EconTPipeline pipeline = EconTPipeline::load(*run_dir);
       EvaluationReport r = evaluate_pipeline(pipeline, *data, *events);

@@ -7,7 +7,7 @@
 #include "commands.h"
 #include "ddaq/core/baselines.h"
 #include "ddaq/core/events.h"
-#include "ddaq/core/files.h"
+#include "ddaq/files.h"
 #include "ddaq/core/progress.h"
 #include "ddaq/core/wafer_metric.h"
 #include "ddaq/error.h"
@@ -34,9 +34,23 @@ void add_source_options(CLI::App* c, PairSource& s) {
                 "WAFERS.h5:RECONSTRUCTIONS.h5: two event files whose rows pair up (e.g. autoencoder outputs)");
   c->add_option("--rows", s.rows, "row range START:STOP used from every file (hold events out)")->capture_default_str();
   c->add_option("--max-wafers", s.max_wafers, "at most this many wafers per file (from the start of the range)")
-      ->capture_default_str();
-  c->add_option("--seed", s.seed, "seed of the reconstructions")->capture_default_str();
-  c->add_option("--threads", s.threads, "threads for the exact labels (0: all cores)")->capture_default_str();
+      ->capture_default_str()
+      ->check(whole_number_in(1, int64_t(1) << 40));
+  c->add_option("--seed", s.seed, "seed of the reconstructions")->capture_default_str()->check(seed_number());
+  c->add_option("--threads", s.threads, "threads for the exact labels (0: all cores)")
+      ->capture_default_str()
+      ->check(whole_number_in(0, 1024));
+}
+
+// The files a pair source reads (for the output rules).
+std::vector<std::string> source_inputs(const PairSource& s) {
+  std::vector<std::string> in = s.files;
+  for (const std::string& g : s.given) {
+    const auto colon = g.find(':');
+    in.push_back(g.substr(0, colon));
+    if (colon != std::string::npos) in.push_back(g.substr(colon + 1));
+  }
+  return in;
 }
 
 std::pair<int64_t, int64_t> parse_rows(const std::string& text, int64_t size) {
@@ -160,12 +174,17 @@ void add_surrogate_commands(CLI::App& app) {
     CLI::App* c = emd->add_subcommand("train", "Train a surrogate on exact-EMD-labelled pairs");
     add_source_options(c, *source);
     c->add_option("-o,--output", *output, "surrogate file to write")->required();
-    c->add_option("--epochs", *epochs, "maximum epochs")->capture_default_str();
-    c->add_option("--batch-size", *batch, "pairs per step")->capture_default_str();
-    c->add_option("--learning-rate", *lr, "AdamW peak learning rate (cosine decay)")->capture_default_str();
-    c->add_option("--hidden", *hidden, "hidden layer sizes")->capture_default_str();
-    c->add_option("--directions", *directions, "sliced-EMD directions")->capture_default_str();
+    c->add_option("--epochs", *epochs, "maximum epochs")->capture_default_str()->check(whole_number_in(1, 100000));
+    c->add_option("--batch-size", *batch, "pairs per step")->capture_default_str()->check(whole_number_in(1, 1 << 20));
+    c->add_option("--learning-rate", *lr, "AdamW peak learning rate (cosine decay)")
+        ->capture_default_str()
+        ->check(number_in(1e-12, 10.0));
+    c->add_option("--hidden", *hidden, "hidden layer sizes")->capture_default_str()->check(whole_number_in(1, 4096));
+    c->add_option("--directions", *directions, "sliced-EMD directions")
+        ->capture_default_str()
+        ->check(whole_number_in(1, 4096));
     c->callback([=] {
+      check_outputs(source_inputs(*source), {*output});
       const GroundMetric metric = trigger_cell_metric();
       const EmdPairs pairs = load_pairs(*source, metric);
       EmdSurrogate model(hgcal_surrogate_options().hidden(*hidden).directions(*directions).seed(source->seed));
@@ -197,6 +216,9 @@ void add_surrogate_commands(CLI::App& app) {
     c->add_option("--device", *device, "where the surrogate runs: cpu, cuda or cuda:N (the exact solver: CPU)")
         ->capture_default_str();
     c->callback([=] {
+      std::vector<std::string> inputs = source_inputs(*source);
+      inputs.push_back(*model_path);
+      check_outputs(inputs, {*report_path});
       EmdSurrogate model = EmdSurrogate::load(*model_path);
       model.to(*device);
       const GroundMetric metric = trigger_cell_metric();
@@ -214,9 +236,10 @@ void add_surrogate_commands(CLI::App& app) {
     CLI::App* c = resources->add_subcommand("fit", "Fit the analytic model with Ceres; report grouped cross-validation");
     c->add_option("--data", *files, "CSV files with the wa-hls4ml columns and targets")->required();
     c->add_option("-o,--output", *output, "model file (text)")->required();
-    c->add_option("--folds", *folds, "cross-validation folds (0: skip)")->capture_default_str();
-    c->add_option("--seed", *seed, "fold assignment seed")->capture_default_str();
+    c->add_option("--folds", *folds, "cross-validation folds (0: skip)")->capture_default_str()->check(whole_number_in(0, 100));
+    c->add_option("--seed", *seed, "fold assignment seed")->capture_default_str()->check(seed_number());
     c->callback([=] {
+      check_outputs(*files, {*output});
       std::vector<DesignSpec> designs;
       std::vector<ResourceValues> targets;
       read_designs(*files, designs, targets);
@@ -237,10 +260,11 @@ void add_surrogate_commands(CLI::App& app) {
         "train", "Train the learned correction (per-layer readout on the analytic model's residual)");
     c->add_option("--data", *files, "CSV files with the wa-hls4ml columns and targets")->required();
     c->add_option("-o,--output", *output, "model file (LibTorch archive)")->required();
-    c->add_option("--folds", *folds, "cross-validation folds (0: skip)")->capture_default_str();
-    c->add_option("--seed", *seed, "fold assignment and initialization seed")->capture_default_str();
-    c->add_option("--epochs", *epochs, "full-batch training epochs")->capture_default_str();
+    c->add_option("--folds", *folds, "cross-validation folds (0: skip)")->capture_default_str()->check(whole_number_in(0, 100));
+    c->add_option("--seed", *seed, "fold assignment and initialization seed")->capture_default_str()->check(seed_number());
+    c->add_option("--epochs", *epochs, "full-batch training epochs")->capture_default_str()->check(whole_number_in(1, 1000000));
     c->callback([=] {
+      check_outputs(*files, {*output});
       std::vector<DesignSpec> designs;
       std::vector<ResourceValues> targets;
       read_designs(*files, designs, targets);
@@ -266,6 +290,7 @@ void add_surrogate_commands(CLI::App& app) {
         ->required();
     c->add_option("-o,--output", *output, "output CSV")->required();
     c->callback([=] {
+      check_outputs({*model_path, *data}, {*output});
       const ResourcePredictor predict = load_resource_model(*model_path);
       const ResourceTable t = read_resource_csv(*data, false);
       auto field = [](const std::string& v) {

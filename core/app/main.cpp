@@ -5,9 +5,21 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "commands.h"
 #include "ddaq/core/version.h"
+#include "ddaq/interrupts.h"
+
+namespace {
+// The first line of a message: LibTorch appends its C++ stack to what();
+// a user gets the line that says what went wrong.
+std::string first_line(const char* what) {
+  std::string s(what ? what : "");
+  const auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   // Training allocates and frees the same large activation tensors every step;
@@ -15,11 +27,12 @@ int main(int argc, char** argv) {
   // cost ~10% at batch 2048 (docs/benchmarks.md). Keep freed memory for reuse.
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  ddaq::install_interrupt_handling("ddaq");  // before any thread starts
   CLI::App app{"ddaq: differentiable full-DAQ optimization (front end -> compression -> links -> trigger)", "ddaq"};
   app.set_version_flag("--version", std::string("ddaq ") + ddaq::version());
   app.callback([&app] {
     if (app.get_subcommands().empty())
-      throw CLI::ValidationError("a command is required: data, emd, export, run or surrogate");
+      throw CLI::ValidationError("a command is required: data, emd, eval, export, predict, run, surrogate or train");
   });
   ddaq::cli::add_data_commands(app);
   ddaq::cli::add_emd_command(app);
@@ -37,8 +50,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "ddaq: error: %s (see --help)\n", e.what());
     return 2;
+  } catch (const ddaq::Interrupted& e) {
+    std::fprintf(stderr, "ddaq: %s\n", e.what());
+    return 128 + e.signal();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "ddaq: error: %s\n", e.what());
+    std::fprintf(stderr, "ddaq: error: %s\n", first_line(e.what()).c_str());
     return 1;
   } catch (...) {
     std::fprintf(stderr, "ddaq: error: unknown failure\n");

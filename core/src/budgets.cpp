@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "ddaq/core/files.h"
+#include "ddaq/files.h"
 #include "ddaq/core/trainer.h"
 #include "ddaq/error.h"
 

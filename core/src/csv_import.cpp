@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "ddaq/error.h"
@@ -83,12 +84,17 @@ CsvImportSummary import_calq_csv(const std::vector<std::string>& inputs, const s
         if (!text::parse_double(fields[col], value))
           fail(file, line_no, "column " + std::to_string(col + 1) + " is not a number: " +
                                   text::quote(fields[col]));
-        if (!std::isfinite(value))
+        if (std::isnan(value) || (std::isinf(value) && text::trim(fields[col]).find_first_of("iI") != std::string::npos))
           fail(file, line_no, "column " + std::to_string(col + 1) + " is not finite: " +
                                   text::quote(fields[col]));
+        if (std::fabs(value) > static_cast<double>(std::numeric_limits<float>::max()))
+          fail(file, line_no, "column " + std::to_string(col + 1) + " is " + text::quote(fields[col]) +
+                                  ": outside float32's range (at most 3.4028235e38)");
         if (value < 0.0)
           fail(file, line_no, "column " + std::to_string(col + 1) + " is a negative charge: " +
                                   text::quote(fields[col]));
+        // Round to nearest float32: values below its smallest denormal
+        // (1.4e-45) become 0, denormals stay denormals.
         row[header_to_tc[col]] = static_cast<float>(value);
       }
       calq.insert(calq.end(), row, row + kCellsPerWafer);

@@ -3,10 +3,12 @@
 #include <H5Cpp.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/core/version.h"
 
 namespace ddaq {
@@ -55,11 +57,13 @@ struct EventFileWriter::Impl {
 EventFileWriter::EventFileWriter(const std::string& path, bool with_labels) : impl_(new Impl) {
   silence_hdf5();
   impl_->path = path;
-  impl_->tmp_path = path + ".tmp-" + std::to_string(::getpid());
+  impl_->tmp_path = resolve_output(path) + ".tmp-" + std::to_string(::getpid());
   impl_->with_labels = with_labels;
+  track_temporary(impl_->tmp_path);
   try {
     impl_->file = H5::H5File(impl_->tmp_path, H5F_ACC_TRUNC);
   } catch (const H5::Exception&) {
+    untrack_temporary(impl_->tmp_path);
     throw Error(path + ": cannot create file (is the folder there and writable?)");
   }
   hdf5_call(path, "creating datasets", [&] {
@@ -95,6 +99,7 @@ EventFileWriter::~EventFileWriter() {
     } catch (...) {
     }
     std::remove(impl_->tmp_path.c_str());
+    untrack_temporary(impl_->tmp_path);
   }
 }
 
@@ -183,11 +188,9 @@ void EventFileWriter::commit() {
     impl_->file.close();
     return 0;
   });
-  if (std::rename(impl_->tmp_path.c_str(), impl_->path.c_str()) != 0) {
-    std::remove(impl_->tmp_path.c_str());
-    throw Error(impl_->path + ": cannot rename the finished temporary file into place");
-  }
-  impl_->committed = true;
+  impl_->committed = true;  // from here the temporary is move_into_place's
+  const std::string target = impl_->tmp_path.substr(0, impl_->tmp_path.rfind(".tmp-"));
+  move_into_place(impl_->tmp_path, target);
 }
 
 int64_t EventFileWriter::rows_written() const { return impl_->rows; }
@@ -272,6 +275,16 @@ void EventFileReader::read(int64_t first, int64_t count, float* calq, int32_t* l
     }
     return 0;
   });
+  // Whatever wrote the file, ddaq computes only on valid events: a NaN or
+  // infinite charge would turn training and EMD into NaN far from its cause.
+  for (int64_t r = 0; r < count; ++r) {
+    for (hsize_t c = 0; c < kCells; ++c) {
+      const float q = calq[static_cast<size_t>(r) * kCells + c];
+      if (!std::isfinite(q) || q < 0.0f)
+        throw Error(impl_->path + ": row " + std::to_string(first + r) + ", cell " + std::to_string(c) + ": charge " +
+                    std::to_string(q) + " is " + (std::isfinite(q) ? "negative" : "not finite"));
+    }
+  }
 }
 
 EventTable EventFileReader::read_all() const {
@@ -325,7 +338,9 @@ void write_results_file(const std::string& path,
                         const std::vector<std::pair<std::string, std::vector<double>>>& datasets,
                         const std::map<std::string, std::string>& attributes) {
   silence_hdf5();
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  const std::string target = resolve_output(path);
+  const std::string tmp = target + ".tmp-" + std::to_string(::getpid());
+  track_temporary(tmp);
   try {
     H5::H5File file;
     try {
@@ -352,12 +367,10 @@ void write_results_file(const std::string& path,
     });
   } catch (...) {
     std::remove(tmp.c_str());
+    untrack_temporary(tmp);
     throw;
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename the finished temporary file into place");
-  }
+  move_into_place(tmp, target);
 }
 
 std::vector<double> read_results_dataset(const std::string& path, const std::string& name) {

@@ -15,6 +15,7 @@
 #include "ddaq/core/random.h"
 #include "ddaq/core/version.h"
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/quant/bounds.h"
 #include "ddaq/quant/hls.h"
 #include "ddaq/quant/integer_reference.h"
@@ -126,6 +127,18 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
   if (!tb_file.empty() && !has_pipeline)
     throw Error("export: " + run + "/pipeline.json: missing; testbench data from " + tb_file +
                 " need the run's front end");
+  {
+    // Outputs that are inputs, or one file twice, are refused before any work.
+    std::vector<std::string> inputs = {run + "/pipeline.json", tb_file}, files;
+    for (const std::string& p : parts) {
+      inputs.push_back(run + "/" + p + ".qstack");
+      if (!qonnx.empty()) files.push_back(parts.size() > 1 ? with_suffix(qonnx, p) : qonnx);
+    }
+    check_outputs(inputs, files);
+  }
+  // Every output (QONNX files, HLS projects, emulator) appears at the end,
+  // together, or none does.
+  OutputTransaction transaction;
   std::string log;
   char buf[512];
   Samples encoder_real;  // front-end output of the event file's wafers
@@ -198,6 +211,7 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
     log += buf;
     log += p + " energy: " + estimate_energy(model).to_text() + "\n";
   }
+  transaction.commit();
   return log;
 }
 

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "ddaq/core/files.h"
+#include "ddaq/files.h"
 #include "ddaq/core/layouts.h"
 #include "ddaq/error.h"
 #include "ddaq/quant/layers.h"
@@ -447,21 +447,25 @@ void EconTPipeline::pin_latent_bits() {
 int EconTPipeline::elinks() const { return AutoencoderFrame().elinks_for_payload(payload_bits()); }
 
 void EconTPipeline::save(const std::string& run_dir) const {
+  // Never a run with NaN weights (predict would write NaN with exit 0).
+  for (const auto& kv : named_state())
+    if (!torch::isfinite(kv.second).all().item<bool>())
+      throw Error(run_dir + ": not saved: '" + kv.first + "' has non-finite values");
   make_directories(run_dir);
   write_file_atomic(run_dir + "/pipeline.json", impl_->options.to_json() + "\n");
   save_quantized_stack(impl_->encoder->stack, run_dir + "/encoder.qstack");
   save_quantized_stack(impl_->classifier->stack, run_dir + "/classifier.qstack");
-  const std::string path = run_dir + "/decoder.pt", tmp = path + ".tmp-" + std::to_string(::getpid());
+  const std::string path = run_dir + "/decoder.pt";
+  std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
     for (const auto& p : impl_->decoder->named_parameters()) archive.write(p.first, p.second.detach());
     archive.write("frontend.threshold", impl_->frontend->threshold.detach());
-    archive.save_to(tmp);
+    archive.save_to(bytes);
   } catch (const c10::Error& e) {
-    std::remove(tmp.c_str());
     throw Error(path + ": cannot write (" + e.what_without_backtrace() + ")");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error(path + ": cannot rename into place");
+  write_file_atomic(path, bytes.str());
 }
 
 EconTPipeline EconTPipeline::load(const std::string& run_dir) {

@@ -35,7 +35,9 @@ bool parse_double(const std::string& field, double& value) {
   char* end = nullptr;
   errno = 0;
   value = std::strtod(t.c_str(), &end);
-  return end == t.c_str() + t.size() && errno != ERANGE;
+  // Underflow (1e-320) is a number: strtod already rounded it (to a denormal
+  // or 0). Overflow gives +-inf, which callers check for range.
+  return end == t.c_str() + t.size();
 }
 
 bool parse_int(const std::string& field, long long& value) {

@@ -9,13 +9,14 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "ddaq/core/baselines.h"
 #include "ddaq/core/distributed.h"
-#include "ddaq/core/files.h"
+#include "ddaq/files.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/loader.h"
 #include "ddaq/core/overlay.h"
@@ -24,6 +25,7 @@
 #include "ddaq/core/wafer_metric.h"
 #include "flat_adam.h"
 #include "ddaq/error.h"
+#include "ddaq/interrupts.h"
 #include "ddaq/objectives/budget.h"
 #include "ddaq/objectives/objective.h"
 #include "ddaq/surrogates/emd.h"
@@ -110,6 +112,7 @@ std::string TrainSummary::to_text() const {
                 epochs, seconds, events_per_second, world_size, world_size == 1 ? "" : "s");
   std::string s = buf;
   if (resumed_at_step > 0) s += "; resumed at step " + std::to_string(resumed_at_step);
+  if (empty_wafers_skipped > 0) s += "; " + std::to_string(empty_wafers_skipped) + " empty wafers skipped";
   if (best_epoch > 0) {
     std::snprintf(buf, sizeof buf, "; kept epoch %d (validation EMD %.4f)%s", best_epoch, best_validation_emd,
                   stopped_early ? ", stopped early" : "");
@@ -142,7 +145,10 @@ struct Position {
 std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_file, int64_t file_events,
                         const TrainerOptions& o) {
   return nlohmann::json({{"pipeline", nlohmann::json::parse(pipeline.options().to_json())},
-                         {"train_file", train_file},
+                         // Data by content identity: the same file under another
+                         // path (another working directory, a copy on a new
+                         // node) resumes; a changed file does not.
+                         {"train_data", file_identity(train_file)},
                          {"train_events", file_events},
                          {"epochs", o.epochs()},
                          {"batch_size", o.batch_size()},
@@ -151,16 +157,18 @@ std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_
                          {"bits_learning_rate", o.bits_learning_rate()},
                          {"seed", o.seed()},
                          {"loss", o.loss()},
-                         {"surrogate", o.surrogate()},
+                         {"surrogate", o.surrogate().empty() || o.loss() != "surrogate" ? std::string() : file_identity(o.surrogate())},
                          {"weights",
                           {o.reconstruction_weight(), o.classification_weight(), o.elinks_budget(), o.link_weight(),
                            o.ebops_weight(), o.power_weight()}},
                          {"frozen", o.frozen()},
                          {"budgets", {o.budgets(), o.budget_penalty(), o.budget_update_every(), o.finetune_fraction()}},
-                         {"validation", o.validation()},
+                         {"validation", o.validation().empty() ? std::string() : file_identity(o.validation())},
                          {"validation_events", o.validation_events()},
                          {"patience", o.patience()},
-                         {"augmentation", {o.pileup_pool(), o.pileup_mu(), o.pileup_mu_min(), o.noise()}},
+                         {"augmentation",
+                          {o.pileup_pool().empty() || o.pileup_mu() <= 0 ? std::string() : file_identity(o.pileup_pool()),
+                           o.pileup_mu(), o.pileup_mu_min(), o.noise()}},
                          {"schedules",
                           {o.qat_start_step(), o.prune_sparsity(), o.prune_start_step(), o.prune_end_step(),
                            o.prune_every()}}})
@@ -316,6 +324,37 @@ void truncate_metrics(const std::string& path, int64_t step) {
 
 // Pileup and noise for one batch; wafer `row` of epoch `epoch` uses stream
 // epoch * rows + row, so every rank and every resumption draws the same.
+// The classifier is binary: a label other than 0 (jet) or 1 (electron) would
+// silently become a BCE target of 0 or 1 and an AUC of NaN.
+void check_binary_labels(const std::string& file, const int32_t* labels, const int64_t* rows, int64_t n) {
+  for (int64_t r = 0; r < n; ++r)
+    if (labels[r] != 0 && labels[r] != 1)
+      throw Error(file + ": row " + std::to_string(rows ? rows[r] : r) + ": label " + std::to_string(labels[r]) +
+                  " (the classifier is binary: 0 jet, 1 electron)");
+}
+
+// Removes the wafers whose charges sum to 0; returns how many.
+int64_t drop_empty_wafers(EventBatch& batch) {
+  const int64_t n = batch.size();
+  int64_t kept = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const float* row = batch.events.calq.data() + r * 48;
+    double sum = 0;
+    for (int c = 0; c < 48; ++c) sum += row[c];
+    if (sum <= 0) continue;
+    if (kept != r) {
+      std::copy(row, row + 48, batch.events.calq.data() + kept * 48);
+      if (batch.events.has_labels()) batch.events.label[static_cast<size_t>(kept)] = batch.events.label[static_cast<size_t>(r)];
+      if (!batch.index.empty()) batch.index[static_cast<size_t>(kept)] = batch.index[static_cast<size_t>(r)];
+    }
+    ++kept;
+  }
+  batch.events.calq.resize(static_cast<size_t>(kept) * 48);
+  if (batch.events.has_labels()) batch.events.label.resize(static_cast<size_t>(kept));
+  if (!batch.index.empty()) batch.index.resize(static_cast<size_t>(kept));
+  return n - kept;
+}
+
 void augment(const TrainerOptions& o, const EventTable& pool, int64_t epoch, int64_t file_rows, EventBatch& batch) {
   if (o.pileup_mu() <= 0 && o.noise() <= 0) return;
   const OverlayOptions overlay = OverlayOptions().mu(o.pileup_mu()).seed(o.seed() + 0x9e3779b97f4a7c15ULL);
@@ -464,6 +503,7 @@ class TrainingRun {
     planned_ = loader_->batches_per_epoch() * o.epochs();
     total_steps_ = o.max_steps() >= 0 ? std::min(planned_, o.max_steps()) : planned_;
     print_ = fingerprint(pipeline, train_file, loader_->file_size(), o);
+    train_file_ = train_file;
     if (!o.budgets().empty()) {
       if (o.budgets().count("elinks") && !pipeline.options().learn_latent_bits())
         throw Error("training.budgets.elinks: needs pipeline.learn_latent_bits (fixed latent bits give a fixed " +
@@ -530,6 +570,12 @@ class TrainingRun {
         have_batch = step(batch, next_batch);
         std::swap(batch, next_batch);
         if (on_step) on_step(pos_.step, total_steps_, last_total_);
+        if (const int sig = interrupt_requested()) {
+          checkpoint();  // the step boundary: --resume continues exactly from here
+          throw Interrupted(sig, "interrupted by " + signal_name(sig) + " at step " + std::to_string(pos_.step) +
+                                     (o_.checkpoint().empty() ? std::string(" (no checkpoint configured)")
+                                                              : "; wrote " + o_.checkpoint() + ": continue with --resume"));
+        }
         // Mid-epoch checkpoints; a completed epoch gets its own after its metrics line.
         if (o_.checkpoint_every() > 0 && pos_.step % o_.checkpoint_every() == 0 && pos_.step < total_steps_ &&
             pos_.batch_in_epoch < loader_->batches_per_epoch())
@@ -583,7 +629,7 @@ class TrainingRun {
   }
 
   // The weighted terms of one batch (the graph is built here).
-  void add_terms(EventBatch& batch, WeightedObjective& objective) {
+  void add_terms(EventBatch& batch, WeightedObjective& objective, bool with_budgets = true) {
     const int64_t n = batch.size();
     const torch::Tensor calq =
         torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device_, torch::kFloat, false, /*copy=*/true);
@@ -605,7 +651,7 @@ class TrainingRun {
         objective.add("encoder_power_mw", o_.power_weight(),
                       r.get("encoder_ebops") * (e.mult_pj_per_bit_product * e.inference_rate_hz * 1e-9));
       }
-      if (lagrangian_) {
+      if (lagrangian_ && with_budgets) {
         const EnergyModel e;
         std::map<std::string, torch::Tensor> costs = {
             {"ebops", r.get("encoder_ebops")},
@@ -623,6 +669,33 @@ class TrainingRun {
         lagrangian_->add_terms(costs, objective);
       }
     }
+  }
+
+  // One line for a step whose loss or gradient is not finite: the step, the
+  // term, and what in the batch may have caused it (file and row).
+  std::string non_finite_message(const std::string& term, double value, const EventBatch& batch) {
+    std::string m = "training stopped at step " + std::to_string(pos_.step + 1) + ": ";
+    m += term.empty() ? std::string("the gradient is not finite") + (comm_ ? " (on some rank)" : "")
+                      : "the loss term '" + term + "' is " + (std::isnan(value) ? "nan" : "infinite");
+    // Which wafer: the terms of each row alone (only now, training stops).
+    int64_t culprit = -1;
+    if (!term.empty()) {
+      torch::NoGradGuard no_grad;
+      pipeline_.train(false);  // no range observation: the probe changes nothing
+      for (int64_t r = 0; r < batch.size() && culprit < 0; ++r) {
+        EventBatch one;
+        one.events.calq.assign(batch.events.calq.begin() + r * 48, batch.events.calq.begin() + (r + 1) * 48);
+        if (batch.events.has_labels()) one.events.label = {batch.events.label[static_cast<size_t>(r)]};
+        WeightedObjective o;
+        add_terms(one, o, /*with_budgets=*/false);
+        for (const auto& kv : o.values())
+          if (!std::isfinite(kv.second)) culprit = batch.index.empty() ? r : batch.index[static_cast<size_t>(r)];
+      }
+      pipeline_.train(true);
+    }
+    if (culprit >= 0)
+      m += " for row " + std::to_string(culprit) + " of " + train_file_ + " (its charges give it alone)";
+    return m + " (parameters not updated; checkpoints written before this step are finite)";
   }
 
   // The e-link budget's payload capacity (ECON-T frame).
@@ -646,9 +719,22 @@ class TrainingRun {
 
   // One optimizer step on `batch`; loads the next batch into `next` while
   // the gradients are averaged over ranks. Returns whether it got one.
+  void check_binary_labels(const EventBatch& batch) const {
+    if (batch.events.has_labels())
+      ::ddaq::check_binary_labels(train_file_, batch.events.label.data(), batch.index.empty() ? nullptr : batch.index.data(),
+                                  batch.size());
+  }
+
   bool step(EventBatch& batch, EventBatch& next) {
     const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos_.step) / static_cast<double>(planned_)));
+    check_binary_labels(batch);
     augment(o_, pool_, pos_.epoch, loader_->file_size(), batch);
+    // Empty wafers (all charges 0) have no shape to reconstruct: the EMD is
+    // undefined for them. They are left out of the step (and counted).
+    summary_.empty_wafers_skipped += drop_empty_wafers(batch);
+    if (batch.size() == 0)
+      throw Error("training stopped at step " + std::to_string(pos_.step + 1) + ": every wafer of the batch is empty (" +
+                  train_file_ + ")");
     // Schedules are functions of the step alone: resumption repeats them.
     pipeline_.set_quantization(pos_.step >= o_.qat_start_step());
     if (o_.prune_sparsity() > 0 && pos_.step >= o_.prune_start_step() &&
@@ -660,15 +746,23 @@ class TrainingRun {
     add_terms(batch, objective);
     optimizer_->zero_grad();
     objective.total().backward();
-    const torch::Tensor grad = optimizer_->gather_grads();
+    const auto values = objective.values();
+    std::string bad_term;
+    for (const auto& kv : values)
+      if (!std::isfinite(kv.second) && (bad_term.empty() || bad_term == "total")) bad_term = kv.first;
+    torch::Tensor grad = optimizer_->gather_grads();
+    // A non-finite term poisons this rank's gradient, so that every rank sees
+    // a non-finite average and all stop at the same step.
+    if (!bad_term.empty()) grad.fill_(std::numeric_limits<float>::quiet_NaN());
     std::function<void()> finish_average;
     if (comm_) finish_average = comm_->start_average(grad);
     const bool have_next = loader_->next(next);
     if (finish_average) finish_average();
+    if (!torch::isfinite(grad).all().item<bool>())
+      throw Error(non_finite_message(bad_term, bad_term.empty() ? 0.0 : values.at(bad_term), batch));
     optimizer_->step(grad, decay);
     if (projected()) pipeline_.pin_latent_bits();  // Adam's momentum would move them
     if (comm_ && !ranges_.empty()) comm_->maximum(ranges_);  // ranks agree on what was seen
-    const auto values = objective.values();
     for (const auto& kv : values) pos_.epoch_sums[kv.first] += kv.second;
     last_total_ = values.at("total");
     ++pos_.batch_in_epoch;
@@ -772,6 +866,7 @@ class TrainingRun {
   std::unique_ptr<FlatAdam> optimizer_;
   int64_t planned_ = 0, total_steps_ = 0;
   std::string print_;  // fingerprint of config + data
+  std::string train_file_;
   bool with_costs_ = false;
   std::unique_ptr<AugmentedLagrangian> lagrangian_;
   int64_t projection_step_ = 0;
@@ -792,6 +887,10 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
                             Communicator* comm) {
   const auto t0 = std::chrono::steady_clock::now();
   TrainingRun run(pipeline, train_file, o, comm);
+  // One process: a signal stops at the next step with a checkpoint. Data
+  // parallel ranks end at once (a lone rank's checkpoint would need the others).
+  std::unique_ptr<CooperativeInterrupts> cooperative;
+  if (!comm || comm->world_size() == 1) cooperative.reset(new CooperativeInterrupts());
   run.start(metrics_path, progress);
   run.run(on_step);
   TrainSummary summary = run.finish();
@@ -841,6 +940,7 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   t.calq.resize(static_cast<size_t>(n) * 48);
   if (reader.has_labels()) t.label.resize(static_cast<size_t>(n));
   reader.read(0, n, t.calq.data(), reader.has_labels() ? t.label.data() : nullptr);
+  if (t.has_labels()) check_binary_labels(data_file, t.label.data(), nullptr, n);
   pipeline.train(false);
   torch::Tensor recon, logits;
   {
@@ -854,6 +954,9 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   emd_exact_rows(metric, t.calq.data(), recon.data_ptr<float>(), n, emd.data(), 0);
   EvaluationReport rep;
   rep.events = n;
+  for (int64_t i = 0; i < n; ++i)
+    rep.empty_wafers += std::all_of(&t.calq[static_cast<size_t>(i) * 48], &t.calq[static_cast<size_t>(i) * 48] + 48,
+                                    [](float q) { return q == 0.0f; });
   rep.latent_bits = pipeline.latent_bits();
   rep.elinks = pipeline.elinks();
   rep.latent_widths = pipeline.latent_widths();
@@ -933,6 +1036,8 @@ std::string EvaluationReport::to_text() const {
   std::snprintf(buf, sizeof buf, "events %lld; latent widths [%s] (%d sent, %lld payload bits) -> %d e-links\n",
                 static_cast<long long>(events), widths.c_str(), sent, static_cast<long long>(payload_bits), elinks);
   s += buf;
+  if (empty_wafers > 0)
+    s += std::to_string(empty_wafers) + " empty wafers (all charges 0) left out of every EMD (it is undefined for them)\n";
   std::snprintf(buf, sizeof buf, "autoencoder: exact EMD mean %.4f, median %.4f (sensor-cell pitches); classifier AUC %.4f\n",
                 emd_mean, emd_median, auc);
   s += buf;
@@ -991,6 +1096,7 @@ std::string EvaluationReport::to_json() const {
   nlohmann::json budget_json = nlohmann::json::object();
   for (const auto& b : budgets) budget_json[b.name] = {{"limit", b.limit}, {"achieved", b.achieved}, {"met", b.met}};
   return nlohmann::json({{"events", events},
+                         {"empty_wafers", empty_wafers},
                          {"by_occupancy", occupancy},
                          {"latent_widths", latent_widths},
                          {"payload_bits", payload_bits},

@@ -12,7 +12,7 @@
 #include "ddaq/core/config.h"
 #include "ddaq/core/csv_import.h"
 #include "ddaq/core/export.h"
-#include "ddaq/core/files.h"
+#include "ddaq/files.h"
 #include "ddaq/core/pipeline.h"
 #include "ddaq/core/trainer.h"
 #include "ddaq/core/events.h"

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/quant/integer_reference.h"
 
 namespace ddaq {
@@ -305,29 +306,40 @@ void write_project_folder(const std::string& dir_as_given, bool replace, const s
   fs::remove_all(tmp, ec);
   if (!fs::create_directories(tmp, ec) || ec)
     throw Error(what + ": cannot create " + tmp.string() + " (is the parent writable?)");
+  track_temporary(tmp.string());
   try {
     fill(tmp.string());
-    if (occupied) {
-      // Old project aside, new one in, old one gone: a failure in between
-      // puts the old one back.
-      const fs::path old = dir + ".old-" + std::to_string(::getpid());
-      fs::remove_all(old, ec);
-      fs::rename(dir, old);
-      try {
-        fs::rename(tmp, dir);
-      } catch (...) {
-        fs::rename(old, dir, ec);
-        throw;
-      }
-      fs::remove_all(old, ec);
-    } else {
-      if (fs::exists(dir)) fs::remove(dir);  // the empty folder
-      fs::rename(tmp, dir);
-    }
   } catch (...) {
     fs::remove_all(tmp, ec);
+    untrack_temporary(tmp.string());
     throw;
   }
+  // Old project aside, new one in, old one gone: a failure in between puts
+  // the old one back. Inside an OutputTransaction this waits for its commit.
+  move_into_place(tmp.string(), dir, [tmp, dir] {
+    std::error_code ec;
+    const bool occupied = fs::exists(dir) && !(fs::is_directory(dir) && fs::is_empty(dir));
+    try {
+      if (occupied) {
+        const fs::path old = dir + ".old-" + std::to_string(::getpid());
+        fs::remove_all(old, ec);
+        fs::rename(dir, old);
+        try {
+          fs::rename(tmp, dir);
+        } catch (...) {
+          fs::rename(old, dir, ec);
+          throw;
+        }
+        fs::remove_all(old, ec);
+      } else {
+        if (fs::exists(dir)) fs::remove(dir);  // the empty folder
+        fs::rename(tmp, dir);
+      }
+    } catch (const fs::filesystem_error& e) {
+      fs::remove_all(tmp, ec);
+      throw Error(dir + ": cannot move the finished folder into place: " + e.code().message());
+    }
+  });
 }
 
 }  // namespace ddaq

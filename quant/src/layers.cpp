@@ -5,8 +5,10 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/quant/bounds.h"
 #include "ddaq/quant/layers.h"
 
@@ -768,21 +770,17 @@ QuantizedStack quantized_stack_from_spec(const std::string& text) {
 }
 
 void save_quantized_stack(QuantizedStack& stack, const std::string& path) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
     archive.write("spec", c10::IValue(stack->spec()));
     for (const auto& p : stack->named_parameters()) archive.write("p." + p.key(), p.value().detach());
     for (const auto& b : stack->named_buffers()) archive.write("b." + b.key(), b.value());
-    archive.save_to(tmp);
+    archive.save_to(bytes);
   } catch (const c10::Error& e) {
-    std::remove(tmp.c_str());
     throw Error(path + ": cannot write the quantized stack (" + e.what_without_backtrace() + ")");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename the finished temporary file into place");
-  }
+  write_file_atomic(path, bytes.str());
 }
 
 QuantizedStack load_quantized_stack(const std::string& path) {

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <sstream>
 #include <cstdio>
 #include <fstream>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 
 namespace ddaq {
 namespace {
@@ -211,18 +213,9 @@ void write_qonnx(const ModelDescription& model, const std::string& path, const Q
   } catch (const std::exception& e) {
     throw Error("qonnx export: the ONNX checker rejects the model: " + std::string(e.what()));
   }
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!out || !m.SerializeToOstream(&out)) {
-      std::remove(tmp.c_str());
-      throw Error(path + ": cannot write the QONNX file");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename the finished temporary file into place");
-  }
+  std::string bytes;
+  if (!m.SerializeToString(&bytes)) throw Error(path + ": cannot serialize the QONNX model");
+  write_file_atomic(path, bytes);
 }
 
 }  // namespace ddaq

@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <sstream>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/surrogates/emd.h"
 #include "ddaq/surrogates/emd_surrogate.h"
 
@@ -189,21 +191,17 @@ void EmdSurrogate::train_mode(bool on) { impl_->net->train(on); }
 std::vector<at::Tensor> EmdSurrogate::parameters() const { return impl_->net->parameters(); }
 
 void EmdSurrogate::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
     archive.write("format", c10::IValue(std::string("ddaq-emd-surrogate-1")));
     archive.write("options", c10::IValue(impl_->options.to_json()));
     for (const auto& p : impl_->net->named_parameters()) archive.write(p.key(), p.value().detach().cpu());
-    archive.save_to(tmp);
+    archive.save_to(bytes);
   } catch (const c10::Error& e) {
-    std::remove(tmp.c_str());
     throw Error(path + ": cannot write the surrogate (" + e.what_without_backtrace() + ")");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename the finished temporary file into place");
-  }
+  write_file_atomic(path, bytes.str());
 }
 
 EmdSurrogate EmdSurrogate::load(const std::string& path) {

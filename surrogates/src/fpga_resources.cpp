@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 
 namespace ddaq {
 namespace {
@@ -290,20 +291,12 @@ void AnalyticResourceModel::fit(const std::vector<DesignSpec>& designs, const st
 }
 
 void AnalyticResourceModel::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp);
-    if (!out) throw Error(path + ": cannot create file");
-    out << "# ddaq analytic FPGA resource model (surrogates/include/ddaq/surrogates/fpga_resources.h)\n";
-    out.precision(17);
-    for (size_t k = 0; k < kTargets; ++k)
-      for (const auto& kv : params_[k]) out << to_string(static_cast<ResourceTarget>(k)) << " " << kv.first << " " << kv.second << "\n";
-    if (!out) throw Error(path + ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename the finished temporary file into place");
-  }
+  std::ostringstream out;
+  out << "# ddaq analytic FPGA resource model (surrogates/include/ddaq/surrogates/fpga_resources.h)\n";
+  out.precision(17);
+  for (size_t k = 0; k < kTargets; ++k)
+    for (const auto& kv : params_[k]) out << to_string(static_cast<ResourceTarget>(k)) << " " << kv.first << " " << kv.second << "\n";
+  write_file_atomic(path, out.str());
 }
 
 AnalyticResourceModel AnalyticResourceModel::load(const std::string& path) {

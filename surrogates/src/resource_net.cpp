@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/surrogates/resource_net.h"
 
 namespace ddaq {
@@ -125,26 +126,22 @@ ResourceValues LearnedResourceModel::predict(const DesignSpec& design) const {
 }
 
 void LearnedResourceModel::save(const std::string& path) const {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   nlohmann::json params;
   for (size_t k = 0; k < static_cast<size_t>(ResourceTarget::kCount); ++k)
     for (const auto& kv : impl_->analytic.parameters(static_cast<ResourceTarget>(k)))
       params[to_string(static_cast<ResourceTarget>(k))][kv.first] = kv.second;
+  std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
     archive.write("format", c10::IValue(std::string("ddaq-resource-net-1")));
     archive.write("hidden", c10::IValue(nlohmann::json(impl_->options.hidden()).dump()));
     archive.write("analytic", c10::IValue(params.dump()));
     for (const auto& p : impl_->readout->named_parameters()) archive.write(p.key(), p.value().detach());
-    archive.save_to(tmp);
+    archive.save_to(bytes);
   } catch (const c10::Error& e) {
-    std::remove(tmp.c_str());
     throw Error(path + ": cannot write the resource model (" + e.what_without_backtrace() + ")");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(path + ": cannot rename the finished temporary file into place");
-  }
+  write_file_atomic(path, bytes.str());
 }
 
 LearnedResourceModel LearnedResourceModel::load(const std::string& path) {

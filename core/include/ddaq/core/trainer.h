@@ -102,6 +102,7 @@ struct TrainSummary {
   int best_epoch = 0;                // with validation: the epoch kept (1-based)
   double best_validation_emd = 0.0;  // its exact EMD mean (NaN without validation)
   bool stopped_early = false;
+  int64_t empty_wafers_skipped = 0;  // wafers with all charges 0 (after augmentation): left out of their step
   std::map<std::string, double> last_epoch;  // mean of every objective term
   std::string to_text() const;
 };
@@ -150,6 +151,7 @@ struct OccupancyBin {
 
 struct EvaluationReport {
   int64_t events = 0;
+  int64_t empty_wafers = 0;  // all charges 0: no EMD (left out of every mean), counted here
   int latent_bits = 0, elinks = 0;
   double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), sensor-cell pitches
   std::vector<OccupancyBin> by_occupancy;
