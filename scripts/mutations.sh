@@ -26,6 +26,17 @@ mutations=(
   "link-payload-halved|core/src/pipeline.cpp|latent_q->bits().mean() * static_cast<double>(latents_)|latent_q->bits().mean() * 0.5 * static_cast<double>(latents_)|gradient table"
   "elink-boundary-strict|surrogates/src/link_budget.cpp|    if (payload_capacity(n) >= payload_bits) return n;|    if (payload_capacity(n) > payload_bits) return n;|capacity boundary"
   "budget-projection-skipped|core/src/trainer.cpp|    if (lagrangian_ && o_.budgets().count(\"elinks\") && !projected()) pipeline_.fit_latent_payload(payload_limit());|    (void)0;|link term"
+  "output-may-be-an-input|core/base/src/files.cpp|      if (o.exists && o.st.st_dev == st.st_dev && o.st.st_ino == st.st_ino)|      if (false)|reliability.outputs_never_destroy"
+  "export-outputs-not-transactional|core/base/src/files.cpp|    if (g_transaction) {|    if (false) {|reliability.a_failed_export"
+  "interrupt-without-checkpoint|core/src/trainer.cpp|          checkpoint();  // the step boundary|          (void)0;  // the step boundary|reliability.a_signal_stops"
+  "resume-restores-parameters-only|core/src/trainer.cpp|    kv.second.copy_(it->second);|    if (kv.second.requires_grad()) kv.second.copy_(it->second);|reliability.a_signal_stops"
+  "fingerprint-without-augmentation|core/src/trainer.cpp|                           o.pileup_mu(), o.pileup_mu_min(), o.noise()}},|                           0.0, 0.0, 0.0}},|reliability.checkpoints_know_files"
+  "fingerprint-by-path|core/src/trainer.cpp|{\"train_data\", file_identity(train_file)}|{\"train_data\", train_file}|reliability.checkpoints_know_files"
+  "empty-wafers-kept|core/src/trainer.cpp|    summary_.empty_wafers_skipped += drop_empty_wafers(batch);|    (void)0;|reliability.empty_wafers"
+  "non-finite-loss-not-stopped|core/src/trainer.cpp|    if (!torch::isfinite(grad).all().item<bool>())|    if (false)|reliability.a_non_finite_loss"
+  "csv-float32-range-unchecked|core/src/csv_import.cpp|        if (std::fabs(value) > static_cast<double>(std::numeric_limits<float>::max()))|        if (false)|reliability.csv_values"
+  "numeric-option-nan-accepted|core/app/options.cpp|        if (!std::isfinite(v))|        if (false)|reliability.every_numeric_option"
+  "run-folder-not-guarded|core/app/commands_run.cpp|    } else if (!marker.empty() && !overwrite) {|    } else if (false) {|reliability.run_folder_rules"
   "accumulator-one-bit-narrow|quant/src/bounds.cpp|return FixedPointType(integer + frac, integer, true);|return FixedPointType(integer + frac - 1, integer - 1, true);|accumulator ranges equal brute force"
 )
 

@@ -482,6 +482,23 @@ class TrainingRun {
                                                   .drop_last(true)
                                                   .rank(rank_)
                                                   .world_size(world_)));
+    // Bad values anywhere in the file stop training before its first step
+    // (not epochs later): the reader checks every charge, this every label.
+    {
+      const EventFileReader reader(train_file);
+      constexpr int64_t kBlock = 65536;
+      std::vector<float> calq(static_cast<size_t>(kBlock) * 48);
+      std::vector<int32_t> labels(static_cast<size_t>(kBlock));
+      for (int64_t first = 0; first < reader.size(); first += kBlock) {
+        const int64_t rows = std::min(kBlock, reader.size() - first);
+        reader.read(first, rows, calq.data(), labels.data());
+        if (reader.has_labels()) {
+          std::vector<int64_t> index(static_cast<size_t>(rows));
+          std::iota(index.begin(), index.end(), first);
+          check_binary_labels(train_file, labels.data(), index.data(), rows);
+        }
+      }
+    }
     if (loader_->batches_per_epoch() == 0)
       throw Error(train_file + ": fewer events than one batch of " + std::to_string(o.batch_size()));
     pruning_.initial = 0.0;
@@ -719,15 +736,8 @@ class TrainingRun {
 
   // One optimizer step on `batch`; loads the next batch into `next` while
   // the gradients are averaged over ranks. Returns whether it got one.
-  void check_binary_labels(const EventBatch& batch) const {
-    if (batch.events.has_labels())
-      ::ddaq::check_binary_labels(train_file_, batch.events.label.data(), batch.index.empty() ? nullptr : batch.index.data(),
-                                  batch.size());
-  }
-
   bool step(EventBatch& batch, EventBatch& next) {
     const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos_.step) / static_cast<double>(planned_)));
-    check_binary_labels(batch);
     augment(o_, pool_, pos_.epoch, loader_->file_size(), batch);
     // Empty wafers (all charges 0) have no shape to reconstruct: the EMD is
     // undefined for them. They are left out of the step (and counted).
