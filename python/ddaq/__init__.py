@@ -8,7 +8,7 @@ from ._ddaq import *  # noqa: F401,F403
 from ._ddaq import __version__  # noqa: F401
 
 
-from ._ddaq import _Pipeline
+from ._ddaq import _Pipeline, Error
 import json as _json
 import os as _os
 
@@ -24,6 +24,9 @@ class Pipeline(_Pipeline):
         if isinstance(config, dict):
             super().__init__(_json.dumps(config), "<dict>", _os.getcwd())
         else:
-            with open(config) as f:
-                text = f.read()
+            try:
+                with open(config) as f:
+                    text = f.read()
+            except OSError as e:
+                raise Error(f"{config}: cannot read the configuration ({e.strerror})") from None
             super().__init__(text, str(config), _os.path.dirname(_os.path.abspath(config)))

@@ -67,6 +67,19 @@ struct PyPipeline {
   }
 };
 
+std::string first_line(const char* what) {
+  std::string s(what ? what : "");
+  const auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+// Called at every training step: Ctrl-C (SIGINT) raises KeyboardInterrupt
+// in the notebook at the next step boundary, the pipeline left consistent.
+void check_python_signals() {
+  py::gil_scoped_acquire gil;
+  if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+}
+
 py::object json_to_py(const std::string& text) { return py::module_::import("json").attr("loads")(text); }
 
 }  // namespace
@@ -75,11 +88,24 @@ PYBIND11_MODULE(_ddaq, m) {
   m.doc() = "ddaq: event files, exact and learned EMD, link budget, FPGA and energy cost models";
   m.attr("__version__") = ddaq::version();
   static py::exception<ddaq::Error> error(m, "Error");
+  // Every failure of ddaq code is ddaq.Error with the command line's one-line
+  // message; Python's own exceptions (KeyboardInterrupt from a step, errors
+  // in a callback) and pybind11's argument errors pass through unchanged.
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const py::error_already_set&) {
+      throw;
+    } catch (const py::builtin_exception&) {
+      throw;
     } catch (const ddaq::Error& e) {
       error(e.what());
+    } catch (const c10::Error& e) {
+      error(first_line(e.what_without_backtrace()).c_str());
+    } catch (const std::bad_alloc&) {
+      error("out of memory");
+    } catch (const std::exception& e) {
+      error(first_line(e.what()).c_str());
     }
   });
 
@@ -202,6 +228,8 @@ PYBIND11_MODULE(_ddaq, m) {
       py::arg("a"), py::arg("b"), py::arg("epsilon") = 0.2, py::arg("iterations") = 100,
       "Entropic (Sinkhorn) EMD, log domain.");
   py::class_<ddaq::EmdSurrogate>(m, "EmdSurrogate", "The learned EMD surrogate.")
+      .def(py::init([](const std::string& path) { return ddaq::EmdSurrogate::load(path); }), py::arg("path"),
+           "Load a surrogate file (as EmdSurrogate.load).")
       .def_static("load", &ddaq::EmdSurrogate::load, py::arg("path"))
       .def_property_readonly("parameter_count", &ddaq::EmdSurrogate::parameter_count)
       .def(
@@ -296,12 +324,12 @@ PYBIND11_MODULE(_ddaq, m) {
           [](PyPipeline& p, const std::string& train_file, const std::string& run, py::object progress, int64_t max_steps) {
             ddaq::TrainerOptions o = p.trainer;
             if (max_steps >= 0) o.max_steps(max_steps);
-            ddaq::StepCallback cb;
-            if (!progress.is_none())
-              cb = [progress](int64_t step, int64_t total, double loss) {
-                py::gil_scoped_acquire gil;
-                progress(step, total, loss);
-              };
+            const ddaq::StepCallback cb = [progress](int64_t step, int64_t total, double loss) {
+              check_python_signals();
+              if (progress.is_none()) return;
+              py::gil_scoped_acquire gil;
+              progress(step, total, loss);
+            };
             if (!run.empty()) ddaq::make_directories(run);
             ddaq::TrainSummary s;
             {
@@ -330,6 +358,26 @@ PYBIND11_MODULE(_ddaq, m) {
           py::arg("calq"), py::arg("training") = false,
           "All named outputs as torch tensors, with autograd (target, reconstruction, latent, logits, "
           "payload_bits, elinks, ebops).")
+      .def(
+          "predict",
+          [](PyPipeline& p, const at::Tensor& calq) {
+            if (calq.dim() != 2 || calq.size(1) != ddaq::kCellsPerWafer)
+              throw ddaq::Error("calq: expected a tensor of shape [N, 48]");
+            c10::NoGradGuard no_grad;
+            p.pipeline.train(false);
+            const at::Tensor x = calq.detach().to(at::kFloat).cpu().contiguous();
+            ddaq::PipelineResult r;
+            {
+              py::gil_scoped_release release;
+              r = p.pipeline.forward(x);
+            }
+            py::dict d;
+            d["reconstruction"] = r.get("reconstruction");
+            d["latent"] = r.get("latent");
+            d["score"] = at::sigmoid(r.get("logits"));
+            return d;
+          },
+          py::arg("calq"), "As below, for a torch tensor: returns torch tensors (no gradient).")
       .def(
           "predict",
           [](PyPipeline& p, const py::array& calq) {

@@ -1,5 +1,6 @@
 """The ddaq Python module: data, EMD, surrogate and cost models from numpy."""
 import os
+import time
 import tempfile
 
 import numpy as np
@@ -43,6 +44,43 @@ def test_errors_are_ddaq_errors_with_the_cli_message():
         ddaq.emd(np.zeros((3, 47)), np.zeros((3, 47)))
     with pytest.raises(ddaq.Error, match="exceeds the frame"):
         ddaq.elinks_for_latent(16, 10)
+    # Files the Python layer opens, and LibTorch failures: ddaq.Error, one line.
+    with pytest.raises(ddaq.Error, match="missing.json: cannot read the configuration"):
+        ddaq.Pipeline("missing.json")
+    with pytest.raises(ddaq.Error, match="missing.pt") as e:
+        ddaq.EmdSurrogate("missing.pt")
+    torch = pytest.importorskip("torch")
+    p = ddaq.Pipeline({"pipeline": {}, "training": {"loss": "weighted_mse"}})
+    with pytest.raises(ddaq.Error) as e:
+        p.forward(torch.zeros(3, 47))
+    assert "\n" not in str(e.value) and "frame #" not in str(e.value)
+    with pytest.raises(ddaq.Error, match=r"calq: expected a tensor of shape \[N, 48\]"):
+        p.predict(torch.zeros(3, 47))
+
+
+def test_surrogate_from_a_path_predict_on_tensors_and_ctrl_c_in_training(tmp_path):
+    torch = pytest.importorskip("torch")
+    s = ddaq.EmdSurrogate(os.path.join(ROOT, "surrogates", "models", "emd_surrogate.pt"))
+    assert s.parameter_count == ddaq.EmdSurrogate.load(os.path.join(ROOT, "surrogates", "models", "emd_surrogate.pt")).parameter_count
+    x, _ = ddaq.synthesize(64, seed=3)
+    p = ddaq.Pipeline({"pipeline": {}, "training": {"loss": "weighted_mse", "batch_size": 32, "epochs": 1000}})
+    from_tensor = p.predict(torch.from_numpy(x))
+    from_numpy = p.predict(x)
+    for k in ("reconstruction", "latent", "score"):
+        assert isinstance(from_tensor[k], torch.Tensor)
+        assert np.array_equal(from_tensor[k].numpy(), from_numpy[k])
+    # SIGINT while the C++ training loop runs (GIL released, no callback given).
+    import signal
+    import threading
+    ddaq.synth(str(tmp_path / "w.h5"), 2000, seed=2)
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.time()
+    with pytest.raises(KeyboardInterrupt):
+        p.train(str(tmp_path / "w.h5"))  # 1000 epochs: minutes, unless interrupted
+    timer.join()
+    assert time.time() - t0 < 30
+    assert np.isfinite(p.predict(x)["latent"]).all()  # stopped at a step boundary: consistent
 
 
 def test_emd_exact_sinkhorn_and_surrogate():
