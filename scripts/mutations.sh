@@ -38,7 +38,7 @@ mutations=(
   "numeric-option-nan-accepted|core/app/options.cpp|        if (!std::isfinite(v))|        if (false)|reliability.every_numeric_option"
   "run-folder-not-guarded|core/app/commands_run.cpp|    } else if (!marker.empty() && !overwrite) {|    } else if (false) {|reliability.run_folder_rules"
   "python-ctrl-c-ignored|python/src/module.cpp|              check_python_signals();|              (void)0;|python.bindings.surrogate_from_a_path"
-  "python-libtorch-error-not-translated|python/src/module.cpp|    } catch (const c10::Error& e) {|    } catch (const std::logic_error\& e) {|python.bindings.errors_are_ddaq_errors"
+  "python-libtorch-error-not-translated|python/src/module.cpp|      error(first_line(e.what_without_backtrace()).c_str());|      throw;|python.bindings.errors_are_ddaq_errors"
   "accumulator-one-bit-narrow|quant/src/bounds.cpp|return FixedPointType(integer + frac, integer, true);|return FixedPointType(integer + frac - 1, integer - 1, true);|accumulator ranges equal brute force"
 )
 
