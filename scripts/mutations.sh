@@ -39,6 +39,8 @@ mutations=(
   "run-folder-not-guarded|core/app/commands_run.cpp|    } else if (!marker.empty() && !overwrite) {|    } else if (false) {|reliability.run_folder_rules"
   "python-ctrl-c-ignored|python/src/module.cpp|              check_python_signals();|              (void)0;|python.bindings.surrogate_from_a_path"
   "python-libtorch-error-not-translated|python/src/module.cpp|      error(first_line(e.what_without_backtrace()).c_str());|      throw;|python.bindings.errors_are_ddaq_errors"
+  "run-id-of-siblings-unchecked|core/src/pipeline.cpp|    if (!expected_id.empty() && id != expected_id)|    if (false)|reliability.run_files"
+  "edited-pipeline-json-accepted|core/src/pipeline.cpp|  if (!expected_id.empty() && p.run_id() != expected_id)|  if (false)|reliability.run_files"
   "accumulator-one-bit-narrow|quant/src/bounds.cpp|return FixedPointType(integer + frac, integer, true);|return FixedPointType(integer + frac - 1, integer - 1, true);|accumulator ranges equal brute force"
 )
 

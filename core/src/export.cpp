@@ -118,6 +118,7 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
   if (!o.emulator().empty() && std::find(parts.begin(), parts.end(), "encoder") == parts.end())
     throw Error("export: --emulator emulates the encoder (it takes raw CALQ): use --part encoder or all");
   const bool has_pipeline = fs::exists(run + "/pipeline.json");
+  if (has_pipeline) EconTPipeline::load(run);  // the run's files belong together (run ids), or a clear error
   if (!o.emulator().empty() && !has_pipeline)
     throw Error("export: " + run + "/pipeline.json: missing; the emulator needs the run's front end");
   // Testbench data: wafers of the run's test file (or --tb-data) through the

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -446,19 +448,60 @@ void EconTPipeline::pin_latent_bits() {
 
 int EconTPipeline::elinks() const { return AutoencoderFrame().elinks_for_payload(payload_bits()); }
 
+namespace {
+
+// A run's files name each other: each carries the run id, a hash of the
+// options and of every tensor as saved. Loading recomputes it, so a file
+// from another run, an edited pipeline.json or a half-replaced folder is
+// refused by name instead of being silently mixed.
+std::string content_id(const std::string& options_json, const std::vector<torch::Tensor>& tensors) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  auto mix = [&](const void* data, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  mix(options_json.data(), options_json.size());
+  for (const torch::Tensor& t : tensors) {
+    const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    mix(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
+  }
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
+}  // namespace
+
+std::string EconTPipeline::run_id() const {
+  std::vector<torch::Tensor> tensors;
+  for (QuantizedStack* stack : {&impl_->encoder->stack, &impl_->classifier->stack}) {
+    for (const auto& p : (*stack)->named_parameters()) tensors.push_back(p.value());
+    for (const auto& b : (*stack)->named_buffers()) tensors.push_back(b.value());
+  }
+  for (const auto& p : impl_->decoder->named_parameters()) tensors.push_back(p.second);
+  tensors.push_back(impl_->frontend->threshold);
+  return content_id(impl_->options.to_json(), tensors);
+}
+
 void EconTPipeline::save(const std::string& run_dir) const {
   // Never a run with NaN weights (predict would write NaN with exit 0).
   for (const auto& kv : named_state())
     if (!torch::isfinite(kv.second).all().item<bool>())
       throw Error(run_dir + ": not saved: '" + kv.first + "' has non-finite values");
   make_directories(run_dir);
-  write_file_atomic(run_dir + "/pipeline.json", impl_->options.to_json() + "\n");
-  save_quantized_stack(impl_->encoder->stack, run_dir + "/encoder.qstack");
-  save_quantized_stack(impl_->classifier->stack, run_dir + "/classifier.qstack");
+  const std::string id = run_id();
+  nlohmann::json options = nlohmann::json::parse(impl_->options.to_json());
+  options["kind"] = "ddaq-pipeline-1";
+  options["run_id"] = id;
+  write_file_atomic(run_dir + "/pipeline.json", options.dump(2) + "\n");
+  save_quantized_stack(impl_->encoder->stack, run_dir + "/encoder.qstack", {{"run_id", id}, {"part", "encoder"}});
+  save_quantized_stack(impl_->classifier->stack, run_dir + "/classifier.qstack", {{"run_id", id}, {"part", "classifier"}});
   const std::string path = run_dir + "/decoder.pt";
   std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
+    archive.write("kind", c10::IValue(std::string("ddaq-decoder-1")));
+    archive.write("run_id", c10::IValue(id));
     for (const auto& p : impl_->decoder->named_parameters()) archive.write(p.first, p.second.detach());
     archive.write("frontend.threshold", impl_->frontend->threshold.detach());
     archive.save_to(bytes);
@@ -469,27 +512,67 @@ void EconTPipeline::save(const std::string& run_dir) const {
 }
 
 EconTPipeline EconTPipeline::load(const std::string& run_dir) {
-  const Config c = Config::load(run_dir + "/pipeline.json");
+  const std::string json_path = run_dir + "/pipeline.json";
+  Config c = Config::load(json_path);
+  // The file's kind and run id (runs saved before they existed have neither
+  // and load unchecked).
+  std::string expected_id;
+  {
+    std::ifstream in(json_path);
+    nlohmann::json j = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}), nullptr, false);
+    if (j.is_object() && j.contains("kind")) {
+      if (j["kind"] != "ddaq-pipeline-1")
+        throw Error(json_path + ": kind " + j["kind"].dump() + " is not a ddaq pipeline (ddaq-pipeline-1)");
+      expected_id = j.value("run_id", "");
+      j.erase("kind");
+      j.erase("run_id");
+      c = Config::parse(j.dump(), json_path);
+    }
+  }
   EconTPipeline p(PipelineOptions::from_config(c), 1);
-  p.impl_->encoder->stack = load_quantized_stack(run_dir + "/encoder.qstack");
-  p.impl_->classifier->stack = load_quantized_stack(run_dir + "/classifier.qstack");
+  auto check_id = [&](const std::string& file, const std::string& id) {
+    if (!expected_id.empty() && id != expected_id)
+      throw Error(file + ": belongs to another run (run id " + (id.empty() ? std::string("none") : id) + ", " +
+                  json_path + " says " + expected_id + ")");
+  };
+  std::map<std::string, std::string> labels;
+  p.impl_->encoder->stack = load_quantized_stack(run_dir + "/encoder.qstack", &labels);
+  check_id(run_dir + "/encoder.qstack", labels["run_id"]);
+  if (labels.count("part") && labels["part"] != "encoder")
+    throw Error(run_dir + "/encoder.qstack: is the " + labels["part"] + " of a run, not its encoder");
+  p.impl_->classifier->stack = load_quantized_stack(run_dir + "/classifier.qstack", &labels);
+  check_id(run_dir + "/classifier.qstack", labels["run_id"]);
+  if (labels.count("part") && labels["part"] != "classifier")
+    throw Error(run_dir + "/classifier.qstack: is the " + labels["part"] + " of a run, not its classifier");
   torch::serialize::InputArchive archive;
   const std::string path = run_dir + "/decoder.pt";
   if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
   torch::NoGradGuard no_grad;
+  std::string decoder_id;
   try {
     archive.load_from(path);
+    c10::IValue id;
+    if (archive.try_read("run_id", id) && id.isString()) decoder_id = id.toStringRef();
     for (auto& q : p.impl_->decoder->named_parameters()) {
       torch::Tensor v;
       archive.read(q.first, v);
+      if (!v.sizes().equals(q.second.sizes())) throw Error(path + ": '" + q.first + "' has another shape than " + json_path + " gives");
       q.second.copy_(v);
     }
     torch::Tensor t;
     archive.read("frontend.threshold", t);
     p.impl_->frontend->threshold.copy_(t);
-  } catch (const c10::Error&) {
-    throw Error(path + ": not a ddaq decoder file");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception&) {
+    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a run's decoder");
   }
+  check_id(path, decoder_id);
+  // Everything as saved: the recomputed id covers the options too, so an
+  // edit of pipeline.json (latent_bits, threshold, ...) is refused here.
+  if (!expected_id.empty() && p.run_id() != expected_id)
+    throw Error(json_path + ": changed after the run was saved (its options or tensors no longer give run id " +
+                expected_id + "); restore it or train again");
   p.train(false);
   return p;
 }

@@ -287,10 +287,15 @@ LoadedCheckpoint load_checkpoint(const std::string& path, FlatAdam* optimizer) {
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_state(rng);
     }
-  } catch (const c10::Error& e) {
-    throw Error(path + ": not a readable ddaq checkpoint (" + std::string(e.what_without_backtrace()).substr(0, 120) + ")");
+  } catch (const Error&) {
+    throw;
   } catch (const nlohmann::json::exception&) {
     throw Error(path + ": not a ddaq checkpoint (meta)");
+  } catch (const std::exception&) {
+    const std::string kind = ddaq_archive_kind(path);
+    throw Error(path + (kind.rfind("a ddaq", 0) != 0 || kind == "a ddaq training checkpoint"
+                            ? ": not a readable ddaq checkpoint (damaged, truncated or not ddaq's)"
+                            : ": is " + kind + ", not a training checkpoint"));
   }
   return c;
 }

@@ -769,10 +769,13 @@ QuantizedStack quantized_stack_from_spec(const std::string& text) {
   }
 }
 
-void save_quantized_stack(QuantizedStack& stack, const std::string& path) {
+void save_quantized_stack(QuantizedStack& stack, const std::string& path,
+                          const std::map<std::string, std::string>& labels) {
   std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
+    archive.write("kind", c10::IValue(std::string("ddaq-quantized-stack-1")));
+    for (const auto& kv : labels) archive.write("label." + kv.first, c10::IValue(kv.second));
     archive.write("spec", c10::IValue(stack->spec()));
     for (const auto& p : stack->named_parameters()) archive.write("p." + p.key(), p.value().detach());
     for (const auto& b : stack->named_buffers()) archive.write("b." + b.key(), b.value());
@@ -783,15 +786,46 @@ void save_quantized_stack(QuantizedStack& stack, const std::string& path) {
   write_file_atomic(path, bytes.str());
 }
 
-QuantizedStack load_quantized_stack(const std::string& path) {
+std::string ddaq_archive_kind(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const std::exception&) {
+    return "not a ddaq LibTorch archive";
+  }
+  c10::IValue v;
+  for (const char* key : {"kind", "format"})
+    if (archive.try_read(key, v) && v.isString()) {
+      const std::string k = v.toStringRef();
+      if (k.rfind("ddaq-quantized-stack", 0) == 0) return "a ddaq quantized stack";
+      if (k.rfind("ddaq-decoder", 0) == 0) return "a ddaq decoder (decoder.pt of a run)";
+      if (k.rfind("ddaq-emd-surrogate", 0) == 0) return "a ddaq EMD surrogate";
+      if (k.rfind("ddaq-resource-net", 0) == 0) return "a ddaq learned resource model";
+      return "a ddaq file of kind '" + k + "'";
+    }
+  if (archive.try_read("meta", v)) return "a ddaq training checkpoint";
+  if (archive.try_read("spec", v)) return "a ddaq quantized stack";
+  if (archive.try_read("frontend.threshold", v)) return "a ddaq decoder (decoder.pt of a run)";
+  return "not a ddaq LibTorch archive";
+}
+
+QuantizedStack load_quantized_stack(const std::string& path, std::map<std::string, std::string>* labels) {
   if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
   torch::serialize::InputArchive archive;
   c10::IValue spec;
   try {
     archive.load_from(path);
-    archive.read("spec", spec);
-  } catch (const c10::Error&) {
-    throw Error(path + ": not a ddaq quantized stack file");
+  } catch (const std::exception&) {
+    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a quantized stack");
+  }
+  if (!archive.try_read("spec", spec) || !spec.isString())
+    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a quantized stack");
+  if (labels) {
+    labels->clear();
+    for (const std::string key : {"run_id", "part"}) {
+      c10::IValue v;
+      if (archive.try_read("label." + key, v) && v.isString()) (*labels)[key] = v.toStringRef();
+    }
   }
   QuantizedStack s = quantized_stack_from_spec(spec.toStringRef());
   torch::NoGradGuard no_grad;

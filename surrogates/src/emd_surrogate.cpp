@@ -13,6 +13,7 @@
 
 #include "ddaq/error.h"
 #include "ddaq/files.h"
+#include "ddaq/quant/layers.h"
 #include "ddaq/surrogates/emd.h"
 #include "ddaq/surrogates/emd_surrogate.h"
 
@@ -210,13 +211,12 @@ EmdSurrogate EmdSurrogate::load(const std::string& path) {
   c10::IValue format, options;
   try {
     archive.load_from(path);
-    archive.read("format", format);
-    archive.read("options", options);
-  } catch (const c10::Error&) {
-    throw Error(path + ": not a ddaq EMD surrogate file");
+  } catch (const std::exception&) {
+    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not an EMD surrogate");
   }
-  if (!format.isString() || format.toStringRef() != "ddaq-emd-surrogate-1")
-    throw Error(path + ": not a ddaq EMD surrogate file (format)");
+  if (!archive.try_read("format", format) || !archive.try_read("options", options) || !format.isString() ||
+      format.toStringRef() != "ddaq-emd-surrogate-1")
+    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not an EMD surrogate");
   EmdSurrogate model(EmdSurrogateOptions::from_json(options.toStringRef()));
   torch::NoGradGuard no_grad;
   for (auto& p : model.impl_->net->named_parameters()) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "ddaq/error.h"
+#include "ddaq/quant/layers.h"
 #include "ddaq/files.h"
 #include "ddaq/surrogates/resource_net.h"
 
@@ -150,14 +151,12 @@ LearnedResourceModel LearnedResourceModel::load(const std::string& path) {
   c10::IValue format, hidden, analytic;
   try {
     archive.load_from(path);
-    archive.read("format", format);
-    archive.read("hidden", hidden);
-    archive.read("analytic", analytic);
-  } catch (const c10::Error&) {
-    throw Error(path + ": not a ddaq learned resource model");
+  } catch (const std::exception&) {
+    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a learned resource model");
   }
-  if (!format.isString() || format.toStringRef() != "ddaq-resource-net-1")
-    throw Error(path + ": not a ddaq learned resource model (format)");
+  if (!archive.try_read("format", format) || !archive.try_read("hidden", hidden) ||
+      !archive.try_read("analytic", analytic) || !format.isString() || format.toStringRef() != "ddaq-resource-net-1")
+    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a learned resource model");
   LearnedResourceModel m(LearnedResourceOptions().hidden(nlohmann::json::parse(hidden.toStringRef()).get<std::vector<int64_t>>()));
   // The analytic part travels as "TARGET NAME VALUE" lines through its own loader.
   std::ostringstream text;

@@ -370,3 +370,48 @@ def test_checkpoints_know_files_by_content_not_by_path(work):
     noisy = tiny_config(work, noise=0.25)
     one_line_error(ddaq("train", noisy, "-o", run, "--data", f"{work}/w.h5", "--max-steps", "12", "--resume"),
                    "written for another configuration: augmentation")
+
+
+# ---------------------------------------------------------------- run files
+
+def test_run_files_carry_their_kind_and_run(work):
+    cfg, data = tiny_config(work), f"{work}/w.h5"
+    a, b = f"{work}/kind_a", f"{work}/kind_b"
+    assert ddaq("train", cfg, "-o", a, "--data", data, "--max-steps", "3").returncode == 0
+    assert ddaq("train", cfg, "-o", b, "--data", data, "--max-steps", "4").returncode == 0
+    assert ddaq("eval", a, "--data", data, "--events", "100").returncode == 0
+    # A file of another run, swapped in.
+    shutil.copy(f"{a}/encoder.qstack", f"{work}/enc.bak")
+    shutil.copy(f"{b}/encoder.qstack", f"{a}/encoder.qstack")
+    for args in (["eval", a, "--data", data], ["predict", a, "--data", data, "-o", f"{work}/p.h5"],
+                 ["export", a, "--qonnx", f"{work}/k.onnx"]):
+        one_line_error(ddaq(*args), f"{a}/encoder.qstack: belongs to another run")
+    assert not os.path.exists(f"{work}/p.h5") and not os.path.exists(f"{work}/k.onnx")
+    shutil.copy(f"{work}/enc.bak", f"{a}/encoder.qstack")
+    # The classifier where the encoder should be.
+    shutil.copy(f"{a}/classifier.qstack", f"{a}/encoder.qstack")
+    one_line_error(ddaq("eval", a, "--data", data), "is the classifier of a run, not its encoder")
+    shutil.copy(f"{work}/enc.bak", f"{a}/encoder.qstack")
+    # Edits of pipeline.json are refused, not ignored.
+    for key, value in (("latent_bits", 4), ("threshold", 1.5)):
+        with open(f"{a}/pipeline.json") as f:
+            original = f.read()
+        edited = json.loads(original)
+        edited[key] = value
+        with open(f"{a}/pipeline.json", "w") as f:
+            json.dump(edited, f)
+        one_line_error(ddaq("eval", a, "--data", data), f"{a}/pipeline.json: changed after the run was saved")
+        with open(f"{a}/pipeline.json", "w") as f:
+            f.write(original)
+    assert ddaq("eval", a, "--data", data, "--events", "100").returncode == 0
+    # Every loader names the file and says what it is instead.
+    surrogate = os.path.join(ROOT, "surrogates", "models", "emd_surrogate.pt")
+    one_line_error(ddaq("surrogate", "emd", "eval", f"{a}/decoder.pt", "--data", data),
+                   f"{a}/decoder.pt: is a ddaq decoder (decoder.pt of a run), not an EMD surrogate")
+    one_line_error(ddaq("surrogate", "emd", "eval", f"{a}/checkpoint.pt", "--data", data),
+                   f"{a}/checkpoint.pt: is a ddaq training checkpoint, not an EMD surrogate")
+    shutil.copy(surrogate, f"{a}/decoder.pt")
+    one_line_error(ddaq("eval", a, "--data", data), f"{a}/decoder.pt: is a ddaq EMD surrogate, not a run's decoder")
+    shutil.copy(f"{a}/encoder.qstack", f"{a}/checkpoint.pt")
+    one_line_error(ddaq("train", cfg, "-o", a, "--data", data, "--max-steps", "5", "--resume"),
+                   f"{a}/checkpoint.pt: is a ddaq quantized stack, not a training checkpoint")

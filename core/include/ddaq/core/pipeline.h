@@ -61,6 +61,9 @@ class EconTPipeline {
   // the front end), "reconstruction" (unit-sum), "latent" [N, latent],
   // "logits" [N], "payload_bits", "elinks" (relaxed), "ebops" (scalars).
   PipelineResult forward(const at::Tensor& calq);
+  // A hash of the options and every saved tensor: stored in each file of a
+  // saved run, checked on load (files of other runs, edits are refused).
+  std::string run_id() const;
   // The same; the cost outputs (payload_bits, elinks, ebops) only when
   // `with_costs` (they depend on the parameters alone: a trainer that gives
   // them no weight skips their per-step graph).

@@ -21,6 +21,7 @@
 // lasso penalty, and optional learned gates. describe() removes pruned units
 // physically and shrinks the next layer.
 #pragma once
+#include <map>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -181,8 +182,17 @@ TORCH_MODULE(QuantizedStack);
 // A quantized stack as one file (LibTorch archive: spec + parameters +
 // buffers), written atomically. Loading rebuilds it from the spec; a file
 // that is not one, or does not match its spec, throws ddaq::Error.
-void save_quantized_stack(QuantizedStack& stack, const std::string& path);
-QuantizedStack load_quantized_stack(const std::string& path);
+// `labels` are extra strings stored beside it (e.g. the run it belongs to)
+// and read back into `*labels` by the loader. The file's kind is stored
+// too: loading another kind of ddaq file says what that file is.
+void save_quantized_stack(QuantizedStack& stack, const std::string& path,
+                          const std::map<std::string, std::string>& labels = {});
+QuantizedStack load_quantized_stack(const std::string& path, std::map<std::string, std::string>* labels = nullptr);
+
+// What a ddaq LibTorch archive is, in words ("a quantized stack", "a
+// training checkpoint", "an EMD surrogate", ...), from its own markers;
+// "not a ddaq LibTorch archive" when it has none or cannot be read.
+std::string ddaq_archive_kind(const std::string& path);
 QuantizedStack quantized_stack_from_spec(const std::string& json);
 
 // Polynomial sparsity schedule (Zhu & Gupta 2017): from `initial` at
