@@ -161,7 +161,7 @@ DOCTEST_TEST_SUITE("cli") {
                  "device 'gpu7' (expected cpu, cuda or cuda:N)");
     DOCTEST_CHECK(ddaq_test::read_text(dir.file("report.json")).find("\"by_kind\"") != std::string::npos);
     expect_error(run_ddaq("surrogate emd eval " + dir.file("s.h5") + " --data " + dir.file("test.h5")),
-                 "not a ddaq EMD surrogate file");
+                 "not an EMD surrogate");
     expect_error(run_ddaq("surrogate emd train --data " + dir.file("s.h5") + " --rows 5:x -o " + dir.file("n.pt")),
                  "--rows '5:x'");
     expect_error(run_ddaq("data slice " + dir.file("s.h5") + " --start 700 -o " + dir.file("e.h5")), "empty slice");

@@ -1,6 +1,9 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
+#include <vector>
 
 #include "ddaq/error.h"
 #include "ddaq/core/geometry.h"
@@ -23,6 +26,53 @@ DOCTEST_TEST_SUITE("geometry") {
         DOCTEST_CHECK(g.layout8x8()[r * 8 + c] >= 32);
       }
     for (int tc = 0; tc < 48; ++tc) DOCTEST_CHECK(g.layout8x8()[g.image8x8_position()[tc]] == tc);
+  }
+
+  // Independent of ../shared: physical properties any correct table of the
+  // 8-inch HGCAL wafer's trigger cells has. Its three sectors make it
+  // symmetric under a 120 degree rotation about its centre (not 60 or 180);
+  // cells do not overlap (no two centres closer than 0.9 pitch); neighbours
+  // (within 1.05 pitch) connect all 48 cells, each to 2..6 others.
+  DOCTEST_TEST_CASE("embedded HGCAL table: three-fold symmetric, no overlaps, one connected wafer") {
+    const double pitch = 2.4168015;
+    const auto& cells = ddaq::WaferGeometry::hgcal().cells();
+    DOCTEST_REQUIRE(cells.size() == 48);
+    double cx = 0, cy = 0;
+    for (const auto& c : cells) cx += c.x_cm / 48, cy += c.y_cm / 48;
+    auto worst_match = [&](double degrees) {  // largest distance of a rotated cell to its nearest cell
+      const double t = degrees * M_PI / 180, ct = std::cos(t), st = std::sin(t);
+      double worst = 0;
+      for (const auto& c : cells) {
+        const double x = cx + ct * (c.x_cm - cx) - st * (c.y_cm - cy), y = cy + st * (c.x_cm - cx) + ct * (c.y_cm - cy);
+        double best = 1e9;
+        for (const auto& o : cells) best = std::min(best, std::hypot(x - o.x_cm, y - o.y_cm));
+        worst = std::max(worst, best);
+      }
+      return worst / pitch;
+    };
+    DOCTEST_CHECK(worst_match(120) < 1e-4);
+    DOCTEST_CHECK(worst_match(240) < 1e-4);
+    DOCTEST_CHECK(worst_match(60) > 0.1);
+    DOCTEST_CHECK(worst_match(180) > 0.1);
+    std::vector<std::vector<int>> neighbours(48);
+    for (int i = 0; i < 48; ++i)
+      for (int j = i + 1; j < 48; ++j) {
+        const double d = std::hypot(cells[i].x_cm - cells[j].x_cm, cells[i].y_cm - cells[j].y_cm) / pitch;
+        DOCTEST_INFO("cells " << i << ", " << j << " at " << d << " pitches");
+        DOCTEST_CHECK(d > 0.9);
+        if (d < 1.05) neighbours[i].push_back(j), neighbours[j].push_back(i);
+      }
+    std::vector<int> seen(48, 0), todo = {0};
+    seen[0] = 1;
+    while (!todo.empty()) {
+      const int c = todo.back();
+      todo.pop_back();
+      DOCTEST_CHECK(neighbours[c].size() >= 2);
+      DOCTEST_CHECK(neighbours[c].size() <= 6);
+      for (int n : neighbours[c])
+        if (!seen[n]) seen[n] = 1, todo.push_back(n);
+    }
+    DOCTEST_CHECK(std::count(seen.begin(), seen.end(), 1) == 48);
   }
 
   DOCTEST_TEST_CASE("malformed tables are rejected with file and line") {

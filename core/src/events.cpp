@@ -1,7 +1,11 @@
 #include "ddaq/core/events.h"
 
 #include <H5Cpp.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cmath>
 #include <cstdio>
@@ -215,10 +219,19 @@ EventFileReader::EventFileReader(const std::string& path) : impl_(new Impl) {
   } catch (const H5::Exception&) {
   }
   if (!is_hdf5) throw Error(path + ": not an HDF5 file");
-  hdf5_call(path, "opening", [&] {
+  try {
     impl_->file = H5::H5File(path, H5F_ACC_RDONLY);
-    return 0;
-  });
+  } catch (const H5::Exception& e) {
+    // HDF5 locks a file another process has open for writing (flock);
+    // its own message does not say so.
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    const bool locked = fd >= 0 && ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    if (fd >= 0) ::close(fd);
+    if (locked)
+      throw Error(path + ": locked by another process that has it open for writing (HDF5 file locking); close it "
+                         "there, or set HDF5_USE_FILE_LOCKING=FALSE if nothing writes it");
+    throw Error(path + ": opening failed (HDF5: " + e.getDetailMsg() + ")");
+  }
   if (!impl_->file.nameExists("calq")) throw Error(path + ": no dataset 'calq'");
   hdf5_call(path, "reading 'calq'", [&] {
     impl_->calq = impl_->file.openDataSet("calq");

@@ -565,7 +565,7 @@ EconTPipeline EconTPipeline::load(const std::string& run_dir) {
   } catch (const Error&) {
     throw;
   } catch (const std::exception&) {
-    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a run's decoder");
+    throw Error(wrong_kind_message(path, "a run's decoder"));
   }
   check_id(path, decoder_id);
   // Everything as saved: the recomputed id covers the options too, so an

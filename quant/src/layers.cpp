@@ -809,6 +809,12 @@ std::string ddaq_archive_kind(const std::string& path) {
   return "not a ddaq LibTorch archive";
 }
 
+std::string wrong_kind_message(const std::string& path, const std::string& wanted) {
+  const std::string kind = ddaq_archive_kind(path);
+  return kind.rfind("a ", 0) == 0 ? path + ": is " + kind + ", not " + wanted
+                                  : path + ": not " + wanted + " (" + kind + ")";
+}
+
 QuantizedStack load_quantized_stack(const std::string& path, std::map<std::string, std::string>* labels) {
   if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
   torch::serialize::InputArchive archive;
@@ -816,10 +822,10 @@ QuantizedStack load_quantized_stack(const std::string& path, std::map<std::strin
   try {
     archive.load_from(path);
   } catch (const std::exception&) {
-    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a quantized stack");
+    throw Error(wrong_kind_message(path, "a quantized stack"));
   }
   if (!archive.try_read("spec", spec) || !spec.isString())
-    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a quantized stack");
+    throw Error(wrong_kind_message(path, "a quantized stack"));
   if (labels) {
     labels->clear();
     for (const std::string key : {"run_id", "part"}) {

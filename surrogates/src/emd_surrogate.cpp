@@ -212,11 +212,11 @@ EmdSurrogate EmdSurrogate::load(const std::string& path) {
   try {
     archive.load_from(path);
   } catch (const std::exception&) {
-    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not an EMD surrogate");
+    throw Error(wrong_kind_message(path, "an EMD surrogate"));
   }
   if (!archive.try_read("format", format) || !archive.try_read("options", options) || !format.isString() ||
       format.toStringRef() != "ddaq-emd-surrogate-1")
-    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not an EMD surrogate");
+    throw Error(wrong_kind_message(path, "an EMD surrogate"));
   EmdSurrogate model(EmdSurrogateOptions::from_json(options.toStringRef()));
   torch::NoGradGuard no_grad;
   for (auto& p : model.impl_->net->named_parameters()) {

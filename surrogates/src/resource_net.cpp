@@ -152,11 +152,11 @@ LearnedResourceModel LearnedResourceModel::load(const std::string& path) {
   try {
     archive.load_from(path);
   } catch (const std::exception&) {
-    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a learned resource model");
+    throw Error(wrong_kind_message(path, "a learned resource model"));
   }
   if (!archive.try_read("format", format) || !archive.try_read("hidden", hidden) ||
       !archive.try_read("analytic", analytic) || !format.isString() || format.toStringRef() != "ddaq-resource-net-1")
-    throw Error(path + ": is " + ddaq_archive_kind(path) + ", not a learned resource model");
+    throw Error(wrong_kind_message(path, "a learned resource model"));
   LearnedResourceModel m(LearnedResourceOptions().hidden(nlohmann::json::parse(hidden.toStringRef()).get<std::vector<int64_t>>()));
   // The analytic part travels as "TARGET NAME VALUE" lines through its own loader.
   std::ostringstream text;

@@ -193,6 +193,9 @@ QuantizedStack load_quantized_stack(const std::string& path, std::map<std::strin
 // training checkpoint", "an EMD surrogate", ...), from its own markers;
 // "not a ddaq LibTorch archive" when it has none or cannot be read.
 std::string ddaq_archive_kind(const std::string& path);
+// "PATH: is a ddaq decoder ..., not WANTED" or "PATH: not WANTED (not a ddaq
+// LibTorch archive)": the one line a loader throws for the wrong file.
+std::string wrong_kind_message(const std::string& path, const std::string& wanted);
 QuantizedStack quantized_stack_from_spec(const std::string& json);
 
 // Polynomial sparsity schedule (Zhu & Gupta 2017): from `initial` at
