@@ -102,7 +102,11 @@ DOCTEST_TEST_SUITE("cli") {
     neg[4] = -1.0f;
     write("a.h5", {c0, c0, zero, zero});
     write("b.h5", {c1, c0, zero, c1});
-    auto r = run_ddaq("emd " + dir.file("a.h5") + " " + dir.file("b.h5") + " -o " + dir.file("e.h5"));
+    // Undefined pairs (one wafer empty): an error by default, nothing written.
+    expect_error(run_ddaq("emd " + dir.file("a.h5") + " " + dir.file("b.h5") + " -o " + dir.file("e.h5")),
+                 "1 pair(s) with exactly one empty wafer (first: row 3)");
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("e.h5")));
+    auto r = run_ddaq("emd " + dir.file("a.h5") + " " + dir.file("b.h5") + " -o " + dir.file("e.h5") + " --undefined nan");
     DOCTEST_REQUIRE(r.exit_code == 0);
     DOCTEST_CHECK(r.err.find("1 pair(s) with both wafers empty (emd 0), 1 with one empty (emd NaN)") !=
                   std::string::npos);

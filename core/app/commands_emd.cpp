@@ -30,14 +30,20 @@ void add_emd_command(CLI::App& app) {
   auto b_path = std::make_shared<std::string>();
   auto out_path = std::make_shared<std::string>();
   auto threads = std::make_shared<int>(0);
+  auto undefined = std::make_shared<std::string>("error");
   CLI::App* c = app.add_subcommand("emd", "Exact earth mover's distance between A[i] and B[i] (sensor-cell pitch units)");
   c->add_option("a", *a_path, "event file A (calq N x 48)")->required();
   c->add_option("b", *b_path, "event file B (calq N x 48)")->required();
   c->add_option("-o,--output", *out_path, "output HDF5 file: dataset 'emd' (N, float64)")->required();
   c->add_option("--threads", *threads, "worker threads (0: all cores)")->capture_default_str()->check(whole_number_in(0, 1024));
+  c->add_option("--undefined", *undefined,
+                "pairs with exactly one empty wafer (EMD undefined): error (nothing written) or nan (written as NaN)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"error", "nan"}));
   c->footer(
-      "Both wafers are normalized to unit sum. EMD(empty, empty) = 0; EMD(empty, non-empty) = NaN;\n"
-      "both are counted on stderr and in the output's attributes.");
+      "Both wafers are normalized to unit sum. EMD(empty, empty) = 0; EMD(empty, non-empty) is undefined:\n"
+      "an error naming the first such row, or NaN with --undefined nan; both are counted on stderr and\n"
+      "in the output's attributes.");
   c->callback([=] {
     check_outputs({*a_path, *b_path}, {*out_path});
     const EventFileReader a(*a_path), b(*b_path);
@@ -71,6 +77,13 @@ void add_emd_command(CLI::App& app) {
         progress.advance(rows);
       }
       progress.finish();
+    }
+    if (one_empty > 0 && *undefined == "error") {
+      int64_t first = 0;
+      while (std::isfinite(emd[static_cast<size_t>(first)])) ++first;
+      throw Error(*a_path + ", " + *b_path + ": " + std::to_string(one_empty) +
+                  " pair(s) with exactly one empty wafer (first: row " + std::to_string(first) +
+                  "): their EMD is undefined (--undefined nan writes NaN for them)");
     }
     write_results_file(*out_path, {{"emd", emd}},
                        {{"creator", "ddaq emd"},

@@ -415,3 +415,12 @@ def test_run_files_carry_their_kind_and_run(work):
     shutil.copy(f"{a}/encoder.qstack", f"{a}/checkpoint.pt")
     one_line_error(ddaq("train", cfg, "-o", a, "--data", data, "--max-steps", "5", "--resume"),
                    f"{a}/checkpoint.pt: is a ddaq quantized stack, not a training checkpoint")
+
+
+def test_a_file_held_open_for_writing_is_named_as_locked(work):
+    path = f"{work}/held.h5"
+    shutil.copy(f"{work}/w.h5", path)
+    with h5py.File(path, "a"):
+        r = ddaq("data", "stats", path)
+    one_line_error(r, f"{path}: locked by another process that has it open for writing")
+    assert ddaq("data", "stats", path).returncode == 0  # closed: readable again
