@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/progress.h"
 #include "text.h"
@@ -44,6 +45,7 @@ std::vector<int> parse_header(const std::string& file, const std::string& line) 
 CsvImportSummary import_calq_csv(const std::vector<std::string>& inputs, const std::string& output,
                                  const std::vector<int32_t>& labels, Progress* progress) {
   if (inputs.empty()) throw Error("data import: no input CSV file given");
+  check_outputs(inputs, {output});
   if (!(labels.empty() || labels.size() == 1 || labels.size() == inputs.size()))
     throw Error("data import: " + std::to_string(labels.size()) + " labels for " +
                 std::to_string(inputs.size()) + " files (give one label for all, or one per file)");

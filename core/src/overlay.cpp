@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/core/progress.h"
 #include "ddaq/core/random.h"
 
@@ -34,6 +35,7 @@ void overlay_pileup(const OverlayOptions& options, const EventTable& pool, int64
 void overlay_file(const OverlayOptions& options, const std::string& input, const std::string& pool_path,
                   const std::string& output, Progress* progress) {
   options.validate();
+  check_outputs({input, pool_path}, {output});
   const EventFileReader in(input);
   const EventTable pool = EventFileReader(pool_path).read_all();
   if (pool.size() == 0) throw Error(pool_path + ": the pileup pool has no events");

@@ -80,6 +80,11 @@ void check_python_signals() {
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
 }
 
+// Seeds are 0 ... 2^63 - 1 (a negative one would wrap into another seed).
+void check_seed(int64_t seed) {
+  if (seed < 0) throw ddaq::Error("seed " + std::to_string(seed) + " is negative (seeds are 0 ... 2^63 - 1)");
+}
+
 py::object json_to_py(const std::string& text) { return py::module_::import("json").attr("loads")(text); }
 
 }  // namespace
@@ -120,7 +125,8 @@ PYBIND11_MODULE(_ddaq, m) {
       "Import CALQ_0..CALQ_47 CSV files into an event file; returns the number of events.");
   m.def(
       "synthesize",
-      [](int64_t events, uint64_t seed, double pileup, double electron_fraction) {
+      [](int64_t events, int64_t seed, double pileup, double electron_fraction) {
+        check_seed(seed);
         ddaq::EventTable t;
         {
           py::gil_scoped_release release;
@@ -137,7 +143,8 @@ PYBIND11_MODULE(_ddaq, m) {
       "Synthetic HGCAL wafers in memory: (calq [N, 48] float32, label [N] int32).");
   m.def(
       "synth",
-      [](const std::string& output, int64_t events, uint64_t seed, double pileup, double electron_fraction) {
+      [](const std::string& output, int64_t events, int64_t seed, double pileup, double electron_fraction) {
+        check_seed(seed);
         py::gil_scoped_release release;
         ddaq::synthesize_to_file(
             ddaq::SynthOptions().events(events).seed(seed).pileup_mu(pileup).electron_fraction(electron_fraction), output);
@@ -146,7 +153,8 @@ PYBIND11_MODULE(_ddaq, m) {
       py::arg("electron_fraction") = 0.5, "Write synthetic wafers to an event file (as `ddaq data synth`).");
   m.def(
       "overlay",
-      [](const std::string& input, const std::string& pool, const std::string& output, double mu, uint64_t seed) {
+      [](const std::string& input, const std::string& pool, const std::string& output, double mu, int64_t seed) {
+        check_seed(seed);
         py::gil_scoped_release release;
         ddaq::overlay_file(ddaq::OverlayOptions().mu(mu).seed(seed), input, pool, output);
       },

@@ -49,6 +49,16 @@ def test_errors_are_ddaq_errors_with_the_cli_message():
         ddaq.Pipeline("missing.json")
     with pytest.raises(ddaq.Error, match="missing.pt") as e:
         ddaq.EmdSurrogate("missing.pt")
+    with pytest.raises(ddaq.Error, match="seed -1 is negative"):
+        ddaq.synthesize(10, seed=-1)
+    with tempfile.TemporaryDirectory() as d:  # the output rules hold for the library too
+        ddaq.synth(os.path.join(d, "a.h5"), 20)
+        before = open(os.path.join(d, "a.h5"), "rb").read()
+        with pytest.raises(ddaq.Error, match="is the input"):
+            ddaq.overlay(os.path.join(d, "a.h5"), os.path.join(d, "a.h5"), os.path.join(d, "a.h5"), 1.0)
+        assert open(os.path.join(d, "a.h5"), "rb").read() == before
+        with pytest.raises(ddaq.Error, match="is a folder"):
+            ddaq.synth(d, 5)
     torch = pytest.importorskip("torch")
     p = ddaq.Pipeline({"pipeline": {}, "training": {"loss": "weighted_mse"}})
     with pytest.raises(ddaq.Error) as e:
