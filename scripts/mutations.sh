@@ -42,6 +42,7 @@ mutations=(
   "run-id-of-siblings-unchecked|core/src/pipeline.cpp|    if (!expected_id.empty() && id != expected_id)|    if (false)|reliability.run_files"
   "edited-pipeline-json-accepted|core/src/pipeline.cpp|  if (!expected_id.empty() && p.run_id() != expected_id)|  if (false)|reliability.run_files"
   "geometry-cell-moved|core/data/hgcal_geometry.csv|1,6,4,0.0,-2.4168015,12|1,6,4,0.3,-2.4168015,12|three-fold symmetric"
+  "abandoned-temporaries-kept|core/base/src/files.cpp|    fs::remove_all(entry.path(), ec);|    (void)0;|reliability.temporaries_of_killed"
   "accumulator-one-bit-narrow|quant/src/bounds.cpp|return FixedPointType(integer + frac, integer, true);|return FixedPointType(integer + frac - 1, integer - 1, true);|accumulator ranges equal brute force"
 )
 

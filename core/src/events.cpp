@@ -61,6 +61,7 @@ struct EventFileWriter::Impl {
 EventFileWriter::EventFileWriter(const std::string& path, bool with_labels) : impl_(new Impl) {
   silence_hdf5();
   impl_->path = path;
+  remove_abandoned_temporaries(resolve_output(path));
   impl_->tmp_path = resolve_output(path) + ".tmp-" + std::to_string(::getpid());
   impl_->with_labels = with_labels;
   track_temporary(impl_->tmp_path);
@@ -352,6 +353,7 @@ void write_results_file(const std::string& path,
                         const std::map<std::string, std::string>& attributes) {
   silence_hdf5();
   const std::string target = resolve_output(path);
+  remove_abandoned_temporaries(target);
   const std::string tmp = target + ".tmp-" + std::to_string(::getpid());
   track_temporary(tmp);
   try {

@@ -301,6 +301,7 @@ void write_project_folder(const std::string& dir_as_given, bool replace, const s
   if (occupied && !replace) throw Error(what + ": " + dir + " exists and is not an empty folder");
   if (occupied && !(fs::is_directory(dir) && ours(dir)))
     throw Error(what + ": " + dir + " is not " + kind + ": not replacing it");
+  remove_abandoned_temporaries(dir);
   const fs::path tmp = dir + ".tmp-" + std::to_string(::getpid());
   std::error_code ec;
   fs::remove_all(tmp, ec);

@@ -348,6 +348,36 @@ def test_a_signal_during_other_commands_leaves_no_temporaries(work):
     assert not [e for e in os.listdir(work) if e.startswith("big.h5")]
 
 
+def test_temporaries_of_killed_writers_are_cleaned(work):
+    # SIGKILL leaves "<out>.tmp-<pid>"; the next writer of <out> removes it
+    # once that pid is gone and the file is 10 minutes old, not before.
+    out = f"{work}/killed_out.h5"
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs
+    stale, fresh = f"{out}.tmp-{dead.pid}", f"{out}.tmp-{os.getpid()}"
+    for path in (stale, fresh):
+        with open(path, "w") as f:
+            f.write("half")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    os.utime(fresh, (old, old))  # this pid is alive: kept
+    p = subprocess.Popen([EXE, "data", "synth", "--events", "1000000", "-o", f"{work}/sigkill.h5"], env=env())
+    deadline = time.time() + 60
+    while not [e for e in os.listdir(work) if e.startswith("sigkill.h5.tmp-")]:
+        assert p.poll() is None and time.time() < deadline
+        time.sleep(0.02)
+    p.kill()
+    p.wait()
+    left = [e for e in os.listdir(work) if e.startswith("sigkill.h5.tmp-")]
+    assert len(left) == 1  # SIGKILL cannot clean up
+    os.utime(f"{work}/{left[0]}", (old, old))
+    assert ddaq("data", "synth", "--events", "10", "-o", out).returncode == 0
+    assert ddaq("data", "synth", "--events", "10", "-o", f"{work}/sigkill.h5").returncode == 0
+    assert not os.path.exists(stale) and os.path.exists(fresh)
+    assert not [e for e in os.listdir(work) if e.startswith("sigkill.h5.tmp-")]
+    os.remove(fresh)
+
+
 def test_checkpoints_know_files_by_content_not_by_path(work):
     cfg = tiny_config(work)
     elsewhere = f"{work}/elsewhere"

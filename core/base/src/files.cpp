@@ -4,7 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <cerrno>
+#include <cstdlib>
+#include <ctime>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -169,6 +173,7 @@ void remove_tracked_temporaries() {
 
 void write_file_atomic(const std::string& path, const std::string& content) {
   const std::string target = resolve_output(path);
+  remove_abandoned_temporaries(target);
   const std::string tmp = target + ".tmp-" + std::to_string(::getpid());
   track_temporary(tmp);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -207,6 +212,24 @@ void remove_stale_temporaries(const std::string& path) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec))
     if (entry.path().filename().string().rfind(prefix, 0) == 0) fs::remove(entry.path(), ec);
+}
+
+void remove_abandoned_temporaries(const std::string& target) {
+  const fs::path p(target);
+  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  const std::string prefix = p.filename().string() + ".tmp-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    if (pid <= 0 || *end != '\0' || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    struct stat st;
+    if (::lstat(entry.path().c_str(), &st) != 0 || std::time(nullptr) - st.st_mtime < 600) continue;
+    fs::remove_all(entry.path(), ec);
+  }
 }
 
 void make_directories(const std::string& path) {

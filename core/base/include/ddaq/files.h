@@ -58,6 +58,12 @@ void remove_tracked_temporaries();
 // Removes "<path>.tmp-*" left by a writer that was killed mid-write.
 void remove_stale_temporaries(const std::string& path);
 
+// Removes "<target>.tmp-<pid>" files and folders abandoned by a killed
+// process (SIGKILL leaves them): the pid is not running here and the entry
+// has not changed for 10 minutes (a writer on another node of a shared file
+// system keeps its temporary fresh). Every writer calls it first.
+void remove_abandoned_temporaries(const std::string& target);
+
 // Creates `path` and missing parents; throws ddaq::Error if that fails or a
 // non-folder is in the way.
 void make_directories(const std::string& path);
