@@ -96,7 +96,7 @@ PYBIND11_MODULE(_ddaq, m) {
   // Every failure of ddaq code is ddaq.Error with the command line's one-line
   // message; Python's own exceptions (KeyboardInterrupt from a step, errors
   // in a callback) and pybind11's argument errors pass through unchanged.
-  py::register_exception_translator([](std::exception_ptr p) {
+  py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const py::error_already_set&) {

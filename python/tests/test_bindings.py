@@ -64,6 +64,9 @@ def test_errors_are_ddaq_errors_with_the_cli_message():
     with pytest.raises(ddaq.Error) as e:
         p.forward(torch.zeros(3, 47))
     assert "\n" not in str(e.value) and "frame #" not in str(e.value)
+    with pytest.raises(ddaq.Error) as e:  # raised inside LibTorch (c10::Error), not by ddaq's checks
+        p.forward(torch.zeros(0, 48))
+    assert "\n" not in str(e.value) and "Exception raised from" not in str(e.value)
     with pytest.raises(ddaq.Error, match=r"calq: expected a tensor of shape \[N, 48\]"):
         p.predict(torch.zeros(3, 47))
 
