@@ -146,7 +146,7 @@ def write_config(tmp, batch, threads):
 def ddaq_events_per_second(exe, config, data, run, steps, world=1):
     """events/s as `ddaq train` reports it (training steps, all ranks)."""
     env = dict(os.environ, DDAQ_PROGRESS="off", OMP_NUM_THREADS="1")
-    cmd = [exe, "train", config, "-o", run, "--data", data, "--max-steps", str(steps)]
+    cmd = [exe, "train", config, "-o", run, "--data", data, "--max-steps", str(steps), "--overwrite"]
     if world == 1:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     else:

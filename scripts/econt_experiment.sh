@@ -48,12 +48,12 @@ latents=(16 24 36)
 for n in "${latents[@]}"; do
   for loss in surrogate weighted_mse; do
     config "$loss" "$n"
-    "$ddaq" train "$out/${loss}_$n.json" -o "$out/${loss}_$n" > "$out/${loss}_$n.train.log" &
+    "$ddaq" train "$out/${loss}_$n.json" -o "$out/${loss}_$n" --overwrite > "$out/${loss}_$n.train.log" &
   done
   wait
   # MSE first, then frozen: the weighted-MSE encoder kept fixed while the
   # decoder and classifier retrain with the EMD surrogate.
-  "$ddaq" train "$out/surrogate_$n.json" -o "$out/mse_then_frozen_$n" --init "$out/weighted_mse_$n" \
+  "$ddaq" train "$out/surrogate_$n.json" -o "$out/mse_then_frozen_$n" --overwrite --init "$out/weighted_mse_$n" \
     --freeze encoder > "$out/mse_then_frozen_$n.train.log"
 done
 

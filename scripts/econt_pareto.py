@@ -36,7 +36,7 @@ def main():
     if not train:
         data_cfg = os.path.join(args.out, "data.json")
         json.dump({"name": "pareto-data", "data": base["data"]}, open(data_cfg, "w"))
-        subprocess.run([ddaq, "run", data_cfg, "-o", os.path.join(args.out, "data")], check=True, env=env,
+        subprocess.run([ddaq, "run", data_cfg, "-o", os.path.join(args.out, "data"), "--overwrite"], check=True, env=env,
                        capture_output=True)
         train, test = os.path.join(args.out, "data", "train.h5"), os.path.join(args.out, "data", "test.h5")
     points = []
@@ -57,7 +57,7 @@ def main():
         path = os.path.join(args.out, name + ".json")
         json.dump(cfg, open(path, "w"), indent=2)
         run = os.path.join(args.out, name)
-        subprocess.run([ddaq, "train", path, "-o", run, "--data", train], check=True, env=env, capture_output=True)
+        subprocess.run([ddaq, "train", path, "-o", run, "--data", train, "--overwrite"], check=True, env=env, capture_output=True)
         subprocess.run([ddaq, "eval", run, "--data", test], check=True, env=env, capture_output=True)
         e = json.load(open(os.path.join(run, "eval.json")))
         bc = {b["elinks"]: b["emd_mean"] for b in e["best_choice"]}

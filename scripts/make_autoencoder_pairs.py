@@ -61,7 +61,7 @@ def main():
             json.dump(config(loss, latents), f)
         for steps in SNAPSHOT_STEPS:
             run = os.path.join(args.dir, f"ae_{name}_{steps or 'end'}")
-            cmd = [exe, "train", cfg, "--data", os.path.join(args.dir, train_file), "-o", run]
+            cmd = [exe, "train", cfg, "--data", os.path.join(args.dir, train_file), "-o", run, "--overwrite"]
             if steps:
                 cmd += ["--max-steps", str(steps)]
             subprocess.run(cmd, check=True, env=env, capture_output=True)
