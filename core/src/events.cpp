@@ -346,6 +346,13 @@ std::map<std::string, std::string> EventFileReader::attributes() const {
   });
 }
 
+void check_binary_labels(const std::string& file, const int32_t* labels, const int64_t* rows, int64_t n) {
+  for (int64_t r = 0; r < n; ++r)
+    if (labels[r] != 0 && labels[r] != 1)
+      throw Error(file + ": row " + std::to_string(rows ? rows[r] : r) + ": label " + std::to_string(labels[r]) +
+                  " (the classifier is binary: 0 jet, 1 electron)");
+}
+
 // ---------------------------------------------------------------- results
 
 void write_results_file(const std::string& path,

@@ -86,6 +86,11 @@ class EventFileReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// ddaq's classifier is binary: a label other than 0 (jet) or 1 (electron)
+// would silently become a BCE target of 0 or 1 and an AUC of NaN. Throws
+// naming the file and row (rows[r], or r when rows is null).
+void check_binary_labels(const std::string& file, const int32_t* labels, const int64_t* rows, int64_t n);
+
 // Per-event results (EMD values, scores): named 1-D float64 datasets plus
 // string attributes, written atomically like event files.
 void write_results_file(const std::string& path,

@@ -1,0 +1,68 @@
+// ddaq/core/evaluation.h: how good a trained pipeline is, on exact terms:
+// exact EMD of the decoded wafers, classifier AUC, the classical formats at
+// the same bandwidth on the same events, the encoder's exact costs, and the
+// run's budgets checked on the exact, integer design.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "ddaq/core/pipeline.h"
+
+namespace ddaq {
+
+using BudgetMap = std::map<std::string, double>;  // cost name -> limit
+
+struct BaselineRow {
+  std::string name;  // "best_choice", "threshold", "stc4", "stc16"
+  int elinks = 0, cells = 0;
+  double emd_mean = 0.0, emd_median = 0.0;
+};
+
+struct OccupancyBin {
+  int min_cells = 0, max_cells = 0;  // non-zero input cells, inclusive
+  int64_t events = 0;
+  double emd_mean = 0.0, best_choice_emd_mean = 0.0;  // Best Choice at the pipeline's e-links
+};
+
+struct EvaluationReport {
+  int64_t events = 0;
+  int64_t empty_wafers = 0;  // all charges 0: no EMD (left out of every mean), counted here
+  int latent_bits = 0, elinks = 0;
+  double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), sensor-cell pitches
+  std::vector<OccupancyBin> by_occupancy;
+  double auc = 0.0;                      // NaN without labels
+  std::vector<BaselineRow> best_choice;  // 1..5 e-links
+  std::vector<BaselineRow> classical;    // threshold at 2..5 e-links, super trigger cells
+  double encoder_ebops = 0.0, encoder_energy_pj = 0.0, encoder_power_mw = 0.0;
+  // FPGA estimate of the encoder (analytic model, reuse factor 1; indicative).
+  double encoder_lut = 0.0, encoder_ff = 0.0, encoder_dsp = 0.0, encoder_latency_cycles = 0.0;
+  std::vector<int> latent_widths;  // per latent, 0: not transmitted
+  int64_t payload_bits = 0;
+  // Budgets of the run (RUN/budgets.json) against this exact, integer design.
+  struct Budget {
+    std::string name;
+    double limit = 0.0, achieved = 0.0;
+    bool met = false;
+  };
+  std::vector<Budget> budgets;
+  void check_budgets(const std::map<std::string, double>& limits);
+  std::string to_text() const;
+  std::string to_json() const;
+};
+
+// RUN/budgets.json: the budgets a run was trained under (written by
+// `ddaq train`/`ddaq run`, removed when a retrained run has none), so that
+// evaluation reports them; load gives {} when the file is absent.
+void save_budgets(const std::string& run_dir, const BudgetMap& limits);
+BudgetMap load_budgets(const std::string& run_dir);
+
+// Exact EMD of the decoded wafers against the inputs (also by occupancy:
+// non-zero cells 1-9, 10-19, 20-29, 30-48, with Best Choice beside),
+// classifier AUC, and on the same events: Best Choice at 1..5 e-links, the threshold format at 2..5
+// e-links, super trigger cells (4 and 16 cells); the encoder's EBOPs, energy
+// per inference and power (45 nm Horowitz), FPGA LUT/FF/DSP and latency.
+EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events = 20000);
+
+}  // namespace ddaq
