@@ -43,6 +43,7 @@ mutations=(
   "edited-pipeline-json-accepted|core/src/pipeline.cpp|  if (!expected_id.empty() && p.run_id() != expected_id)|  if (false)|reliability.run_files"
   "geometry-cell-moved|core/data/hgcal_geometry.csv|1,6,4,0.0,-2.4168015,12|1,6,4,0.3,-2.4168015,12|three-fold symmetric"
   "abandoned-temporaries-kept|core/base/src/files.cpp|    fs::remove_all(entry.path(), ec);|    (void)0;|reliability.temporaries_of_killed"
+  "hdf5-timestamps-back|core/src/events.cpp|    H5::DSetCreatPropList props = untimed_dataset();|    H5::DSetCreatPropList props;|reliability.the_main_job"
   "accumulator-one-bit-narrow|quant/src/bounds.cpp|return FixedPointType(integer + frac, integer, true);|return FixedPointType(integer + frac - 1, integer - 1, true);|accumulator ranges equal brute force"
 )
 

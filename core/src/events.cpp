@@ -39,6 +39,20 @@ void silence_hdf5() {
   (void)done;
 }
 
+// No modification times in the file: the same events give the same bytes,
+// so a file made again from a seed has the same content identity (a
+// checkpoint made from it resumes, docs/reliability.md).
+H5::FileCreatPropList untimed_file() {
+  H5::FileCreatPropList p;
+  H5Pset_obj_track_times(p.getId(), false);
+  return p;
+}
+H5::DSetCreatPropList untimed_dataset() {
+  H5::DSetCreatPropList p;
+  H5Pset_obj_track_times(p.getId(), false);
+  return p;
+}
+
 H5::StrType utf8_string_type() {
   H5::StrType t(H5::PredType::C_S1, H5T_VARIABLE);
   t.setCset(H5T_CSET_UTF8);
@@ -66,7 +80,7 @@ EventFileWriter::EventFileWriter(const std::string& path, bool with_labels) : im
   impl_->with_labels = with_labels;
   track_temporary(impl_->tmp_path);
   try {
-    impl_->file = H5::H5File(impl_->tmp_path, H5F_ACC_TRUNC);
+    impl_->file = H5::H5File(impl_->tmp_path, H5F_ACC_TRUNC, untimed_file());
   } catch (const H5::Exception&) {
     untrack_temporary(impl_->tmp_path);
     throw Error(path + ": cannot create file (is the folder there and writable?)");
@@ -75,7 +89,7 @@ EventFileWriter::EventFileWriter(const std::string& path, bool with_labels) : im
     const bool deflate = H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
     hsize_t dims[2] = {0, kCells}, maxdims[2] = {H5S_UNLIMITED, kCells};
     H5::DataSpace space(2, dims, maxdims);
-    H5::DSetCreatPropList props;
+    H5::DSetCreatPropList props = untimed_dataset();
     hsize_t chunk[2] = {4096, kCells};
     props.setChunk(2, chunk);
     if (deflate) {
@@ -86,7 +100,7 @@ EventFileWriter::EventFileWriter(const std::string& path, bool with_labels) : im
     if (with_labels) {
       hsize_t ldims[1] = {0}, lmax[1] = {H5S_UNLIMITED}, lchunk[1] = {4096};
       H5::DataSpace lspace(1, ldims, lmax);
-      H5::DSetCreatPropList lprops;
+      H5::DSetCreatPropList lprops = untimed_dataset();
       lprops.setChunk(1, lchunk);
       if (deflate) lprops.setDeflate(4);
       impl_->label = impl_->file.createDataSet("label", H5::PredType::STD_I32LE, lspace, lprops);
@@ -178,7 +192,7 @@ void EventFileWriter::add_dataset(const std::string& name, const std::vector<flo
   hdf5_call(impl_->path, "writing dataset '" + name + "'", [&] {
     std::vector<hsize_t> dims(shape.begin(), shape.end());
     H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
-    H5::DataSet d = impl_->file.createDataSet(name, H5::PredType::IEEE_F32LE, space);
+    H5::DataSet d = impl_->file.createDataSet(name, H5::PredType::IEEE_F32LE, space, untimed_dataset());
     if (!values.empty()) d.write(values.data(), H5::PredType::NATIVE_FLOAT);
     return 0;
   });
@@ -366,7 +380,7 @@ void write_results_file(const std::string& path,
   try {
     H5::H5File file;
     try {
-      file = H5::H5File(tmp, H5F_ACC_TRUNC);
+      file = H5::H5File(tmp, H5F_ACC_TRUNC, untimed_file());
     } catch (const H5::Exception&) {
       throw Error(path + ": cannot create file (is the folder there and writable?)");
     }
@@ -374,7 +388,7 @@ void write_results_file(const std::string& path,
       for (const auto& ds : datasets) {
         hsize_t dims[1] = {ds.second.size()};
         H5::DataSpace space(1, dims);
-        H5::DataSet d = file.createDataSet(ds.first, H5::PredType::IEEE_F64LE, space);
+        H5::DataSet d = file.createDataSet(ds.first, H5::PredType::IEEE_F64LE, space, untimed_dataset());
         if (!ds.second.empty()) d.write(ds.second.data(), H5::PredType::NATIVE_DOUBLE);
       }
       const H5::StrType type = utf8_string_type();

@@ -454,3 +454,23 @@ def test_a_file_held_open_for_writing_is_named_as_locked(work):
         r = ddaq("data", "stats", path)
     one_line_error(r, f"{path}: locked by another process that has it open for writing")
     assert ddaq("data", "stats", path).returncode == 0  # closed: readable again
+
+
+def test_the_main_job_resumes_with_its_data_made_again(work):
+    # `ddaq run --resume` makes the synthetic data again (same seed): the
+    # files must be the same bytes (no HDF5 timestamps), or the checkpoint's
+    # content identity would refuse them.
+    cfg = f"{work}/tiny_run.json"
+    with open(cfg, "w") as f:
+        json.dump({"name": "tiny", "data": {"train_events": 600, "test_events": 200, "pool_events": 200,
+                                            "pileup_mu": 5, "seed": 2},
+                   "pipeline": {"latent": 16, "latent_bits": 3},
+                   "training": {"epochs": 2, "batch_size": 64, "loss": "weighted_mse"}}, f)
+    run = f"{work}/main_job"
+    r = ddaq("run", cfg, "-o", run)
+    assert r.returncode == 0, r.stderr
+    before = {n: digest(f"{run}/{n}") for n in ("train.h5", "test.h5", "pool.h5", "encoder.qstack")}
+    r = ddaq("run", cfg, "-o", run, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "resumed at step 18" in r.stdout  # 600 // 64 = 9 steps an epoch, 2 epochs: nothing left to train
+    assert {n: digest(f"{run}/{n}") for n in before} == before
