@@ -30,7 +30,7 @@ mutations=(
   "export-outputs-not-transactional|core/base/src/files.cpp|    if (g_transaction) {|    if (false) {|reliability.a_failed_export"
   "interrupt-without-checkpoint|core/src/trainer.cpp|          checkpoint();  // the step boundary|          (void)0;  // the step boundary|reliability.a_signal_stops"
   "resume-restores-parameters-only|core/src/checkpoint.cpp|    kv.second.copy_(it->second);|    if (kv.second.requires_grad()) kv.second.copy_(it->second);|reliability.a_signal_stops"
-  "fingerprint-without-augmentation|core/src/checkpoint.cpp|                           o.pileup_mu(), o.pileup_mu_min(), o.noise()}},|                           0.0, 0.0, 0.0}},|reliability.checkpoints_know_files"
+  "fingerprint-without-augmentation|core/src/checkpoint.cpp|o.pileup_mu(), o.pileup_mu_min(), o.noise()}},|0.0, 0.0, 0.0}},|reliability.checkpoints_know_files"
   "fingerprint-by-path|core/src/checkpoint.cpp|{\"train_data\", file_identity(train_file)}|{\"train_data\", train_file}|reliability.checkpoints_know_files"
   "empty-wafers-kept|core/src/trainer.cpp|    summary_.empty_wafers_skipped += drop_empty_wafers(batch);|    (void)0;|reliability.empty_wafers"
   "non-finite-loss-not-stopped|core/src/trainer.cpp|    if (!torch::isfinite(grad).all().item<bool>())|    if (false)|reliability.a_non_finite_loss"
