@@ -38,7 +38,7 @@ mutations=(
   "numeric-option-nan-accepted|core/app/options.cpp|        if (!std::isfinite(v))|        if (false)|reliability.every_numeric_option"
   "run-folder-not-guarded|core/app/commands_run.cpp|    } else if (!marker.empty() && !overwrite) {|    } else if (false) {|reliability.run_folder_rules"
   "python-ctrl-c-ignored|python/src/module.cpp|              check_python_signals();|              (void)0;|python.bindings.surrogate_from_a_path"
-  "python-libtorch-error-not-translated|python/src/module.cpp|      error(first_line(e.what_without_backtrace()).c_str());|      throw;|python.bindings.errors_are_ddaq_errors"
+  "python-libtorch-error-not-translated|python/src/module.cpp|      error(ddaq::first_line(e.what_without_backtrace()).c_str());|      throw;|python.bindings.errors_are_ddaq_errors"
   "run-id-of-siblings-unchecked|core/src/pipeline.cpp|    if (!expected_id.empty() && id != expected_id)|    if (false)|reliability.run_files"
   "edited-pipeline-json-accepted|core/src/pipeline.cpp|  if (!expected_id.empty() && p.run_id() != expected_id)|  if (false)|reliability.run_files"
   "geometry-cell-moved|core/data/hgcal_geometry.csv|1,6,4,0.0,-2.4168015,12|1,6,4,0.3,-2.4168015,12|three-fold symmetric"

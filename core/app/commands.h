@@ -19,10 +19,6 @@ void add_export_command(CLI::App& app);  // ddaq export RUN --qonnx F --hls D
 void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 // ddaq run, train, eval: add_run_command registers all three.
 
-// Throws one line naming file, row and cell for a negative or non-finite
-// charge in rows [first, first + rows) read from `path` (rows x 48).
-void check_charges(const std::string& path, int64_t first, const std::vector<float>& calq, int64_t rows);
-
 // Validators for numeric options (options.cpp): a finite number in [lo, hi];
 // a whole number in [lo, hi] (no wrap-around of "-1" into an unsigned type);
 // a seed, 0 ... 2^63 - 1.

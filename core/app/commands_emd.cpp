@@ -15,16 +15,6 @@
 
 namespace ddaq {
 namespace cli {
-void check_charges(const std::string& path, int64_t first, const std::vector<float>& calq, int64_t rows) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int c = 0; c < kCellsPerWafer; ++c) {
-      const float q = calq[r * kCellsPerWafer + c];
-      if (!std::isfinite(q) || q < 0.0f)
-        throw Error(path + ": row " + std::to_string(first + r) + ", cell " + std::to_string(c) + ": charge " +
-                    std::to_string(q) + " is " + (std::isfinite(q) ? "negative" : "not finite"));
-    }
-}
-
 void add_emd_command(CLI::App& app) {
   auto a_path = std::make_shared<std::string>();
   auto b_path = std::make_shared<std::string>();
@@ -62,8 +52,6 @@ void add_emd_command(CLI::App& app) {
         const int64_t rows = std::min(kBlock, n - first);
         a.read(first, rows, xa.data(), nullptr);
         b.read(first, rows, xb.data(), nullptr);
-        check_charges(*a_path, first, xa, rows);
-        check_charges(*b_path, first, xb, rows);
         emd_exact_rows(metric, xa.data(), xb.data(), rows, emd.data() + first, *threads);
         for (int64_t r = 0; r < rows; ++r) {
           double sa = 0, sb = 0;

@@ -9,17 +9,9 @@
 
 #include "commands.h"
 #include "ddaq/core/version.h"
+#include "ddaq/error.h"
 #include "ddaq/interrupts.h"
 
-namespace {
-// The first line of a message: LibTorch appends its C++ stack to what();
-// a user gets the line that says what went wrong.
-std::string first_line(const char* what) {
-  std::string s(what ? what : "");
-  const auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   // Training allocates and frees the same large activation tensors every step;
@@ -54,7 +46,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "ddaq: %s\n", e.what());
     return 128 + e.signal();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "ddaq: error: %s\n", first_line(e.what()).c_str());
+    std::fprintf(stderr, "ddaq: error: %s\n", ddaq::first_line(e.what()).c_str());
     return 1;
   } catch (...) {
     std::fprintf(stderr, "ddaq: error: unknown failure\n");

@@ -118,7 +118,10 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
   if (!o.emulator().empty() && std::find(parts.begin(), parts.end(), "encoder") == parts.end())
     throw Error("export: --emulator emulates the encoder (it takes raw CALQ): use --part encoder or all");
   const bool has_pipeline = fs::exists(run + "/pipeline.json");
-  if (has_pipeline) EconTPipeline::load(run);  // the run's files belong together (run ids), or a clear error
+  // Loaded once: the run's files must belong together (run ids), and the
+  // testbench and emulator take its front end.
+  std::unique_ptr<EconTPipeline> pipeline;
+  if (has_pipeline) pipeline.reset(new EconTPipeline(EconTPipeline::load(run)));
   if (!o.emulator().empty() && !has_pipeline)
     throw Error("export: " + run + "/pipeline.json: missing; the emulator needs the run's front end");
   // Testbench data: wafers of the run's test file (or --tb-data) through the
@@ -147,7 +150,7 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
   const bool need_testbench = !hls.empty() || !o.emulator().empty();
   std::unique_ptr<EconTFrontEnd> front_end;
   if (has_pipeline && need_testbench && (!tb_file.empty() || !o.emulator().empty()))
-    front_end.reset(new EconTFrontEnd(EconTPipeline::load(run).front_end()));
+    front_end.reset(new EconTFrontEnd(pipeline->front_end()));
   if (!tb_file.empty() && need_testbench) encoder_real = front_end_inputs(tb_file, o.testbench_samples(), *front_end);
   for (const std::string& p : parts) {
     const std::string file = run + "/" + p + ".qstack";

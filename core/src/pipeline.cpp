@@ -455,15 +455,10 @@ namespace {
 // from another run, an edited pipeline.json or a half-replaced folder is
 // refused by name instead of being silently mixed.
 std::string content_id(const std::string& options_json, const std::vector<torch::Tensor>& tensors) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  auto mix = [&](const void* data, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
-  };
-  mix(options_json.data(), options_json.size());
+  uint64_t h = fnv1a(options_json.data(), options_json.size());
   for (const torch::Tensor& t : tensors) {
     const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
-    mix(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
+    h = fnv1a(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size(), h);
   }
   char text[17];
   std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));

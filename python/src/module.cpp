@@ -67,12 +67,6 @@ struct PyPipeline {
   }
 };
 
-std::string first_line(const char* what) {
-  std::string s(what ? what : "");
-  const auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
-}
-
 // Called at every training step: Ctrl-C (SIGINT) raises KeyboardInterrupt
 // in the notebook at the next step boundary, the pipeline left consistent.
 void check_python_signals() {
@@ -106,11 +100,11 @@ PYBIND11_MODULE(_ddaq, m) {
     } catch (const ddaq::Error& e) {
       error(e.what());
     } catch (const c10::Error& e) {
-      error(first_line(e.what_without_backtrace()).c_str());
+      error(ddaq::first_line(e.what_without_backtrace()).c_str());
     } catch (const std::bad_alloc&) {
       error("out of memory");
     } catch (const std::exception& e) {
-      error(first_line(e.what()).c_str());
+      error(ddaq::first_line(e.what()).c_str());
     }
   });
 

@@ -239,19 +239,25 @@ void make_directories(const std::string& path) {
     throw Error(path + ": cannot create folder" + (ec ? ": " + ec.message() : " (a file is in the way)"));
 }
 
+uint64_t fnv1a(const void* data, size_t n, uint64_t h) {
+  const auto* b = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
 std::string file_identity(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot open (missing or unreadable)");
   in.seekg(0, std::ios::end);
   const int64_t size = static_cast<int64_t>(in.tellg());
   constexpr int64_t kBlock = 1 << 20;
-  uint64_t hash = 1469598103934665603ull;  // FNV-1a 64
+  uint64_t hash = kFnvOffset;
   std::vector<char> buf(static_cast<size_t>(kBlock));
   auto mix = [&](int64_t offset, int64_t count) {
     in.seekg(offset);
     in.read(buf.data(), count);
     if (in.gcount() != count) throw Error(path + ": read error");
-    for (int64_t i = 0; i < count; ++i) hash = (hash ^ static_cast<unsigned char>(buf[i])) * 1099511628211ull;
+    hash = fnv1a(buf.data(), static_cast<size_t>(count), hash);
   };
   mix(0, std::min(size, kBlock));
   if (size > kBlock) mix(std::max(kBlock, size - kBlock), size - std::max(kBlock, size - kBlock));

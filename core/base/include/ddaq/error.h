@@ -13,4 +13,12 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The first line of an exception's message: LibTorch appends its C++ stack
+// to what(); users get the line that says what went wrong.
+inline std::string first_line(const char* what) {
+  std::string s(what ? what : "");
+  const auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
 }  // namespace ddaq

@@ -11,6 +11,8 @@
 //  - an output that is one of the command's inputs (same device and inode),
 //    or two outputs that are one file, are refused before any work.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -72,5 +74,9 @@ void make_directories(const std::string& path);
 // first and last MiB ("size:hash"). The same file copied elsewhere, or named
 // by another path, has the same identity. Throws ddaq::Error if unreadable.
 std::string file_identity(const std::string& path);
+
+// 64-bit FNV-1a of `n` bytes, continuing from `h` (file identities, run ids).
+constexpr uint64_t kFnvOffset = 1469598103934665603ull;
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = kFnvOffset);
 
 }  // namespace ddaq
