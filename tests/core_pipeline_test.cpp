@@ -2,6 +2,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "ddaq/core/baselines.h"
 #include "ddaq/core/config.h"
@@ -22,7 +24,8 @@ DOCTEST_TEST_SUITE("pipeline") {
   // weights get no gradient, or if a cost reaches a stage it should not.
   DOCTEST_TEST_CASE("gradient table: each term reaches exactly its parameter groups") {
     ddaq::EconTPipeline p(
-        ddaq::PipelineOptions().learn_latent_bits(true).learn_weight_bits(true).learn_input_bits(true).threshold(3.0),
+        ddaq::PipelineOptions().learn_latent_bits(true).learn_weight_bits(true).learn_input_bits(true).threshold(3.0)
+            .learn_conv_filters(true),
         1);
     const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(64).seed(2).pileup_mu(5));
     const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {64, 48}, torch::kFloat).clone();
@@ -43,6 +46,7 @@ DOCTEST_TEST_SUITE("pipeline") {
         return "latent bits";
       }
       if (ends_with(n, ".weight")) return stage + " weights";
+      if (ends_with(n, "gate_logits")) return stage + " gates";
       return "";
     };
     using Row = std::map<std::string, bool>;
@@ -54,6 +58,7 @@ DOCTEST_TEST_SUITE("pipeline") {
       if (term == "bce") value = ddaq::binary_cross_entropy_logits(r.get("logits"), labels);
       if (term == "payload") value = r.get("payload_bits");
       if (term == "encoder_ebops") value = r.get("encoder_ebops");
+      if (term == "encoder_lut") value = r.get("encoder_lut");
       value.backward();
       Row row;
       for (const auto& kv : p.named_parameters()) {
@@ -65,8 +70,8 @@ DOCTEST_TEST_SUITE("pipeline") {
       return row;
     };
     const Row rec = reach("reconstruction"), bce = reach("bce"), link = reach("payload"),
-              ebops = reach("encoder_ebops");
-    for (const Row* row : {&rec, &bce, &link, &ebops})
+              ebops = reach("encoder_ebops"), lut = reach("encoder_lut");
+    for (const Row* row : {&rec, &bce, &link, &ebops, &lut})
       for (const char* g : {"threshold", "encoder weights", "encoder input bits", "encoder weight bits", "latent bits",
                             "decoder weights", "classifier weights"})
         DOCTEST_CHECK_MESSAGE(row->count(g) == 1, g);
@@ -92,6 +97,21 @@ DOCTEST_TEST_SUITE("pipeline") {
     DOCTEST_CHECK(ebops.at("encoder input bits"));
     DOCTEST_CHECK_FALSE(ebops.at("decoder weights"));
     DOCTEST_CHECK_FALSE(ebops.at("classifier weights"));
+    // Encoder LUT (FPGA model): the encoder's weight and input bits and its
+    // filter gates (fewer filters, fewer multipliers); nothing else. Raising
+    // the gates' logits raises the LUT (sign).
+    DOCTEST_CHECK(lut.at("encoder weight bits"));
+    DOCTEST_CHECK(lut.at("encoder input bits"));
+    DOCTEST_CHECK(lut.at("encoder gates"));
+    for (const char* g : {"threshold", "encoder weights", "decoder weights", "classifier weights"})
+      DOCTEST_CHECK_MESSAGE(!lut.at(g), g);
+    DOCTEST_CHECK(rec.at("encoder gates"));  // the reconstruction keeps filters open
+    {
+      for (const auto& kv : p.named_parameters()) kv.second.mutable_grad().reset();
+      p.forward(x).get("encoder_lut").backward();
+      for (const auto& kv : p.named_parameters())
+        if (ends_with(kv.first, "gate_logits")) DOCTEST_CHECK(kv.second.grad().min().item<double>() > 0);
+    }
     // Learned latent bits start alive (not all zero from step 0).
     const ddaq::PipelineResult r = p.forward(x);
     DOCTEST_CHECK(r.get("latent").abs().sum().item<double>() > 0);
@@ -131,6 +151,63 @@ DOCTEST_TEST_SUITE("pipeline") {
     ddaq::train_pipeline(q, dir.file("train.h5"), base.max_steps(3).budgets({{"elinks", 3.0}}));
     DOCTEST_CHECK(q.elinks() <= 3);
     DOCTEST_CHECK(q.latent_bits() == 5);  // the widest width that fits: 16 x 5 = 80 <= 82
+  }
+
+  DOCTEST_TEST_CASE("a LUT budget: gates close, the projection removes filters, the exported design meets it") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    const auto po = ddaq::PipelineOptions().learn_conv_filters(true);
+    ddaq::EconTPipeline full(po, 1);
+    // Independent LUT of an exported design: dense-equivalent layers read off
+    // the description's weight shapes, the shipped text model's parameters.
+    std::map<std::string, double> lut_params;
+    {
+      std::ifstream in(std::string(DDAQ_SOURCE_DIR) + "/surrogates/models/fpga_resources.txt");
+      std::string target, name;
+      double value;
+      std::string line;
+      while (std::getline(in, line)) {
+        std::istringstream f(line);
+        if (f >> target >> name >> value && target == "LUT") lut_params[name] = value;
+      }
+    }
+    DOCTEST_REQUIRE(lut_params.size() == 8);
+    auto lut_of = [&](const ddaq::ModelDescription& d) {
+      double in_a = 0, out_a = 0, io_b = 0, mults = 0, mult_b = 0, kbits = 0, layers = 0;
+      for (const auto& l : d) {
+        double in = 0, out = 0;
+        if (l.kind == ddaq::LayerKind::Dense) in = l.weight_shape[1], out = l.weight_shape[0];
+        else if (l.kind == ddaq::LayerKind::Conv2d)
+          in = l.weight_shape[1] * l.weight_shape[2] * l.weight_shape[3], out = l.weight_shape[0];
+        else continue;
+        const double a = l.input_type.width, b = l.weight_type.width;
+        in_a += in * a, out_a += out * a, io_b += (in + out) * b, mults += in * out, mult_b += in * out * b;
+        kbits += in * out * b / 1000, layers += 1;
+      }
+      return std::max(0.0, lut_params["intercept"] + lut_params["in_act_bits"] * in_a +
+                               lut_params["out_act_bits"] * out_a + lut_params["io_weight_bits"] * io_b +
+                               lut_params["multipliers"] * mults + lut_params["multiplier_bits"] * mult_b +
+                               lut_params["weight_kbits"] * kbits + lut_params["layers"] * layers);
+    };
+    const double start = lut_of(full.encoder_description());
+    const double limit = 0.5 * start;
+    ddaq::EconTPipeline p(po, 1);
+    auto base = ddaq::TrainerOptions().loss("weighted_mse").epochs(3).batch_size(64).seed(4).threads(1);
+    const auto summary = ddaq::train_pipeline(p, dir.file("train.h5"), ddaq::TrainerOptions(base).budgets({{"lut", limit}}));
+    DOCTEST_CHECK(summary.last_epoch.count("lambda_lut") == 1);
+    const ddaq::ModelDescription d = p.encoder_description();
+    DOCTEST_MESSAGE("encoder LUT: start " << start << ", limit " << limit << ", exported " << lut_of(d)
+                                          << ", conv filters " << d[1].weight_shape[0]);
+    DOCTEST_CHECK(lut_of(d) <= limit);
+    DOCTEST_CHECK(d[1].weight_shape[0] < 8);  // filters removed physically
+    DOCTEST_CHECK(d[1].weight_shape[0] >= 1);
+    // What evaluation reports (and the budget check uses) is the same number.
+    const ddaq::EvaluationReport rep = ddaq::evaluate_pipeline(p, dir.file("train.h5"), 100);
+    DOCTEST_CHECK(rep.encoder_lut == doctest::Approx(lut_of(d)).epsilon(1e-9));
+    // A latency budget below the architecture's fixed latency is refused at start.
+    ddaq::EconTPipeline q(po, 1);
+    DOCTEST_CHECK_THROWS_AS(ddaq::train_pipeline(q, dir.file("train.h5"), ddaq::TrainerOptions(base).budgets({{"latency_cycles", 2.0}})),
+                            ddaq::Error);
   }
 
   DOCTEST_TEST_CASE("a few training steps: reproducible for a seed / saved run reloads exactly / evaluation") {

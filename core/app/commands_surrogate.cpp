@@ -130,17 +130,19 @@ void read_designs(const std::vector<std::string>& files, std::vector<DesignSpec>
 }
 
 // An analytic model file starts with its text header; anything else is a
-// learned model archive.
-ResourcePredictor load_resource_model(const std::string& path) {
+// learned model archive. `domain` gets the fit region (for range warnings).
+ResourcePredictor load_resource_model(const std::string& path, FitDomain& domain) {
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open (missing or unreadable)");
   std::string first;
   std::getline(in, first);
   if (first.rfind("# ddaq analytic", 0) == 0) {
     const AnalyticResourceModel m = AnalyticResourceModel::load(path);
+    domain = m.domain();
     return [m](const DesignSpec& d) { return m.predict(d); };
   }
   auto m = std::make_shared<LearnedResourceModel>(LearnedResourceModel::load(path));
+  domain = m->analytic().domain();
   return [m](const DesignSpec& d) { return m->predict(d); };
 }
 
@@ -283,14 +285,16 @@ void add_surrogate_commands(CLI::App& app) {
     auto model_path = std::make_shared<std::string>();
     auto data = std::make_shared<std::string>();
     auto output = std::make_shared<std::string>();
-    CLI::App* c = resources->add_subcommand("predict", "Add pred_LUT, pred_FF, pred_DSP, pred_BRAM18K, pred_latency_cycles");
+    CLI::App* c = resources->add_subcommand(
+        "predict", "Add pred_LUT, pred_FF, pred_DSP, pred_BRAM18K, pred_latency_cycles and outside_fit_range");
     c->add_option("model", *model_path, "model file from 'fit' or 'train'")->required();
     c->add_option("--data", *data, "CSV with layer_dims, weight_bits, reuse_factor, strategy (act_bits optional)")
         ->required();
     c->add_option("-o,--output", *output, "output CSV")->required();
     c->callback([=] {
       check_outputs({*model_path, *data}, {*output});
-      const ResourcePredictor predict = load_resource_model(*model_path);
+      FitDomain domain;
+      const ResourcePredictor predict = load_resource_model(*model_path, domain);
       const ResourceTable t = read_resource_csv(*data, false);
       auto field = [](const std::string& v) {
         if (v.find_first_of(",\"") == std::string::npos) return v;
@@ -300,16 +304,24 @@ void add_surrogate_commands(CLI::App& app) {
       };
       std::string out;
       for (size_t k = 0; k < t.header.size(); ++k) out += (k ? "," : "") + field(t.header[k]);
-      out += ",pred_LUT,pred_FF,pred_DSP,pred_BRAM18K,pred_latency_cycles\n";
+      out += ",pred_LUT,pred_FF,pred_DSP,pred_BRAM18K,pred_latency_cycles,outside_fit_range\n";
       char buf[160];
+      size_t outside = 0;
       for (size_t r = 0; r < t.rows.size(); ++r) {
         for (size_t k = 0; k < t.rows[r].size(); ++k) out += (k ? "," : "") + field(t.rows[r][k]);
         const ResourceValues p = predict(t.designs[r]);
-        std::snprintf(buf, sizeof buf, ",%.1f,%.1f,%.0f,%.2f,%.1f\n", p[0], p[1], p[2], p[3], p[4]);
-        out += buf;
+        std::snprintf(buf, sizeof buf, ",%.1f,%.1f,%.0f,%.2f,%.1f,", p[0], p[1], p[2], p[3], p[4]);
+        std::string why;
+        for (const auto& w : domain.outside(t.designs[r])) why += (why.empty() ? "" : "; ") + w;
+        outside += !why.empty();
+        out += buf + field(why) + "\n";
       }
       write_file_atomic(*output, out);
       std::printf("wrote %s: %zu rows\n", output->c_str(), t.rows.size());
+      if (outside > 0)
+        std::printf("warning: %zu of %zu rows outside the fit data's range (column outside_fit_range): their estimates "
+                    "are extrapolated, clamped at the physical floor\n",
+                    outside, t.rows.size());
     });
   }
 }

@@ -24,8 +24,14 @@ void EvaluationReport::check_budgets(const BudgetMap& limits) {
       b.achieved = encoder_ebops;
     else if (kv.first == "power_mw")
       b.achieved = encoder_power_mw;
+    else if (kv.first == "lut")
+      b.achieved = encoder_lut;
+    else if (kv.first == "ff")
+      b.achieved = encoder_ff;
+    else if (kv.first == "latency_cycles")
+      b.achieved = encoder_latency_cycles;
     else
-      throw Error("budgets: unknown budget '" + kv.first + "' (known: elinks, ebops, power_mw)");
+      throw Error("budgets: unknown budget '" + kv.first + "' (known: elinks, ebops, power_mw, lut, ff, latency_cycles)");
     b.met = b.achieved <= b.limit;
     budgets.push_back(b);
   }

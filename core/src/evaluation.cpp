@@ -144,7 +144,9 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   rep.encoder_energy_pj = energy.total_pj;
   rep.encoder_power_mw = energy.power_mw;
   for (const auto& l : pipeline.encoder_description()) rep.encoder_ebops += l.ebops;
-  const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(pipeline.encoder_description(), 1));
+  const DesignSpec design = design_from(pipeline.encoder_description(), 1);
+  const ResourceValues r = AnalyticResourceModel::shipped().predict(design);
+  rep.encoder_fpga_warning = AnalyticResourceModel::shipped().range_warning(design);
   rep.encoder_lut = r[0];
   rep.encoder_ff = r[1];
   rep.encoder_dsp = r[2];
@@ -194,6 +196,7 @@ std::string EvaluationReport::to_text() const {
                 "cycles\n",
                 encoder_lut, encoder_ff, encoder_dsp, encoder_latency_cycles);
   s += buf;
+  if (!encoder_fpga_warning.empty()) s += "  warning: " + encoder_fpga_warning + "\n";
   for (const auto& b : best_choice)
     if (b.elinks == elinks) {
       std::snprintf(buf, sizeof buf, "autoencoder / Best Choice at %d e-links: %.3f\n", elinks, emd_mean / b.emd_mean);
@@ -238,7 +241,8 @@ std::string EvaluationReport::to_json() const {
                           {{"lut", encoder_lut},
                            {"ff", encoder_ff},
                            {"dsp", encoder_dsp},
-                           {"latency_cycles", encoder_latency_cycles}}},
+                           {"latency_cycles", encoder_latency_cycles},
+                           {"warning", encoder_fpga_warning}}},
                          {"latent_bits", latent_bits},
                          {"elinks", elinks},
                          {"emd_mean", emd_mean},

@@ -207,12 +207,15 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
       log += "wrote " + emu + " (emulator library: cmake -S " + emu + " -B " + emu + "/build && cmake --build " + emu +
              "/build)\n";
     }
-    const ResourceValues r = AnalyticResourceModel::shipped().predict(design_from(model, o.reuse_factor()));
+    const DesignSpec design = design_from(model, o.reuse_factor());
+    const ResourceValues r = AnalyticResourceModel::shipped().predict(design);
     std::snprintf(buf, sizeof buf,
                   "%s estimates: LUT %.0f, FF %.0f, DSP %.0f, BRAM18K %.1f, latency %.0f cycles (analytic model fitted "
                   "on Resource-strategy dense designs: indicative only)\n",
                   p.c_str(), r[0], r[1], r[2], r[3], r[4]);
     log += buf;
+    const std::string warning = AnalyticResourceModel::shipped().range_warning(design);
+    if (!warning.empty()) log += "  warning: " + warning + "\n";
     log += p + " energy: " + estimate_energy(model).to_text() + "\n";
   }
   transaction.commit();

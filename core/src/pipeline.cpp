@@ -16,6 +16,7 @@
 #include "ddaq/core/layouts.h"
 #include "ddaq/error.h"
 #include "ddaq/quant/layers.h"
+#include "ddaq/surrogates/fpga_resources.h"
 #include "ddaq/surrogates/link_budget.h"
 
 namespace ddaq {
@@ -23,7 +24,7 @@ namespace ddaq {
 PipelineOptions PipelineOptions::from_config(const Config& c) {
   c.reject_unknown({"layout", "conv_filters", "latent", "latent_bits", "latent_integer_bits", "learn_latent_bits",
                     "weight_bits", "learn_weight_bits", "input_bits", "learn_input_bits", "threshold", "learn_threshold",
-                    "classifier_hidden"});
+                    "classifier_hidden", "learn_conv_filters"});
   PipelineOptions o;
   o.layout(c.string("layout", o.layout()))
       .conv_filters(c.integer("conv_filters", o.conv_filters(), 1, 256))
@@ -37,14 +38,15 @@ PipelineOptions PipelineOptions::from_config(const Config& c) {
       .learn_input_bits(c.boolean("learn_input_bits", o.learn_input_bits()))
       .threshold(c.number("threshold", o.threshold(), 0.0, 1e6))
       .learn_threshold(c.boolean("learn_threshold", o.learn_threshold()))
-      .classifier_hidden(c.integer("classifier_hidden", o.classifier_hidden(), 1, 256));
+      .classifier_hidden(c.integer("classifier_hidden", o.classifier_hidden(), 1, 256))
+      .learn_conv_filters(c.boolean("learn_conv_filters", o.learn_conv_filters()));
   if (o.layout() != "8x8" && o.layout() != "4x4x3")
     throw Error(c.source() + ": " + c.where() + ".layout: '" + o.layout() + "' (expected \"8x8\" or \"4x4x3\")");
   return o;
 }
 
 std::string PipelineOptions::to_json() const {
-  return nlohmann::json({{"layout", layout_},
+  nlohmann::json j({{"layout", layout_},
                          {"conv_filters", conv_filters_},
                          {"latent", latent_},
                          {"latent_bits", latent_bits_},
@@ -56,8 +58,11 @@ std::string PipelineOptions::to_json() const {
                          {"learn_input_bits", learn_input_bits_},
                          {"threshold", threshold_},
                          {"learn_threshold", learn_threshold_},
-                         {"classifier_hidden", classifier_hidden_}})
-      .dump(2);
+                         {"classifier_hidden", classifier_hidden_}});
+  // Written only when on: run ids (a hash of this text) of runs saved before
+  // the option existed stay valid.
+  if (learn_conv_filters_) j["learn_conv_filters"] = true;
+  return j.dump(2);
 }
 
 bool NamedTensors::has(const std::string& name) const {
@@ -122,7 +127,12 @@ QuantizedStack make_encoder(const PipelineOptions& o, const CellLayout& layout) 
   const FixedPointType wide(16, 6, true, Rounding::TRN, Overflow::SAT);
   s->input(QuantizerOptions(FixedPointType(o.input_bits(), 3, false, Rounding::TRN, Overflow::SAT))
                .learnable(o.learn_input_bits()));
-  s->conv(QConvOptions(g[0], o.conv_filters(), 3).stride(2).padding(1).weight(weight).output(wide));
+  s->conv(QConvOptions(g[0], o.conv_filters(), 3)
+              .stride(2)
+              .padding(1)
+              .weight(weight)
+              .output(wide)
+              .pruning(PruningOptions().gates(o.learn_conv_filters())));
   s->relu(FixedPointType(8, 3, false, Rounding::TRN, Overflow::SAT));
   s->dense(QLinearOptions(elements(s->output_shape()), o.latent()).weight(weight).output(wide));
   s->relu(QuantizerOptions(FixedPointType(o.latent_bits(), o.latent_integer_bits(), false, Rounding::TRN, Overflow::SAT))
@@ -231,7 +241,19 @@ class QuantizedStage : public ModuleStage {
     const torch::Tensor y = stack->forward(in);
     flow.set(output_, layout_ ? y.reshape({x.size(0), -1}) : y.reshape({-1}));
   }
-  NamedTensors costs() const override { return NamedTensors{{{"ebops", stack->ebops()}}}; }
+  NamedTensors costs() const override {
+    NamedTensors c{{{"ebops", stack->ebops()}}};
+    // Dense-equivalent layers at reuse factor 1 through the shipped model.
+    std::vector<torch::Tensor> held;  // LayerTensors point into it
+    std::vector<AnalyticResourceModel::LayerTensors> layers;
+    const auto shapes = stack->resource_shapes();
+    for (const auto& r : shapes) layers.push_back({&r.in, &r.out, &r.weight_bits, &r.act_bits, 1});
+    const AnalyticResourceModel& m = AnalyticResourceModel::shipped();
+    c.set("lut", m.predict_differentiable(layers, ResourceTarget::LUT).to(torch::kFloat));
+    c.set("ff", m.predict_differentiable(layers, ResourceTarget::FF).to(torch::kFloat));
+    c.set("latency_cycles", m.predict_differentiable(layers, ResourceTarget::LatencyCycles).to(torch::kFloat));
+    return c;
+  }
   ModelDescription describe() const override { return stack.ptr()->describe(); }
   QuantizedStack stack;
 
@@ -334,6 +356,8 @@ PipelineResult EconTPipeline::costs() const {
       if (kv.first == "ebops") {
         ebops = ebops.defined() ? ebops + kv.second : kv.second;
         r.set(s->name() + "_ebops", kv.second);
+      } else if (kv.first == "lut" || kv.first == "ff" || kv.first == "latency_cycles") {
+        r.set(s->name() + "_" + kv.first, kv.second);
       } else {
         r.set(kv.first, kv.second);
       }
@@ -444,6 +468,38 @@ void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
 void EconTPipeline::pin_latent_bits() {
   if (!impl_->pinned_latent_fractional.defined()) return;
   impl_->encoder->stack->layers().back()->output_quantizer()->set_fractional_bits(impl_->pinned_latent_fractional, true);
+}
+
+int EconTPipeline::fit_encoder_resources(const std::map<std::string, double>& limits) {
+  for (const auto& l : impl_->encoder->stack->layers()) l->harden_gates();
+  const AnalyticResourceModel& m = AnalyticResourceModel::shipped();
+  auto over = [&] {
+    const ResourceValues r = m.predict(design_from(encoder_description(), 1));
+    for (const auto& kv : limits) {
+      if (kv.first == "lut" && r[static_cast<size_t>(ResourceTarget::LUT)] > kv.second) return true;
+      if (kv.first == "ff" && r[static_cast<size_t>(ResourceTarget::FF)] > kv.second) return true;
+    }
+    return false;
+  };
+  // Hidden layers only: the last weighted layer makes the latent.
+  std::vector<std::shared_ptr<QLayerImpl>> hidden;
+  for (const auto& l : impl_->encoder->stack->layers())
+    if (l->kept_units() > 0) hidden.push_back(l);
+  if (!hidden.empty()) hidden.pop_back();
+  int removed = 0;
+  while (over()) {
+    // The layer with the most units left loses its weakest one.
+    std::shared_ptr<QLayerImpl> widest;
+    for (const auto& l : hidden)
+      if (!widest || l->kept_units() > widest->kept_units()) widest = l;
+    if (!widest || !widest->drop_weakest_unit()) break;
+    ++removed;
+  }
+  return removed;
+}
+
+void EconTPipeline::pin_encoder_gates() {
+  for (const auto& l : impl_->encoder->stack->layers()) l->harden_gates();
 }
 
 int EconTPipeline::elinks() const { return AutoencoderFrame().elinks_for_payload(payload_bits()); }

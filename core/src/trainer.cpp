@@ -79,11 +79,13 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .finetune_fraction(c.number("finetune_fraction", o.finetune_fraction(), 0.0, 0.9));
   if (c.has("budgets")) {
     const Config b = c.section("budgets");
-    b.reject_unknown({"elinks", "ebops", "power_mw"});
+    b.reject_unknown({"elinks", "ebops", "power_mw", "lut", "ff", "latency_cycles"});
     std::map<std::string, double> limits;
     if (b.has("elinks")) limits["elinks"] = static_cast<double>(b.integer("elinks", 0, 1, AutoencoderFrame().max_elinks()));
     if (b.has("ebops")) limits["ebops"] = b.number("ebops", 0, 1.0);
     if (b.has("power_mw")) limits["power_mw"] = b.number("power_mw", 0, 1e-6);
+    for (const char* name : {"lut", "ff", "latency_cycles"})
+      if (b.has(name)) limits[name] = b.number(name, 0, 1.0);
     o.budgets(limits);
   }
   if (o.prune_end_step() <= o.prune_start_step())
@@ -302,6 +304,19 @@ class TrainingRun {
       limits.limits = o.budgets();
       limits.penalty = o.budget_penalty();
       limits.update_every = o.budget_update_every();
+      // The model's latency depends on the reuse factor and the layer count
+      // only, which training does not change: a budget below it is refused
+      // now rather than reported unmet after the run.
+      if (o.budgets().count("latency_cycles")) {
+        const double cycles =
+            AnalyticResourceModel::shipped().predict(design_from(pipeline.encoder_description(), 1))[static_cast<size_t>(
+                ResourceTarget::LatencyCycles)];
+        if (cycles > o.budgets().at("latency_cycles"))
+          throw Error("training.budgets.latency_cycles: " + std::to_string(o.budgets().at("latency_cycles")) +
+                      " cannot be met: the encoder's estimated latency is " + std::to_string(cycles) +
+                      " cycles at reuse factor 1 whatever its bits and units (the model's latency depends on the "
+                      "layer count and reuse factor only)");
+      }
       lagrangian_.reset(new AugmentedLagrangian(limits));
       projection_step_ = static_cast<int64_t>(std::llround(static_cast<double>(planned_) * (1.0 - o.finetune_fraction())));
       refresh_energy_constant();
@@ -380,12 +395,12 @@ class TrainingRun {
   TrainSummary finish() {
     summary_.stopped_early = summary_.stopped_early || pos_.stop;
     pipeline_.set_quantization(true);  // what is saved and exported is quantized
-    // Stopped before the projection step (max_steps): the e-link budget still holds.
-    if (lagrangian_ && o_.budgets().count("elinks") && !projected()) pipeline_.fit_latent_payload(payload_limit());
+    // Stopped before the projection step (max_steps): the budgets still hold.
+    if (has_projection() && !projected()) project();
     checkpoint();  // the last state (not the best): --resume with more steps continues exactly
     if (!best_.empty()) {
       restore(pipeline_, best_, "validation");
-      if (lagrangian_ && o_.budgets().count("elinks")) pipeline_.fit_latent_payload(payload_limit());
+      if (has_projection()) project();
       summary_.best_epoch = pos_.best_epoch;
       summary_.best_validation_emd = pos_.best_validation;
     }
@@ -451,6 +466,7 @@ class TrainingRun {
         // payload, scaled to e-link units (the relaxed e-link staircase is
         // flat between capacity boundaries, so it gives no gradient there).
         // After the projection the e-links are exact and fixed: no term.
+        for (const char* name : {"lut", "ff", "latency_cycles"}) costs[name] = r.get(std::string("encoder_") + name);
         if (o_.budgets().count("elinks")) {
           const double e = o_.budgets().at("elinks");
           costs["elinks"] = projected() ? torch::zeros({}, r.get("payload_bits").options())
@@ -492,8 +508,19 @@ class TrainingRun {
   int64_t payload_limit() const {
     return AutoencoderFrame().payload_capacity(static_cast<int>(o_.budgets().at("elinks")));
   }
-  bool projected() const {
-    return lagrangian_ && o_.budgets().count("elinks") && pos_.step >= projection_step_;
+  // Budgets met by a projection onto an integer design: e-links (latent
+  // width), LUT and FF (hidden units).
+  std::map<std::string, double> fpga_limits() const {
+    std::map<std::string, double> l;
+    for (const char* name : {"lut", "ff"})
+      if (o_.budgets().count(name)) l[name] = o_.budgets().at(name);
+    return l;
+  }
+  bool has_projection() const { return lagrangian_ && (o_.budgets().count("elinks") || !fpga_limits().empty()); }
+  bool projected() const { return has_projection() && pos_.step >= projection_step_; }
+  void project() {
+    if (o_.budgets().count("elinks")) pipeline_.fit_latent_payload(payload_limit());
+    if (!fpga_limits().empty()) pipeline_.fit_encoder_resources(fpga_limits());
   }
   // Relaxed power = (pJ per bit product x EBOPs + the rest of the exact
   // estimate, fixed between multiplier updates) x rate.
@@ -523,8 +550,7 @@ class TrainingRun {
     if (o_.prune_sparsity() > 0 && pos_.step >= o_.prune_start_step() &&
         (pos_.step % o_.prune_every() == 0 || pos_.step == o_.prune_end_step()))
       pipeline_.prune_encoder(pruning_.at(pos_.step));
-    if (lagrangian_ && o_.budgets().count("elinks") && pos_.step == projection_step_)
-      pipeline_.fit_latent_payload(payload_limit());
+    if (has_projection() && pos_.step == projection_step_) project();
     WeightedObjective objective;
     add_terms(batch, objective);
     optimizer_->zero_grad();
@@ -544,7 +570,10 @@ class TrainingRun {
     if (!torch::isfinite(grad).all().item<bool>())
       throw Error(non_finite_message(bad_term, bad_term.empty() ? 0.0 : values.at(bad_term), batch));
     optimizer_->step(grad, decay);
-    if (projected()) pipeline_.pin_latent_bits();  // Adam's momentum would move them
+    if (projected()) {  // Adam's momentum would move them
+      pipeline_.pin_latent_bits();
+      pipeline_.pin_encoder_gates();
+    }
     if (comm_ && !ranges_.empty()) comm_->maximum(ranges_);  // ranks agree on what was seen
     for (const auto& kv : values) pos_.epoch_sums[kv.first] += kv.second;
     last_total_ = values.at("total");

@@ -202,6 +202,11 @@ FixedPointType FixedPointQuantizerImpl::export_type() const {
 
 torch::Tensor QLayerImpl::group_lasso() const { return torch::zeros({}); }
 torch::Tensor QLayerImpl::gate_penalty() const { return torch::zeros({}); }
+QLayerImpl::ResourceShape QLayerImpl::resource_shape(const torch::Tensor&, const torch::Tensor& kept_share) const {
+  ResourceShape r;
+  r.kept_share = kept_share;
+  return r;
+}
 
 namespace {
 
@@ -251,6 +256,34 @@ struct Weighted {
     if (drop == 0) return;
     const auto order = std::get<1>(unit_norms().sort());
     mask.index_fill_(0, order.narrow(0, 0, drop), 0.0);
+  }
+  // ResourceShape for `inputs_per_unit` full inputs.
+  QLayerImpl::ResourceShape resource_shape(double inputs_per_unit, const torch::Tensor& input_bits,
+                                           const torch::Tensor& kept_share, bool training) const {
+    QLayerImpl::ResourceShape r;
+    r.in = kept_share * inputs_per_unit;
+    r.out = effective_mask(training).sum();
+    r.weight_bits = wq->bits().max();
+    r.act_bits = input_bits.max();
+    r.kept_share = r.out / static_cast<double>(units);
+    return r;
+  }
+  void harden_gates() {
+    if (!gates) return;
+    torch::NoGradGuard no_grad;
+    mask.mul_((gate_logits > 0).to(mask.dtype()));
+    gate_logits.fill_(30.0);  // sigmoid(30) is 1 in float32: the kept units pass unscaled
+  }
+  bool drop_weakest_unit() {
+    const std::vector<int64_t> kept = kept_units();
+    if (kept.size() <= 1) return false;
+    torch::NoGradGuard no_grad;
+    const torch::Tensor score = gates && (gate_logits < 30.0).any().item<bool>() ? gate_logits : unit_norms();
+    int64_t weakest = kept.front();
+    for (int64_t u : kept)
+      if (score[u].item<double>() < score[weakest].item<double>()) weakest = u;
+    mask[weakest] = 0.0;
+    return true;
   }
   std::vector<int64_t> kept_units() const {
     const torch::Tensor m = effective_mask(false);
@@ -397,6 +430,12 @@ class DenseImpl : public QLayerImpl {
     const torch::Tensor wb = w_.wq->bits().expand({o_.out(), o_.in()}) * w_.effective_mask(is_training()).unsqueeze(1);
     return (wb * bx.unsqueeze(0)).sum();
   }
+  ResourceShape resource_shape(const torch::Tensor& input_bits, const torch::Tensor& kept_share) const override {
+    return w_.resource_shape(static_cast<double>(o_.in()), input_bits, kept_share, is_training());
+  }
+  void harden_gates() override { w_.harden_gates(); }
+  bool drop_weakest_unit() override { return w_.drop_weakest_unit(); }
+  int64_t kept_units() const override { return static_cast<int64_t>(w_.kept_units().size()); }
   void prune_to(double s) override { w_.prune_to(s); }
   torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
   torch::Tensor gate_penalty() const override {
@@ -545,6 +584,13 @@ class ConvImpl : public QLayerImpl {
     const int64_t positions = o_.transposed() ? in_shape_[1] * in_shape_[2] : out_shape_[1] * out_shape_[2];
     return (wb * bx.view(shape)).sum() * static_cast<double>(positions);
   }
+  ResourceShape resource_shape(const torch::Tensor& input_bits, const torch::Tensor& kept_share) const override {
+    return w_.resource_shape(static_cast<double>(o_.in() * o_.kernel() * o_.kernel()), input_bits, kept_share,
+                             is_training());
+  }
+  void harden_gates() override { w_.harden_gates(); }
+  bool drop_weakest_unit() override { return w_.drop_weakest_unit(); }
+  int64_t kept_units() const override { return static_cast<int64_t>(w_.kept_units().size()); }
   void prune_to(double s) override { w_.prune_to(s); }
   torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
   torch::Tensor gate_penalty() const override {
@@ -695,6 +741,20 @@ torch::Tensor QuantizedStackImpl::ebops() const {
     bits = l->output_quantizer()->bits();
   }
   return total;
+}
+
+std::vector<QLayerImpl::ResourceShape> QuantizedStackImpl::resource_shapes() const {
+  std::vector<QLayerImpl::ResourceShape> out;
+  torch::Tensor bits, share = torch::ones({});
+  for (const auto& l : layers_) {
+    if (bits.defined()) {
+      QLayerImpl::ResourceShape r = l->resource_shape(bits, share);
+      share = r.kept_share;
+      if (r.in.defined()) out.push_back(r);
+    }
+    bits = l->output_quantizer()->bits();
+  }
+  return out;
 }
 
 torch::Tensor QuantizedStackImpl::group_lasso() const {

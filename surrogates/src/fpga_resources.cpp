@@ -18,8 +18,8 @@ namespace {
 constexpr size_t kTargets = static_cast<size_t>(ResourceTarget::kCount);
 
 const std::vector<std::string>& feature_names(ResourceTarget t) {
-  static const std::vector<std::string> logic{"intercept", "io_act_bits", "io_weight_bits", "multipliers",
-                                              "weight_kbits", "layers"};
+  static const std::vector<std::string> logic{"intercept",   "in_act_bits",     "out_act_bits", "io_weight_bits",
+                                              "multipliers", "multiplier_bits", "weight_kbits", "layers"};
   static const std::vector<std::string> latency{"intercept", "cycles_per_reuse", "layers"};
   static const std::vector<std::string> bram{"intercept", "words_36b", "layers"};
   static const std::vector<std::string> none{};
@@ -33,13 +33,15 @@ const std::vector<std::string>& feature_names(ResourceTarget t) {
 }
 
 std::vector<double> features(const DesignSpec& d, ResourceTarget t) {
-  double io_a = 0, io_b = 0, mults = 0, kbits = 0, cycles = 0, words = 0;
+  double in_a = 0, out_a = 0, io_b = 0, mults = 0, mult_bits = 0, kbits = 0, cycles = 0, words = 0;
   for (const auto& l : d.layers) {
     const double nw = static_cast<double>(l.in * l.out);
     const double per_cycle = std::ceil(nw / static_cast<double>(l.reuse_factor));
-    io_a += static_cast<double>(l.in + l.out) * l.act_bits;
+    in_a += static_cast<double>(l.in) * l.act_bits;
+    out_a += static_cast<double>(l.out) * l.act_bits;
     io_b += static_cast<double>(l.in + l.out) * l.weight_bits;
     mults += per_cycle;
+    mult_bits += per_cycle * l.weight_bits;
     kbits += nw * l.weight_bits / 1000.0;
     cycles += std::min(static_cast<double>(l.reuse_factor), nw);
     words += std::ceil(per_cycle * l.weight_bits / 36.0);
@@ -47,7 +49,7 @@ std::vector<double> features(const DesignSpec& d, ResourceTarget t) {
   const double layers = static_cast<double>(d.layers.size());
   switch (t) {
     case ResourceTarget::LUT:
-    case ResourceTarget::FF: return {1.0, io_a, io_b, mults, kbits, layers};
+    case ResourceTarget::FF: return {1.0, in_a, out_a, io_b, mults, mult_bits, kbits, layers};
     case ResourceTarget::LatencyCycles: return {1.0, cycles, layers};
     case ResourceTarget::BRAM18K: return {1.0, words, layers};
     default: return {};
@@ -196,6 +198,13 @@ ResourceTable read_resource_csv(const std::string& path, bool need_targets) {
   return t;
 }
 
+// The domain's ranges by name, for the text format.
+static std::vector<std::pair<std::string, std::array<double, 2>*>> domain_ranges(FitDomain& d) {
+  return {{"inputs", &d.in},          {"outputs", &d.out},
+          {"weight_bits", &d.weight_bits}, {"act_bits", &d.act_bits},
+          {"reuse_factor", &d.reuse_factor}, {"layers", &d.layers}};
+}
+
 namespace embedded {
 extern const char* const fpga_resources_txt;
 }
@@ -228,6 +237,58 @@ DesignSpec design_from(const ModelDescription& model, int64_t reuse_factor) {
   return d;
 }
 
+void FitDomain::include(const DesignSpec& d) {
+  auto widen = [&](std::array<double, 2>& r, double v) {
+    if (r[1] == 0) r = {v, v};  // empty (every feature is > 0)
+    r[0] = std::min(r[0], v), r[1] = std::max(r[1], v);
+  };
+  for (const auto& l : d.layers) {
+    widen(in, static_cast<double>(l.in));
+    widen(out, static_cast<double>(l.out));
+    widen(weight_bits, l.weight_bits);
+    widen(act_bits, l.act_bits);
+    widen(reuse_factor, static_cast<double>(l.reuse_factor));
+  }
+  widen(layers, static_cast<double>(d.layers.size()));
+}
+
+std::vector<std::string> FitDomain::outside(const DesignSpec& d) const {
+  std::vector<std::string> why;
+  if (!known()) return why;
+  auto check = [&](const char* what, const std::array<double, 2>& r, double v, const std::string& where) {
+    if (v >= r[0] && v <= r[1]) return;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%s %g %s the fit range %g..%g%s", what, v, v < r[0] ? "below" : "above", r[0], r[1],
+                  where.c_str());
+    why.push_back(buf);
+  };
+  check("layers", layers, static_cast<double>(d.layers.size()), "");
+  for (size_t k = 0; k < d.layers.size(); ++k) {
+    const auto& l = d.layers[k];
+    const std::string where = " (layer " + std::to_string(k + 1) + ")";
+    check("inputs", in, static_cast<double>(l.in), where);
+    check("outputs", out, static_cast<double>(l.out), where);
+    check("weight bits", weight_bits, l.weight_bits, where);
+    check("activation bits", act_bits, l.act_bits, where);
+    check("reuse factor", reuse_factor, static_cast<double>(l.reuse_factor), where);
+  }
+  return why;
+}
+
+ResourceValues physical_floor(const DesignSpec& d) {
+  ResourceValues f{};
+  f[static_cast<size_t>(ResourceTarget::LatencyCycles)] = static_cast<double>(d.layers.size());
+  return f;
+}
+
+std::string AnalyticResourceModel::range_warning(const DesignSpec& design) const {
+  const auto why = domain_.outside(design);
+  if (why.empty()) return "";
+  std::string s = "outside the fit data (estimate extrapolated, clamped at the physical floor): ";
+  for (size_t i = 0; i < why.size(); ++i) s += (i ? "; " : "") + why[i];
+  return s;
+}
+
 AnalyticResourceModel::AnalyticResourceModel() {
   for (size_t k = 0; k < kTargets; ++k)
     for (const auto& n : feature_names(static_cast<ResourceTarget>(k))) params_[k][n] = 0.0;
@@ -235,6 +296,7 @@ AnalyticResourceModel::AnalyticResourceModel() {
 
 ResourceValues AnalyticResourceModel::predict(const DesignSpec& d) const {
   ResourceValues v{};
+  const ResourceValues floor = physical_floor(d);
   for (size_t k = 0; k < kTargets; ++k) {
     const auto t = static_cast<ResourceTarget>(k);
     if (t == ResourceTarget::DSP) {
@@ -245,12 +307,14 @@ ResourceValues AnalyticResourceModel::predict(const DesignSpec& d) const {
     const auto& names = feature_names(t);
     double s = 0;
     for (size_t i = 0; i < f.size(); ++i) s += params_[k].at(names[i]) * f[i];
-    v[k] = std::max(0.0, s);
+    v[k] = std::max(floor[k], s);
   }
   return v;
 }
 
 void AnalyticResourceModel::fit(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets) {
+  domain_ = FitDomain();
+  for (const auto& d : designs) domain_.include(d);
   for (size_t k = 0; k < kTargets; ++k) {
     const auto t = static_cast<ResourceTarget>(k);
     const auto& names = feature_names(t);
@@ -290,14 +354,19 @@ void AnalyticResourceModel::fit(const std::vector<DesignSpec>& designs, const st
   }
 }
 
-void AnalyticResourceModel::save(const std::string& path) const {
+std::string AnalyticResourceModel::serialize() const {
   std::ostringstream out;
   out << "# ddaq analytic FPGA resource model (surrogates/include/ddaq/surrogates/fpga_resources.h)\n";
   out.precision(17);
   for (size_t k = 0; k < kTargets; ++k)
     for (const auto& kv : params_[k]) out << to_string(static_cast<ResourceTarget>(k)) << " " << kv.first << " " << kv.second << "\n";
-  write_file_atomic(path, out.str());
+  FitDomain domain = domain_;
+  if (domain.known())
+    for (const auto& r : domain_ranges(domain)) out << "domain " << r.first << " " << (*r.second)[0] << " " << (*r.second)[1] << "\n";
+  return out.str();
 }
+
+void AnalyticResourceModel::save(const std::string& path) const { write_file_atomic(path, serialize()); }
 
 AnalyticResourceModel AnalyticResourceModel::load(const std::string& path) {
   std::ifstream in(path);
@@ -318,6 +387,17 @@ AnalyticResourceModel AnalyticResourceModel::parse(const std::string& text, cons
     std::istringstream s(line);
     std::string target, name;
     double value;
+    if (line.rfind("domain ", 0) == 0) {
+      double hi;
+      const auto ranges = domain_ranges(m.domain_);
+      if (!(s >> target >> name >> value >> hi) || !(value <= hi) || !(value > 0))
+        throw Error(source + ":" + std::to_string(line_no) + ": expected 'domain FEATURE MIN MAX' with 0 < MIN <= MAX");
+      const auto found = std::find_if(ranges.begin(), ranges.end(), [&](const auto& r) { return r.first == name; });
+      if (found == ranges.end())
+        throw Error(source + ":" + std::to_string(line_no) + ": unknown domain feature '" + name + "'");
+      *found->second = {value, hi};
+      continue;
+    }
     if (!(s >> target >> name >> value))
       throw Error(source + ":" + std::to_string(line_no) + ": expected 'TARGET NAME VALUE'");
     size_t k = 0;

@@ -40,34 +40,50 @@ at::Tensor energy_pj(const at::Tensor& ebops, double multiplies, double mean_max
 
 namespace ddaq {
 
+// Features as in fpga_resources.cpp (features()), in tensors.
+struct ResourceFeatures {
+  at::Tensor in_a, out_a, io_b, mults, mult_bits, kbits, cycles, words;
+};
+
+static at::Tensor linear_form(const std::map<std::string, double>& p, ResourceTarget target, const ResourceFeatures& f,
+                              double layers_n) {
+  switch (target) {
+    case ResourceTarget::LUT:
+    case ResourceTarget::FF:
+      return p.at("intercept") + p.at("in_act_bits") * f.in_a + p.at("out_act_bits") * f.out_a +
+             p.at("io_weight_bits") * f.io_b + p.at("multipliers") * f.mults + p.at("multiplier_bits") * f.mult_bits +
+             p.at("weight_kbits") * f.kbits + p.at("layers") * layers_n;
+    case ResourceTarget::LatencyCycles:
+      return p.at("intercept") + p.at("cycles_per_reuse") * f.cycles + p.at("layers") * layers_n;
+    default:
+      return p.at("intercept") + p.at("words_36b") * f.words + p.at("layers") * layers_n;
+  }
+}
+
 at::Tensor AnalyticResourceModel::predict_differentiable(const std::vector<LayerTensors>& layers,
                                                          ResourceTarget target) const {
   if (target == ResourceTarget::DSP) throw Error("resource model: DSP has no differentiable form (a threshold rule)");
   const auto& p = params_[static_cast<size_t>(target)];
-  at::Tensor io_a = at::zeros({}, at::kDouble), io_b = io_a, mults = io_a, kbits = io_a, cycles = io_a, words = io_a;
+  const at::Tensor zero = at::zeros({}, at::kDouble);
+  ResourceFeatures f{zero, zero, zero, zero, zero, zero, zero, zero};
   for (const auto& l : layers) {
     const at::Tensor in = l.in->to(at::kDouble), out = l.out->to(at::kDouble);
     const at::Tensor wb = l.weight_bits->to(at::kDouble), ab = l.act_bits->to(at::kDouble);
     const at::Tensor nw = in * out;
     const double r = static_cast<double>(l.reuse_factor);
-    io_a = io_a + (in + out) * ab;
-    io_b = io_b + (in + out) * wb;
-    mults = mults + nw / r;
-    kbits = kbits + nw * wb / 1000.0;
-    cycles = cycles + at::clamp_max(nw, r);
-    words = words + nw / r * wb / 36.0;
+    f.in_a = f.in_a + in * ab;
+    f.out_a = f.out_a + out * ab;
+    f.io_b = f.io_b + (in + out) * wb;
+    f.mults = f.mults + nw / r;
+    f.mult_bits = f.mult_bits + nw / r * wb;
+    f.kbits = f.kbits + nw * wb / 1000.0;
+    f.cycles = f.cycles + at::clamp_max(nw, r);
+    f.words = f.words + nw / r * wb / 36.0;
   }
   const double layers_n = static_cast<double>(layers.size());
-  switch (target) {
-    case ResourceTarget::LUT:
-    case ResourceTarget::FF:
-      return p.at("intercept") + p.at("io_act_bits") * io_a + p.at("io_weight_bits") * io_b +
-             p.at("multipliers") * mults + p.at("weight_kbits") * kbits + p.at("layers") * layers_n;
-    case ResourceTarget::LatencyCycles:
-      return p.at("intercept") + p.at("cycles_per_reuse") * cycles + p.at("layers") * layers_n;
-    default:
-      return p.at("intercept") + p.at("words_36b") * words + p.at("layers") * layers_n;
-  }
+  // The floor of predict(): 0, or one cycle per layer for the latency.
+  const double floor = target == ResourceTarget::LatencyCycles ? layers_n : 0.0;
+  return at::clamp_min(linear_form(p, target, f, layers_n), floor);
 }
 
 }  // namespace ddaq

@@ -74,6 +74,11 @@ struct LearnedResourceModel::Impl {
   LearnedResourceOptions options;
   AnalyticResourceModel analytic;
   Readout readout;
+  // Bounds seen in the fit: layer features are clamped into [lo, hi] before
+  // the readout and its summed correction into [residual_lo, residual_hi],
+  // so a design far outside the data gets a bounded correction of the
+  // analytic estimate (an unclamped MLP predicted BRAM 2.5e15 for 48->16).
+  torch::Tensor feature_lo, feature_hi, residual_lo, residual_hi;
   explicit Impl(const LearnedResourceOptions& o) : options(o), readout(nullptr) {
     torch::manual_seed(o.seed());
     readout = Readout(o.hidden());
@@ -101,6 +106,14 @@ void LearnedResourceModel::fit(const std::vector<DesignSpec>& designs, const std
   }
   const torch::Tensor y = torch::tensor(residual).reshape({n, kOut}), mask = torch::tensor(known).reshape({n, kOut});
   const Batch b = make_batch(designs);
+  impl_->feature_lo = std::get<0>(b.phi.min(0));
+  impl_->feature_hi = std::get<0>(b.phi.max(0));
+  const torch::Tensor big = torch::full_like(y, 1e30f);
+  impl_->residual_lo = std::get<0>(torch::where(mask > 0, y, big).min(0));
+  impl_->residual_hi = std::get<0>(torch::where(mask > 0, y, -big).max(0));
+  // A target never known: no correction.
+  impl_->residual_lo = torch::where(impl_->residual_lo > 1e29f, torch::zeros_like(impl_->residual_lo), impl_->residual_lo);
+  impl_->residual_hi = torch::where(impl_->residual_hi < -1e29f, torch::zeros_like(impl_->residual_hi), impl_->residual_hi);
   torch::optim::AdamW opt(impl_->readout->parameters(),
                           torch::optim::AdamWOptions(impl_->options.learning_rate()).weight_decay(impl_->options.weight_decay()));
   impl_->readout->train();
@@ -118,25 +131,28 @@ ResourceValues LearnedResourceModel::predict(const DesignSpec& design) const {
   ResourceValues v = impl_->analytic.predict(design);
   torch::NoGradGuard no_grad;
   const Batch b = make_batch({design});
-  const torch::Tensor r = impl_->readout->forward(b.phi, b.owner, 1);
+  const torch::Tensor phi = torch::max(torch::min(b.phi, impl_->feature_hi), impl_->feature_lo);
+  const torch::Tensor r =
+      torch::max(torch::min(impl_->readout->forward(phi, b.owner, 1), impl_->residual_hi), impl_->residual_lo);
+  const ResourceValues floor = physical_floor(design);
   for (int64_t k = 0; k < kOut; ++k) {
     const size_t t = static_cast<size_t>(kLearned[k]);
-    v[t] = std::max(0.0, (v[t] + 1.0) * std::exp(r[0][k].item<double>()) - 1.0);
+    v[t] = std::max(floor[t], (v[t] + 1.0) * std::exp(r[0][k].item<double>()) - 1.0);
   }
   return v;
 }
 
 void LearnedResourceModel::save(const std::string& path) const {
-  nlohmann::json params;
-  for (size_t k = 0; k < static_cast<size_t>(ResourceTarget::kCount); ++k)
-    for (const auto& kv : impl_->analytic.parameters(static_cast<ResourceTarget>(k)))
-      params[to_string(static_cast<ResourceTarget>(k))][kv.first] = kv.second;
   std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
-    archive.write("format", c10::IValue(std::string("ddaq-resource-net-1")));
+    archive.write("format", c10::IValue(std::string("ddaq-resource-net-2")));
+    archive.write("feature_lo", impl_->feature_lo);
+    archive.write("feature_hi", impl_->feature_hi);
+    archive.write("residual_lo", impl_->residual_lo);
+    archive.write("residual_hi", impl_->residual_hi);
     archive.write("hidden", c10::IValue(nlohmann::json(impl_->options.hidden()).dump()));
-    archive.write("analytic", c10::IValue(params.dump()));
+    archive.write("analytic", c10::IValue(impl_->analytic.serialize()));
     for (const auto& p : impl_->readout->named_parameters()) archive.write(p.key(), p.value().detach());
     archive.save_to(bytes);
   } catch (const c10::Error& e) {
@@ -155,16 +171,14 @@ LearnedResourceModel LearnedResourceModel::load(const std::string& path) {
     throw Error(wrong_kind_message(path, "a learned resource model"));
   }
   if (!archive.try_read("format", format) || !archive.try_read("hidden", hidden) ||
-      !archive.try_read("analytic", analytic) || !format.isString() || format.toStringRef() != "ddaq-resource-net-1")
+      !archive.try_read("analytic", analytic) || !format.isString() ||
+      format.toStringRef().rfind("ddaq-resource-net-", 0) != 0)
     throw Error(wrong_kind_message(path, "a learned resource model"));
+  if (format.toStringRef() != "ddaq-resource-net-2")
+    throw Error(path + ": a learned resource model from an earlier ddaq, without the ranges of its fit data (its "
+                       "estimates are unbounded outside them): retrain it with 'ddaq surrogate resources train'");
   LearnedResourceModel m(LearnedResourceOptions().hidden(nlohmann::json::parse(hidden.toStringRef()).get<std::vector<int64_t>>()));
-  // The analytic part travels as "TARGET NAME VALUE" lines through its own loader.
-  std::ostringstream text;
-  text.precision(17);
-  const nlohmann::json parsed = nlohmann::json::parse(analytic.toStringRef());  // must outlive items()
-  for (const auto& t : parsed.items())
-    for (const auto& kv : t.value().items()) text << t.key() << " " << kv.key() << " " << kv.value().get<double>() << "\n";
-  m.impl_->analytic = AnalyticResourceModel::parse(text.str(), path + " (analytic part)");
+  m.impl_->analytic = AnalyticResourceModel::parse(analytic.toStringRef(), path + " (analytic part)");
   torch::NoGradGuard no_grad;
   for (auto& p : m.impl_->readout->named_parameters()) {
     torch::Tensor v;
@@ -174,6 +188,17 @@ LearnedResourceModel LearnedResourceModel::load(const std::string& path) {
       throw Error(path + ": missing parameter '" + p.key() + "'");
     }
     p.value().copy_(v);
+  }
+  const std::pair<const char*, torch::Tensor*> bounds[] = {{"feature_lo", &m.impl_->feature_lo},
+                                                           {"feature_hi", &m.impl_->feature_hi},
+                                                           {"residual_lo", &m.impl_->residual_lo},
+                                                           {"residual_hi", &m.impl_->residual_hi}};
+  for (const auto& b : bounds) {
+    try {
+      archive.read(b.first, *b.second);
+    } catch (const c10::Error&) {
+      throw Error(path + ": missing '" + b.first + "'");
+    }
   }
   m.impl_->readout->eval();
   return m;

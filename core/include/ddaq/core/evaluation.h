@@ -38,6 +38,8 @@ struct EvaluationReport {
   double encoder_ebops = 0.0, encoder_energy_pj = 0.0, encoder_power_mw = 0.0;
   // FPGA estimate of the encoder (analytic model, reuse factor 1; indicative).
   double encoder_lut = 0.0, encoder_ff = 0.0, encoder_dsp = 0.0, encoder_latency_cycles = 0.0;
+  // How the encoder leaves the resource model's fit data ("" inside it).
+  std::string encoder_fpga_warning;
   std::vector<int> latent_widths;  // per latent, 0: not transmitted
   int64_t payload_bits = 0;
   // Budgets of the run (RUN/budgets.json) against this exact, integer design.

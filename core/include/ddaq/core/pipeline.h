@@ -15,6 +15,7 @@
 #include <ATen/core/Tensor.h>  // PipelineResult holds tensors; lighter than <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -42,6 +43,10 @@ struct PipelineOptions {
   DDAQ_OPTION(double, threshold) = 0.0;  // zero suppression, CALQ
   DDAQ_OPTION(bool, learn_threshold) = true;
   DDAQ_OPTION(int64_t, classifier_hidden) = 8;
+  // Learned gates on the encoder's convolution filters (a lever for FPGA
+  // budgets): a filter whose gate closes is removed at export, and the
+  // dense layer after it shrinks.
+  DDAQ_OPTION(bool, learn_conv_filters) = false;
  public:
   // From a config section; unknown keys and bad values are errors naming them.
   static PipelineOptions from_config(const Config& section);
@@ -69,7 +74,9 @@ class EconTPipeline {
   // them no weight skips their per-step graph).
   PipelineResult forward(const at::Tensor& calq, bool with_costs);
   // payload_bits, elinks (relaxed), ebops (all firmware stages) and per
-  // stage encoder_ebops, classifier_ebops, of the current parameters.
+  // stage encoder_ebops, classifier_ebops; encoder_lut, encoder_ff and
+  // encoder_latency_cycles (the shipped analytic FPGA model at reuse factor
+  // 1, as `ddaq eval` reports them), of the current parameters.
   PipelineResult costs() const;
 
   void train(bool on);
@@ -101,6 +108,15 @@ class EconTPipeline {
   // restores it after an optimizer step, against Adam's momentum).
   void fit_latent_payload(int64_t max_payload_bits);
   void pin_latent_bits();
+  // Projection onto FPGA budgets: hardens the encoder's learned gates (the
+  // fine-tune keeps the exported architecture), then removes the weakest
+  // hidden unit (smallest gate logit, else weight norm) while the exact
+  // estimate of the encoder at reuse factor 1 exceeds a limit ("lut",
+  // "ff"). Returns the units removed; the latent layer is never pruned, so a
+  // limit below the smallest architecture stays unmet (the report says so).
+  int fit_encoder_resources(const std::map<std::string, double>& limits);
+  // Re-hardens gates after an optimizer step (pin, like pin_latent_bits).
+  void pin_encoder_gates();
   // The widest latent: the exported latent type's width.
   int latent_bits() const;
   // The front end as evaluation applies it (zero-suppression threshold and

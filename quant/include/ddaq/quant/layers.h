@@ -134,6 +134,24 @@ class QLayerImpl : public torch::nn::Module {
                                     const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) = 0;
   // sum over multiplies of input bits x weight bits (differentiable).
   virtual torch::Tensor ebops(const torch::Tensor& input_bits) const = 0;
+  // The layer as a dense-equivalent for the FPGA resource model, in
+  // differentiable form (the shape design_from() gives its description):
+  // inputs per unit (C_in k^2 for a convolution) times the kept share of the
+  // upstream units, kept units (soft gates in training), the widest weight
+  // and input bits. Layers without weights have no `in` and pass the kept
+  // share through.
+  struct ResourceShape {
+    torch::Tensor in, out, weight_bits, act_bits, kept_share;
+  };
+  virtual ResourceShape resource_shape(const torch::Tensor& input_bits, const torch::Tensor& kept_share) const;
+  // Hardens learned gates to the units they keep now (mask <- gate > 0, gate
+  // fully open), so that training goes on with the exported architecture.
+  virtual void harden_gates() {}
+  // Removes the kept unit with the smallest gate logit (or weight norm
+  // without gates); false when only one is left.
+  virtual bool drop_weakest_unit() { return false; }
+  // Output units kept (mask and hard gates); 0 for layers without weights.
+  virtual int64_t kept_units() const { return 0; }
   // Structured pruning hooks (no-ops for layers without weights).
   virtual void prune_to(double /*sparsity*/) {}
   virtual torch::Tensor group_lasso() const;
@@ -159,6 +177,8 @@ class QuantizedStackImpl : public torch::nn::Module {
   // input quantizer (it fixes the input type).
   ModelDescription describe();
   torch::Tensor ebops() const;  // differentiable
+  // The weighted layers' ResourceShape, in order (differentiable).
+  std::vector<QLayerImpl::ResourceShape> resource_shapes() const;
   torch::Tensor group_lasso() const;
   torch::Tensor gate_penalty() const;
   // Every weighted layer but the last (its outputs are the interface), by magnitude.

@@ -4,13 +4,22 @@
 //
 // Per design (a chain of dense layers, weight bits b, activation bits a,
 // reuse factor R; n_w = in x out per layer; mults = sum ceil(n_w / R)):
-//   LUT, FF  = c0 + c_io_a sum (in + out) a + c_io_b sum (in + out) b
-//              + c_mult mults + c_store sum n_w b / 1000 + c_layer layers
+//   LUT, FF  = c0 + c_in_a sum in a + c_out_a sum out a + c_io_b sum (in + out) b
+//              + c_mult mults + c_mult_b sum ceil(n_w / R) b + c_store sum n_w b / 1000
+//              + c_layer layers
 //   latency  = c0 + c_cycle sum min(R, n_w) + c_layer layers      (cycles)
 //   BRAM18K  = c0 + c_word sum ceil(ceil(n_w / R) b / 36) + c_layer layers
 //   DSP      = sum over layers with b >= 9 of ceil(n_w / R)       (Vivado rule, not fitted)
 // The differentiable form replaces ceil by its argument and takes bits and
 // kept-unit counts as tensors.
+//
+// Contract for training: every parameter but the intercept is >= 0, so each
+// estimate is non-decreasing in bits and units, LUT/FF/BRAM are non-
+// increasing and latency non-decreasing in the reuse factor. Estimates are
+// finite and clamped from below to a physical floor (0 resources, one cycle
+// per layer): a linear fit extrapolated far from its data (reuse factor 1
+// from a fit at 1024-4093) can go negative. A model knows the region it was
+// fitted on (FitDomain); outside_fit_range() says how a design leaves it.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -63,19 +72,36 @@ ResourceTable read_resource_csv(const std::string& path, bool need_targets);
 // dense layer of C_in k^2 inputs and C_out outputs), all with reuse factor R.
 DesignSpec design_from(const ModelDescription& model, int64_t reuse_factor);
 
+// The region of design space a model was fitted on: per layer the ranges of
+// inputs, outputs, weight and activation bits and reuse factor; per design
+// the range of layer counts. Empty (known() false) for a model built by hand.
+struct FitDomain {
+  std::array<double, 2> in{}, out{}, weight_bits{}, act_bits{}, reuse_factor{}, layers{};
+  bool known() const { return layers[1] > 0; }
+  void include(const DesignSpec& design);
+  // One phrase per way the design leaves the domain, e.g. "reuse factor 1
+  // below the fit range 1024..4093 (layer 1)"; empty inside it.
+  std::vector<std::string> outside(const DesignSpec& design) const;
+};
+
+// The lowest physical value of each target (0; latency: one cycle per layer).
+ResourceValues physical_floor(const DesignSpec& design);
+
 class AnalyticResourceModel {
  public:
   AnalyticResourceModel();
   // The fit shipped in surrogates/models/fpga_resources.txt (built in).
   static const AnalyticResourceModel& shipped();
 
+  // Clamped to physical_floor(design); finite for every valid design.
   ResourceValues predict(const DesignSpec& design) const;
   // Fits every fitted target on the rows where it is known (Ceres, relative
   // residuals, Cauchy loss, parameters >= 0 except the intercept).
   void fit(const std::vector<DesignSpec>& designs, const std::vector<ResourceValues>& targets);
 
   // Differentiable LUT, FF, latency (cycles) and BRAM18K for per-layer tensors
-  // (0-d): in, out (kept units), weight and activation bits; reuse factors fixed.
+  // (0-d): in, out (kept units), weight and activation bits; reuse factors
+  // fixed. Clamped from below like predict (zero gradient at the floor).
   struct LayerTensors {
     const at::Tensor* in;
     const at::Tensor* out;
@@ -85,8 +111,15 @@ class AnalyticResourceModel {
   };
   at::Tensor predict_differentiable(const std::vector<LayerTensors>& layers, ResourceTarget target) const;
 
-  // Text format: one "target name value" per line; atomic save.
+  // The fit data's region (set by fit, saved and loaded with the model).
+  const FitDomain& domain() const { return domain_; }
+  // outside_fit_range as one line ("" inside): "outside the fit data: ...".
+  std::string range_warning(const DesignSpec& design) const;
+
+  // Text format: one "target name value" per line, and "domain FEATURE MIN
+  // MAX" lines for the fit region; atomic save.
   void save(const std::string& path) const;
+  std::string serialize() const;  // the text save() writes
   static AnalyticResourceModel load(const std::string& path);
   // The same text format from a string; errors name `source` and the line.
   static AnalyticResourceModel parse(const std::string& text, const std::string& source);
@@ -96,6 +129,7 @@ class AnalyticResourceModel {
 
  private:
   std::array<std::map<std::string, double>, static_cast<size_t>(ResourceTarget::kCount)> params_;
+  FitDomain domain_;
 };
 
 // Grouped k-fold cross-validation (no architecture in both train and test):
