@@ -64,6 +64,15 @@ find_package(nlohmann_json 3 QUIET CONFIG)
 if(NOT nlohmann_json_FOUND)
   ddaq_missing("nlohmann-json" "nlohmann-json3-dev")
 endif()
+# libgd: PNG charts (pareto.png) with built-in fonts; small, no font files.
+find_path(GD_INCLUDE_DIR gd.h)
+find_library(GD_LIBRARY gd)
+if(NOT GD_INCLUDE_DIR OR NOT GD_LIBRARY)
+  ddaq_missing("libgd (PNG charts)" "libgd-dev")
+endif()
+add_library(ddaq_gd INTERFACE)
+target_include_directories(ddaq_gd INTERFACE ${GD_INCLUDE_DIR})
+target_link_libraries(ddaq_gd INTERFACE ${GD_LIBRARY})
 
 message(STATUS "ddaq: LibTorch ${Torch_VERSION}, Eigen ${Eigen3_VERSION}, Ceres ${Ceres_VERSION}, "
                "HDF5 ${HDF5_VERSION}, ONNX ${ONNX_VERSION}, pybind11 ${pybind11_VERSION}")

@@ -4,6 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <tuple>
 
 #include "ddaq/core/events.h"
 #include "test_support.h"
@@ -266,5 +271,106 @@ DOCTEST_TEST_SUITE("cli") {
                  "checkpoint.pt: no checkpoint to resume");
     DOCTEST_CHECK(!ddaq_test::exists(dir.file("run6")));  // failed before a checkpoint: nothing left
     DOCTEST_CHECK(!ddaq_test::exists(dir.file("run5")));
+  }
+
+  DOCTEST_TEST_CASE("sweep: a budget grid in parallel, pareto.csv/png, resume, a failed point, SLURM") {
+    ddaq_test::TempDir dir;
+    ddaq_test::write_text(dir.file("tiny.json"), std::string(R"({"name": "tiny",
+        "data": {"train_events": 1000, "test_events": 300, "pool_events": 300, "pileup_mu": 5, "seed": 2},
+        "pipeline": {"latent": 16, "latent_bits": 9, "latent_integer_bits": 1, "learn_latent_bits": true},
+        "training": {"epochs": 1, "batch_size": 128, "surrogate": ")") +
+                                                 DDAQ_SOURCE_DIR + "/surrogates/models/emd_surrogate.pt\"}}");
+    const std::string sweep = "sweep " + dir.file("tiny.json") + " --budget elinks=2,3 -o " + dir.file("s");
+    auto r = run_ddaq(sweep + " --jobs 2 --events 300");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    // The table: the issue's columns, one row per point, each within its budget.
+    auto table = [&] {
+      std::vector<std::map<std::string, std::string>> rows;
+      std::istringstream in(ddaq_test::read_text(dir.file("s/pareto.csv")));
+      std::string line, cell;
+      std::getline(in, line);
+      std::vector<std::string> header;
+      for (std::istringstream h(line); std::getline(h, cell, ',');) header.push_back(cell);
+      while (std::getline(in, line)) {
+        std::map<std::string, std::string> row;
+        std::istringstream l(line);
+        for (const std::string& name : header) std::getline(l, row[name], ',');
+        rows.push_back(row);
+      }
+      return std::make_pair(header, rows);
+    };
+    auto [header, rows] = table();
+    for (const char* col : {"budget_elinks", "elinks", "lut", "power_mw", "emd_mean", "best_choice_emd_mean", "auc", "run"})
+      DOCTEST_CHECK(std::find(header.begin(), header.end(), col) != header.end());
+    DOCTEST_REQUIRE(rows.size() == 2);
+    for (auto& row : rows) {
+      DOCTEST_INFO(row["point"]);
+      DOCTEST_CHECK(row["status"] == "ok");
+      DOCTEST_CHECK(std::stoi(row["elinks"]) <= std::stoi(row["budget_elinks"]));
+      DOCTEST_CHECK(row["met"] == "yes");
+      // A separate evaluation of the run the row names: the same EMD, and
+      // Best Choice at the same bandwidth as the row's.
+      const auto e = run_ddaq("eval " + row["run"] + " --data " + dir.file("s/data/test.h5") + " --events 300");
+      DOCTEST_REQUIRE(e.exit_code == 0);
+      const auto at = e.out.find("exact EMD mean ");
+      DOCTEST_REQUIRE(at != std::string::npos);
+      DOCTEST_CHECK(std::fabs(std::stod(e.out.substr(at + 15)) - std::stod(row["emd_mean"])) < 6e-5);
+      const auto mark = e.out.find("<- same bandwidth");
+      DOCTEST_REQUIRE(mark != std::string::npos);
+      const auto bc = e.out.rfind("EMD mean ", mark);
+      DOCTEST_CHECK(std::fabs(std::stod(e.out.substr(bc + 9)) - std::stod(row["best_choice_emd_mean"])) < 6e-5);
+      // Exportable as it is.
+      DOCTEST_CHECK(run_ddaq("export " + row["run"] + " --qonnx " + dir.file(row["point"] + ".onnx")).exit_code == 0);
+    }
+    const std::string png = ddaq_test::read_text(dir.file("s/pareto.png"));
+    DOCTEST_CHECK(png.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
+    // The folder rules: refused again, resumed only with the same plan.
+    expect_error(run_ddaq(sweep + " --events 300"), "holds a sweep already");
+    expect_error(run_ddaq("sweep " + dir.file("tiny.json") + " --budget elinks=2,4 -o " + dir.file("s") +
+                          " --events 300 --resume"),
+                 "planned with another budgets");
+    // Resume: only what is missing runs (elinks3's evaluation, not its training).
+    std::remove(dir.file("s/runs/elinks3/eval.json").c_str());
+    r = run_ddaq(sweep + " --events 300 --resume");
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("1 done before, 1 to run") != std::string::npos);
+    const std::string log = ddaq_test::read_text(dir.file("s/logs/elinks3.log"));
+    auto count = [&](const std::string& what) {
+      int n = 0;
+      for (auto p = log.find(what); p != std::string::npos; p = log.find(what, p + 1)) ++n;
+      return n;
+    };
+    DOCTEST_CHECK(count("'train'") == 1);
+    DOCTEST_CHECK(count("'eval'") == 2);
+    // A point that fails: the others still reported, one line, exit 1.
+    std::filesystem::remove_all(dir.file("s/runs/elinks3"));
+    ddaq_test::write_text(dir.file("s/runs/elinks3"), "in the way");
+    r = run_ddaq(sweep + " --events 300 --resume");
+    expect_error(r, "1 of 2 points did not finish (elinks3: ");
+    DOCTEST_CHECK(r.err.find("exists and is not a folder") != std::string::npos);
+    std::tie(header, rows) = table();
+    DOCTEST_REQUIRE(rows.size() == 2);
+    DOCTEST_CHECK(rows[0]["status"] == "ok");
+    DOCTEST_CHECK(rows[1]["status"] == "failed");
+    DOCTEST_CHECK(rows[1]["emd_mean"].empty());
+    // Bad budgets: one line, nothing written.
+    expect_error(run_ddaq("sweep " + dir.file("tiny.json") + " --budget lutt=1000 -o " + dir.file("t")),
+                 "training.budgets.lutt: unknown key");
+    expect_error(run_ddaq("sweep " + dir.file("tiny.json") + " --budget elinks=14 -o " + dir.file("t")),
+                 "with --budget elinks=14: training.budgets.elinks: 14 is outside [1, 13]");
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("t")));
+    // SLURM: the script only; its task 0, run here, trains and evaluates the
+    // point; the sweep with --resume then runs only the other one.
+    r = run_ddaq("sweep " + dir.file("tiny.json") + " --budget elinks=2,3 -o " + dir.file("u") + " --events 300 --slurm");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("u/runs/elinks2")));
+    DOCTEST_REQUIRE(std::system(("SLURM_ARRAY_TASK_ID=0 DDAQ_PROGRESS=off bash " + dir.file("u/sweep.slurm")).c_str()) == 0);
+    DOCTEST_CHECK(ddaq_test::exists(dir.file("u/runs/elinks2/eval.json")));
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("u/runs/elinks3")));
+    r = run_ddaq("sweep " + dir.file("tiny.json") + " --budget elinks=2,3 -o " + dir.file("u") + " --events 300 --resume");
+    DOCTEST_CHECK(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("1 done before, 1 to run") != std::string::npos);
+    DOCTEST_CHECK(ddaq_test::exists(dir.file("u/pareto.csv")));
   }
 }

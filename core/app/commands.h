@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace CLI {
@@ -10,6 +11,7 @@ class Validator;
 }
 
 namespace ddaq {
+class Config;
 namespace cli {
 
 void add_data_commands(CLI::App& app);  // ddaq data import|synth|overlay|stats
@@ -18,6 +20,17 @@ void add_emd_command(CLI::App& app);    // ddaq emd A B -o OUT
 void add_export_command(CLI::App& app);  // ddaq export RUN --qonnx F --hls D
 void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 // ddaq run, train, eval: add_run_command registers all three.
+void add_sweep_command(CLI::App& app);  // ddaq sweep CONFIG --budget NAME=V1,V2 -o DIR
+
+// Shared by run, train and sweep (commands_run.cpp):
+// the top-level keys a configuration may have;
+void check_top_level(const Config& config);
+// the config with `--budget NAME=VALUE` options set in training.budgets
+// (errors name the options: "quick.json with --budget elinks=99: ...");
+Config with_budget_options(const Config& config, const std::vector<std::string>& specs);
+// the data step of `ddaq run`: train.h5 and test.h5 made in `folder` from the
+// data section (synth), or the config's files (source "files").
+std::pair<std::string, std::string> prepare_data(const Config& config, const std::string& folder);
 
 // Validators for numeric options (options.cpp): a finite number in [lo, hi];
 // a whole number in [lo, hi] (no wrap-around of "-1" into an unsigned type);

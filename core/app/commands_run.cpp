@@ -93,6 +93,34 @@ std::string config_dir(const std::string& path) {
   return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
+}  // namespace
+
+void check_top_level(const Config& config) { config.reject_unknown({"name", "description", "data", "pipeline", "training"}); }
+
+Config with_budget_options(const Config& config, const std::vector<std::string>& specs) {
+  if (specs.empty()) return config;
+  nlohmann::json j = nlohmann::json::parse(config.dump());
+  std::string given;
+  for (const std::string& spec : specs) {
+    const auto eq = spec.find('=');
+    bool name_ok = eq != std::string::npos && eq > 0;
+    for (size_t k = 0; name_ok && k < eq; ++k)
+      name_ok = std::isalnum(static_cast<unsigned char>(spec[k])) || spec[k] == '_';
+    if (!name_ok) throw Error("--budget '" + spec + "': expected NAME=VALUE (e.g. elinks=3)");
+    nlohmann::json value;
+    try {
+      value = nlohmann::json::parse(spec.substr(eq + 1));
+    } catch (const nlohmann::json::exception&) {
+    }
+    if (!value.is_number()) throw Error("--budget '" + spec + "': '" + spec.substr(eq + 1) + "' is not a number");
+    j["training"]["budgets"][spec.substr(0, eq)] = value;
+    given += " --budget " + spec;
+  }
+  // The source names the options in every error ("quick.json with --budget
+  // elinks=99: training.budgets.elinks: ..."); its folder stays the file's.
+  return Config::parse(j.dump(), config.source() + " with" + given);
+}
+
 // The data step: train.h5 and test.h5 in the run folder (with pileup when configured).
 std::pair<std::string, std::string> prepare_data(const Config& config, const std::string& run) {
   const DataPlan plan = read_data_plan(config);
@@ -113,6 +141,8 @@ std::pair<std::string, std::string> prepare_data(const Config& config, const std
   return {run + "/train.h5", run + "/test.h5"};
 }
 
+namespace {
+
 // The paths prepare_data() writes, without writing them (other ranks).
 std::pair<std::string, std::string> prepare_data_paths(const Config& config, const std::string& run) {
   const DataPlan plan = read_data_plan(config);
@@ -120,7 +150,6 @@ std::pair<std::string, std::string> prepare_data_paths(const Config& config, con
   return {run + "/train.h5", run + "/test.h5"};
 }
 
-void check_top_level(const Config& config) { config.reject_unknown({"name", "description", "data", "pipeline", "training"}); }
 
 // Data parallel on one machine: rank r on its own cores. Measured on 2 cores,
 // 2 ranks: +15% events/s (the OS otherwise migrates compute and Gloo threads
@@ -255,10 +284,12 @@ void add_run_command(CLI::App& app) {
     c->add_flag("--overwrite", *overwrite, "replace the run in the folder (otherwise a folder holding a run is refused)");
     c->add_flag("--resume", *resume, "continue an interrupted run from RUN/checkpoint.pt (same config)")
         ->excludes("--overwrite");
+    auto budgets = std::make_shared<std::vector<std::string>>();
+    c->add_option("--budget", *budgets, "NAME=VALUE: set training.budgets.NAME (repeatable; e.g. elinks=3)");
     c->callback([=] {
       if (DistributedEnvironment::detect().distributed())
         throw Error("ddaq run is one process; launch 'ddaq train' for data-parallel training");
-      const Config config = Config::load(*config_path);
+      const Config config = with_budget_options(Config::load(*config_path), *budgets);
       check_top_level(config);
       const std::string name = config.string("name", "unnamed");
       const std::string& run = *run_dir;
@@ -328,6 +359,8 @@ void add_run_command(CLI::App& app) {
     c->add_option("--device", request->device, "cpu, cuda or cuda:N (default training.device; under a launcher "
                                                "\"cuda\" means cuda:LOCAL_RANK)");
     c->add_option("--validation", request->validation, "validation event file (overrides training.validation)");
+    auto budgets = std::make_shared<std::vector<std::string>>();
+    c->add_option("--budget", *budgets, "NAME=VALUE: set training.budgets.NAME (repeatable; e.g. elinks=3)");
     c->add_option("--launcher", *launcher, "rendezvous from: auto, none, torchrun, env, slurm, openmpi")
         ->capture_default_str();
     c->add_option("--pin-cpus", *pin, "data parallel: auto (each rank on its own cores when there are enough) or off")
@@ -337,7 +370,7 @@ void add_run_command(CLI::App& app) {
         ->capture_default_str()
         ->check(CLI::Range(1, 86400));
     c->callback([=] {
-      const Config config = Config::load(*config_path);
+      const Config config = with_budget_options(Config::load(*config_path), *budgets);
       check_top_level(config);
       if (!config.has("pipeline")) throw Error(*config_path + ": no 'pipeline' section to train");
       const DistributedEnvironment env = DistributedEnvironment::detect(*launcher);

@@ -24,13 +24,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("ddaq ") + ddaq::version());
   app.callback([&app] {
     if (app.get_subcommands().empty())
-      throw CLI::ValidationError("a command is required: data, emd, eval, export, predict, run, surrogate or train");
+      throw CLI::ValidationError("a command is required: data, emd, eval, export, predict, run, surrogate, sweep or train");
   });
   ddaq::cli::add_data_commands(app);
   ddaq::cli::add_emd_command(app);
   ddaq::cli::add_export_command(app);
   ddaq::cli::add_run_command(app);
   ddaq::cli::add_surrogate_commands(app);
+  ddaq::cli::add_sweep_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -102,7 +102,10 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
     return BaselineRow{name, links, cells, mean(fe), median(fe)};
   };
   std::vector<double> bc_same;  // Best Choice per event at the pipeline's e-links
-  for (int links = 1; links <= 5; ++links) {
+  // 1..5 e-links (the published comparisons), and the pipeline's own beyond that.
+  const int last_links = std::max(5, std::min(rep.elinks, 13));
+  for (int links = 1; links <= last_links; ++links) {
+    if (links > 5 && links != rep.elinks) continue;
     const int k = formats.best_choice_cells_for(links);
     best_choice(t.calq.data(), n, k, y.data());
     rep.best_choice.push_back(score("best_choice", links, k));

@@ -297,26 +297,11 @@ class TrainingRun {
     print_ = fingerprint(pipeline, train_file, loader_->file_size(), o);
     train_file_ = train_file;
     if (!o.budgets().empty()) {
-      if (o.budgets().count("elinks") && !pipeline.options().learn_latent_bits())
-        throw Error("training.budgets.elinks: needs pipeline.learn_latent_bits (fixed latent bits give a fixed " +
-                    std::to_string(pipeline.elinks()) + " e-links)");
+      check_budgets_feasible(pipeline, o);
       BudgetLimits limits;
       limits.limits = o.budgets();
       limits.penalty = o.budget_penalty();
       limits.update_every = o.budget_update_every();
-      // The model's latency depends on the reuse factor and the layer count
-      // only, which training does not change: a budget below it is refused
-      // now rather than reported unmet after the run.
-      if (o.budgets().count("latency_cycles")) {
-        const double cycles =
-            AnalyticResourceModel::shipped().predict(design_from(pipeline.encoder_description(), 1))[static_cast<size_t>(
-                ResourceTarget::LatencyCycles)];
-        if (cycles > o.budgets().at("latency_cycles"))
-          throw Error("training.budgets.latency_cycles: " + std::to_string(o.budgets().at("latency_cycles")) +
-                      " cannot be met: the encoder's estimated latency is " + std::to_string(cycles) +
-                      " cycles at reuse factor 1 whatever its bits and units (the model's latency depends on the "
-                      "layer count and reuse factor only)");
-      }
       lagrangian_.reset(new AugmentedLagrangian(limits));
       projection_step_ = static_cast<int64_t>(std::llround(static_cast<double>(planned_) * (1.0 - o.finetune_fraction())));
       refresh_energy_constant();
@@ -693,6 +678,24 @@ class TrainingRun {
 };
 
 }  // namespace
+
+void check_budgets_feasible(const EconTPipeline& pipeline, const TrainerOptions& o) {
+  if (o.budgets().count("elinks") && !pipeline.options().learn_latent_bits())
+    throw Error("training.budgets.elinks: needs pipeline.learn_latent_bits (fixed latent bits give a fixed " +
+                std::to_string(pipeline.elinks()) + " e-links)");
+  // The model's latency depends on the reuse factor and the layer count
+  // only, which training does not change: a budget below it is refused
+  // now rather than reported unmet after the run.
+  if (o.budgets().count("latency_cycles")) {
+    const double cycles = AnalyticResourceModel::shipped().predict(design_from(pipeline.encoder_description(), 1))
+        [static_cast<size_t>(ResourceTarget::LatencyCycles)];
+    if (cycles > o.budgets().at("latency_cycles"))
+      throw Error("training.budgets.latency_cycles: " + std::to_string(o.budgets().at("latency_cycles")) +
+                  " cannot be met: the encoder's estimated latency is " + std::to_string(cycles) +
+                  " cycles at reuse factor 1 whatever its bits and units (the model's latency depends on the "
+                  "layer count and reuse factor only)");
+  }
+}
 
 TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_file, const TrainerOptions& o,
                             const std::string& metrics_path, Progress* progress, const StepCallback& on_step,

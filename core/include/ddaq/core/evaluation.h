@@ -33,7 +33,7 @@ struct EvaluationReport {
   double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), sensor-cell pitches
   std::vector<OccupancyBin> by_occupancy;
   double auc = 0.0;                      // NaN without labels
-  std::vector<BaselineRow> best_choice;  // 1..5 e-links
+  std::vector<BaselineRow> best_choice;  // 1..5 e-links, and the pipeline's e-links when above 5
   std::vector<BaselineRow> classical;    // threshold at 2..5 e-links, super trigger cells
   double encoder_ebops = 0.0, encoder_energy_pj = 0.0, encoder_power_mw = 0.0;
   // FPGA estimate of the encoder (analytic model, reuse factor 1; indicative).
@@ -62,8 +62,9 @@ BudgetMap load_budgets(const std::string& run_dir);
 
 // Exact EMD of the decoded wafers against the inputs (also by occupancy:
 // non-zero cells 1-9, 10-19, 20-29, 30-48, with Best Choice beside),
-// classifier AUC, and on the same events: Best Choice at 1..5 e-links, the threshold format at 2..5
-// e-links, super trigger cells (4 and 16 cells); the encoder's EBOPs, energy
+// classifier AUC, and on the same events: Best Choice at 1..5 e-links (and
+// at the pipeline's own above 5), the threshold format at 2..5 e-links,
+// super trigger cells (4 and 16 cells); the encoder's EBOPs, energy
 // per inference and power (45 nm Horowitz), FPGA LUT/FF/DSP and latency.
 EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events = 20000);
 

@@ -126,6 +126,12 @@ TrainSummary train_pipeline(EconTPipeline& pipeline, const std::string& train_fi
                             const std::string& metrics_path = "", Progress* progress = nullptr,
                             const StepCallback& on_step = {}, Communicator* communicator = nullptr);
 
+// Budgets that cannot work with this pipeline, refused before any step (and
+// by `ddaq sweep` before any point starts): an e-link budget without learned
+// latent bits, a latency budget below the architecture's latency. Throws
+// ddaq::Error naming training.budgets.<name>.
+void check_budgets_feasible(const EconTPipeline& pipeline, const TrainerOptions& options);
+
 // A checkpoint read back for inspection: where training stood and every
 // tensor of the pipeline's state (CPU), by name.
 struct CheckpointContents {
