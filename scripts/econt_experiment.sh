@@ -25,7 +25,11 @@ src, dst, loss, latents, root = sys.argv[1:]
 c = json.load(open(src))
 d = root + "/runs/data/econt/"
 c["data"] = {"source": "files", "train": d + "train_mu40.h5", "test": d + "test_mu40.h5"}
-c["pipeline"].update({"latent": int(latents), "latent_bits": 3, "latent_integer_bits": 2, "conv_filters": 16})
+# Fixed designs (main.json itself is a budgeted run with learned latent bits).
+c["pipeline"].update({"latent": int(latents), "latent_bits": 3, "latent_integer_bits": 2, "conv_filters": 16,
+                      "learn_latent_bits": False})
+for k in ("budgets", "finetune_fraction"):
+    c["training"].pop(k, None)
 c["training"].update({"loss": loss, "surrogate": root + "/surrogates/models/emd_surrogate.pt",
                       "validation": d + "val_mu40.h5"})
 json.dump(c, open(dst, "w"), indent=2)

@@ -151,6 +151,18 @@ DOCTEST_TEST_SUITE("pipeline") {
     ddaq::train_pipeline(q, dir.file("train.h5"), base.max_steps(3).budgets({{"elinks", 3.0}}));
     DOCTEST_CHECK(q.elinks() <= 3);
     DOCTEST_CHECK(q.latent_bits() == 5);  // the widest width that fits: 16 x 5 = 80 <= 82
+    // With validation: the epoch kept is one after the projection (steps
+    // 1-20 of 40 train the over-budget 9-bit latent, which validates better
+    // but is not the design that ships), and patience does not stop the run
+    // before it.
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(256).seed(5).pileup_mu(5), dir.file("val.h5"));
+    ddaq::EconTPipeline v(po, 1);
+    const auto vs = ddaq::train_pipeline(
+        v, dir.file("train.h5"),
+        base.max_steps(-1).epochs(4).finetune_fraction(0.5).patience(1).validation(dir.file("val.h5")).budgets(
+            {{"elinks", 1.0}}));
+    DOCTEST_CHECK(vs.best_epoch >= 3);
+    DOCTEST_CHECK(v.elinks() <= 1);
   }
 
   DOCTEST_TEST_CASE("a LUT budget: gates close, the projection removes filters, the exported design meets it") {

@@ -71,6 +71,7 @@ Row read_row(const SweepPoint& p, const PointOutcome& o, const std::string& show
   for (const auto& kv : budgets.items()) met = (met == "no" || !kv.value().value("met", false)) ? "no" : "yes";
   r.cells["met"] = met;
   r.cells["elinks"] = num(r.elinks);
+  r.cells["events"] = num(get(e, "events"));
   r.cells["latent_bits"] = num(get(e, "latent_bits"));
   r.cells["payload_bits"] = num(get(e, "payload_bits"));
   r.cells["lut"] = num(r.lut);
@@ -164,9 +165,10 @@ std::string write_pareto(const SweepPlan& plan, const std::vector<PointOutcome>&
                "mean exact EMD (cell pitches)",
                {by_power}};
   const size_t slash = plan.config.find_last_of('/');
-  const std::string title = "ddaq sweep of " + plan.config.substr(slash == std::string::npos ? 0 : slash + 1) + ": " +
-                            std::to_string(ok.size()) + " of " + std::to_string(rows.size()) + " points, " +
-                            std::to_string(plan.eval_events) + " events at most";
+  const std::string title =
+      "ddaq sweep of " + plan.config.substr(slash == std::string::npos ? 0 : slash + 1) + ": " +
+      std::to_string(ok.size()) + " of " + std::to_string(rows.size()) + " points" +
+      (ok.empty() ? "" : ", each evaluated on the same " + ok.front()->cells.at("events") + " events");
   // Both files or neither (a failure here leaves the previous pair).
   OutputTransaction transaction;
   write_file_atomic(plan.dir + "/pareto.csv", csv.str());

@@ -128,7 +128,10 @@ void draw_panel(gdImagePtr im, const PlotPanel& p, int x0, int y0, int w, int h,
       if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
       const int x = px(s.x[i]), y = py(s.y[i]);
       marker(im, x, y, c, white, s.hollow);
-      if (i < s.point_labels.size() && !s.point_labels[i].empty()) text(im, small, x + 6, y - 14, s.point_labels[i], c);
+      if (i < s.point_labels.size() && !s.point_labels[i].empty()) {
+        const int w = text_width(small, s.point_labels[i]);
+        text(im, small, x + 6 + w < right - 2 ? x + 6 : x - 6 - w, y - 14, s.point_labels[i], c);  // inside the frame
+      }
     }
     if (!s.label.empty()) {
       const int lx = right - 10 - text_width(small, s.label) - 22;

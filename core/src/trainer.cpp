@@ -586,7 +586,12 @@ class TrainingRun {
       // Every rank computes it (same state, same data): all agree on stopping.
       const double v = validation_emd(pipeline_, validation_, o_.device());
       line["validation_emd"] = v;
-      if (v < pos_.best_validation) {
+      // A budgeted run keeps only designs that meet its budgets: epochs
+      // before the projection (applied at the step after projection_step_)
+      // are logged, neither kept nor counted by patience.
+      if (has_projection() && pos_.step <= projection_step_) {
+        line["validation_before_projection"] = true;
+      } else if (v < pos_.best_validation) {
         pos_.best_validation = v;
         pos_.best_epoch = pos_.epoch + 1;
         pos_.epochs_without_improvement = 0;
