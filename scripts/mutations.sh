@@ -49,6 +49,7 @@ mutations=(
   "geometry-cell-moved|core/data/hgcal_geometry.csv|1,6,4,0.0,-2.4168015,12|1,6,4,0.3,-2.4168015,12|three-fold symmetric"
   "abandoned-temporaries-kept|core/base/src/files.cpp|    fs::remove_all(entry.path(), ec);|    (void)0;|reliability.temporaries_of_killed"
   "hdf5-timestamps-back|core/src/events.cpp|    H5::DSetCreatPropList props = untimed_dataset();|    H5::DSetCreatPropList props;|reliability.the_main_job"
+  "end-projection-checkpointed|core/src/trainer.cpp|    if (has_projection() && !projected()) project();|    if (has_projection() && !projected()) { project(); checkpoint(); }|budgeted_resume_is_exact"
   "validation-keeps-unprojected-epochs|core/src/trainer.cpp|      if (has_projection() && pos_.step <= projection_step_) {|      if (false) {|link term"
   "sweep-best-choice-wrong-row|core/src/pareto.cpp|    if (get(b, \"elinks\") == r.elinks) bc = get(b, \"emd_mean\");|    if (get(b, \"elinks\") == r.elinks + 1) bc = get(b, \"emd_mean\");|sweep: a budget grid"
   "sweep-budgets-not-passed|core/src/sweep.cpp|  for (const auto& kv : p.budgets) {|  for (const auto& kv : std::vector<std::pair<std::string, std::string>>{}) {|sweep: a budget grid"

@@ -380,9 +380,12 @@ class TrainingRun {
   TrainSummary finish() {
     summary_.stopped_early = summary_.stopped_early || pos_.stop;
     pipeline_.set_quantization(true);  // what is saved and exported is quantized
-    // Stopped before the projection step (max_steps): the budgets still hold.
+    // The last state (not the best, not projected): --resume with more steps
+    // continues exactly as if never stopped.
+    checkpoint();
+    // Stopped before the projection step (max_steps): the budgets still hold
+    // for what is saved and exported.
     if (has_projection() && !projected()) project();
-    checkpoint();  // the last state (not the best): --resume with more steps continues exactly
     if (!best_.empty()) {
       restore(pipeline_, best_, "validation");
       if (has_projection()) project();
