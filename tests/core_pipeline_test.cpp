@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -8,12 +10,14 @@
 #include "ddaq/core/baselines.h"
 #include "ddaq/core/config.h"
 #include "ddaq/core/events.h"
+#include "ddaq/core/front_end.h"
 #include "ddaq/core/layouts.h"
 #include "ddaq/core/pipeline.h"
 #include "ddaq/core/synth.h"
 #include "ddaq/core/trainer.h"
 #include "ddaq/error.h"
 #include "ddaq/objectives/objective.h"
+#include "ddaq/quant/integer_reference.h"
 #include "ddaq/quant/layers.h"
 #include "ddaq/surrogates/link_budget.h"
 #include "test_support.h"
@@ -163,6 +167,74 @@ DOCTEST_TEST_SUITE("pipeline") {
             {{"elinks", 1.0}}));
     DOCTEST_CHECK(vs.best_epoch >= 3);
     DOCTEST_CHECK(v.elinks() <= 1);
+  }
+
+  DOCTEST_TEST_CASE("latent gates: the link term closes latents, an e-link budget removes them, export sends the rest") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    const auto po = ddaq::PipelineOptions().latent(48).latent_bits(3).learn_latent_gates(true);
+    ddaq::EconTPipeline p(po, 1);
+    const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(64).seed(2).pileup_mu(5));
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {64, 48}, torch::kFloat).clone();
+    // 48 latents x 3 bits = 144 payload bits (5 e-links) at the start; the
+    // payload reaches the latent gates, each with a positive sign, and
+    // nothing off detector.
+    DOCTEST_CHECK(p.payload_bits() == 144);
+    p.train(true);
+    p.forward(x).get("payload_bits").backward();
+    bool found = false;
+    for (const auto& kv : p.named_parameters()) {
+      const bool latent_gates = kv.first.find("gate_logits") != std::string::npos && kv.second.numel() == 48;
+      if (latent_gates) {
+        found = true;
+        DOCTEST_CHECK(kv.second.grad().min().item<double>() > 0);
+      }
+      if (kv.first.rfind("decoder.", 0) == 0 || kv.first.rfind("classifier.", 0) == 0)
+        DOCTEST_CHECK_MESSAGE((!kv.second.grad().defined() || kv.second.grad().abs().sum().item<double>() == 0),
+                              kv.first);
+    }
+    DOCTEST_CHECK(found);
+    // A budget of 3 e-links (82 payload bits) with fixed 3-bit latents: at
+    // most 27 latents are sent. Checked on the exported description with an
+    // independent e-link formula (32-bit e-links, 14 frame bits).
+    ddaq::train_pipeline(p, dir.file("train.h5"),
+                         ddaq::TrainerOptions().loss("weighted_mse").epochs(2).batch_size(64).seed(4).threads(1)
+                             .finetune_fraction(0.5).budgets({{"elinks", 3.0}}));
+    const ddaq::ModelDescription d = p.encoder_description();
+    const int64_t sent = d.back().output_shape.back();
+    DOCTEST_CHECK(sent * d.back().output_type.width <= 3 * 32 - 14);
+    DOCTEST_CHECK(sent >= 1);
+    DOCTEST_CHECK(sent == 27);  // as many as fit: more latents inside the budget cost nothing
+    const std::vector<int64_t> kept = p.transmitted_latents();
+    DOCTEST_REQUIRE(static_cast<int64_t>(kept.size()) == sent);
+    const std::vector<int> widths = p.latent_widths();
+    DOCTEST_CHECK(std::count(widths.begin(), widths.end(), 0) == 48 - sent);
+    DOCTEST_CHECK(p.elinks() <= 3);
+    // Latents not sent are exactly 0 in the pipeline; the exported encoder
+    // (integer reference of its description) gives the sent ones exactly, and
+    // the exported classifier, reading only those, gives the pipeline's logits.
+    p.train(false);
+    const ddaq::PipelineResult r = p.forward(x);
+    const torch::Tensor latent = r.get("latent"), logits = r.get("logits");
+    std::vector<char> is_sent(48, 0);
+    for (int64_t k : kept) is_sent[static_cast<size_t>(k)] = 1;
+    for (int64_t k = 0; k < 48; ++k)
+      if (!is_sent[static_cast<size_t>(k)]) DOCTEST_CHECK(latent.select(1, k).abs().max().item<double>() == 0);
+    p.save(dir.file("run"));
+    const ddaq::ModelDescription cls =
+        ddaq::load_quantized_stack(dir.file("run/classifier.qstack"))->describe(kept);
+    DOCTEST_CHECK(cls.front().input_shape == std::vector<int64_t>{sent});
+    const ddaq::IntegerReference encoder_ref(d), classifier_ref(cls);
+    const ddaq::EconTFrontEnd fe = p.front_end();
+    std::vector<float> grid(fe.grid_to_cell.size());
+    for (int64_t i = 0; i < 16; ++i) {
+      fe.apply(t.calq.data() + i * 48, grid.data());
+      const std::vector<double> z = encoder_ref.run(std::vector<double>(grid.begin(), grid.end()));
+      DOCTEST_REQUIRE(static_cast<int64_t>(z.size()) == sent);
+      for (int64_t j = 0; j < sent; ++j) DOCTEST_CHECK(z[j] == latent[i][kept[j]].item<double>());
+      const std::vector<double> y = classifier_ref.run(z);
+      DOCTEST_CHECK(std::fabs(y[0] - logits[i].item<double>()) < 1e-6);
+    }
   }
 
   DOCTEST_TEST_CASE("a LUT budget: gates close, the projection removes filters, the exported design meets it") {

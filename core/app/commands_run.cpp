@@ -409,14 +409,18 @@ void add_run_command(CLI::App& app) {
     CLI::App* c = app.add_subcommand("predict", "Decoded wafers, transmitted latents and classifier scores of a run");
     c->add_option("run", *run_dir, "run folder from 'ddaq train'")->required();
     c->add_option("--data", *data, "event file")->required();
-    c->add_option("-o,--output", *output, "output event file: calq (decoded), latent, score; attrs elinks, bits_per_bx")
+    c->add_option("-o,--output", *output,
+                  "output event file: calq (decoded), latent (the transmitted latents), score; attrs elinks, bits_per_bx")
         ->required();
     c->callback([=] {
       check_outputs(run_inputs(*run_dir, {*data}), {*output});
       EconTPipeline pipeline = EconTPipeline::load(*run_dir);
       const EventFileReader in(*data);
       EventFileWriter out(*output, in.has_labels());
-      const int64_t n = in.size(), latent = pipeline.options().latent();
+      // The latents sent (a latent whose learned gate closed is not).
+      const std::vector<int64_t> sent = pipeline.transmitted_latents();
+      const at::Tensor sent_index = at::tensor(sent, at::kLong);
+      const int64_t n = in.size(), latent = static_cast<int64_t>(sent.size());
       std::vector<float> latents, scores;
       constexpr int64_t kBlock = 8192;
       std::vector<float> calq(kBlock * 48);
@@ -430,7 +434,8 @@ void add_run_command(CLI::App& app) {
         const PipelineResult r = pipeline.forward(x);
         // The frame carries the module sum: decoded CALQ = unit-sum wafer x sum.
         const at::Tensor decoded = (r.get("reconstruction") * x.sum(1, true)).contiguous();
-        const at::Tensor lat = r.get("latent").contiguous(), score = at::sigmoid(r.get("logits")).contiguous();
+        const at::Tensor lat = r.get("latent").index_select(1, sent_index).contiguous(),
+                         score = at::sigmoid(r.get("logits")).contiguous();
         for (const auto& t : {decoded, lat, score})
           if (!at::isfinite(t).all().item<bool>())
             throw Error(*data + ": rows " + std::to_string(first) + ".." + std::to_string(first + rows - 1) +
@@ -446,6 +451,8 @@ void add_run_command(CLI::App& app) {
       out.set_attribute("creator", std::string("ddaq predict"));
       out.set_attribute("elinks", static_cast<int64_t>(pipeline.elinks()));
       out.set_attribute("bits_per_bx", static_cast<int64_t>(32 * pipeline.elinks()));
+      if (latent != pipeline.options().latent())
+        out.set_attribute("latent_units", nlohmann::json(sent).dump());  // which of the encoder's latents
       out.set_attribute("provenance", nlohmann::json({{"creator", "ddaq predict"}, {"run", *run_dir}, {"data", *data}}).dump());
       out.commit();
       std::printf("wrote %s: %lld events, latent %lld x %d bits, %d e-links\n", output->c_str(), static_cast<long long>(n),

@@ -152,10 +152,17 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
   if (has_pipeline && need_testbench && (!tb_file.empty() || !o.emulator().empty()))
     front_end.reset(new EconTFrontEnd(pipeline->front_end()));
   if (!tb_file.empty() && need_testbench) encoder_real = front_end_inputs(tb_file, o.testbench_samples(), *front_end);
+  // The latents the encoder sends: a latent whose gate closed is removed
+  // from the encoder's output and from the classifier's input alike.
+  std::vector<int64_t> sent_latents;
+  if (std::find(parts.begin(), parts.end(), "classifier") != parts.end() && fs::exists(run + "/encoder.qstack"))
+    load_quantized_stack(run + "/encoder.qstack")->describe({}, &sent_latents);
   for (const std::string& p : parts) {
     const std::string file = run + "/" + p + ".qstack";
     QuantizedStack stack = load_quantized_stack(file);
-    const ModelDescription model = stack->describe();
+    const bool reads_latents = p == "classifier" && !sent_latents.empty() &&
+                               stack->input_shape().size() == 1 && stack->input_shape()[0] >= sent_latents.back() + 1;
+    const ModelDescription model = reads_latents ? stack->describe(sent_latents) : stack->describe();
     Samples inputs;
     std::string origin, tb_line;
     if (!need_testbench) {

@@ -24,7 +24,7 @@ namespace ddaq {
 PipelineOptions PipelineOptions::from_config(const Config& c) {
   c.reject_unknown({"layout", "conv_filters", "latent", "latent_bits", "latent_integer_bits", "learn_latent_bits",
                     "weight_bits", "learn_weight_bits", "input_bits", "learn_input_bits", "threshold", "learn_threshold",
-                    "classifier_hidden", "learn_conv_filters"});
+                    "classifier_hidden", "learn_conv_filters", "learn_latent_gates"});
   PipelineOptions o;
   o.layout(c.string("layout", o.layout()))
       .conv_filters(c.integer("conv_filters", o.conv_filters(), 1, 256))
@@ -39,7 +39,8 @@ PipelineOptions PipelineOptions::from_config(const Config& c) {
       .threshold(c.number("threshold", o.threshold(), 0.0, 1e6))
       .learn_threshold(c.boolean("learn_threshold", o.learn_threshold()))
       .classifier_hidden(c.integer("classifier_hidden", o.classifier_hidden(), 1, 256))
-      .learn_conv_filters(c.boolean("learn_conv_filters", o.learn_conv_filters()));
+      .learn_conv_filters(c.boolean("learn_conv_filters", o.learn_conv_filters()))
+      .learn_latent_gates(c.boolean("learn_latent_gates", o.learn_latent_gates()));
   if (o.layout() != "8x8" && o.layout() != "4x4x3")
     throw Error(c.source() + ": " + c.where() + ".layout: '" + o.layout() + "' (expected \"8x8\" or \"4x4x3\")");
   return o;
@@ -62,6 +63,7 @@ std::string PipelineOptions::to_json() const {
   // Written only when on: run ids (a hash of this text) of runs saved before
   // the option existed stay valid.
   if (learn_conv_filters_) j["learn_conv_filters"] = true;
+  if (learn_latent_gates_) j["learn_latent_gates"] = true;
   return j.dump(2);
 }
 
@@ -134,7 +136,10 @@ QuantizedStack make_encoder(const PipelineOptions& o, const CellLayout& layout) 
               .output(wide)
               .pruning(PruningOptions().gates(o.learn_conv_filters())));
   s->relu(FixedPointType(8, 3, false, Rounding::TRN, Overflow::SAT));
-  s->dense(QLinearOptions(elements(s->output_shape()), o.latent()).weight(weight).output(wide));
+  s->dense(QLinearOptions(elements(s->output_shape()), o.latent())
+               .weight(weight)
+               .output(wide)
+               .pruning(PruningOptions().gates(o.learn_latent_gates()).straight_through(o.learn_latent_gates())));
   s->relu(QuantizerOptions(FixedPointType(o.latent_bits(), o.latent_integer_bits(), false, Rounding::TRN, Overflow::SAT))
               .learnable(o.learn_latent_bits()));
   return s;
@@ -265,6 +270,19 @@ class QuantizedStage : public ModuleStage {
   const CellLayout* layout_;  // the encoder maps cells to its grid; the classifier reads the latent as is
 };
 
+// The encoder's last weighted layer: its units are the latents.
+std::shared_ptr<QLayerImpl> latent_layer(const QuantizedStack& encoder) {
+  std::shared_ptr<QLayerImpl> last;
+  for (const auto& l : encoder->layers())
+    if (l->kept_units() > 0 || l->unit_mask().defined()) last = l;
+  return last;
+}
+// Per latent, how much of it is sent (undefined without latent gates: all).
+torch::Tensor latent_unit_mask(const QuantizedStack& encoder) {
+  const auto l = latent_layer(encoder);
+  return l ? l->unit_mask() : torch::Tensor();
+}
+
 // Latent bits -> payload bits -> e-links (ECON-T frame); relaxed in the graph.
 class LinkBudgetStage : public ModuleStage {
  public:
@@ -273,7 +291,10 @@ class LinkBudgetStage : public ModuleStage {
   void forward(NamedTensors&) override {}  // costs only: they depend on the latent type, not the batch
   NamedTensors costs() const override {
     const auto latent_q = encoder_->stack->layers().back()->output_quantizer();
-    const torch::Tensor payload = latent_q->bits().mean() * static_cast<double>(latents_);
+    // Width x how much of each latent is sent (soft gates in training).
+    torch::Tensor sent = latent_unit_mask(encoder_->stack);
+    const torch::Tensor payload = sent.defined() ? latent_q->bits().mean() * sent.sum()
+                                                 : latent_q->bits().mean() * static_cast<double>(latents_);
     return NamedTensors{{{"payload_bits", payload}, {"elinks", relaxed_elinks(payload, AutoencoderFrame(), 2.0)}}};
   }
 
@@ -437,12 +458,27 @@ int EconTPipeline::latent_bits() const {
 std::vector<int> EconTPipeline::latent_widths() const {
   const auto q = impl_->encoder->stack->layers().back()->output_quantizer();
   const int64_t n = impl_->options.latent();
-  if (!q->options().learnable()) return std::vector<int>(static_cast<size_t>(n), latent_bits());
-  // Integer widths as export rounds them: integer bits of the range + rounded fractional bits.
-  const torch::Tensor w = q->bits().detach().to(torch::kCPU).to(torch::kDouble).round().clamp_min(0).expand({1, n}).contiguous();
-  std::vector<int> out(static_cast<size_t>(n));
-  for (int64_t k = 0; k < n; ++k) out[k] = static_cast<int>(w.data_ptr<double>()[k]);
+  std::vector<int> out(static_cast<size_t>(n), latent_bits());
+  if (q->options().learnable()) {
+    // Integer widths as export rounds them: integer bits of the range + rounded fractional bits.
+    const torch::Tensor w =
+        q->bits().detach().to(torch::kCPU).to(torch::kDouble).round().clamp_min(0).expand({1, n}).contiguous();
+    for (int64_t k = 0; k < n; ++k) out[k] = static_cast<int>(w.data_ptr<double>()[k]);
+  }
+  // Latents whose gates are closed are not sent.
+  std::vector<char> sent(static_cast<size_t>(n), 0);
+  for (int64_t k : transmitted_latents()) sent[static_cast<size_t>(k)] = 1;
+  for (int64_t k = 0; k < n; ++k)
+    if (!sent[static_cast<size_t>(k)]) out[static_cast<size_t>(k)] = 0;
   return out;
+}
+
+std::vector<int64_t> EconTPipeline::transmitted_latents() const {
+  std::vector<int64_t> kept;
+  if (impl_->options.learn_latent_gates()) kept = latent_layer(impl_->encoder->stack)->kept_unit_indices();
+  else
+    for (int64_t k = 0; k < impl_->options.latent(); ++k) kept.push_back(k);
+  return kept;
 }
 
 int64_t EconTPipeline::payload_bits() const {
@@ -453,11 +489,29 @@ int64_t EconTPipeline::payload_bits() const {
 
 void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
   auto q = impl_->encoder->stack->layers().back()->output_quantizer();
-  if (!q->options().learnable()) throw Error("pipeline: the latent bits are fixed; nothing to fit to a payload");
+  const bool gates = impl_->options.learn_latent_gates();
+  if (!q->options().learnable() && !gates)
+    throw Error("pipeline: the latent bits are fixed and there are no latent gates; nothing to fit to a payload");
+  int64_t n = impl_->options.latent();
+  if (gates) {
+    // The latents the gates keep; then the weakest go while even the
+    // narrowest width (1 bit learned, else the fixed width) does not fit.
+    // How many latents: with a fixed width, as many as fit (more latents
+    // inside the budget cost nothing); with learned bits, those the gates
+    // keep open, within [budget / 16, budget] (widths 1..16). The strongest
+    // gates (largest logits) are the ones kept.
+    const auto layer = latent_layer(impl_->encoder->stack);
+    const int64_t budget = std::max<int64_t>(1, max_payload_bits);
+    const int64_t k = q->options().learnable()
+                          ? std::min(budget, std::max((budget + 15) / 16, layer->kept_units()))
+                          : budget / latent_bits();
+    layer->keep_strongest_units(k);
+    n = layer->kept_units();
+    if (!q->options().learnable()) return;
+  }
   // One width for all latents (the exported latent type): the widest that
   // fits. Also upwards: finer latent steps cost no e-links inside the budget
   // (the Lagrangian's relaxation may have stopped below the capacity).
-  const int64_t n = impl_->options.latent();
   const int64_t width = std::min<int64_t>(16, std::max<int64_t>(0, max_payload_bits) / n);
   const double integer = q->integer_bits().detach().to(torch::kCPU, torch::kDouble).max().item<double>();
   const torch::Tensor f = torch::full(q->bits().sizes(), static_cast<double>(width) - integer, torch::kDouble);

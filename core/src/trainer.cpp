@@ -688,9 +688,9 @@ class TrainingRun {
 }  // namespace
 
 void check_budgets_feasible(const EconTPipeline& pipeline, const TrainerOptions& o) {
-  if (o.budgets().count("elinks") && !pipeline.options().learn_latent_bits())
-    throw Error("training.budgets.elinks: needs pipeline.learn_latent_bits (fixed latent bits give a fixed " +
-                std::to_string(pipeline.elinks()) + " e-links)");
+  if (o.budgets().count("elinks") && !pipeline.options().learn_latent_bits() && !pipeline.options().learn_latent_gates())
+    throw Error("training.budgets.elinks: needs pipeline.learn_latent_bits or pipeline.learn_latent_gates (a fixed "
+                "latent gives a fixed " + std::to_string(pipeline.elinks()) + " e-links)");
   // The model's latency depends on the reuse factor and the layer count
   // only, which training does not change: a budget below it is refused
   // now rather than reported unmet after the run.

@@ -392,7 +392,9 @@ PYBIND11_MODULE(_ddaq, m) {
               p.pipeline.train(false);
               const ddaq::PipelineResult r = p.pipeline.forward(at::from_blob(const_cast<float*>(x.data()), {n, 48}));
               rec = r.get("reconstruction").contiguous();
-              lat = r.get("latent").contiguous();
+              // The latents sent (a latent whose learned gate closed is not), as `ddaq predict`.
+              const std::vector<int64_t> sent = p.pipeline.transmitted_latents();
+              lat = r.get("latent").index_select(1, at::tensor(sent, at::kLong)).contiguous();
               score = at::sigmoid(r.get("logits")).contiguous();
             }
             auto copy = [](const at::Tensor& t) {
@@ -421,7 +423,10 @@ PYBIND11_MODULE(_ddaq, m) {
           py::arg("data"), py::arg("events") = 20000, "Exact EMD, AUC and Best Choice at 1..5 e-links.")
       .def("save", [](const PyPipeline& p, const std::string& run) { p.pipeline.save(run); }, py::arg("run"))
       .def_property_readonly("elinks", [](const PyPipeline& p) { return p.pipeline.elinks(); })
-      .def_property_readonly("latent_bits", [](const PyPipeline& p) { return p.pipeline.latent_bits(); });
+      .def_property_readonly("latent_bits", [](const PyPipeline& p) { return p.pipeline.latent_bits(); })
+      .def_property_readonly(
+          "transmitted_latents", [](const PyPipeline& p) { return p.pipeline.transmitted_latents(); },
+          "Indices of the latents sent (all without learned latent gates).");
   m.def(
       "read_checkpoint",
       [](const std::string& path) {

@@ -230,7 +230,7 @@ struct Weighted {
   FixedPointQuantizer wq{nullptr}, bq{nullptr}, outq{nullptr};
   int64_t units = 0;  // output units (rows for dense, channels for conv)
   int unit_dim = 0;   // weight dimension of the units (1 for transposed convs)
-  bool gates = false;
+  bool gates = false, straight_through = false;
 
   torch::Tensor unit_view(const torch::Tensor& per_unit, int64_t dims) const {
     std::vector<int64_t> shape(static_cast<size_t>(dims), 1);
@@ -239,8 +239,17 @@ struct Weighted {
   }
   torch::Tensor effective_mask(bool training) const {
     if (!gates) return mask;
-    const torch::Tensor g = training ? torch::sigmoid(gate_logits) : (gate_logits > 0).to(mask.dtype());
-    return mask * g;
+    if (training && !straight_through) return mask * torch::sigmoid(gate_logits);
+    // Hard gates; a layer keeps at least its strongest unit (a layer with
+    // none could not be described, exported or evaluated).
+    torch::Tensor hard = (gate_logits > 0).to(mask.dtype());
+    if ((mask * hard).sum().item<double>() == 0 && mask.sum().item<double>() > 0) {
+      const torch::Tensor strongest = (gate_logits.detach() - 1e30 * (1 - mask)).argmax();
+      hard = hard.index_fill(0, strongest.unsqueeze(0), 1.0);
+    }
+    if (!training) return mask * hard;
+    const torch::Tensor soft = torch::sigmoid(gate_logits);
+    return mask * (hard + soft - soft.detach());  // straight through
   }
   torch::Tensor unit_norms() const {
     std::vector<int64_t> dims;
@@ -273,6 +282,16 @@ struct Weighted {
     torch::NoGradGuard no_grad;
     mask.mul_((gate_logits > 0).to(mask.dtype()));
     gate_logits.fill_(30.0);  // sigmoid(30) is 1 in float32: the kept units pass unscaled
+  }
+  void keep_strongest_units(int64_t k) {
+    torch::NoGradGuard no_grad;
+    const torch::Tensor score = (gates ? gate_logits : unit_norms()).detach() - 1e30 * (1 - mask);
+    const int64_t available = static_cast<int64_t>(mask.sum().item<double>());
+    const int64_t keep = std::max<int64_t>(1, std::min(k, available));
+    const torch::Tensor order = std::get<1>(score.sort(0, /*descending=*/true));
+    mask.fill_(0.0);
+    mask.index_fill_(0, order.narrow(0, 0, keep), 1.0);
+    if (gates) gate_logits.fill_(30.0);
   }
   bool drop_weakest_unit() {
     const std::vector<int64_t> kept = kept_units();
@@ -380,6 +399,7 @@ class DenseImpl : public QLayerImpl {
     if (o.bias()) w_.bias = register_parameter("bias", init_weight({o.out()}, o.in()));
     w_.mask = register_buffer("unit_mask", torch::ones({o.out()}));
     w_.gates = o.pruning().gates();
+    w_.straight_through = o.pruning().straight_through();
     if (w_.gates) w_.gate_logits = register_parameter("gate_logits", torch::full({o.out()}, 3.0));
     w_.wq = register_module("weight_quant", FixedPointQuantizer(o.weight(), std::vector<int64_t>{o.out(), o.in()}, false));
     if (o.bias()) w_.bq = register_module("bias_quant", FixedPointQuantizer(o.bias_quant(), std::vector<int64_t>{o.out()}, false));
@@ -436,6 +456,9 @@ class DenseImpl : public QLayerImpl {
   void harden_gates() override { w_.harden_gates(); }
   bool drop_weakest_unit() override { return w_.drop_weakest_unit(); }
   int64_t kept_units() const override { return static_cast<int64_t>(w_.kept_units().size()); }
+  torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
+  std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
+  void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
   void prune_to(double s) override { w_.prune_to(s); }
   torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
   torch::Tensor gate_penalty() const override {
@@ -489,6 +512,7 @@ class ConvImpl : public QLayerImpl {
     if (o.bias() || o.batchnorm()) w_.bias = register_parameter("bias", torch::zeros({o.out()}));
     w_.mask = register_buffer("unit_mask", torch::ones({o.out()}));
     w_.gates = o.pruning().gates();
+    w_.straight_through = o.pruning().straight_through();
     if (w_.gates) w_.gate_logits = register_parameter("gate_logits", torch::full({o.out()}, 3.0));
     if (o.batchnorm()) {
       gamma_ = register_parameter("bn_gamma", torch::ones({o.out()}));
@@ -591,6 +615,9 @@ class ConvImpl : public QLayerImpl {
   void harden_gates() override { w_.harden_gates(); }
   bool drop_weakest_unit() override { return w_.drop_weakest_unit(); }
   int64_t kept_units() const override { return static_cast<int64_t>(w_.kept_units().size()); }
+  torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
+  std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
+  void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
   void prune_to(double s) override { w_.prune_to(s); }
   torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
   torch::Tensor gate_penalty() const override {
@@ -663,15 +690,17 @@ QuantizedStackImpl& QuantizedStackImpl::dense(QLinearOptions options) {
                 std::to_string(elements(shape)));
   const std::string name = "dense" + std::to_string(layers_.size());
   auto layer = std::make_shared<DenseImpl>(options, name);
-  layer_specs_.push_back(json({{"kind", "dense"},
+  json spec({{"kind", "dense"},
                                {"in", options.in()},
                                {"out", options.out()},
                                {"bias", options.bias()},
                                {"weight", to_json(options.weight())},
                                {"bias_quant", to_json(options.bias_quant())},
                                {"output", to_json(options.output())},
-                               {"gates", options.pruning().gates()}})
-                             .dump());
+                               {"gates", options.pruning().gates()}});
+  // Only when on: specs (and run ids) of stacks saved before it stay the same.
+  if (options.pruning().straight_through()) spec["straight_through"] = true;
+  layer_specs_.push_back(spec.dump());
   layer->upstream_shape_ = shape;
   layers_.push_back(register_module(name, layer));
   return *this;
@@ -712,21 +741,36 @@ torch::Tensor QuantizedStackImpl::forward(const torch::Tensor& x) {
   return y;
 }
 
-ModelDescription QuantizedStackImpl::describe() {
+ModelDescription QuantizedStackImpl::describe(const std::vector<int64_t>& kept_inputs,
+                                              std::vector<int64_t>* kept_outputs) {
   const auto first = layers_.empty() ? nullptr : std::dynamic_pointer_cast<ActivationImpl>(layers_.front());
   if (!first || first->kind() != LayerKind::InputQuant)
     throw Error("quantized stack: describe() needs an input quantizer first");
+  for (int64_t c : kept_inputs)
+    if (c < 0 || c >= input_shape_[0])
+      throw Error("quantized stack: kept input channel " + std::to_string(c) + " outside 0.." +
+                  std::to_string(input_shape_[0] - 1));
   ModelDescription model;
   FixedPointType type = layers_.front()->output_quantizer()->export_type();
   std::vector<int64_t> shape = input_shape_, kept;
+  if (!kept_inputs.empty() && static_cast<int64_t>(kept_inputs.size()) != input_shape_[0]) {
+    kept = kept_inputs;
+    shape[0] = static_cast<int64_t>(kept.size());
+  }
+  std::vector<int64_t> kept_out;
   for (const auto& l : layers_) {
-    std::vector<int64_t> kept_out;
+    kept_out.clear();
     LayerDescription d = l->describe(type, shape, kept, kept_out);
     type = d.output_type;
     shape = d.output_shape;
     // Channels (or units) of the unpruned output that survive; empty = all.
     kept = static_cast<int64_t>(kept_out.size()) == l->output_shape()[0] ? std::vector<int64_t>{} : kept_out;
     model.push_back(std::move(d));
+  }
+  if (kept_outputs) {
+    *kept_outputs = kept;
+    if (kept_outputs->empty())
+      for (int64_t k = 0; k < layers_.back()->output_shape()[0]; ++k) kept_outputs->push_back(k);
   }
   // The input quantizer's own input: real numbers, described by its output type.
   model.front().input_type = model.front().output_type;
@@ -806,7 +850,9 @@ QuantizedStack quantized_stack_from_spec(const std::string& text) {
                      .weight(quantizer_from(l.at("weight")))
                      .bias_quant(quantizer_from(l.at("bias_quant")))
                      .output(quantizer_from(l.at("output")))
-                     .pruning(PruningOptions().gates(l.at("gates").get<bool>())));
+                     .pruning(PruningOptions()
+                                  .gates(l.at("gates").get<bool>())
+                                  .straight_through(l.value("straight_through", false))));
       } else if (kind == "conv") {
         s->conv(QConvOptions(l.at("in").get<int64_t>(), l.at("out").get<int64_t>(), l.at("kernel").get<int64_t>())
                     .stride(l.at("stride").get<int64_t>())

@@ -47,6 +47,13 @@ struct PipelineOptions {
   // budgets): a filter whose gate closes is removed at export, and the
   // dense layer after it shrinks.
   DDAQ_OPTION(bool, learn_conv_filters) = false;
+  // Learned gates on the latent units (how many latents are transmitted): a
+  // latent whose gate closes is not sent (width 0 in the ECON-T frame), and
+  // is removed from the exported encoder's output and the classifier's input.
+  // The gates are 0 or 1 in training too (straight-through gradient), so the
+  // relaxed payload counts whole latents. An e-link budget then acts on
+  // latents x width (fit_latent_payload).
+  DDAQ_OPTION(bool, learn_latent_gates) = false;
  public:
   // From a config section; unknown keys and bad values are errors naming them.
   static PipelineOptions from_config(const Config& section);
@@ -106,7 +113,14 @@ class EconTPipeline {
   // `max_payload_bits`; sets the fractional bits to it and freezes the
   // latent's range, so later steps keep the width (pin_latent_bits()
   // restores it after an optimizer step, against Adam's momentum).
+  // Learned latent gates, first: with a fixed width, as many latents as fit
+  // are kept; with learned bits, as many as the gates keep open, within
+  // [budget / 16, budget]; the kept ones are those with the largest gate
+  // logits, the others removed, the gates hardened (pinned with
+  // pin_encoder_gates()). Then, with learned bits, the width as above.
   void fit_latent_payload(int64_t max_payload_bits);
+  // Indices of the transmitted latents (all without latent gates).
+  std::vector<int64_t> transmitted_latents() const;
   void pin_latent_bits();
   // Projection onto FPGA budgets: hardens the encoder's learned gates (the
   // fine-tune keeps the exported architecture), then removes the weakest

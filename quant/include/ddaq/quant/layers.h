@@ -89,6 +89,11 @@ TORCH_MODULE(FixedPointQuantizer);
 // Masks, gates and penalties for structured pruning of output units.
 struct PruningOptions {
   DDAQ_OPTION(bool, gates) = false;  // learned gates (sigmoid of a logit per unit)
+  // Gates 0 or 1 in training too (logit > 0), with the sigmoid's gradient
+  // (straight through): a unit is either there or not, so what a cost counts
+  // in training is what is exported; soft gates could instead scale every
+  // unit down a little and meet a count budget without removing any.
+  DDAQ_OPTION(bool, straight_through) = false;
 };
 
 struct QLinearOptions {
@@ -152,6 +157,16 @@ class QLayerImpl : public torch::nn::Module {
   virtual bool drop_weakest_unit() { return false; }
   // Output units kept (mask and hard gates); 0 for layers without weights.
   virtual int64_t kept_units() const { return 0; }
+  // Per output unit, how much of it is kept: mask x gate, the gate soft
+  // (sigmoid) in training and hard otherwise (what forward applies);
+  // undefined for layers without weights. The e-link payload of a gated
+  // latent is its width times this.
+  virtual torch::Tensor unit_mask() const { return {}; }
+  // Indices of the kept output units (hard gates), as export keeps them.
+  virtual std::vector<int64_t> kept_unit_indices() const { return {}; }
+  // Keeps the `k` units with the largest gate logits (weight norms without
+  // gates) among those not pruned, prunes the rest, hardens the gates.
+  virtual void keep_strongest_units(int64_t /*k*/) {}
   // Structured pruning hooks (no-ops for layers without weights).
   virtual void prune_to(double /*sparsity*/) {}
   virtual torch::Tensor group_lasso() const;
@@ -174,8 +189,12 @@ class QuantizedStackImpl : public torch::nn::Module {
   std::vector<int64_t> output_shape() const;
 
   // Integer descriptions, pruned units removed. The first layer must be an
-  // input quantizer (it fixes the input type).
-  ModelDescription describe();
+  // input quantizer (it fixes the input type). `kept_inputs`: only these
+  // input channels (dim 0) exist, e.g. a classifier reading an encoder whose
+  // pruned latents are not sent (empty: all). `kept_outputs`, when given,
+  // receives the indices of the last layer's units that remain.
+  ModelDescription describe(const std::vector<int64_t>& kept_inputs = {},
+                            std::vector<int64_t>* kept_outputs = nullptr);
   torch::Tensor ebops() const;  // differentiable
   // The weighted layers' ResourceShape, in order (differentiable).
   std::vector<QLayerImpl::ResourceShape> resource_shapes() const;
