@@ -27,7 +27,7 @@ d = root + "/runs/data/econt/"
 c["data"] = {"source": "files", "train": d + "train_mu40.h5", "test": d + "test_mu40.h5"}
 # Fixed designs (main.json itself is a budgeted run with learned latent bits).
 c["pipeline"].update({"latent": int(latents), "latent_bits": 3, "latent_integer_bits": 2, "conv_filters": 16,
-                      "learn_latent_bits": False})
+                      "learn_latent_bits": False, "learn_latent_gates": False})
 for k in ("budgets", "finetune_fraction"):
     c["training"].pop(k, None)
 c["training"].update({"loss": loss, "surrogate": root + "/surrogates/models/emd_surrogate.pt",
