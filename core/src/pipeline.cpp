@@ -274,7 +274,7 @@ class QuantizedStage : public ModuleStage {
 std::shared_ptr<QLayerImpl> latent_layer(const QuantizedStack& encoder) {
   std::shared_ptr<QLayerImpl> last;
   for (const auto& l : encoder->layers())
-    if (l->kept_units() > 0 || l->unit_mask().defined()) last = l;
+    if (l->unit_mask().defined()) last = l;  // weighted layers only
   return last;
 }
 // Per latent, how much of it is sent (undefined without latent gates: all).
