@@ -52,6 +52,7 @@ mutations=(
   "latent-gates-not-in-payload|core/src/pipeline.cpp|    torch::Tensor sent = latent_unit_mask(encoder_->stack);|    torch::Tensor sent;|latent gates"
   "classifier-reads-every-latent|quant/src/layers.cpp|  if (!kept_inputs.empty() && static_cast<int64_t>(kept_inputs.size()) != input_shape_[0]) {|  if (false) {|latent gates"
   "latent-projection-keeps-all|core/src/pipeline.cpp|    layer->keep_strongest_units(k);|    (void)k;|latent gates"
+  "energy-projection-skipped|core/src/trainer.cpp|    if (!energy_limits().empty()) pipeline_.fit_encoder_energy(energy_limits());|    (void)0;|an EBOPs budget"
   "end-projection-checkpointed|core/src/trainer.cpp|    if (has_projection() && !projected()) project();|    if (has_projection() && !projected()) { project(); checkpoint(); }|budgeted_resume_is_exact"
   "validation-keeps-unprojected-epochs|core/src/trainer.cpp|      if (has_projection() && pos_.step <= projection_step_) {|      if (false) {|link term"
   "sweep-best-choice-wrong-row|core/src/pareto.cpp|    if (get(b, \"elinks\") == r.elinks) bc = get(b, \"emd_mean\");|    if (get(b, \"elinks\") == r.elinks + 1) bc = get(b, \"emd_mean\");|sweep: a budget grid"

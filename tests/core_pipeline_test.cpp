@@ -237,6 +237,50 @@ DOCTEST_TEST_SUITE("pipeline") {
     }
   }
 
+  DOCTEST_TEST_CASE("an EBOPs budget: the projection narrows learned widths until the exported encoder meets it") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    // Learned input bits only: the weights keep one width, so the EBOPs of a
+    // description are (non-zero weights) x input width x weight width per
+    // layer, computed here from its raw weights and types.
+    auto ebops_of = [](const ddaq::ModelDescription& d) {
+      double sum = 0;
+      for (const auto& l : d) {
+        if (l.kind != ddaq::LayerKind::Dense && l.kind != ddaq::LayerKind::Conv2d) continue;
+        int64_t nonzero = 0;
+        for (int64_t w : l.weight_raw) nonzero += w != 0;
+        const int64_t positions = l.kind == ddaq::LayerKind::Conv2d ? l.output_shape[1] * l.output_shape[2] : 1;
+        sum += static_cast<double>(nonzero * positions) * l.input_type.width * l.weight_type.width;
+      }
+      return sum;
+    };
+    const auto po = ddaq::PipelineOptions().learn_input_bits(true);
+    const auto three_steps =
+        ddaq::TrainerOptions().loss("weighted_mse").epochs(2).max_steps(3).batch_size(64).seed(4).threads(1);
+    // The same three steps without a budget (the input's range seen: its learned width is real).
+    ddaq::EconTPipeline free_run(po, 1);
+    ddaq::train_pipeline(free_run, dir.file("train.h5"), three_steps);
+    const ddaq::ModelDescription d0 = free_run.encoder_description();
+    const double start = ebops_of(d0);
+    const int start_width = d0.front().output_type.width;
+    DOCTEST_REQUIRE(start_width >= 4);
+    // Half of the first layer's share: the input must lose half its bits or more.
+    double first_layer = 0;
+    for (const auto& l : d0)
+      if (l.kind == ddaq::LayerKind::Conv2d && first_layer == 0) first_layer = ebops_of({l});
+    DOCTEST_REQUIRE(first_layer > 0);
+    const double limit = start - 0.5 * first_layer;
+    ddaq::EconTPipeline p(po, 1);
+    // Three steps: the Lagrangian has barely begun; the projection at the end does it.
+    ddaq::train_pipeline(p, dir.file("train.h5"), ddaq::TrainerOptions(three_steps).budgets({{"ebops", limit}}));
+    const ddaq::ModelDescription d = p.encoder_description();
+    DOCTEST_CHECK(ebops_of(d) <= limit);
+    DOCTEST_CHECK(2 * d.front().output_type.width <= start_width + 1);  // the input lost about half its bits
+    double described = 0;
+    for (const auto& l : d) described += l.ebops;
+    DOCTEST_CHECK(described == doctest::Approx(ebops_of(d)));
+  }
+
   DOCTEST_TEST_CASE("a LUT budget: gates close, the projection removes filters, the exported design meets it") {
     ddaq_test::TempDir dir;
     ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));

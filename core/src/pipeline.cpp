@@ -16,6 +16,7 @@
 #include "ddaq/core/layouts.h"
 #include "ddaq/error.h"
 #include "ddaq/quant/layers.h"
+#include "ddaq/surrogates/energy.h"
 #include "ddaq/surrogates/fpga_resources.h"
 #include "ddaq/surrogates/link_budget.h"
 
@@ -332,6 +333,7 @@ struct EconTPipeline::Impl {
   QuantizedStage *encoder = nullptr, *classifier = nullptr;
   DecoderStage* decoder = nullptr;
   torch::Tensor pinned_latent_fractional;  // set by fit_latent_payload
+  std::vector<std::pair<FixedPointQuantizer, torch::Tensor>> pinned_encoder_bits;  // set by fit_encoder_energy
 
   Impl(const PipelineOptions& o, uint64_t seed)
       : options(o), layout(new CellLayout(CellLayout::by_name(o.layout()))) {
@@ -550,6 +552,58 @@ int EconTPipeline::fit_encoder_resources(const std::map<std::string, double>& li
     ++removed;
   }
   return removed;
+}
+
+int EconTPipeline::fit_encoder_energy(const std::map<std::string, double>& limits) {
+  torch::NoGradGuard no_grad;
+  std::vector<FixedPointQuantizer> learned;
+  const auto layers = impl_->encoder->stack->layers();
+  if (layers.front()->output_quantizer()->options().learnable()) learned.push_back(layers.front()->output_quantizer());
+  for (const auto& l : layers) {
+    const FixedPointQuantizer w = l->weight_quantizer();
+    if (w && w->options().learnable()) learned.push_back(w);
+  }
+  auto over = [&] {
+    const ModelDescription d = encoder_description();
+    double ebops = 0;
+    for (const auto& l : d) ebops += l.ebops;
+    const double power = estimate_energy(d).power_mw;
+    for (const auto& kv : limits)
+      if ((kv.first == "ebops" && ebops > kv.second) || (kv.first == "power_mw" && power > kv.second)) return true;
+    return false;
+  };
+  // Rounded fractional bits as the forward pass uses them.
+  auto fractional = [](const FixedPointQuantizer& q) { return (q->bits() - q->integer_bits()).round(); };
+  int removed = 0;
+  // No limits: only the pins of the current widths (a resumed run). Nothing
+  // is described then: describing a stack observes its weights, which would
+  // move ranges the run being continued had frozen.
+  for (auto q : learned)
+    if (limits.empty()) q->set_range_frozen(true);
+  while (!limits.empty() && over()) {
+    FixedPointQuantizer widest{nullptr};
+    double widest_bits = 0;
+    for (const auto& q : learned) {
+      const double w = q->bits().max().item<double>(), narrowest = q->options().type().is_signed ? 2 : 1;
+      if (w > narrowest && w > widest_bits) widest = q, widest_bits = w;
+    }
+    if (!widest) break;
+    const double narrowest = widest->options().type().is_signed ? 2 : 1;
+    const torch::Tensor f = torch::max(fractional(widest) - 1, narrowest - widest->integer_bits());
+    widest->set_fractional_bits(f, /*freeze_range=*/true);
+    ++removed;
+  }
+  impl_->pinned_encoder_bits.clear();
+  for (auto q : learned) {
+    const torch::Tensor f = fractional(q).detach().clone();
+    q->set_fractional_bits(f, /*freeze_range=*/true);
+    impl_->pinned_encoder_bits.emplace_back(q, f);
+  }
+  return removed;
+}
+
+void EconTPipeline::pin_encoder_bits() {
+  for (auto& qf : impl_->pinned_encoder_bits) qf.first->set_fractional_bits(qf.second, true);
 }
 
 void EconTPipeline::pin_encoder_gates() {

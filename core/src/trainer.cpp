@@ -335,7 +335,15 @@ class TrainingRun {
       for (const auto& kv : pipeline_.named_state()) state.push_back(kv.second);
       comm_->broadcast(state, 0);
     }
-    if (projected()) pipeline_.fit_latent_payload(payload_limit());  // resumed after the projection: same pins
+    // Resumed after the projection: the same pins on the restored design
+    // (not the projection again: the fine-tune may have moved the design's
+    // EBOPs, e.g. weights that became zero, and the run it continues did not
+    // project twice).
+    if (has_projection() && pos_.step > projection_step_) {  // applied in an earlier step
+      if (o_.budgets().count("elinks")) pipeline_.fit_latent_payload(payload_limit());
+      pipeline_.pin_encoder_gates();
+      if (!energy_limits().empty()) pipeline_.fit_encoder_energy({});  // pins only
+    }
     progress_ = progress;
     if (progress_) {
       progress_->set_total(total_steps_);
@@ -386,6 +394,9 @@ class TrainingRun {
     // Stopped before the projection step (max_steps): the budgets still hold
     // for what is saved and exported.
     if (has_projection() && !projected()) project();
+    // EBOPs count non-zero weights, which the fine-tune may have changed: the
+    // saved design meets the energy budgets exactly, not only at the projection.
+    else if (projected() && !energy_limits().empty()) pipeline_.fit_encoder_energy(energy_limits());
     if (!best_.empty()) {
       restore(pipeline_, best_, "validation");
       if (has_projection()) project();
@@ -504,11 +515,20 @@ class TrainingRun {
       if (o_.budgets().count(name)) l[name] = o_.budgets().at(name);
     return l;
   }
-  bool has_projection() const { return lagrangian_ && (o_.budgets().count("elinks") || !fpga_limits().empty()); }
+  std::map<std::string, double> energy_limits() const {
+    std::map<std::string, double> l;
+    for (const char* name : {"ebops", "power_mw"})
+      if (o_.budgets().count(name)) l[name] = o_.budgets().at(name);
+    return l;
+  }
+  bool has_projection() const {
+    return lagrangian_ && (o_.budgets().count("elinks") || !fpga_limits().empty() || !energy_limits().empty());
+  }
   bool projected() const { return has_projection() && pos_.step >= projection_step_; }
   void project() {
     if (o_.budgets().count("elinks")) pipeline_.fit_latent_payload(payload_limit());
     if (!fpga_limits().empty()) pipeline_.fit_encoder_resources(fpga_limits());
+    if (!energy_limits().empty()) pipeline_.fit_encoder_energy(energy_limits());
   }
   // Relaxed power = (pJ per bit product x EBOPs + the rest of the exact
   // estimate, fixed between multiplier updates) x rate.
@@ -561,6 +581,7 @@ class TrainingRun {
     if (projected()) {  // Adam's momentum would move them
       pipeline_.pin_latent_bits();
       pipeline_.pin_encoder_gates();
+      pipeline_.pin_encoder_bits();
     }
     if (comm_ && !ranges_.empty()) comm_->maximum(ranges_);  // ranks agree on what was seen
     for (const auto& kv : values) pos_.epoch_sums[kv.first] += kv.second;

@@ -459,6 +459,7 @@ class DenseImpl : public QLayerImpl {
   torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
   std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
   void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
+  FixedPointQuantizer weight_quantizer() const override { return w_.wq; }
   void prune_to(double s) override { w_.prune_to(s); }
   torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
   torch::Tensor gate_penalty() const override {
@@ -618,6 +619,7 @@ class ConvImpl : public QLayerImpl {
   torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
   std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
   void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
+  FixedPointQuantizer weight_quantizer() const override { return w_.wq; }
   void prune_to(double s) override { w_.prune_to(s); }
   torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
   torch::Tensor gate_penalty() const override {

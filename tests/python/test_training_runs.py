@@ -181,37 +181,44 @@ def test_sigkill_then_resume_ends_exactly_like_an_uninterrupted_run(work):
         assert x.read() == y.read()
 
 
-def test_budgeted_resume_is_exact(work):
-    """A co-design run (learned latent bits and filter gates, e-link and LUT
-    budgets: Lagrange multipliers with pending sums, the projection and its
-    pins) stopped by --max-steps before the projection, again after it, and
-    resumed to the end equals the uninterrupted run bit for bit."""
+@pytest.mark.parametrize("budgets", [{"elinks": 2, "lut": 150000}, {"lut": 150000, "power_mw": 20}])
+def test_budgeted_resume_is_exact(work, budgets):
+    """A co-design run (learned latent bits and filter gates, budgets:
+    Lagrange multipliers with pending sums, the projections and their pins)
+    stopped by --max-steps before the projection, again after it, and
+    resumed to the end equals the uninterrupted run bit for bit. (Without an
+    e-link budget, resuming after the projection used to fail.)"""
+    tag = "_".join(sorted(budgets))
     with open(os.path.join(ROOT, "experiments", "econt", "codesign.json")) as f:
         c = json.load(f)
     c["training"].update({"surrogate": os.path.join(ROOT, "surrogates", "models", "emd_surrogate.pt"), "epochs": 2,
                           "budget_update_every": 4, "finetune_fraction": 0.5,
-                          "budgets": {"elinks": 2, "lut": 150000}})
-    cfg = f"{work}/budgeted.json"
+                          "budgets": budgets})
+    if "elinks" not in budgets:
+        c["pipeline"]["learn_weight_bits"] = True  # a lever for the power budget
+    cfg = f"{work}/budgeted_{tag}.json"
     with open(cfg, "w") as f:
         json.dump(c, f)
     data = f"{work}/tiny.h5"  # 3,000 wafers: 11 steps per epoch, projection at step 11
-    train(f"{work}/b_whole", data, config=cfg)
-    train(f"{work}/b_split", data, "--max-steps", "6", config=cfg)  # 2 steps into a multiplier period
-    train(f"{work}/b_split", data, "--max-steps", "17", "--resume", config=cfg)
-    r = train(f"{work}/b_split", data, "--resume", config=cfg)
+    whole, split = f"{work}/b_whole_{tag}", f"{work}/b_split_{tag}"
+    train(whole, data, config=cfg)
+    train(split, data, "--max-steps", "6", config=cfg)  # 2 steps into a multiplier period
+    train(split, data, "--max-steps", "17", "--resume", config=cfg)
+    r = train(split, data, "--resume", config=cfg)
     assert "resumed at step 17" in r.stdout
-    a, b = ddaq.read_checkpoint(f"{work}/b_whole/checkpoint.pt"), ddaq.read_checkpoint(f"{work}/b_split/checkpoint.pt")
+    a, b = ddaq.read_checkpoint(f"{whole}/checkpoint.pt"), ddaq.read_checkpoint(f"{split}/checkpoint.pt")
     assert a["step"] == b["step"] == 22
     for k in a["state"]:
         assert torch.equal(a["state"][k], b["state"][k]), k
     for f in ("encoder.qstack", "classifier.qstack", "decoder.pt"):
-        with open(f"{work}/b_whole/{f}", "rb") as x, open(f"{work}/b_split/{f}", "rb") as y:
+        with open(f"{whole}/{f}", "rb") as x, open(f"{split}/{f}", "rb") as y:
             assert x.read() == y.read(), f
-    with open(f"{work}/b_whole/metrics.jsonl") as x, open(f"{work}/b_split/metrics.jsonl") as y:
-        whole, split = x.read(), y.read()
-    assert "lambda_elinks" in whole and "lambda_lut" in whole
+    with open(f"{whole}/metrics.jsonl") as x, open(f"{split}/metrics.jsonl") as y:
+        whole_lines, split_lines = x.read(), y.read()
+    for name in budgets:
+        assert f"lambda_{name}" in whole_lines
     # The stops by --max-steps log their partial epochs; every full epoch's line is the same.
-    assert whole.splitlines() == [l for l in split.splitlines() if '"partial":true' not in l]
+    assert whole_lines.splitlines() == [l for l in split_lines.splitlines() if '"partial":true' not in l]
 
 
 def test_resume_under_two_ranks_and_across_world_sizes(work):

@@ -131,6 +131,16 @@ class EconTPipeline {
   int fit_encoder_resources(const std::map<std::string, double>& limits);
   // Re-hardens gates after an optimizer step (pin, like pin_latent_bits).
   void pin_encoder_gates();
+  // Projection onto "ebops" and "power_mw" budgets (the exact EBOPs and 45 nm
+  // power of the described encoder, as `ddaq eval` reports them): while a
+  // limit is exceeded, the widest learned width of the encoder (its input,
+  // or one layer's weights) loses one fractional bit (widths stay >= 1 bit,
+  // >= 2 signed). Every learned width of the encoder is then frozen, its
+  // range too, and pinned after each step (pin_encoder_bits()). Returns the
+  // bits removed; fixed widths cannot move (the report then says unmet).
+  // Without limits it only freezes and pins the current widths (resume).
+  int fit_encoder_energy(const std::map<std::string, double>& limits);
+  void pin_encoder_bits();
   // The widest latent: the exported latent type's width.
   int latent_bits() const;
   // The front end as evaluation applies it (zero-suppression threshold and

@@ -133,6 +133,8 @@ class QLayerImpl : public torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& x) = 0;
   virtual std::vector<int64_t> output_shape() const = 0;
   virtual FixedPointQuantizer output_quantizer() const = 0;
+  // The weights' quantizer (null for layers without weights).
+  virtual FixedPointQuantizer weight_quantizer() const { return nullptr; }
   // Description given the input type and which input channels survive
   // pruning upstream (empty: all); fills kept_outputs.
   virtual LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
