@@ -391,12 +391,14 @@ class TrainingRun {
     // The last state (not the best, not projected): --resume with more steps
     // continues exactly as if never stopped.
     checkpoint();
-    // Stopped before the projection step (max_steps): the budgets still hold
-    // for what is saved and exported.
-    if (has_projection() && !projected()) project();
+    // The projection is applied at the start of step projection_step_.
+    const bool applied = has_projection() && pos_.step > projection_step_;
+    // Stopped before it (max_steps): the budgets still hold for what is
+    // saved and exported.
+    if (has_projection() && !applied) project();
     // EBOPs count non-zero weights, which the fine-tune may have changed: the
     // saved design meets the energy budgets exactly, not only at the projection.
-    else if (projected() && !energy_limits().empty()) pipeline_.fit_encoder_energy(energy_limits());
+    if (applied && !energy_limits().empty()) pipeline_.fit_encoder_energy(energy_limits());
     if (!best_.empty()) {
       restore(pipeline_, best_, "validation");
       if (has_projection()) project();
