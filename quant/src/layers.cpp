@@ -390,7 +390,29 @@ class ActivationImpl : public QLayerImpl {
   FixedPointQuantizer outq_{nullptr};
 };
 
-class DenseImpl : public QLayerImpl {
+// Dense and conv layers: the unit-level hooks (masks, gates, pruning) of
+// their Weighted part, written once.
+class WeightedLayerImpl : public QLayerImpl {
+ public:
+  void harden_gates() override { w_.harden_gates(); }
+  bool drop_weakest_unit() override { return w_.drop_weakest_unit(); }
+  int64_t kept_units() const override { return static_cast<int64_t>(w_.kept_units().size()); }
+  torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
+  std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
+  void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
+  FixedPointQuantizer weight_quantizer() const override { return w_.wq; }
+  void prune_to(double s) override { w_.prune_to(s); }
+  torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
+  torch::Tensor gate_penalty() const override {
+    return w_.gates ? torch::sigmoid(w_.gate_logits).sum() : torch::zeros({});
+  }
+  double sparsity() const override { return 1.0 - static_cast<double>(w_.kept_units().size()) / w_.units; }
+
+ protected:
+  Weighted w_;
+};
+
+class DenseImpl : public WeightedLayerImpl {
  public:
   DenseImpl(const QLinearOptions& o, std::string name) : o_(o), name_(std::move(name)) {
     w_.units = o.out();
@@ -453,19 +475,6 @@ class DenseImpl : public QLayerImpl {
   ResourceShape resource_shape(const torch::Tensor& input_bits, const torch::Tensor& kept_share) const override {
     return w_.resource_shape(static_cast<double>(o_.in()), input_bits, kept_share, is_training());
   }
-  void harden_gates() override { w_.harden_gates(); }
-  bool drop_weakest_unit() override { return w_.drop_weakest_unit(); }
-  int64_t kept_units() const override { return static_cast<int64_t>(w_.kept_units().size()); }
-  torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
-  std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
-  void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
-  FixedPointQuantizer weight_quantizer() const override { return w_.wq; }
-  void prune_to(double s) override { w_.prune_to(s); }
-  torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
-  torch::Tensor gate_penalty() const override {
-    return w_.gates ? torch::sigmoid(w_.gate_logits).sum() : torch::zeros({});
-  }
-  double sparsity() const override { return 1.0 - static_cast<double>(w_.kept_units().size()) / w_.units; }
 
  private:
   // Flattened input columns kept, given the kept upstream channels.
@@ -485,10 +494,9 @@ class DenseImpl : public QLayerImpl {
  private:
   QLinearOptions o_;
   std::string name_;
-  Weighted w_;
 };
 
-class ConvImpl : public QLayerImpl {
+class ConvImpl : public WeightedLayerImpl {
  public:
   ConvImpl(const QConvOptions& o, std::vector<int64_t> input_shape, std::string name)
       : o_(o), in_shape_(input_shape), name_(std::move(name)) {
@@ -613,19 +621,6 @@ class ConvImpl : public QLayerImpl {
     return w_.resource_shape(static_cast<double>(o_.in() * o_.kernel() * o_.kernel()), input_bits, kept_share,
                              is_training());
   }
-  void harden_gates() override { w_.harden_gates(); }
-  bool drop_weakest_unit() override { return w_.drop_weakest_unit(); }
-  int64_t kept_units() const override { return static_cast<int64_t>(w_.kept_units().size()); }
-  torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
-  std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
-  void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
-  FixedPointQuantizer weight_quantizer() const override { return w_.wq; }
-  void prune_to(double s) override { w_.prune_to(s); }
-  torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
-  torch::Tensor gate_penalty() const override {
-    return w_.gates ? torch::sigmoid(w_.gate_logits).sum() : torch::zeros({});
-  }
-  double sparsity() const override { return 1.0 - static_cast<double>(w_.kept_units().size()) / w_.units; }
 
  private:
   // Per-channel weight groups are along dim 0 of the LibTorch weight: output
@@ -634,7 +629,6 @@ class ConvImpl : public QLayerImpl {
   QConvOptions o_;
   std::vector<int64_t> in_shape_, out_shape_;
   std::string name_;
-  Weighted w_;
   torch::Tensor gamma_, beta_, running_mean_, running_var_;
 };
 

@@ -74,6 +74,20 @@ def max_difference(a, b):
     return max(float((sa[k].double() - sb[k].double()).abs().max()) if sa[k].numel() else 0.0 for k in sa)
 
 
+def assert_same_run(a_run, b_run, step):
+    """Both runs end at `step` with equal state (bit for bit) and equal
+    exported files; returns both metrics.jsonl texts."""
+    a, b = ddaq.read_checkpoint(f"{a_run}/checkpoint.pt"), ddaq.read_checkpoint(f"{b_run}/checkpoint.pt")
+    assert a["step"] == b["step"] == step
+    for k in a["state"]:
+        assert torch.equal(a["state"][k], b["state"][k]), k
+    for f in ("encoder.qstack", "classifier.qstack", "decoder.pt"):
+        with open(f"{a_run}/{f}", "rb") as x, open(f"{b_run}/{f}", "rb") as y:
+            assert x.read() == y.read(), f
+    with open(f"{a_run}/metrics.jsonl") as x, open(f"{b_run}/metrics.jsonl") as y:
+        return x.read(), y.read()
+
+
 @pytest.fixture(scope="module")
 def work():
     d = tempfile.mkdtemp(prefix="ddaq_train_runs_")
@@ -170,15 +184,8 @@ def test_sigkill_then_resume_ends_exactly_like_an_uninterrupted_run(work):
     r = train(run, f"{work}/big.h5", "--max-steps", steps, "--resume")
     assert f"resumed at step {killed['step']}" in r.stdout
     assert not [f for f in os.listdir(run) if ".tmp-" in f]  # a killed write's temp file is cleared
-    a, b = ddaq.read_checkpoint(f"{work}/whole/checkpoint.pt"), ddaq.read_checkpoint(f"{run}/checkpoint.pt")
-    assert a["step"] == b["step"] == 120
-    for k in a["state"]:
-        assert torch.equal(a["state"][k], b["state"][k]), k
-    for f in ("encoder.qstack", "classifier.qstack", "decoder.pt"):
-        with open(f"{work}/whole/{f}", "rb") as x, open(f"{run}/{f}", "rb") as y:
-            assert x.read() == y.read(), f
-    with open(f"{work}/whole/metrics.jsonl") as x, open(f"{run}/metrics.jsonl") as y:
-        assert x.read() == y.read()
+    whole_lines, run_lines = assert_same_run(f"{work}/whole", run, 120)
+    assert whole_lines == run_lines
 
 
 @pytest.mark.parametrize("budgets", [{"elinks": 2, "lut": 150000}, {"lut": 150000, "power_mw": 20}])
@@ -206,15 +213,7 @@ def test_budgeted_resume_is_exact(work, budgets):
     train(split, data, "--max-steps", "17", "--resume", config=cfg)
     r = train(split, data, "--resume", config=cfg)
     assert "resumed at step 17" in r.stdout
-    a, b = ddaq.read_checkpoint(f"{whole}/checkpoint.pt"), ddaq.read_checkpoint(f"{split}/checkpoint.pt")
-    assert a["step"] == b["step"] == 22
-    for k in a["state"]:
-        assert torch.equal(a["state"][k], b["state"][k]), k
-    for f in ("encoder.qstack", "classifier.qstack", "decoder.pt"):
-        with open(f"{whole}/{f}", "rb") as x, open(f"{split}/{f}", "rb") as y:
-            assert x.read() == y.read(), f
-    with open(f"{whole}/metrics.jsonl") as x, open(f"{split}/metrics.jsonl") as y:
-        whole_lines, split_lines = x.read(), y.read()
+    whole_lines, split_lines = assert_same_run(whole, split, 22)
     for name in budgets:
         assert f"lambda_{name}" in whole_lines
     # The stops by --max-steps log their partial epochs; every full epoch's line is the same.
