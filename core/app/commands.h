@@ -31,6 +31,8 @@ Config with_budget_options(const Config& config, const std::vector<std::string>&
 // the data step of `ddaq run`: train.h5 and test.h5 made in `folder` from the
 // data section (synth), or the config's files (source "files").
 std::pair<std::string, std::string> prepare_data(const Config& config, const std::string& folder);
+// the paths prepare_data() gives, without writing anything.
+std::pair<std::string, std::string> prepare_data_paths(const Config& config, const std::string& folder);
 
 // Validators for numeric options (options.cpp): a finite number in [lo, hi];
 // a whole number in [lo, hi] (no wrap-around of "-1" into an unsigned type);

@@ -141,14 +141,14 @@ std::pair<std::string, std::string> prepare_data(const Config& config, const std
   return {run + "/train.h5", run + "/test.h5"};
 }
 
-namespace {
-
 // The paths prepare_data() writes, without writing them (other ranks).
 std::pair<std::string, std::string> prepare_data_paths(const Config& config, const std::string& run) {
   const DataPlan plan = read_data_plan(config);
   if (plan.source == "files") return {plan.train_file, plan.test_file};
   return {run + "/train.h5", run + "/test.h5"};
 }
+
+namespace {
 
 
 // Data parallel on one machine: rank r on its own cores. Measured on 2 cores,

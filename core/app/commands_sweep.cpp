@@ -108,7 +108,7 @@ void sweep(const SweepRequest& r) {
   // The data: given, the config's files, or made once for every point.
   const bool made = r.train.empty() && config.section("data").string("source", "synth") == "synth";
   if (!made) {
-    const auto files = r.train.empty() ? prepare_data(config, plan.dir) : std::make_pair(r.train, r.test);
+    const auto files = r.train.empty() ? prepare_data_paths(config, plan.dir) : std::make_pair(r.train, r.test);
     plan.train_file = absolute(files.first);
     plan.test_file = absolute(r.test.empty() ? files.second : r.test);
     for (const std::string& f : {plan.train_file, plan.test_file}) EventFileReader check(f);  // clear error now
