@@ -287,15 +287,15 @@ torch::Tensor latent_unit_mask(const QuantizedStack& encoder) {
 // Latent bits -> payload bits -> e-links (ECON-T frame); relaxed in the graph.
 class LinkBudgetStage : public ModuleStage {
  public:
-  LinkBudgetStage(const QuantizedStage* encoder, int64_t latents)
-      : ModuleStage("link_budget"), encoder_(encoder), latents_(latents), none_(std::make_shared<torch::nn::Module>()) {}
+  explicit LinkBudgetStage(const QuantizedStage* encoder)
+      : ModuleStage("link_budget"), encoder_(encoder), none_(std::make_shared<torch::nn::Module>()) {}
   void forward(NamedTensors&) override {}  // costs only: they depend on the latent type, not the batch
   NamedTensors costs() const override {
     const auto latent_q = encoder_->stack->layers().back()->output_quantizer();
-    // Width x how much of each latent is sent (soft gates in training).
-    torch::Tensor sent = latent_unit_mask(encoder_->stack);
-    const torch::Tensor payload = sent.defined() ? latent_q->bits().mean() * sent.sum()
-                                                 : latent_q->bits().mean() * static_cast<double>(latents_);
+    // Width x the latents sent (the latent layer's unit mask: all ones
+    // without latent gates, 0/1 straight-through gates with them).
+    const torch::Tensor sent = latent_unit_mask(encoder_->stack);
+    const torch::Tensor payload = latent_q->bits().mean() * sent.sum();
     return NamedTensors{{{"payload_bits", payload}, {"elinks", relaxed_elinks(payload, AutoencoderFrame(), 2.0)}}};
   }
 
@@ -304,7 +304,6 @@ class LinkBudgetStage : public ModuleStage {
 
  private:
   const QuantizedStage* encoder_;
-  int64_t latents_;
   std::shared_ptr<torch::nn::Module> none_;
 };
 
@@ -343,7 +342,7 @@ struct EconTPipeline::Impl {
     auto dec = std::make_unique<DecoderStage>(o, layout.get());
     auto cls = std::make_unique<QuantizedStage>("classifier", make_classifier(o), "latent", "logits", nullptr);
     auto front = std::make_unique<FrontEndStage>(o);
-    auto link = std::make_unique<LinkBudgetStage>(enc.get(), o.latent());
+    auto link = std::make_unique<LinkBudgetStage>(enc.get());
     frontend = front.get();
     encoder = enc.get();
     decoder = dec.get();
