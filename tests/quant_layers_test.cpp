@@ -226,6 +226,74 @@ DOCTEST_TEST_SUITE("quantized layers") {
     }
   }
 
+  DOCTEST_TEST_CASE("per-element widths (shared integer bits): one type plus a truncation, on each element's grid") {
+    torch::manual_seed(21);
+    ddaq::QuantizedStack s(std::vector<int64_t>{10});
+    s->input(FixedPointType(9, 3, false, Rounding::TRN, Overflow::SAT));
+    s->dense(ddaq::QLinearOptions(10, 8).pruning(ddaq::PruningOptions().gates(true)));
+    s->relu(ddaq::QuantizerOptions(FixedPointType(6, 3, false, Rounding::TRN, Overflow::SAT))
+                .learnable(true)
+                .granularity(ddaq::Granularity::PerChannel)
+                .shared_integer_bits(true)
+                .min_fractional(-4)
+                .max_fractional(4));
+    s->train();
+    const torch::Tensor seen = torch::rand({256, 10}) * 6;
+    s->forward(seen);
+    double largest = 0;  // the largest latent the quantizer saw (train mode: soft gates)
+    {
+      torch::NoGradGuard no_grad;
+      largest = torch::relu(s->layers()[1]->forward(s->layers()[0]->forward(seen))).max().item<double>();
+    }
+    const std::vector<double> set{4, 3, 2, 1, 0, -1, -9, 2.4};  // -9 clamps to -4, 2.4 rounds to 2
+    const std::vector<int> expect{4, 3, 2, 1, 0, -1, -4, 2};
+    auto q = s->layers().back()->output_quantizer();
+    q->set_fractional_bits(torch::tensor(set).view({1, 8}), /*freeze_range=*/true);
+    s->layers()[1]->keep_strongest_units(7);  // one latent not sent
+    const std::vector<int64_t> kept = s->layers()[1]->kept_unit_indices();
+    DOCTEST_REQUIRE(kept.size() == 7);
+    s->eval();
+    const ddaq::ModelDescription model = s->describe();
+    const ddaq::LayerDescription& relu = model.back();
+    // The range seen decides the shared integer bits: floor(log2 max) + 1.
+    DOCTEST_CHECK(relu.output_type.integer == static_cast<int>(std::floor(std::log2(largest))) + 1);
+    DOCTEST_CHECK(relu.output_type.fractional() == 4);
+    DOCTEST_REQUIRE(relu.channel_fractional.size() == 7);
+    for (size_t k = 0; k < kept.size(); ++k) DOCTEST_CHECK(relu.channel_fractional[k] == expect[kept[k]]);
+    const int I = relu.output_type.integer;
+    const ddaq::IntegerReference reference(model);
+    const int64_t n = 2000;
+    const torch::Tensor x = torch::rand({n, 10}, torch::kDouble) * 8;
+    torch::Tensor y;
+    {
+      torch::NoGradGuard no_grad;
+      y = s->forward(x).contiguous();
+    }
+    int64_t mismatches = 0, off_grid = 0, nonzero = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      std::vector<double> in(x[i].data_ptr<double>(), x[i].data_ptr<double>() + 10);
+      const auto out = reference.run(in);
+      for (size_t k = 0; k < kept.size(); ++k) {
+        const double v = out[k];
+        mismatches += v != y[i][kept[k]].item<double>();
+        // Independently: element k holds multiples of 2^-f in [0, 2^I - 2^-f];
+        // width I + f <= 0 holds only 0.
+        const int f = expect[kept[k]];
+        const double step = std::ldexp(1.0, -f);
+        const bool on_grid = I + f <= 0 ? v == 0.0
+                                         : std::floor(v / step) * step == v && v >= 0 && v <= std::ldexp(1.0, I) - step;
+        off_grid += !on_grid;
+        nonzero += v != 0.0;
+      }
+    }
+    DOCTEST_CHECK(mismatches == 0);
+    DOCTEST_CHECK(off_grid == 0);
+    DOCTEST_CHECK(nonzero > n);  // not a trivially zero comparison
+    // Bits per element as the payload counts them.
+    for (size_t k = 0; k < kept.size(); ++k)
+      DOCTEST_CHECK(ddaq::channel_width(relu, static_cast<int64_t>(k)) == std::max(0, I + expect[kept[k]]));
+  }
+
   DOCTEST_TEST_CASE("export refuses what it cannot represent exactly") {
     ddaq::QuantizedStack s(std::vector<int64_t>{4});
     s->input(ddaq::QuantizerOptions(FixedPointType(8, 3)).learnable(true).granularity(ddaq::Granularity::PerElement));

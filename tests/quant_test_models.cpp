@@ -49,6 +49,22 @@ std::vector<ddaq::QuantizedStack> export_test_models() {
     s->relu(sat(10, 4, false, Rounding::TRN));
     out.push_back(s);
   }
+  {  // per-latent widths: shared integer bits, a truncation per element, one element of width 0
+    ddaq::QuantizedStack s(std::vector<int64_t>{10});
+    s->input(sat(9, 3, false, Rounding::TRN));
+    s->dense(ddaq::QLinearOptions(10, 8).output(sat(16, 6, true, Rounding::TRN)));
+    s->relu(ddaq::QuantizerOptions(sat(6, 3, false, Rounding::TRN))
+                .learnable(true)
+                .granularity(ddaq::Granularity::PerChannel)
+                .shared_integer_bits(true)
+                .min_fractional(-4)
+                .max_fractional(4));
+    s->train();
+    s->forward(torch::rand({64, 10}) * 6);
+    s->layers().back()->output_quantizer()->set_fractional_bits(
+        torch::tensor({4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -9.0, 2.4}).view({1, 8}), /*freeze_range=*/true);
+    out.push_back(s);
+  }
   return out;
 }
 

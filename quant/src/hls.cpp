@@ -113,6 +113,18 @@ void write_hls_project(const ModelDescription& model, const std::string& dir, co
                  << "  #pragma HLS ARRAY_PARTITION variable=" << L << " complete\n"
                  << "  for (int i = 0; i < " << n_o << "; i++) {\n    #pragma HLS UNROLL\n    " << L << "[i] = " << prev
                  << "[i] > 0 ? " << L << "_result_t(" << prev << "[i]) : " << L << "_result_t(0);\n  }\n";
+            if (!l.channel_fractional.empty()) {
+              // Per-element widths: each element truncated to its own type
+              // (same integer bits, fewer fractional bits), kept in result_t.
+              body << "  // " << L << ": per-element widths (truncation to each element's type)\n";
+              for (int64_t k = 0; k < n_o; ++k) {
+                if (channel_width(l, k) == 0)
+                  body << "  " << L << "[" << k << "] = 0;  // width 0: never sent\n";
+                else if (l.channel_fractional[k] < l.output_type.fractional())
+                  body << "  " << L << "[" << k << "] = " << channel_type(l, k).hls_type() << "(" << L << "[" << k
+                       << "]);\n";
+              }
+            }
             prev = L;
             continue;
           }

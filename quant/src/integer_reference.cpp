@@ -22,7 +22,22 @@ int64_t elements(const std::vector<int64_t>& shape) {
   return n;
 }
 
+FixedPointType channel_type(const LayerDescription& l, int64_t k) {
+  if (l.channel_fractional.empty()) return l.output_type;
+  const FixedPointType& t = l.output_type;
+  const int f = l.channel_fractional.at(static_cast<size_t>(k));
+  return FixedPointType(t.integer + f, t.integer, t.is_signed, t.rounding, t.overflow);
+}
+
+int channel_width(const LayerDescription& l, int64_t k) { return std::max(0, channel_type(l, k).width); }
+
 namespace {
+
+// Floor division by 2^shift (shift >= 0), for negative values too.
+int64_t floor_shift(int64_t v, int shift) {
+  const int64_t d = int64_t(1) << shift;
+  return v >= 0 ? v / d : -((-v + d - 1) / d);
+}
 
 void check(bool ok, const LayerDescription& l, const std::string& what) {
   if (!ok) throw Error("layer '" + l.name + "' (" + to_string(l.kind) + "): " + what);
@@ -33,6 +48,24 @@ std::vector<int64_t> requantize(const std::vector<int64_t>& acc, int from, const
   std::vector<int64_t> out(acc.size());
   for (size_t k = 0; k < acc.size(); ++k) out[k] = type.raw_from_raw(acc[k], from);
   return out;
+}
+
+// Per-element truncation (LayerDescription::channel_fractional): raw values
+// stay at the output type's fractional bits, their low bits cleared. Equal
+// to quantizing straight to channel_type() because both truncate and the
+// output type already saturated at the same integer bits.
+std::vector<int64_t> truncate_channels(std::vector<int64_t> x, const LayerDescription& l) {
+  if (l.channel_fractional.empty()) return x;
+  const int F = l.output_type.fractional();
+  for (size_t k = 0; k < x.size(); ++k) {
+    if (channel_width(l, static_cast<int64_t>(k)) == 0) {
+      x[k] = 0;
+      continue;
+    }
+    const int shift = F - l.channel_fractional[k];
+    x[k] = floor_shift(x[k], shift) * (int64_t(1) << shift);
+  }
+  return x;
 }
 
 // Fractional bits of the exact accumulator (products or bias, the finer) and
@@ -134,6 +167,16 @@ IntegerReference::IntegerReference(ModelDescription model) : model_(std::move(mo
       const int64_t outs = l.kind == LayerKind::ConvTranspose2d ? l.weight_shape[1] : l.weight_shape[0];
       check(l.bias_raw.empty() || static_cast<int64_t>(l.bias_raw.size()) == outs, l, "bias size mismatch");
     }
+    if (!l.channel_fractional.empty()) {
+      check(l.kind == LayerKind::Relu, l, "per-element fractional bits on a layer that is not a ReLU");
+      check(l.output_shape.size() == 1 && static_cast<int64_t>(l.channel_fractional.size()) == l.output_shape[0], l,
+            "per-element fractional bits need a 1-D output with one value per element");
+      check(l.output_type.rounding == Rounding::TRN && !l.output_type.is_signed, l,
+            "per-element fractional bits need an unsigned TRN output type");
+      for (int f : l.channel_fractional)
+        check(f <= l.output_type.fractional() && f > l.output_type.fractional() - 62, l,
+              "per-element fractional bits " + std::to_string(f) + " outside [F - 61, F] of " + l.output_type.hls_type());
+    }
     if (l.kind == LayerKind::Conv2d || l.kind == LayerKind::ConvTranspose2d)
       check(l.input_shape.size() == 3 && l.output_shape.size() == 3 && l.weight_shape.size() == 4, l,
             "convolutions need [C, H, W] shapes and 4-D weights");
@@ -160,7 +203,7 @@ std::vector<int64_t> IntegerReference::run_raw(const std::vector<double>& input)
         break;
       case LayerKind::Relu:
         for (auto& v : x) v = std::max<int64_t>(v, 0);
-        x = requantize(x, frac, l.output_type);
+        x = truncate_channels(requantize(x, frac, l.output_type), l);
         break;
       case LayerKind::Dense: {
         const auto acc = dense(l, x, frac);

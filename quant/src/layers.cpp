@@ -135,12 +135,18 @@ torch::Tensor FixedPointQuantizerImpl::integer_bits() const {
   if (!options_.learnable()) return torch::full_like(fractional_, static_cast<double>(t.integer));
   // floor(log2 r) + 1 (+ sign) holds r with room: never saturates what was seen.
   const torch::Tensor i = torch::floor(torch::log2(range_.clamp_min(1e-30))) + 1 + (t.is_signed ? 1 : 0);
-  return torch::where(range_ > 0, i, -fractional_.detach().round());
+  const torch::Tensor own = torch::where(range_ > 0, i, -fractional_bits().detach());
+  if (!options_.shared_integer_bits() || !(range_ > 0).any().item<bool>()) return own;
+  return torch::full_like(own, i.masked_select(range_ > 0).max().item<double>());
 }
 
 torch::Tensor FixedPointQuantizerImpl::fractional_bits() const {
   if (!options_.learnable()) return fractional_;
-  return fractional_ + (torch::round(fractional_) - fractional_).detach();
+  torch::Tensor f = fractional_;
+  if (options_.min_fractional() != QuantizerOptions().min_fractional() ||
+      options_.max_fractional() != QuantizerOptions().max_fractional())
+    f = f.clamp(options_.min_fractional(), options_.max_fractional());
+  return f + (torch::round(f) - f).detach();
 }
 
 torch::Tensor FixedPointQuantizerImpl::bits() const { return torch::relu(integer_bits().detach() + fractional_bits()); }
@@ -189,13 +195,21 @@ torch::Tensor FixedPointQuantizerImpl::forward(const torch::Tensor& x) {
 FixedPointType FixedPointQuantizerImpl::export_type() const {
   const FixedPointType& t = options_.type();
   if (!options_.learnable()) return t;
-  const torch::Tensor w = integer_bits().detach() + fractional_.detach().round();
+  const torch::Tensor f_round = fractional_bits().detach();
+  const torch::Tensor w = integer_bits().detach() + f_round;
   const torch::Tensor alive = w > 0;
-  if (!alive.any().item<bool>()) return FixedPointType(1, 1 - static_cast<int>(fractional_.detach().round().max().item<double>()),
-                                                       t.is_signed, t.rounding, Overflow::SAT);
+  if (!alive.any().item<bool>())
+    return FixedPointType(1, 1 - static_cast<int>(f_round.max().item<double>()), t.is_signed, t.rounding, Overflow::SAT);
   const int i = static_cast<int>(integer_bits().detach().masked_select(alive).max().item<double>());
-  const int f = static_cast<int>(fractional_.detach().round().masked_select(alive).max().item<double>());
+  const int f = static_cast<int>(f_round.masked_select(alive).max().item<double>());
   return FixedPointType(std::max(1, i + f), i, t.is_signed, t.rounding, Overflow::SAT);
+}
+
+std::vector<int> FixedPointQuantizerImpl::group_fractional_bits() const {
+  const torch::Tensor f = fractional_bits().detach().to(torch::kCPU, torch::kDouble).flatten().contiguous();
+  std::vector<int> out(static_cast<size_t>(f.numel()));
+  for (int64_t k = 0; k < f.numel(); ++k) out[static_cast<size_t>(k)] = static_cast<int>(f.data_ptr<double>()[k]);
+  return out;
 }
 
 // ---------------------------------------------------------------- layers
@@ -340,10 +354,23 @@ std::vector<int64_t> all_indices(int64_t n) {
 
 
 
+// Learnable activation bits export per tensor, or per element of a 1-D
+// unsigned TRN tensor with shared integer bits (one type, then a truncation
+// per element: LayerDescription::channel_fractional).
+bool exports_per_channel(const FixedPointQuantizer& q, const std::vector<int64_t>& shape, const std::string& name) {
+  const QuantizerOptions& o = q->options();
+  if (!o.learnable() || o.granularity() == Granularity::PerTensor) return false;
+  if (o.granularity() == Granularity::PerChannel && o.shared_integer_bits() && shape.size() == 1 &&
+      !o.type().is_signed && o.type().rounding == Rounding::TRN)
+    return true;
+  throw Error("layer '" + name +
+              "': learnable activation bits export per tensor, or per channel of a 1-D unsigned TRN tensor with "
+              "shared integer bits (other per-channel ones are for cost estimates)");
+}
+// Weighted layers' outputs: per tensor only.
 void check_activation_export(const FixedPointQuantizer& q, const std::string& name) {
-  if (q->options().learnable() && q->options().granularity() != Granularity::PerTensor)
-    throw Error("layer '" + name +
-                "': learnable activation bits must be per tensor to export (per-channel ones are for cost estimates)");
+  if (exports_per_channel(q, {}, name))
+    throw Error("layer '" + name + "': per-channel output bits of a weighted layer do not export");
 }
 
 // Input bits as a per-channel vector [C] (per-tensor bits broadcast).
@@ -369,7 +396,7 @@ class ActivationImpl : public QLayerImpl {
   FixedPointQuantizer output_quantizer() const override { return outq_; }
   LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
                             const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
-    check_activation_export(outq_, name_);
+    const bool per_channel = exports_per_channel(outq_, shape_, name_);
     LayerDescription d;
     d.kind = kind_;
     d.name = name_;
@@ -378,6 +405,17 @@ class ActivationImpl : public QLayerImpl {
     d.input_type = input_type;
     d.output_type = outq_->export_type();
     kept_outputs = kept_inputs;
+    if (per_channel) {
+      // The kept elements' fractional bits; none when all equal the type's.
+      const std::vector<int> f = outq_->group_fractional_bits();
+      const std::vector<int64_t> kept = kept_inputs.empty() ? all_indices(shape_[0]) : kept_inputs;
+      bool uniform = true;
+      for (int64_t k : kept) {
+        d.channel_fractional.push_back(f.at(static_cast<size_t>(k)));
+        uniform = uniform && d.channel_fractional.back() == d.output_type.fractional();
+      }
+      if (uniform) d.channel_fractional.clear();
+    }
     return d;
   }
   torch::Tensor ebops(const torch::Tensor&) const override { return torch::zeros({}); }
@@ -659,14 +697,23 @@ const char* granularity_name(Granularity g) {
   return g == Granularity::PerTensor ? "tensor" : (g == Granularity::PerChannel ? "channel" : "element");
 }
 json to_json(const QuantizerOptions& q) {
-  return {{"type", to_json(q.type())}, {"granularity", granularity_name(q.granularity())}, {"learnable", q.learnable()}};
+  json j{{"type", to_json(q.type())}, {"granularity", granularity_name(q.granularity())}, {"learnable", q.learnable()}};
+  // Written only when set, so the specs (and run ids) of earlier stacks stay.
+  const QuantizerOptions d;
+  if (q.shared_integer_bits()) j["shared_integer_bits"] = true;
+  if (q.min_fractional() != d.min_fractional()) j["min_fractional"] = q.min_fractional();
+  if (q.max_fractional() != d.max_fractional()) j["max_fractional"] = q.max_fractional();
+  return j;
 }
 QuantizerOptions quantizer_from(const json& j) {
   const std::string g = j.at("granularity").get<std::string>();
   if (g != "tensor" && g != "channel" && g != "element") throw Error("quantized stack spec: granularity '" + g + "'");
   return QuantizerOptions(type_from(j.at("type")))
       .granularity(g == "tensor" ? Granularity::PerTensor : (g == "channel" ? Granularity::PerChannel : Granularity::PerElement))
-      .learnable(j.at("learnable").get<bool>());
+      .learnable(j.at("learnable").get<bool>())
+      .shared_integer_bits(j.value("shared_integer_bits", false))
+      .min_fractional(j.value("min_fractional", QuantizerOptions().min_fractional()))
+      .max_fractional(j.value("max_fractional", QuantizerOptions().max_fractional()));
 }
 
 }  // namespace

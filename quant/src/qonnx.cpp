@@ -93,6 +93,25 @@ struct GraphBuilder {
     attr(n, "rounding_mode", std::string(!parameter && type.rounding == Rounding::TRN ? "FLOOR" : "ROUND"));
     return out;
   }
+
+  // Per-element truncation after a Quant of the layer's output type: a
+  // second Quant with one power-of-two scale 2^-f per element (shape [C]:
+  // hls4ml reads a 1-D scale per channel) and the type's bitwidth. Its
+  // input already saturated at the shared integer bits, so floor to f
+  // fractional bits never clips: the result is channel_type(l, k) exactly.
+  std::string channel_truncation(const std::string& input, const LayerDescription& l, const std::string& name) {
+    std::vector<float> scales;
+    for (int f : l.channel_fractional) scales.push_back(std::ldexp(1.0f, -f));
+    onnx::NodeProto* n = node("Quant", name + "_node",
+                              {input, tensor(name + "_scale", {static_cast<int64_t>(scales.size())}, scales),
+                               scalar(name + "_zeropt", 0.0f),
+                               scalar(name + "_bitwidth", static_cast<float>(l.output_type.width))},
+                              name, kQonnxDomain);
+    attr(n, "signed", int64_t(0));
+    attr(n, "narrow", int64_t(0));
+    attr(n, "rounding_mode", std::string("FLOOR"));
+    return name;
+  }
 };
 
 std::vector<float> real_values(const std::vector<int64_t>& raw, const FixedPointType& type) {
@@ -149,6 +168,7 @@ void write_qonnx(const ModelDescription& model, const std::string& path, const Q
       case LayerKind::Relu:
         g.node("Relu", p + "_relu", {x}, p + "_relu_out");
         x = g.quant(p + "_relu_out", l.output_type, p + "_out_quant", where);
+        if (!l.channel_fractional.empty()) x = g.channel_truncation(x, l, p + "_channel_quant");
         break;
       case LayerKind::Dense: {
         if (l.input_shape.size() != 1 || model[k - 1].output_shape.size() != 1) {

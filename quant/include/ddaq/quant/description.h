@@ -22,6 +22,12 @@ struct LayerDescription {
   // Shapes without the batch: {features} or {channels, height, width}.
   std::vector<int64_t> input_shape, output_shape;
   FixedPointType input_type, output_type;
+  // ReLU layers of 1-D shape and unsigned TRN output only: per output element, the
+  // fractional bits it keeps, truncated (floor) from output_type's; empty:
+  // output_type's for all. The element's type is channel_type(): the same
+  // integer bits and saturation, fewer fractional bits, so per-element
+  // widths (e.g. per-latent bits) differ and the tensor keeps one type.
+  std::vector<int> channel_fractional;
   // Dense: weight [out, in]; Conv2d: [out, in, kh, kw]; ConvTranspose2d:
   // [in, out, kh, kw] (LibTorch layouts). Raw integers of weight_type/bias_type.
   FixedPointType weight_type, bias_type, accumulator_type;
@@ -37,6 +43,13 @@ struct LayerDescription {
 };
 
 using ModelDescription = std::vector<LayerDescription>;
+
+// The type of output element `k`: output_type, or with channel_fractional,
+// output_type with channel_fractional[k] fractional bits (width <= 0: the
+// element is always 0 and carries nothing; width() of the result is then 0).
+FixedPointType channel_type(const LayerDescription& layer, int64_t k);
+// Bits of output element `k` (0 for an element that is always 0).
+int channel_width(const LayerDescription& layer, int64_t k);
 
 // Number of elements of a shape.
 int64_t elements(const std::vector<int64_t>& shape);

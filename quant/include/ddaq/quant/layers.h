@@ -44,6 +44,17 @@ struct QuantizerOptions {
   DDAQ_OPTION(FixedPointType, type);
   DDAQ_OPTION(Granularity, granularity) = Granularity::PerTensor;
   DDAQ_OPTION(bool, learnable) = false;
+  // Learnable mode: every group takes the largest group's integer bits, so
+  // the tensor has one saturation level and groups differ only in
+  // fractional bits. That is what one fixed-point type followed by a
+  // per-channel truncation expresses (LayerDescription::channel_fractional),
+  // which is how per-channel activation widths export.
+  DDAQ_OPTION(bool, shared_integer_bits) = false;
+  // Learnable mode: the fractional bits stay within [min, max]. Per-channel
+  // activation widths export as power-of-two scales 2^f that hls4ml's
+  // documented flow holds in its default fixed<16,6>: |f| <= 4.
+  DDAQ_OPTION(int, min_fractional) = -64;
+  DDAQ_OPTION(int, max_fractional) = 64;
 };
 
 // The fake quantizer. `shape`: the quantized tensor's shape, without the
@@ -60,6 +71,8 @@ class FixedPointQuantizerImpl : public torch::nn::Module {
   // One type able to hold every group's values exactly (max integer bits,
   // max fractional bits): what exporters use.
   FixedPointType export_type() const;
+  // Rounded fractional bits per group (as forward uses them), flattened.
+  std::vector<int> group_fractional_bits() const;
   const QuantizerOptions& options() const { return options_; }
   // Learnable mode: integer bits from the largest |x| seen in training
   // (activations) or from the current values (weights).
@@ -78,7 +91,7 @@ class FixedPointQuantizerImpl : public torch::nn::Module {
  private:
   bool enabled_ = true;
   bool range_frozen_ = false;
-  torch::Tensor fractional_bits() const;  // rounded, straight-through
+  torch::Tensor fractional_bits() const;  // clamped to the limits, rounded, straight-through
   QuantizerOptions options_;
   bool is_activation_;
   torch::Tensor fractional_;  // parameter (learnable) or buffer
