@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <sstream>
 
 #include "ddaq/core/baselines.h"
@@ -235,6 +236,65 @@ DOCTEST_TEST_SUITE("pipeline") {
       const std::vector<double> y = classifier_ref.run(z);
       DOCTEST_CHECK(std::fabs(y[0] - logits[i].item<double>()) < 1e-6);
     }
+  }
+
+  DOCTEST_TEST_CASE("per-latent bits: each width has its own gradient, the projection fits their sum, export agrees") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    const auto po =
+        ddaq::PipelineOptions().learn_latent_bits(true).latent_bits(9).latent_integer_bits(1).per_latent_bits(true);
+    ddaq::EconTPipeline p(po, 1);
+    const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(64).seed(2).pileup_mu(5));
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {64, 48}, torch::kFloat).clone();
+    // The payload reaches each latent's own fractional bits, lowering each.
+    p.train(true);
+    p.forward(x).get("payload_bits").backward();
+    bool found = false;
+    for (const auto& kv : p.named_parameters())
+      if (kv.first.find("encoder") != std::string::npos && kv.first.find("fractional_bits") != std::string::npos &&
+          kv.second.numel() == 16) {
+        found = true;
+        DOCTEST_CHECK(kv.second.grad().min().item<double>() > 0);
+      }
+    DOCTEST_CHECK(found);
+    // A budget of 1 e-link: 18 payload bits for 16 latents (uniform widths
+    // could send 16; the learned ones, untouched, 2 or more each).
+    ddaq::train_pipeline(p, dir.file("train.h5"),
+                         ddaq::TrainerOptions().loss("weighted_mse").epochs(2).batch_size(64).seed(4).threads(1)
+                             .bits_learning_rate(0.2).finetune_fraction(0.5).budgets({{"elinks", 1.0}}));
+    // Independently, from the exported description: the shared integer bits
+    // plus each latent's fractional bits (one type: its width each).
+    const ddaq::ModelDescription d = p.encoder_description();
+    const ddaq::LayerDescription& out = d.back();
+    const int64_t n = out.output_shape.back();
+    std::vector<int> widths;
+    for (int64_t k = 0; k < n; ++k)
+      widths.push_back(out.channel_fractional.empty()
+                           ? out.output_type.width
+                           : std::max(0, out.output_type.integer + out.channel_fractional[static_cast<size_t>(k)]));
+    const int64_t payload = std::accumulate(widths.begin(), widths.end(), int64_t(0));
+    DOCTEST_CHECK(payload <= 1 * 32 - 14);
+    DOCTEST_CHECK(payload == 18);  // every bit the frame carries is used (16 latents, 2 of them 2 bits wide)
+    DOCTEST_CHECK(p.payload_bits() == payload);
+    DOCTEST_CHECK(p.elinks() == 1);
+    DOCTEST_CHECK(*std::min_element(widths.begin(), widths.end()) >= 1);
+    std::ostringstream listed;
+    for (int w : widths) listed << w << " ";
+    DOCTEST_MESSAGE("per-latent widths after the projection: " << listed.str());
+    // The exported encoder (integer reference of its description) gives the
+    // pipeline's latents exactly.
+    p.train(false);
+    const torch::Tensor latent = p.forward(x).get("latent");
+    const ddaq::IntegerReference ref(d);
+    const ddaq::EconTFrontEnd fe = p.front_end();
+    std::vector<float> grid(fe.grid_to_cell.size());
+    int64_t mismatches = 0;
+    for (int64_t i = 0; i < 64; ++i) {
+      fe.apply(t.calq.data() + i * 48, grid.data());
+      const std::vector<double> z = ref.run(std::vector<double>(grid.begin(), grid.end()));
+      for (int64_t j = 0; j < n; ++j) mismatches += z[j] != latent[i][j].item<double>();
+    }
+    DOCTEST_CHECK(mismatches == 0);
   }
 
   DOCTEST_TEST_CASE("an EBOPs budget: the projection narrows learned widths until the exported encoder meets it") {

@@ -2,6 +2,8 @@
 #include "ddaq/core/pipeline.h"
 
 #include <torch/torch.h>
+
+#include <numeric>
 #include <unistd.h>
 
 #include <cmath>
@@ -25,7 +27,7 @@ namespace ddaq {
 PipelineOptions PipelineOptions::from_config(const Config& c) {
   c.reject_unknown({"layout", "conv_filters", "latent", "latent_bits", "latent_integer_bits", "learn_latent_bits",
                     "weight_bits", "learn_weight_bits", "input_bits", "learn_input_bits", "threshold", "learn_threshold",
-                    "classifier_hidden", "learn_conv_filters", "learn_latent_gates"});
+                    "classifier_hidden", "learn_conv_filters", "learn_latent_gates", "per_latent_bits"});
   PipelineOptions o;
   o.layout(c.string("layout", o.layout()))
       .conv_filters(c.integer("conv_filters", o.conv_filters(), 1, 256))
@@ -41,7 +43,10 @@ PipelineOptions PipelineOptions::from_config(const Config& c) {
       .learn_threshold(c.boolean("learn_threshold", o.learn_threshold()))
       .classifier_hidden(c.integer("classifier_hidden", o.classifier_hidden(), 1, 256))
       .learn_conv_filters(c.boolean("learn_conv_filters", o.learn_conv_filters()))
-      .learn_latent_gates(c.boolean("learn_latent_gates", o.learn_latent_gates()));
+      .learn_latent_gates(c.boolean("learn_latent_gates", o.learn_latent_gates()))
+      .per_latent_bits(c.boolean("per_latent_bits", o.per_latent_bits()));
+  if (o.per_latent_bits() && !o.learn_latent_bits())
+    throw Error(c.source() + ": " + c.where() + ".per_latent_bits: needs learn_latent_bits: true (the widths are learned)");
   if (o.layout() != "8x8" && o.layout() != "4x4x3")
     throw Error(c.source() + ": " + c.where() + ".layout: '" + o.layout() + "' (expected \"8x8\" or \"4x4x3\")");
   return o;
@@ -65,6 +70,7 @@ std::string PipelineOptions::to_json() const {
   // the option existed stay valid.
   if (learn_conv_filters_) j["learn_conv_filters"] = true;
   if (learn_latent_gates_) j["learn_latent_gates"] = true;
+  if (per_latent_bits_) j["per_latent_bits"] = true;
   return j.dump(2);
 }
 
@@ -141,8 +147,11 @@ QuantizedStack make_encoder(const PipelineOptions& o, const CellLayout& layout) 
                .weight(weight)
                .output(wide)
                .pruning(PruningOptions().gates(o.learn_latent_gates()).straight_through(o.learn_latent_gates())));
-  s->relu(QuantizerOptions(FixedPointType(o.latent_bits(), o.latent_integer_bits(), false, Rounding::TRN, Overflow::SAT))
-              .learnable(o.learn_latent_bits()));
+  QuantizerOptions latent_q(FixedPointType(o.latent_bits(), o.latent_integer_bits(), false, Rounding::TRN, Overflow::SAT));
+  latent_q.learnable(o.learn_latent_bits());
+  if (o.per_latent_bits())
+    latent_q.granularity(Granularity::PerChannel).shared_integer_bits(true).min_fractional(-4).max_fractional(4);
+  s->relu(latent_q);
   return s;
 }
 
@@ -295,7 +304,10 @@ class LinkBudgetStage : public ModuleStage {
     // Width x the latents sent (the latent layer's unit mask: all ones
     // without latent gates, 0/1 straight-through gates with them).
     const torch::Tensor sent = latent_unit_mask(encoder_->stack);
-    const torch::Tensor payload = latent_q->bits().mean() * sent.sum();
+    // One width per latent: the sum of the sent latents' widths.
+    const torch::Tensor payload = latent_q->options().granularity() == Granularity::PerTensor
+                                      ? latent_q->bits().mean() * sent.sum()
+                                      : (latent_q->bits().flatten() * sent).sum();
     return NamedTensors{{{"payload_bits", payload}, {"elinks", relaxed_elinks(payload, AutoencoderFrame(), 2.0)}}};
   }
 
@@ -510,12 +522,71 @@ void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
     n = layer->kept_units();
     if (!q->options().learnable()) return;
   }
+  if (q->options().granularity() != Granularity::PerTensor) {
+    fit_latent_widths(max_payload_bits);
+    return;
+  }
   // One width for all latents (the exported latent type): the widest that
   // fits. Also upwards: finer latent steps cost no e-links inside the budget
   // (the Lagrangian's relaxation may have stopped below the capacity).
   const int64_t width = std::min<int64_t>(16, std::max<int64_t>(0, max_payload_bits) / n);
   const double integer = q->integer_bits().detach().to(torch::kCPU, torch::kDouble).max().item<double>();
   const torch::Tensor f = torch::full(q->bits().sizes(), static_cast<double>(width) - integer, torch::kDouble);
+  q->set_fractional_bits(f, /*freeze_range=*/true);
+  impl_->pinned_latent_fractional = f;
+}
+
+void EconTPipeline::fit_latent_widths(int64_t max_payload_bits) {
+  auto q = impl_->encoder->stack->layers().back()->output_quantizer();
+  const auto layer = latent_layer(impl_->encoder->stack);
+  const QuantizerOptions& o = q->options();
+  const double integer = q->integer_bits().detach().to(torch::kCPU, torch::kDouble).max().item<double>();
+  // Widths a sent latent may take: fractional bits within the limits, at
+  // least 1 bit, at most 16.
+  const double lo = std::max(1.0, integer + o.min_fractional());
+  const double hi = std::min(16.0, integer + o.max_fractional());
+  const torch::Tensor learned = (integer + q->learned_fractional_bits().to(torch::kCPU, torch::kDouble)).flatten();
+  // The learned widths, all shifted by one offset d and rounded, keep their
+  // differences; the smallest d whose widths fit is taken (d < 0 widens:
+  // spare capacity costs no e-link), then bits left over go one each by
+  // largest remainder.
+  auto widths = [&](double d, const std::vector<int64_t>& sent) {
+    std::vector<double> w(static_cast<size_t>(learned.numel()), 0.0);
+    for (int64_t k : sent) w[k] = std::min(hi, std::max(lo, std::round(learned[k].item<double>() - d)));
+    return w;
+  };
+  auto total = [](const std::vector<double>& w) { return std::accumulate(w.begin(), w.end(), 0.0); };
+  std::vector<int64_t> sent = transmitted_latents();
+  const double budget = static_cast<double>(std::max<int64_t>(0, max_payload_bits));
+  while (total(widths(1e9, sent)) > budget) {  // even the narrowest widths do not fit
+    if (!impl_->options.learn_latent_gates() || sent.size() <= 1)
+      throw Error("pipeline: " + std::to_string(sent.size()) + " latents of at least " +
+                  std::to_string(static_cast<int>(lo)) + " bits do not fit a payload of " +
+                  std::to_string(max_payload_bits) + " bits");
+    layer->keep_strongest_units(static_cast<int64_t>(sent.size()) - 1);
+    sent = transmitted_latents();
+  }
+  double a = -64.0, b = 64.0;  // total(widths(b)) fits; bisect to the smallest fitting offset
+  for (int it = 0; it < 60; ++it) {
+    const double m = 0.5 * (a + b);
+    (total(widths(m, sent)) <= budget ? b : a) = m;
+  }
+  std::vector<double> w = widths(b, sent);
+  // Bits left over (rounding ties): one more to the latents whose learned
+  // widths were cut the most (largest remainder), while they fit.
+  std::vector<int64_t> order = sent;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t i, int64_t j) {
+    return learned[i].item<double>() - b - w[i] > learned[j].item<double>() - b - w[j];
+  });
+  double used = total(w);
+  for (int64_t k : order)
+    if (used + 1 <= budget && w[k] + 1 <= hi) {
+      w[k] += 1;
+      used += 1;
+    }
+  torch::Tensor f = torch::full({learned.numel()}, static_cast<double>(o.min_fractional()), torch::kDouble);
+  for (int64_t k : sent) f[k] = w[k] - integer;
+  f = f.view(q->bits().sizes());
   q->set_fractional_bits(f, /*freeze_range=*/true);
   impl_->pinned_latent_fractional = f;
 }

@@ -91,7 +91,11 @@ FixedPointQuantizerImpl::FixedPointQuantizerImpl(QuantizerOptions options, std::
     : options_(std::move(options)), is_activation_(is_activation) {
   options_.type().validate();
   const auto g = group_shape(shape, options_.granularity(), is_activation);
-  const auto f = torch::full(g, static_cast<double>(options_.type().fractional()));
+  // Learnable: within the limits (outside them a bit gets no gradient).
+  const double f0 = options_.learnable() ? std::min<double>(std::max(options_.type().fractional(), options_.min_fractional()),
+                                                            options_.max_fractional())
+                                         : options_.type().fractional();
+  const auto f = torch::full(g, f0);
   if (options_.learnable()) {
     fractional_ = register_parameter("fractional_bits", f);
     range_ = register_buffer("range", torch::zeros(g));
@@ -122,7 +126,9 @@ void FixedPointQuantizerImpl::observe(const torch::Tensor& x) {
     const torch::Tensor first = (range_ == 0) & (m > 0);
     range_.copy_(torch::max(range_, m));  // largest seen
     if (first.any().item<bool>()) {
-      const torch::Tensor start = static_cast<double>(options_.type().width) - integer_bits();
+      // Within the limits: a start outside them would get no gradient.
+      const torch::Tensor start = (static_cast<double>(options_.type().width) - integer_bits())
+                                      .clamp(options_.min_fractional(), options_.max_fractional());
       fractional_.copy_(torch::where(first, start.to(fractional_.scalar_type()), fractional_));
     }
   } else {
@@ -203,6 +209,10 @@ FixedPointType FixedPointQuantizerImpl::export_type() const {
   const int i = static_cast<int>(integer_bits().detach().masked_select(alive).max().item<double>());
   const int f = static_cast<int>(f_round.masked_select(alive).max().item<double>());
   return FixedPointType(std::max(1, i + f), i, t.is_signed, t.rounding, Overflow::SAT);
+}
+
+torch::Tensor FixedPointQuantizerImpl::learned_fractional_bits() const {
+  return fractional_.detach().clamp(options_.min_fractional(), options_.max_fractional());
 }
 
 std::vector<int> FixedPointQuantizerImpl::group_fractional_bits() const {

@@ -54,6 +54,13 @@ struct PipelineOptions {
   // relaxed payload counts whole latents. An e-link budget then acts on
   // latents x width (fit_latent_payload).
   DDAQ_OPTION(bool, learn_latent_gates) = false;
+  // With learn_latent_bits: one learned width per latent (HGQ-style) instead
+  // of one for all. The latents share their integer bits (the largest
+  // range's), so widths differ in fractional bits, which stay in [-4, 4]
+  // (what hls4ml's documented QONNX flow holds exactly); the exported
+  // encoder emits one type and truncates each latent to its own width. The
+  // payload is the sum of the sent latents' widths.
+  DDAQ_OPTION(bool, per_latent_bits) = false;
  public:
   // From a config section; unknown keys and bad values are errors naming them.
   static PipelineOptions from_config(const Config& section);
@@ -117,8 +124,17 @@ class EconTPipeline {
   // are kept; with learned bits, as many as the gates keep open, within
   // [budget / 16, budget]; the kept ones are those with the largest gate
   // logits, the others removed, the gates hardened (pinned with
-  // pin_encoder_gates()). Then, with learned bits, the width as above.
+  // pin_encoder_gates()). Then, with learned bits, the width as above, or
+  // with per_latent_bits, fit_latent_widths().
   void fit_latent_payload(int64_t max_payload_bits);
+  // Per-latent widths: the learned widths of the sent latents, shifted by one
+  // common offset (so their learned differences stay) and rounded, within
+  // [max(1, I - 4), min(16, I + 4)] for the shared integer bits I; the
+  // smallest offset whose total fits `max_payload_bits` (widening too when
+  // there is room), then single bits left over to the latents rounded down
+  // the most. If even the narrowest widths do not fit, the weakest
+  // gates close (without latent gates: ddaq::Error). Pinned like the above.
+  void fit_latent_widths(int64_t max_payload_bits);
   // Indices of the transmitted latents (all without latent gates).
   std::vector<int64_t> transmitted_latents() const;
   void pin_latent_bits();

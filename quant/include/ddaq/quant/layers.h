@@ -71,6 +71,9 @@ class FixedPointQuantizerImpl : public torch::nn::Module {
   // One type able to hold every group's values exactly (max integer bits,
   // max fractional bits): what exporters use.
   FixedPointType export_type() const;
+  // The learned fractional bits per group before rounding, clamped to the
+  // limits, detached (a projection ranks groups by them).
+  torch::Tensor learned_fractional_bits() const;
   // Rounded fractional bits per group (as forward uses them), flattened.
   std::vector<int> group_fractional_bits() const;
   const QuantizerOptions& options() const { return options_; }
