@@ -195,6 +195,57 @@ def test_exact_sizes_recomputed_from_the_qonnx_file_equal_predict(tmp_path):
     assert meta["run"] == "run" and WORK not in meta["run"]
 
 
+def latent_widths_from_qonnx(path):
+    """Per-latent widths of a per-latent-bits encoder, from the QONNX file alone:
+    the latent's Quant (shared integer bits I = bitwidth - fractional bits) and
+    after it the per-latent truncation (scale 2^-f per latent): I + f each."""
+    m = onnx.load(path)
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    last = next(n for n in m.graph.node if "output" in n.output)
+    first = next(n for n in m.graph.node if last.input[0] in n.output)
+    assert last.op_type == "Quant" and first.op_type == "Quant", (first.op_type, last.op_type)
+    frac = -int(round(np.log2(float(inits[first.input[1]].reshape(-1)[0]))))
+    integer = int(inits[first.input[3]].reshape(-1)[0]) - frac
+    f = -np.round(np.log2(inits[last.input[1]].reshape(-1))).astype(int)
+    return integer, f, np.maximum(0, integer + f)
+
+
+def test_per_latent_widths_export_exactly_and_fit_the_budget(tmp_path):
+    """A per-latent-bits run (learned gates, learned widths, 2 e-links): the
+    widths read from the QONNX file fit the frame, equal predict's, every
+    transmitted value lies on its own latent's grid, and the real tools
+    reproduce both exported parts bit for bit."""
+    fwkit_or_skip()
+    run = str(tmp_path / "run")
+    ddaq("train", os.path.join(ROOT, "experiments", "econt", "codesign_per_latent.json"), "-o", run,
+         "--max-steps", "40", "--budget", "elinks=2")
+    export(run, tmp_path, "--part", "all", "--qonnx", str(tmp_path / "m.onnx"), "--hls", str(tmp_path / "prj"),
+           "--tb-samples", "300")
+    integer, f, widths = latent_widths_from_qonnx(str(tmp_path / "m.encoder.onnx"))
+    assert len(set(widths.tolist())) > 1, widths  # not one width for all
+    assert econt_elinks(int(widths.sum())) <= 2
+    ddaq("data", "slice", os.path.join(run, "train.h5"), "--start", "0", "--stop", "2000", "-o", str(tmp_path / "x.h5"))
+    ddaq("predict", run, "--data", str(tmp_path / "x.h5"), "-o", str(tmp_path / "p.h5"))
+    with h5py.File(tmp_path / "p.h5", "r") as h:
+        latent = h["latent"][:]
+        assert int(h.attrs["elinks"]) == econt_elinks(int(widths.sum()))
+    assert latent.shape[1] == len(widths)
+    raw = latent.astype(np.float64) * 2.0 ** f  # element k on its own grid: multiples of 2^-f_k
+    assert np.array_equal(raw, np.floor(raw)) and raw.min() >= 0
+    assert (raw <= 2.0 ** widths - 1).all()
+    for part in ("encoder", "classifier"):
+        x, y = tb_arrays(tmp_path / "prj" / part)
+        np.save(tmp_path / f"{part}_x.npy", x)
+        np.save(tmp_path / f"{part}_y.npy", y)
+        args = [str(tmp_path / f"m.{part}.onnx"), "--inputs", str(tmp_path / f"{part}_x.npy"), "--expected",
+                str(tmp_path / f"{part}_y.npy")]
+        for t in ("qonnx_exec.py", "hls4ml_flow.py"):
+            rc, out = tool([os.path.join(FWKIT, t), *args], tmp_path)
+            assert rc == 0 and "RESULT: PASS" in out, out
+        rc, out = tool([os.path.join(FWKIT, "xilinx_csim.sh"), str(tmp_path / "prj" / part)], tmp_path)
+        assert rc == 0 and ", 0 mismatching outputs" in out, out
+
+
 def build_emulator(tmp_path, run):
     emu = tmp_path / "emu"
     log = export(run, tmp_path, "--emulator", str(emu), "--name", "econt")
