@@ -23,7 +23,7 @@ mutations=(
   "hls-accumulator-one-bit-narrow|quant/src/hls.cpp|<< l.accumulator_type.hls_type() <<|<< FixedPointType(l.accumulator_type.width - 1, l.accumulator_type.integer - 1, true).hls_type() <<|ddaq export writes QONNX and HLS|python.firmware.xilinx"
   "encoder-input-detached|core/src/pipeline.cpp|    const torch::Tensor x = flow.get(input_);|    const torch::Tensor x = input_ == \"normalized\" ? flow.get(input_).detach() : flow.get(input_);|gradient table"
   "classifier-input-detached|core/src/pipeline.cpp|    const torch::Tensor x = flow.get(input_);|    const torch::Tensor x = input_ == \"latent\" ? flow.get(input_).detach() : flow.get(input_);|gradient table"
-  "link-payload-halved|core/src/pipeline.cpp|    const torch::Tensor payload = latent_q->bits().mean() * sent.sum();|    const torch::Tensor payload = latent_q->bits().mean() * 0.5 * sent.sum();|gradient table"
+  "link-payload-halved|core/src/pipeline.cpp|                                      ? latent_q->bits().mean() * sent.sum()|                                      ? latent_q->bits().mean() * 0.5 * sent.sum()|gradient table"
   "elink-boundary-strict|surrogates/src/link_budget.cpp|    if (payload_capacity(n) >= payload_bits) return n;|    if (payload_capacity(n) > payload_bits) return n;|capacity boundary"
   "budget-projection-skipped|core/src/trainer.cpp|    if (has_projection() && !applied) project();|    (void)0;|link term"
   "fpga-projection-skipped|core/src/trainer.cpp|    if (!fpga_limits().empty()) pipeline_.fit_encoder_resources(fpga_limits());|    (void)0;|a LUT budget"
