@@ -339,6 +339,14 @@ DOCTEST_TEST_SUITE("pipeline") {
     double described = 0;
     for (const auto& l : d) described += l.ebops;
     DOCTEST_CHECK(described == doctest::Approx(ebops_of(d)));
+    // Half the start: more than 1-bit inputs can give (the dense layer's
+    // inputs and every weight keep their widths), so filters go too.
+    ddaq::EconTPipeline q(po, 1);
+    ddaq::train_pipeline(q, dir.file("train.h5"), ddaq::TrainerOptions(three_steps).budgets({{"ebops", 0.5 * start}}));
+    const ddaq::ModelDescription dq = q.encoder_description();
+    DOCTEST_CHECK(ebops_of(dq) <= 0.5 * start);
+    DOCTEST_CHECK(dq.front().output_type.width == 1);  // widths first, to the narrowest
+    DOCTEST_CHECK(dq[1].output_shape[0] < d0[1].output_shape[0]);  // then filters
   }
 
   DOCTEST_TEST_CASE("a LUT budget: gates close, the projection removes filters, the exported design meets it") {

@@ -280,6 +280,19 @@ class QuantizedStage : public ModuleStage {
   const CellLayout* layout_;  // the encoder maps cells to its grid; the classifier reads the latent as is
 };
 
+// Removes the weakest unit of the hidden layer with the most units left
+// (the last weighted layer makes the latents and is never pruned); false
+// when no unit can go.
+bool drop_weakest_hidden_unit(const QuantizedStack& encoder) {
+  std::vector<std::shared_ptr<QLayerImpl>> hidden;
+  for (const auto& l : encoder->layers())
+    if (l->kept_units() > 0) hidden.push_back(l);
+  if (!hidden.empty()) hidden.pop_back();
+  std::shared_ptr<QLayerImpl> widest;
+  for (const auto& l : hidden)
+    if (!widest || l->kept_units() > widest->kept_units()) widest = l;
+  return widest && widest->drop_weakest_unit();
+}
 // The encoder's last weighted layer: its units are the latents.
 std::shared_ptr<QLayerImpl> latent_layer(const QuantizedStack& encoder) {
   std::shared_ptr<QLayerImpl> last;
@@ -607,20 +620,8 @@ int EconTPipeline::fit_encoder_resources(const std::map<std::string, double>& li
     }
     return false;
   };
-  // Hidden layers only: the last weighted layer makes the latent.
-  std::vector<std::shared_ptr<QLayerImpl>> hidden;
-  for (const auto& l : impl_->encoder->stack->layers())
-    if (l->kept_units() > 0) hidden.push_back(l);
-  if (!hidden.empty()) hidden.pop_back();
   int removed = 0;
-  while (over()) {
-    // The layer with the most units left loses its weakest one.
-    std::shared_ptr<QLayerImpl> widest;
-    for (const auto& l : hidden)
-      if (!widest || l->kept_units() > widest->kept_units()) widest = l;
-    if (!widest || !widest->drop_weakest_unit()) break;
-    ++removed;
-  }
+  while (over() && drop_weakest_hidden_unit(impl_->encoder->stack)) ++removed;
   return removed;
 }
 
@@ -644,12 +645,12 @@ int EconTPipeline::fit_encoder_energy(const std::map<std::string, double>& limit
   };
   // Rounded fractional bits as the forward pass uses them.
   auto fractional = [](const FixedPointQuantizer& q) { return (q->bits() - q->integer_bits()).round(); };
-  int removed = 0;
   // No limits: only the pins of the current widths (a resumed run). Nothing
   // is described then: describing a stack observes its weights, which would
   // move ranges the run being continued had frozen.
   for (auto q : learned)
     if (limits.empty()) q->set_range_frozen(true);
+  int removed = 0;
   while (!limits.empty() && over()) {
     FixedPointQuantizer widest{nullptr};
     double widest_bits = 0;
@@ -663,6 +664,12 @@ int EconTPipeline::fit_encoder_energy(const std::map<std::string, double>& limit
     widest->set_fractional_bits(f, /*freeze_range=*/true);
     ++removed;
   }
+  // Widths alone did not reach the limit (fixed weights, a low limit):
+  // hidden units go too, the weakest of the layer with the most (as in
+  // fit_encoder_resources; the latent layer is never pruned). Units only
+  // after widths: power is not monotone in the widths (narrower widths
+  // change ranges and zero weights), so no cheaper order is known to work.
+  while (!limits.empty() && over() && drop_weakest_hidden_unit(impl_->encoder->stack)) ++removed;
   impl_->pinned_encoder_bits.clear();
   for (auto q : learned) {
     const torch::Tensor f = fractional(q).detach().clone();

@@ -151,9 +151,13 @@ class EconTPipeline {
   // power of the described encoder, as `ddaq eval` reports them): while a
   // limit is exceeded, the widest learned width of the encoder (its input,
   // or one layer's weights) loses one fractional bit (widths stay >= 1 bit,
-  // >= 2 signed). Every learned width of the encoder is then frozen, its
-  // range too, and pinned after each step (pin_encoder_bits()). Returns the
-  // bits removed; fixed widths cannot move (the report then says unmet).
+  // >= 2 signed); if the narrowest widths still exceed it, hidden units go
+  // (the weakest of the layer with the most, as fit_encoder_resources;
+  // never the latents) while it is exceeded. Every learned
+  // width of the encoder is then frozen, its range too, and pinned after
+  // each step (pin_encoder_bits()). Returns the bits and units removed; a
+  // limit below the one-filter, narrowest design stays unmet (the report
+  // says so).
   // Without limits it only freezes and pins the current widths (resume).
   int fit_encoder_energy(const std::map<std::string, double>& limits);
   void pin_encoder_bits();
