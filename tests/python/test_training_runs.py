@@ -188,15 +188,18 @@ def test_sigkill_then_resume_ends_exactly_like_an_uninterrupted_run(work):
     assert whole_lines == run_lines
 
 
-@pytest.mark.parametrize("budgets", [{"elinks": 2, "lut": 150000}, {"lut": 150000, "power_mw": 20}])
-def test_budgeted_resume_is_exact(work, budgets):
+@pytest.mark.parametrize("config,budgets", [("codesign", {"elinks": 2, "lut": 150000}),
+                                            ("codesign", {"lut": 150000, "power_mw": 20}),
+                                            ("codesign_per_latent", {"elinks": 2})])
+def test_budgeted_resume_is_exact(work, config, budgets):
     """A co-design run (learned latent bits and filter gates, budgets:
     Lagrange multipliers with pending sums, the projections and their pins)
     stopped by --max-steps before the projection, again after it, and
     resumed to the end equals the uninterrupted run bit for bit. (Without an
-    e-link budget, resuming after the projection used to fail.)"""
-    tag = "_".join(sorted(budgets))
-    with open(os.path.join(ROOT, "experiments", "econt", "codesign.json")) as f:
+    e-link budget, resuming after the projection used to fail.) Also with
+    per-latent widths and latent gates (codesign_per_latent)."""
+    tag = config + "_" + "_".join(sorted(budgets))
+    with open(os.path.join(ROOT, "experiments", "econt", config + ".json")) as f:
         c = json.load(f)
     c["training"].update({"surrogate": os.path.join(ROOT, "surrogates", "models", "emd_surrogate.pt"), "epochs": 2,
                           "budget_update_every": 4, "finetune_fraction": 0.5,
