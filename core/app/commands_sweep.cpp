@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -145,6 +146,15 @@ void sweep(const SweepRequest& r) {
         r.dir.c_str(), points.size(), points.size() - 1, cpus, r.dir.c_str());
     return;
   }
+  // Points run at once share this machine's cores: say so when they
+  // oversubscribe it (each point's result is the same, only slower).
+  const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  const long at_once = std::min<long>(r.jobs, static_cast<long>(points.size()));
+  if (cores > 0 && at_once * cpus > cores)
+    std::fprintf(stderr,
+                 "ddaq: warning: %ld points at once x training.threads %d = %ld threads on %ld cores: the points slow "
+                 "each other down (results are unchanged; --jobs %ld fits)\n",
+                 at_once, cpus, at_once * cpus, cores, std::max<long>(1, cores / cpus));
   const std::vector<PointOutcome> outcomes = run_sweep(plan, exe, r.jobs, stdout);
   const std::string csv = write_pareto(plan, outcomes, r.dir);
   std::printf("%s\nwrote %s/pareto.csv and %s/pareto.png\n", csv.c_str(), r.dir.c_str(), r.dir.c_str());
