@@ -58,6 +58,8 @@ mutations=(
   "per-latent-projection-ignores-budget|core/src/pipeline.cpp|    (total(widths(m, sent)) <= budget ? b : a) = m;|    b = -64.0;|per-latent bits"
   "per-latent-leftover-bits-unused|core/src/pipeline.cpp|    if (used + 1 <= budget && w[k] + 1 <= hi) {|    if (false) {|per-latent bits"
   "energy-projection-keeps-units|core/src/pipeline.cpp|  while (!limits.empty() && over() && drop_weakest_hidden_unit(impl_->encoder->stack)) ++removed;|  (void)0;|an EBOPs budget"
+  "dsp-projection-skipped|core/src/pipeline.cpp|  if (limits.count(\"dsp\")) {|  if (false) {|a DSP budget"
+  "dsp-widths-not-pinned|core/src/pipeline.cpp|    fit_encoder_energy({});  // freezes and pins every learned width|    (void)0;|a DSP budget"
   "energy-projection-skipped|core/src/trainer.cpp|    if (!energy_limits().empty()) pipeline_.fit_encoder_energy(energy_limits());|    (void)0;|an EBOPs budget"
   "end-projection-checkpointed|core/src/trainer.cpp|    if (has_projection() && !applied) project();|    if (has_projection() && !applied) { project(); checkpoint(); }|budgeted_resume_is_exact"
   "validation-keeps-unprojected-epochs|core/src/trainer.cpp|      if (has_projection() && pos_.step <= projection_step_) {|      if (false) {|link term"

@@ -28,10 +28,12 @@ void EvaluationReport::check_budgets(const BudgetMap& limits) {
       b.achieved = encoder_lut;
     else if (kv.first == "ff")
       b.achieved = encoder_ff;
+    else if (kv.first == "dsp")
+      b.achieved = encoder_dsp;
     else if (kv.first == "latency_cycles")
       b.achieved = encoder_latency_cycles;
     else
-      throw Error("budgets: unknown budget '" + kv.first + "' (known: elinks, ebops, power_mw, lut, ff, latency_cycles)");
+      throw Error("budgets: unknown budget '" + kv.first + "' (known: elinks, ebops, power_mw, lut, ff, dsp, latency_cycles)");
     b.met = b.achieved <= b.limit;
     budgets.push_back(b);
   }

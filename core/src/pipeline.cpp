@@ -266,6 +266,7 @@ class QuantizedStage : public ModuleStage {
     const AnalyticResourceModel& m = AnalyticResourceModel::shipped();
     c.set("lut", m.predict_differentiable(layers, ResourceTarget::LUT).to(torch::kFloat));
     c.set("ff", m.predict_differentiable(layers, ResourceTarget::FF).to(torch::kFloat));
+    c.set("dsp", m.predict_differentiable(layers, ResourceTarget::DSP).to(torch::kFloat));
     c.set("latency_cycles", m.predict_differentiable(layers, ResourceTarget::LatencyCycles).to(torch::kFloat));
     return c;
   }
@@ -403,7 +404,7 @@ PipelineResult EconTPipeline::costs() const {
       if (kv.first == "ebops") {
         ebops = ebops.defined() ? ebops + kv.second : kv.second;
         r.set(s->name() + "_ebops", kv.second);
-      } else if (kv.first == "lut" || kv.first == "ff" || kv.first == "latency_cycles") {
+      } else if (kv.first == "lut" || kv.first == "ff" || kv.first == "dsp" || kv.first == "latency_cycles") {
         r.set(s->name() + "_" + kv.first, kv.second);
       } else {
         r.set(kv.first, kv.second);
@@ -617,10 +618,34 @@ int EconTPipeline::fit_encoder_resources(const std::map<std::string, double>& li
     for (const auto& kv : limits) {
       if (kv.first == "lut" && r[static_cast<size_t>(ResourceTarget::LUT)] > kv.second) return true;
       if (kv.first == "ff" && r[static_cast<size_t>(ResourceTarget::FF)] > kv.second) return true;
+      if (kv.first == "dsp" && r[static_cast<size_t>(ResourceTarget::DSP)] > kv.second) return true;
     }
     return false;
   };
   int removed = 0;
+  if (limits.count("dsp")) {
+    // DSPs come from layers whose weights have 9 bits or more: learned
+    // weight widths that wide go to 8 bits, layer by layer, while the limit
+    // is exceeded; then every learned width is frozen and pinned (as the
+    // energy projection does), so the fine-tune cannot widen them again.
+    torch::NoGradGuard no_grad;
+    while (over()) {
+      FixedPointQuantizer widest{nullptr};
+      for (const auto& l : impl_->encoder->stack->layers()) {
+        const FixedPointQuantizer w = l->weight_quantizer();
+        if (w && w->options().learnable() && w->export_type().width >= 9 &&
+            (!widest || w->export_type().width > widest->export_type().width))
+          widest = w;
+      }
+      if (!widest) break;
+      // The exported type takes the largest integer and the largest
+      // fractional bits over the groups: fractional bits <= 8 - max integer.
+      const torch::Tensor f = (widest->bits() - widest->integer_bits()).round();
+      widest->set_fractional_bits(torch::min(f, 8.0 - widest->integer_bits().max()), /*freeze_range=*/true);
+      ++removed;
+    }
+    fit_encoder_energy({});  // freezes and pins every learned width
+  }
   while (over() && drop_weakest_hidden_unit(impl_->encoder->stack)) ++removed;
   return removed;
 }

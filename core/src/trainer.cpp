@@ -79,13 +79,14 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .finetune_fraction(c.number("finetune_fraction", o.finetune_fraction(), 0.0, 0.9));
   if (c.has("budgets")) {
     const Config b = c.section("budgets");
-    b.reject_unknown({"elinks", "ebops", "power_mw", "lut", "ff", "latency_cycles"});
+    b.reject_unknown({"elinks", "ebops", "power_mw", "lut", "ff", "dsp", "latency_cycles"});
     std::map<std::string, double> limits;
     if (b.has("elinks")) limits["elinks"] = static_cast<double>(b.integer("elinks", 0, 1, AutoencoderFrame().max_elinks()));
     if (b.has("ebops")) limits["ebops"] = b.number("ebops", 0, 1.0);
     if (b.has("power_mw")) limits["power_mw"] = b.number("power_mw", 0, 1e-6);
     for (const char* name : {"lut", "ff", "latency_cycles"})
       if (b.has(name)) limits[name] = b.number(name, 0, 1.0);
+    if (b.has("dsp")) limits["dsp"] = b.number("dsp", 0, 0.0);  // 0: no DSP at all
     o.budgets(limits);
   }
   if (o.prune_end_step() <= o.prune_start_step())
@@ -300,6 +301,9 @@ class TrainingRun {
       check_budgets_feasible(pipeline, o);
       BudgetLimits limits;
       limits.limits = o.budgets();
+      // DSPs are counted in whole units: a limit of 0 is "at most 0.5" to the
+      // relaxed term, whose constraint divides by the limit.
+      if (limits.limits.count("dsp")) limits.limits["dsp"] = std::max(0.5, limits.limits["dsp"]);
       limits.penalty = o.budget_penalty();
       limits.update_every = o.budget_update_every();
       lagrangian_.reset(new AugmentedLagrangian(limits));
@@ -342,7 +346,7 @@ class TrainingRun {
     if (has_projection() && pos_.step > projection_step_) {  // applied in an earlier step
       if (o_.budgets().count("elinks")) pipeline_.fit_latent_payload(payload_limit());
       pipeline_.pin_encoder_gates();
-      if (!energy_limits().empty()) pipeline_.fit_encoder_energy({});  // pins only
+      if (!energy_limits().empty() || o_.budgets().count("dsp")) pipeline_.fit_encoder_energy({});  // pins only
     }
     progress_ = progress;
     if (progress_) {
@@ -467,7 +471,7 @@ class TrainingRun {
         // payload, scaled to e-link units (the relaxed e-link staircase is
         // flat between capacity boundaries, so it gives no gradient there).
         // After the projection the e-links are exact and fixed: no term.
-        for (const char* name : {"lut", "ff", "latency_cycles"}) costs[name] = r.get(std::string("encoder_") + name);
+        for (const char* name : {"lut", "ff", "dsp", "latency_cycles"}) costs[name] = r.get(std::string("encoder_") + name);
         if (o_.budgets().count("elinks")) {
           const double e = o_.budgets().at("elinks");
           costs["elinks"] = projected() ? torch::zeros({}, r.get("payload_bits").options())
@@ -513,7 +517,7 @@ class TrainingRun {
   // width), LUT and FF (hidden units).
   std::map<std::string, double> fpga_limits() const {
     std::map<std::string, double> l;
-    for (const char* name : {"lut", "ff"})
+    for (const char* name : {"lut", "ff", "dsp"})
       if (o_.budgets().count(name)) l[name] = o_.budgets().at(name);
     return l;
   }
