@@ -63,7 +63,7 @@ DOCTEST_TEST_SUITE("pipeline") {
       if (term == "bce") value = ddaq::binary_cross_entropy_logits(r.get("logits"), labels);
       if (term == "payload") value = r.get("payload_bits");
       if (term == "encoder_ebops") value = r.get("encoder_ebops");
-      if (term == "encoder_lut") value = r.get("encoder_lut");
+      if (term == "encoder_lut" || term == "encoder_dsp") value = r.get(term);
       value.backward();
       Row row;
       for (const auto& kv : p.named_parameters()) {
@@ -75,8 +75,8 @@ DOCTEST_TEST_SUITE("pipeline") {
       return row;
     };
     const Row rec = reach("reconstruction"), bce = reach("bce"), link = reach("payload"),
-              ebops = reach("encoder_ebops"), lut = reach("encoder_lut");
-    for (const Row* row : {&rec, &bce, &link, &ebops, &lut})
+              ebops = reach("encoder_ebops"), lut = reach("encoder_lut"), dsp = reach("encoder_dsp");
+    for (const Row* row : {&rec, &bce, &link, &ebops, &lut, &dsp})
       for (const char* g : {"threshold", "encoder weights", "encoder input bits", "encoder weight bits", "latent bits",
                             "decoder weights", "classifier weights"})
         DOCTEST_CHECK_MESSAGE(row->count(g) == 1, g);
@@ -110,6 +110,12 @@ DOCTEST_TEST_SUITE("pipeline") {
     DOCTEST_CHECK(lut.at("encoder gates"));
     for (const char* g : {"threshold", "encoder weights", "decoder weights", "classifier weights"})
       DOCTEST_CHECK_MESSAGE(!lut.at(g), g);
+    // Encoder DSP (the 9-bit rule, smoothed): the encoder's weight bits and
+    // its filter gates (multipliers), not its input bits or anything else.
+    DOCTEST_CHECK(dsp.at("encoder weight bits"));
+    DOCTEST_CHECK(dsp.at("encoder gates"));
+    for (const char* g : {"threshold", "encoder weights", "encoder input bits", "decoder weights", "classifier weights"})
+      DOCTEST_CHECK_MESSAGE(!dsp.at(g), g);
     DOCTEST_CHECK(rec.at("encoder gates"));  // the reconstruction keeps filters open
     {
       for (const auto& kv : p.named_parameters()) kv.second.mutable_grad().reset();
