@@ -1,4 +1,6 @@
 #include <doctest/doctest.h>
+
+#include <cmath>
 #include <torch/torch.h>
 
 #include "ddaq/error.h"
@@ -63,11 +65,30 @@ DOCTEST_TEST_SUITE("link budget") {
     DOCTEST_CHECK_THROWS_AS(ddaq::system_budget({{"x", -1, 1}}), ddaq::Error);
   }
 
-  DOCTEST_TEST_CASE("relaxed e-links follow the exact steps / the hinge is flat inside") {
+  DOCTEST_TEST_CASE("fractional e-links: ceil is the exact count, the slope is never flat / the hinge is flat inside") {
     const ddaq::AutoencoderFrame f;
-    for (int bits : {10, 30, 60, 100, 130}) {
-      const torch::Tensor r = ddaq::relaxed_elinks(torch::tensor(static_cast<double>(bits)), f, 1.0);
-      DOCTEST_CHECK(r.item<double>() == doctest::Approx(f.elinks_for_payload(bits)).epsilon(1e-3));
+    // Independent: the frame's capacities 18 + 32 (n - 1) up to 146 bits.
+    auto exact = [](int bits) {
+      for (int n = 1; n <= 5; ++n)
+        if (bits <= 18 + 32 * (n - 1)) return n;
+      return -1;
+    };
+    for (int bits = 1; bits <= 146; ++bits) {
+      const double e =
+          ddaq::fractional_elinks(torch::tensor(static_cast<double>(bits), torch::kDouble), f).item<double>();
+      DOCTEST_CHECK_MESSAGE(static_cast<int>(std::ceil(e - 1e-9)) == exact(bits), bits << " bits: " << e);
+    }
+    // Exactly n at each capacity boundary (an e-link budget is exact on them).
+    for (int n = 1; n <= 5; ++n)
+      DOCTEST_CHECK(ddaq::fractional_elinks(torch::tensor(18.0 + 32 * (n - 1), torch::kDouble), f).item<double>() ==
+                    doctest::Approx(n).epsilon(1e-12));
+    // The gradient: 1/18 per bit in the first e-link, 1/32 after, also
+    // between boundaries and above the frame's 146 bits (where a staircase
+    // would be flat).
+    for (double bits : {9.0, 30.0, 66.0, 130.0, 144.0, 200.0, 300.0}) {
+      const torch::Tensor p = torch::tensor(bits, torch::dtype(torch::kDouble).requires_grad(true));
+      ddaq::fractional_elinks(p, f).backward();
+      DOCTEST_CHECK_MESSAGE(p.grad().item<double>() == doctest::Approx(bits < 18 ? 1.0 / 18 : 1.0 / 32), bits);
     }
     const torch::Tensor inside = ddaq::budget_hinge(torch::tensor(60.0), 112.0, 10.0);
     const torch::Tensor outside = ddaq::budget_hinge(torch::tensor(130.0), 112.0, 10.0);
@@ -109,7 +130,7 @@ DOCTEST_TEST_SUITE("cost gradients") {
     s->train();
     s->forward(torch::randn({32, 12}));
     const auto latent_bits = s->layers().back()->output_quantizer()->bits();
-    const torch::Tensor links = ddaq::relaxed_elinks(16 * latent_bits.sum(), ddaq::AutoencoderFrame(), 4.0);
+    const torch::Tensor links = ddaq::fractional_elinks(16 * latent_bits.sum());
     const torch::Tensor energy = ddaq::energy_pj(s->ebops(), 224, 8, 16);
     (links + ddaq::budget_hinge(16 * latent_bits.sum(), 50.0) + energy).backward();
     int bits_reached = 0, gates_reached = 0;

@@ -322,7 +322,7 @@ class LinkBudgetStage : public ModuleStage {
     const torch::Tensor payload = latent_q->options().granularity() == Granularity::PerTensor
                                       ? latent_q->bits().mean() * sent.sum()
                                       : (latent_q->bits().flatten() * sent).sum();
-    return NamedTensors{{{"payload_bits", payload}, {"elinks", relaxed_elinks(payload, AutoencoderFrame(), 2.0)}}};
+    return NamedTensors{{{"payload_bits", payload}, {"elinks", fractional_elinks(payload)}}};
   }
 
  protected:
@@ -520,6 +520,7 @@ void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
   if (!q->options().learnable() && !gates)
     throw Error("pipeline: the latent bits are fixed and there are no latent gates; nothing to fit to a payload");
   int64_t n = impl_->options.latent();
+  if (gates) latent_layer(impl_->encoder->stack)->set_min_kept_units(1);  // the projection decides now
   if (gates) {
     // The latents the gates keep; then the weakest go while even the
     // narrowest width (1 bit learned, else the fixed width) does not fit.
@@ -611,7 +612,10 @@ void EconTPipeline::pin_latent_bits() {
 }
 
 int EconTPipeline::fit_encoder_resources(const std::map<std::string, double>& limits) {
-  for (const auto& l : impl_->encoder->stack->layers()) l->harden_gates();
+  for (const auto& l : impl_->encoder->stack->layers()) {
+    l->harden_gates();  // keeps the floor's units (keep_units_that_fit) too
+    l->set_min_kept_units(1);
+  }
   const AnalyticResourceModel& m = AnalyticResourceModel::shipped();
   auto over = [&] {
     const ResourceValues r = m.predict(design_from(encoder_description(), 1));
@@ -706,6 +710,72 @@ int EconTPipeline::fit_encoder_energy(const std::map<std::string, double>& limit
 
 void EconTPipeline::pin_encoder_bits() {
   for (auto& qf : impl_->pinned_encoder_bits) qf.first->set_fractional_bits(qf.second, true);
+}
+
+void EconTPipeline::keep_latents_that_fit(int64_t max_payload_bits) {
+  if (!impl_->options.learn_latent_gates()) return;
+  const auto q = impl_->encoder->stack->layers().back()->output_quantizer();
+  const auto layer = latent_layer(impl_->encoder->stack);
+  const int64_t n = impl_->options.latent();
+  // Current integer widths (as the exact payload counts them), in the order
+  // of the gate logits, strongest first: the longest prefix that fits.
+  torch::Tensor width = torch::full({n}, static_cast<double>(latent_bits()), torch::kDouble);
+  if (q->options().learnable())
+    width = q->bits().detach().to(torch::kCPU, torch::kDouble).round().clamp_min(0).expand({1, n}).flatten();
+  const torch::Tensor logits = layer->named_parameters(false)["gate_logits"].detach().to(torch::kCPU);
+  const torch::Tensor order = std::get<1>(logits.sort(0, /*descending=*/true));
+  const torch::Tensor used = width.index_select(0, order).cumsum(0);
+  const int64_t fit = (used <= static_cast<double>(max_payload_bits)).sum().item<int64_t>();
+  layer->set_min_kept_units(fit);
+}
+
+void EconTPipeline::keep_units_that_fit(const std::map<std::string, double>& limits) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::shared_ptr<QLayerImpl>> weighted;
+  for (const auto& l : impl_->encoder->stack->layers())
+    if (l->unit_mask().defined()) weighted.push_back(l);
+  const auto shapes = impl_->encoder->stack->resource_shapes();
+  const size_t n = shapes.size();
+  if (weighted.size() != n || n < 2) return;
+  // The design with every hidden unit the mask keeps and the latents sent
+  // now, as dense-equivalent layers (inputs per unit from the shapes).
+  std::vector<double> per_unit(n), units(n), count(n), weight_bits(n), act_bits(n);
+  double share = 1.0;
+  for (size_t i = 0; i < n; ++i) {
+    units[i] = static_cast<double>(weighted[i]->unit_mask().numel());
+    per_unit[i] = shapes[i].in.item<double>() / share;
+    share = shapes[i].kept_share.item<double>();
+    weight_bits[i] = shapes[i].weight_bits.item<double>();
+    act_bits[i] = shapes[i].act_bits.item<double>();
+    count[i] = i + 1 < n ? units[i] : shapes[i].out.item<double>();
+  }
+  const AnalyticResourceModel& m = AnalyticResourceModel::shipped();
+  auto over = [&] {
+    DesignSpec d;
+    for (size_t i = 0; i < n; ++i) {
+      const double in = per_unit[i] * (i > 0 ? count[i - 1] / units[i - 1] : 1.0);
+      d.layers.push_back({static_cast<int64_t>(std::llround(in)), static_cast<int64_t>(count[i]), weight_bits[i],
+                          act_bits[i], 1});
+    }
+    const ResourceValues r = m.predict(d);
+    return (limits.count("lut") && r[static_cast<size_t>(ResourceTarget::LUT)] > limits.at("lut")) ||
+           (limits.count("ff") && r[static_cast<size_t>(ResourceTarget::FF)] > limits.at("ff"));
+  };
+  // The projection's order: a unit of the widest hidden layer at a time.
+  while (over()) {
+    size_t widest = n;
+    for (size_t i = 0; i + 1 < n; ++i)
+      if (count[i] > 1 && (widest == n || count[i] > count[widest])) widest = i;
+    if (widest == n) break;
+    count[widest] -= 1;
+  }
+  for (size_t i = 0; i + 1 < n; ++i) weighted[i]->set_min_kept_units(static_cast<int64_t>(count[i]));
+}
+
+void EconTPipeline::clamp_bits_to_limits() {
+  for (const QuantizedStage* s : {impl_->encoder, impl_->classifier})
+    for (const auto& m : s->stack->modules())
+      if (const auto q = std::dynamic_pointer_cast<FixedPointQuantizerImpl>(m)) q->clamp_to_limits();
 }
 
 void EconTPipeline::pin_encoder_gates() {

@@ -553,6 +553,10 @@ class TrainingRun {
   bool step(EventBatch& batch, EventBatch& next) {
     const double decay = 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(pos_.step) / static_cast<double>(planned_)));
     augment(o_, pool_, pos_.epoch, loader_->file_size(), batch);
+    if (lagrangian_ && !projected()) {  // floors against gates all closing at once (pipeline.h)
+      if (o_.budgets().count("elinks")) pipeline_.keep_latents_that_fit(payload_limit());
+      if (o_.budgets().count("lut") || o_.budgets().count("ff")) pipeline_.keep_units_that_fit(fpga_limits());
+    }
     // Empty wafers (all charges 0) have no shape to reconstruct: the EMD is
     // undefined for them. They are left out of the step (and counted).
     summary_.empty_wafers_skipped += drop_empty_wafers(batch);
@@ -584,6 +588,7 @@ class TrainingRun {
     if (!torch::isfinite(grad).all().item<bool>())
       throw Error(non_finite_message(bad_term, bad_term.empty() ? 0.0 : values.at(bad_term), batch));
     optimizer_->step(grad, decay);
+    pipeline_.clamp_bits_to_limits();
     if (projected()) {  // Adam's momentum would move them
       pipeline_.pin_latent_bits();
       pipeline_.pin_encoder_gates();

@@ -111,6 +111,12 @@ void FixedPointQuantizerImpl::set_fractional_bits(const torch::Tensor& fractiona
   range_frozen_ = freeze_range;
 }
 
+void FixedPointQuantizerImpl::clamp_to_limits() {
+  if (!options_.learnable()) return;
+  torch::NoGradGuard no_grad;
+  fractional_.clamp_(options_.min_fractional(), options_.max_fractional());
+}
+
 void FixedPointQuantizerImpl::observe(const torch::Tensor& x) {
   if (!options_.learnable() || range_frozen_) return;
   torch::NoGradGuard no_grad;
@@ -253,6 +259,7 @@ struct Weighted {
   torch::Tensor weight, bias, mask, gate_logits;
   FixedPointQuantizer wq{nullptr}, bq{nullptr}, outq{nullptr};
   int64_t units = 0;  // output units (rows for dense, channels for conv)
+  int64_t min_kept = 1;  // hard gates keep at least this many (set_min_kept_units)
   int unit_dim = 0;   // weight dimension of the units (1 for transposed convs)
   bool gates = false, straight_through = false;
 
@@ -264,12 +271,14 @@ struct Weighted {
   torch::Tensor effective_mask(bool training) const {
     if (!gates) return mask;
     if (training && !straight_through) return mask * torch::sigmoid(gate_logits);
-    // Hard gates; a layer keeps at least its strongest unit (a layer with
-    // none could not be described, exported or evaluated).
+    // Hard gates; a layer keeps at least its `min_kept` strongest units (at
+    // least one: a layer with none could not be described, exported or
+    // evaluated).
     torch::Tensor hard = (gate_logits > 0).to(mask.dtype());
-    if ((mask * hard).sum().item<double>() == 0 && mask.sum().item<double>() > 0) {
-      const torch::Tensor strongest = (gate_logits.detach() - 1e30 * (1 - mask)).argmax();
-      hard = hard.index_fill(0, strongest.unsqueeze(0), 1.0);
+    const int64_t need = std::min<int64_t>(min_kept, static_cast<int64_t>(mask.sum().item<double>()));
+    if ((mask * hard).sum().item<double>() < static_cast<double>(need)) {
+      const torch::Tensor strongest = std::get<1>((gate_logits.detach() - 1e30 * (1 - mask)).topk(need));
+      hard = hard.index_fill(0, strongest, 1.0);
     }
     if (!training) return mask * hard;
     const torch::Tensor soft = torch::sigmoid(gate_logits);
@@ -304,7 +313,8 @@ struct Weighted {
   void harden_gates() {
     if (!gates) return;
     torch::NoGradGuard no_grad;
-    mask.mul_((gate_logits > 0).to(mask.dtype()));
+    // As in effective_mask: a layer keeps at least its strongest unit.
+    mask.copy_(effective_mask(false));
     gate_logits.fill_(30.0);  // sigmoid(30) is 1 in float32: the kept units pass unscaled
   }
   void keep_strongest_units(int64_t k) {
@@ -448,6 +458,7 @@ class WeightedLayerImpl : public QLayerImpl {
   torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
   std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
   void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
+  void set_min_kept_units(int64_t k) override { w_.min_kept = std::max<int64_t>(1, k); }
   FixedPointQuantizer weight_quantizer() const override { return w_.wq; }
   void prune_to(double s) override { w_.prune_to(s); }
   torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }

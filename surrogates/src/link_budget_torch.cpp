@@ -5,14 +5,25 @@
 
 namespace ddaq {
 
-at::Tensor relaxed_elinks(const at::Tensor& payload_bits, const AutoencoderFrame& frame, double temperature) {
-  if (!(temperature > 0)) throw Error("link budget: temperature must be positive");
-  // 1 + sum over capacity boundaries of a sigmoid step at each boundary.
-  at::Tensor n = at::ones_like(payload_bits);
-  for (int k = 1; k < frame.max_elinks(); ++k) {
+at::Tensor fractional_elinks(const at::Tensor& payload_bits, const AutoencoderFrame& frame) {
+  // One linear segment per e-link: segment k adds (p - cap(k-1)) / (cap(k) -
+  // cap(k-1)), clamped to [0, 1]; the last one is open above.
+  at::Tensor n = at::zeros_like(payload_bits);
+  int previous = 0;
+  for (int k = 1; k <= frame.max_elinks(); ++k) {
     const int cap = frame.payload_capacity(k);
-    if (cap >= frame.payload_capacity(k + 1)) break;  // the payload no longer grows
-    n = n + at::sigmoid((payload_bits - (cap + 0.5)) / temperature);
+    if (cap <= previous) break;  // the payload no longer grows
+    const bool last = k == frame.max_elinks() || frame.payload_capacity(k + 1) <= cap;
+    const at::Tensor segment = (payload_bits - previous) / static_cast<double>(cap - previous);
+    n = n + (last ? segment.clamp_min(0.0) : segment.clamp(0.0, 1.0));
+    if (last) {
+      // Beyond the frame's maximum: 1 per elink_bits instead of the last
+      // segment's slope (equal for every segment but the first).
+      const at::Tensor over = (payload_bits - cap).clamp_min(0.0);
+      n = n - over / static_cast<double>(cap - previous) + over / static_cast<double>(frame.elink_bits());
+      break;
+    }
+    previous = cap;
   }
   return n;
 }

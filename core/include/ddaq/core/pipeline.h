@@ -138,6 +138,23 @@ class EconTPipeline {
   // Indices of the transmitted latents (all without latent gates).
   std::vector<int64_t> transmitted_latents() const;
   void pin_latent_bits();
+  // Before the projection, with latent gates: the latent layer keeps at
+  // least as many latents open (strongest gates first, at their current
+  // widths) as `max_payload_bits` holds. Why: a budget pushes every gate
+  // alike and Adam moves them at one speed, so without a floor they all
+  // close in the same step and never reopen (measured on main.json: 30
+  // epochs at one latent before the projection). Sending fewer latents
+  // than fit never helps; the gates still choose which.
+  void keep_latents_that_fit(int64_t max_payload_bits);
+  // The same for hidden units under "lut" / "ff" limits: each hidden layer
+  // keeps at least the units that the FPGA projection would keep from the
+  // design with all of them (and the latents sent now), removing from the
+  // widest layer first. Without it a LUT budget closed every filter gate in
+  // one step (measured: main.json with learned filters at half its LUT).
+  void keep_units_that_fit(const std::map<std::string, double>& limits);
+  // After every optimizer step: learned fractional bits back inside their
+  // limits (FixedPointQuantizerImpl::clamp_to_limits).
+  void clamp_bits_to_limits();
   // Projection onto FPGA budgets: hardens the encoder's learned gates (the
   // fine-tune keeps the exported architecture), then removes the weakest
   // hidden unit (smallest gate logit, else weight norm) while the exact

@@ -90,6 +90,12 @@ class FixedPointQuantizerImpl : public torch::nn::Module {
   // with `freeze_range` the tracked range stops growing, so the widths stay.
   void set_fractional_bits(const torch::Tensor& fractional, bool freeze_range);
   void set_range_frozen(bool frozen) { range_frozen_ = frozen; }
+  // Learnable mode: moves the fractional bits back inside [min_fractional,
+  // max_fractional]; the trainer calls it after every optimizer step. Why:
+  // forward clamps them, and a clamp passes no gradient outside its range,
+  // so a bit that Adam's momentum carried past a limit would stay there,
+  // deaf to every term (a budget could not narrow it).
+  void clamp_to_limits();
 
  private:
   bool enabled_ = true;
@@ -173,6 +179,11 @@ class QLayerImpl : public torch::nn::Module {
   // Removes the kept unit with the smallest gate logit (or weight norm
   // without gates); false when only one is left.
   virtual bool drop_weakest_unit() { return false; }
+  // Hard gates keep at least the k units with the largest gate logits (of
+  // those the mask keeps), in training and evaluation; default 1. A floor
+  // set from a budget (EconTPipeline::keep_latents_that_fit) stops gates
+  // that a budget pushes alike from all closing at once.
+  virtual void set_min_kept_units(int64_t) {}
   // Output units kept (mask and hard gates); 0 for layers without weights.
   virtual int64_t kept_units() const { return 0; }
   // Per output unit, how much of it is kept: mask x gate, the gate soft

@@ -77,15 +77,21 @@ struct SystemBudget {
 // 98 at 5.12 Gb/s), each holding floor(user_bits / 32) e-links.
 SystemBudget system_budget(const std::vector<ModuleGroup>& groups, int user_bits = 230);
 
-// Differentiable relaxations (LibTorch; sigmoid temperatures in bits).
-//   payload_bits: sum of (fractional) bit widths, any shape -> scalar.
-//   relaxed_elinks: smooth, increasing count of e-links for a payload; equals
-//     the exact count at the middle of each step's plateau, rises by one
-//     across each capacity boundary over about `temperature` bits.
+// Differentiable relaxations (LibTorch).
+//   fractional_elinks: e-links as a continuous, increasing function of the
+//     payload: linear between the frame's capacity boundaries, through
+//     (0, 0) and (payload_capacity(k), k) for every k up to the largest
+//     count whose capacity still grows, then rising by 1 per elink_bits
+//     beyond it (a payload no count carries is still pushed down). So the
+//     exact count is ceil(fractional_elinks(p)) for 0 < p <= the frame's
+//     maximum, and "exact e-links <= B" is exactly "fractional_elinks <= B".
+//     Why not a smooth staircase: between two boundaries a staircase is
+//     flat, so a payload 30 bits below one (or above the frame's maximum)
+//     gets no gradient; Adam then moves every latent gate alike on the
+//     staircase's tiny tails, and they all close at once.
 //   budget_hinge: 0 inside the budget, growing as softplus((x - budget)/t) * t
 //     (linear, steep with `slope`) outside.
-at::Tensor relaxed_elinks(const at::Tensor& payload_bits, const AutoencoderFrame& frame = AutoencoderFrame(),
-                          double temperature = 1.0);
+at::Tensor fractional_elinks(const at::Tensor& payload_bits, const AutoencoderFrame& frame = AutoencoderFrame());
 at::Tensor budget_hinge(const at::Tensor& value, double budget, double slope = 1.0, double temperature = 1.0);
 
 }  // namespace ddaq

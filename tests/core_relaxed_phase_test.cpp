@@ -1,0 +1,195 @@
+// The relaxed phase of budgeted training (before the projection): what the
+// optimizer sees must keep every design variable reachable and must not
+// undershoot a budget so far that the design dies.
+#include <doctest/doctest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "ddaq/core/pipeline.h"
+#include "ddaq/core/synth.h"
+#include "ddaq/core/trainer.h"
+#include "ddaq/quant/layers.h"
+#include "ddaq/surrogates/fpga_resources.h"
+#include "test_support.h"
+
+namespace {
+
+torch::Tensor parameter(const ddaq::EconTPipeline& p, const std::string& suffix, int64_t numel) {
+  for (const auto& kv : p.named_parameters())
+    if (kv.first.size() >= suffix.size() &&
+        kv.first.compare(kv.first.size() - suffix.size(), suffix.size(), suffix) == 0 && kv.second.numel() == numel)
+      return kv.second;
+  return torch::Tensor();
+}
+
+// A fast learning rate moves gates across 0 within the relaxed phase (they
+// start at logit 3); max_steps stops one step before the projection (step
+// 100 of 200), after which the run is projected at its end.
+ddaq::TrainerOptions relaxed_phase_only() {
+  return ddaq::TrainerOptions()
+      .loss("weighted_mse")
+      .epochs(20)
+      .batch_size(64)
+      .seed(4)
+      .threads(1)
+      .learning_rate(0.05)
+      .finetune_fraction(0.5)
+      .max_steps(99);
+}
+
+}  // namespace
+
+DOCTEST_TEST_SUITE("relaxed phase") {
+  DOCTEST_TEST_CASE("latent gates: an e-link budget's push never closes more latents than fit") {
+    const auto po = ddaq::PipelineOptions().latent(48).latent_bits(3).learn_latent_gates(true);
+    ddaq::EconTPipeline p(po, 1);
+    const torch::Tensor logits = parameter(p, "gate_logits", 48);
+    DOCTEST_REQUIRE(logits.defined());
+    // Every gate closed, as a budget that pushes them all alike leaves them.
+    {
+      torch::NoGradGuard no_grad;
+      logits.copy_(-1.0 - torch::arange(48, torch::kFloat).remainder(7) * 0.1 -
+                   torch::arange(48, torch::kFloat) * 1e-3);
+    }
+    // 2 e-links hold 50 payload bits: 16 latents of 3 bits.
+    p.keep_latents_that_fit(50);
+    const std::vector<int64_t> sent = p.transmitted_latents();
+    DOCTEST_CHECK(sent.size() == 16);
+    DOCTEST_CHECK(p.payload_bits() == 48);
+    // The strongest 16 gates, found independently.
+    std::vector<int64_t> order(48);
+    for (int64_t k = 0; k < 48; ++k) order[k] = k;
+    std::sort(order.begin(), order.end(),
+              [&](int64_t a, int64_t b) { return logits[a].item<float>() > logits[b].item<float>(); });
+    std::vector<int64_t> expected(order.begin(), order.begin() + 16);
+    std::sort(expected.begin(), expected.end());
+    std::vector<int64_t> got = sent;
+    std::sort(got.begin(), got.end());
+    DOCTEST_CHECK(got == expected);
+    // Gates that are open stay open; the floor only adds.
+    {
+      torch::NoGradGuard no_grad;
+      logits.fill_(2.0);
+    }
+    DOCTEST_CHECK(p.transmitted_latents().size() == 48);
+  }
+
+  DOCTEST_TEST_CASE("latent gates: budgeted training keeps the latents that fit before the projection") {
+    // Before the floor every gate closed in the same step (the run then
+    // trained one latent until the projection).
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    const auto po = ddaq::PipelineOptions().latent(48).latent_bits(3).learn_latent_gates(true);
+    ddaq::EconTPipeline p(po, 1);
+    const ddaq::TrainSummary s =
+        ddaq::train_pipeline(p, dir.file("train.h5"), relaxed_phase_only().budgets({{"elinks", 2.0}}));
+    // The relaxed e-links of the last (partial) epoch's steps, all after
+    // the gates crossed 0: 16 latents x 3 bits = 48 bits = 1 + 30/32
+    // (fractional e-links, linear between boundaries); a collapse to one
+    // latent is 3/18.
+    DOCTEST_CHECK(s.last_epoch.at("elinks") == doctest::Approx(1.0 + 30.0 / 32.0));
+    DOCTEST_CHECK(s.last_epoch.at("lambda_elinks") >= 0);
+  }
+
+  DOCTEST_TEST_CASE("filter gates: a LUT budget's push keeps the filters that fit") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    // The model's LUT of this encoder is linear in its filters (the conv's
+    // outputs, the dense layer's inputs): two designs give the line.
+    auto lut = [](const ddaq::EconTPipeline& q) {
+      return ddaq::AnalyticResourceModel::shipped().predict(ddaq::design_from(q.encoder_description(), 1))[0];
+    };
+    const double lut8 = lut(ddaq::EconTPipeline(ddaq::PipelineOptions().conv_filters(8), 1));
+    const double lut1 = lut(ddaq::EconTPipeline(ddaq::PipelineOptions().conv_filters(1), 1));
+    const double limit = 0.5 * lut8;
+    const int most = 1 + static_cast<int>(std::floor((limit - lut1) / ((lut8 - lut1) / 7.0)));
+    DOCTEST_REQUIRE(most >= 2);
+    DOCTEST_REQUIRE(most < 8);
+    ddaq::EconTPipeline p(ddaq::PipelineOptions().learn_conv_filters(true), 1);
+    const ddaq::TrainSummary s =
+        ddaq::train_pipeline(p, dir.file("train.h5"), relaxed_phase_only().budgets({{"lut", limit}}));
+    const torch::Tensor logits = parameter(p, "gate_logits", 8);
+    DOCTEST_REQUIRE(logits.defined());
+    // The run ends projected (max_steps stops before the projection step):
+    // it keeps as many filters as fit, not the one a collapse would leave.
+    const ddaq::ModelDescription d = p.encoder_description();
+    DOCTEST_MESSAGE("filters kept " << d[1].weight_shape[0] << ", most that fit " << most << ", lambda_lut "
+                                    << s.last_epoch.at("lambda_lut"));
+    DOCTEST_CHECK(d[1].weight_shape[0] == most);
+    DOCTEST_CHECK(lut(p) <= limit);
+  }
+
+  DOCTEST_TEST_CASE("hardening gates that are all closed keeps the strongest unit") {
+    ddaq::EconTPipeline p(ddaq::PipelineOptions().learn_conv_filters(true), 1);
+    const torch::Tensor logits = parameter(p, "gate_logits", 8);
+    DOCTEST_REQUIRE(logits.defined());
+    {
+      torch::NoGradGuard no_grad;
+      logits.copy_(-torch::arange(1, 9, torch::kFloat));  // all closed, filter 0 the strongest
+    }
+    // The FPGA projection hardens the gates first (a limit it meets at once).
+    DOCTEST_CHECK(p.fit_encoder_resources({{"lut", 1e12}}) == 0);
+    ddaq::ModelDescription d;
+    DOCTEST_CHECK_NOTHROW(d = p.encoder_description());
+    DOCTEST_REQUIRE(d.size() > 1);
+    DOCTEST_CHECK(d[1].weight_shape[0] == 1);
+  }
+
+  DOCTEST_TEST_CASE("learned bits past a limit come back inside it and hear the budget again") {
+    ddaq::FixedPointQuantizer q(ddaq::QuantizerOptions(ddaq::FixedPointType(6, 2, false))
+                                    .learnable(true)
+                                    .granularity(ddaq::Granularity::PerChannel)
+                                    .shared_integer_bits(true)
+                                    .min_fractional(-4)
+                                    .max_fractional(4),
+                                std::vector<int64_t>{4}, true);
+    q->train();
+    q->forward(torch::rand({8, 4}) * 3);
+    const torch::Tensor raw = q->named_parameters()["fractional_bits"];
+    {
+      torch::NoGradGuard no_grad;
+      raw.copy_(torch::tensor({5.5, 4.0, 2.0, -6.0}).view_as(raw));  // momentum carried two past the limits
+    }
+    auto payload_gradient = [&] {
+      if (raw.grad().defined()) raw.grad().zero_();
+      q->bits().sum().backward();
+      return raw.grad().flatten();
+    };
+    const torch::Tensor before = payload_gradient();
+    DOCTEST_CHECK(before[0].item<float>() == 0);  // deaf past the limit
+    DOCTEST_CHECK(before[2].item<float>() > 0);
+    q->clamp_to_limits();
+    const torch::Tensor f = raw.detach().flatten();
+    DOCTEST_CHECK(f[0].item<float>() == 4);
+    DOCTEST_CHECK(f[1].item<float>() == 4);
+    DOCTEST_CHECK(f[2].item<float>() == 2);
+    DOCTEST_CHECK(f[3].item<float>() == -4);
+    const torch::Tensor after = payload_gradient();
+    DOCTEST_CHECK(after[0].item<float>() > 0);
+  }
+
+  DOCTEST_TEST_CASE("per-latent bits: training keeps every learned width inside its limits") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    const auto po = ddaq::PipelineOptions()
+                        .latent(16)
+                        .learn_latent_bits(true)
+                        .latent_bits(3)
+                        .latent_integer_bits(2)
+                        .per_latent_bits(true);
+    ddaq::EconTPipeline p(po, 1);
+    // A fast learning rate and no budget (no projection would reset them):
+    // the reconstruction pushes widths up, past the upper limit (f = 4)
+    // unless they are brought back after each step.
+    ddaq::train_pipeline(
+        p, dir.file("train.h5"),
+        ddaq::TrainerOptions().loss("weighted_mse").epochs(3).batch_size(64).seed(4).threads(1).learning_rate(0.2));
+    const torch::Tensor f = parameter(p, "output.fractional_bits", 16);
+    DOCTEST_REQUIRE(f.defined());
+    DOCTEST_CHECK(f.max().item<float>() <= 4);
+    DOCTEST_CHECK(f.min().item<float>() >= -4);
+  }
+}
