@@ -77,6 +77,30 @@ DOCTEST_TEST_SUITE("relaxed phase") {
     DOCTEST_CHECK(p.transmitted_latents().size() == 48);
   }
 
+  DOCTEST_TEST_CASE("latent gates: the latents the floor keeps stay the same from step to step") {
+    const auto po = ddaq::PipelineOptions().latent(48).latent_bits(3).learn_latent_gates(true);
+    ddaq::EconTPipeline p(po, 1);
+    const torch::Tensor logits = parameter(p, "gate_logits", 48);
+    DOCTEST_REQUIRE(logits.defined());
+    torch::manual_seed(7);
+    {
+      torch::NoGradGuard no_grad;
+      logits.copy_(-1.0 + 1e-4 * torch::randn({48}));  // closed together, nearly tied
+    }
+    p.keep_latents_that_fit(50);
+    const std::vector<int64_t> first = p.transmitted_latents();
+    DOCTEST_REQUIRE(first.size() == 16);
+    // Steps that push every logit down alike, with noise that reorders ties.
+    for (int step = 0; step < 20; ++step) {
+      {
+        torch::NoGradGuard no_grad;
+        logits.sub_(0.003 + 1e-4 * torch::randn({48}));
+      }
+      p.keep_latents_that_fit(50);
+      DOCTEST_CHECK(p.transmitted_latents() == first);
+    }
+  }
+
   DOCTEST_TEST_CASE("latent gates: budgeted training keeps the latents that fit before the projection") {
     // Before the floor every gate closed in the same step (the run then
     // trained one latent until the projection).

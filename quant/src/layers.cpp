@@ -458,7 +458,17 @@ class WeightedLayerImpl : public QLayerImpl {
   torch::Tensor unit_mask() const override { return w_.effective_mask(is_training()); }
   std::vector<int64_t> kept_unit_indices() const override { return w_.kept_units(); }
   void keep_strongest_units(int64_t k) override { w_.keep_strongest_units(k); }
-  void set_min_kept_units(int64_t k) override { w_.min_kept = std::max<int64_t>(1, k); }
+  void set_min_kept_units(int64_t k) override {
+    w_.min_kept = std::max<int64_t>(1, k);
+    if (!w_.gates || k <= 1) return;
+    // The units the floor keeps get logits >= 0 (open as they are), so the
+    // kept set stays the same from step to step: pushed alike, the logits
+    // would tie, and a set that changed every step trained no latent.
+    torch::NoGradGuard no_grad;
+    const int64_t need = std::min<int64_t>(k, static_cast<int64_t>(w_.mask.sum().item<double>()));
+    const torch::Tensor top = std::get<1>((w_.gate_logits - 1e30 * (1 - w_.mask)).topk(need));
+    w_.gate_logits.index_copy_(0, top, w_.gate_logits.index_select(0, top).clamp_min(0.0));
+  }
   FixedPointQuantizer weight_quantizer() const override { return w_.wq; }
   void prune_to(double s) override { w_.prune_to(s); }
   torch::Tensor group_lasso() const override { return (w_.unit_norms() * w_.mask).sum(); }
