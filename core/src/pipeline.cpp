@@ -482,16 +482,22 @@ int EconTPipeline::latent_bits() const {
   return impl_->encoder->stack->layers().back()->output_quantizer()->export_type().width;
 }
 
+namespace {
+// Each latent's integer width as export rounds it (integer bits of the
+// range + rounded fractional bits; the fixed width without learned bits),
+// sent or not: [n] doubles on the CPU.
+torch::Tensor latent_width_per_unit(const FixedPointQuantizer& q, int64_t n, int fixed_width) {
+  if (!q->options().learnable()) return torch::full({n}, static_cast<double>(fixed_width), torch::kDouble);
+  return q->bits().detach().to(torch::kCPU, torch::kDouble).round().clamp_min(0).expand({1, n}).flatten().contiguous();
+}
+}  // namespace
+
 std::vector<int> EconTPipeline::latent_widths() const {
   const auto q = impl_->encoder->stack->layers().back()->output_quantizer();
   const int64_t n = impl_->options.latent();
-  std::vector<int> out(static_cast<size_t>(n), latent_bits());
-  if (q->options().learnable()) {
-    // Integer widths as export rounds them: integer bits of the range + rounded fractional bits.
-    const torch::Tensor w =
-        q->bits().detach().to(torch::kCPU).to(torch::kDouble).round().clamp_min(0).expand({1, n}).contiguous();
-    for (int64_t k = 0; k < n; ++k) out[k] = static_cast<int>(w.data_ptr<double>()[k]);
-  }
+  std::vector<int> out(static_cast<size_t>(n));
+  const torch::Tensor w = latent_width_per_unit(q, n, latent_bits());
+  for (int64_t k = 0; k < n; ++k) out[k] = static_cast<int>(w.data_ptr<double>()[k]);
   // Latents whose gates are closed are not sent.
   std::vector<char> sent(static_cast<size_t>(n), 0);
   for (int64_t k : transmitted_latents()) sent[static_cast<size_t>(k)] = 1;
@@ -719,9 +725,7 @@ void EconTPipeline::keep_latents_that_fit(int64_t max_payload_bits) {
   const int64_t n = impl_->options.latent();
   // Current integer widths (as the exact payload counts them), in the order
   // of the gate logits, strongest first: the longest prefix that fits.
-  torch::Tensor width = torch::full({n}, static_cast<double>(latent_bits()), torch::kDouble);
-  if (q->options().learnable())
-    width = q->bits().detach().to(torch::kCPU, torch::kDouble).round().clamp_min(0).expand({1, n}).flatten();
+  const torch::Tensor width = latent_width_per_unit(q, n, latent_bits());
   const torch::Tensor logits = layer->named_parameters(false)["gate_logits"].detach().to(torch::kCPU);
   const torch::Tensor order = std::get<1>(logits.sort(0, /*descending=*/true));
   const torch::Tensor used = width.index_select(0, order).cumsum(0);
