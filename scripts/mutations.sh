@@ -56,7 +56,7 @@ mutations=(
   "per-latent-hls-truncation-skipped|quant/src/hls.cpp|            if (!l.channel_fractional.empty()) {|            if (false) {|emitted projects"
   "per-latent-qonnx-truncation-skipped|quant/src/qonnx.cpp|        if (!l.channel_fractional.empty()) x = g.channel_truncation(x, l, p + \"_channel_quant\");|        (void)0;|python.qonnx"
   "per-latent-projection-ignores-budget|core/src/pipeline.cpp|    (total(widths(m, sent)) <= budget ? b : a) = m;|    b = -64.0;|per-latent bits"
-  "per-latent-leftover-bits-unused|core/src/pipeline.cpp|    if (used + 1 <= budget && w[k] + 1 <= hi) {|    if (false) {|per-latent bits"
+  "per-latent-leftover-bits-unused|core/src/pipeline.cpp|    if (used + 1 <= budget && w[k] + 1 <= hi) {|    if (false) {|per-latent bits|leftover bits away"
   "energy-projection-keeps-units|core/src/pipeline.cpp|  while (!limits.empty() && over() && drop_weakest_hidden_unit(impl_->encoder->stack)) ++removed;|  (void)0;|an EBOPs budget"
   "dsp-projection-skipped|core/src/pipeline.cpp|  if (limits.count(\"dsp\")) {|  if (false) {|a DSP budget"
   "dsp-widths-not-pinned|core/src/pipeline.cpp|    fit_encoder_energy({});  // freezes and pins every learned width|    (void)0;|a DSP budget"

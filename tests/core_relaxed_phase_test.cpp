@@ -162,6 +162,43 @@ DOCTEST_TEST_SUITE("relaxed phase") {
     DOCTEST_CHECK(d[1].weight_shape[0] == 1);
   }
 
+  DOCTEST_TEST_CASE("per-latent widths: the projection gives leftover bits away when the widths are tied") {
+    // Now that the relaxed phase narrows the widths, training often ends
+    // where one common shift fits exactly; tied widths force the leftover
+    // step: 16 equal widths can only shift to multiples of 16 bits.
+    const auto po = ddaq::PipelineOptions()
+                        .latent(16)
+                        .learn_latent_bits(true)
+                        .latent_bits(3)
+                        .latent_integer_bits(2)
+                        .per_latent_bits(true);
+    ddaq::EconTPipeline p(po, 1);
+    const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(64).seed(2).pileup_mu(5));
+    p.train(true);
+    p.forward(torch::from_blob(const_cast<float*>(t.calq.data()), {64, 48}, torch::kFloat).clone());  // ranges
+    const torch::Tensor f = parameter(p, "output.fractional_bits", 16);
+    DOCTEST_REQUIRE(f.defined());
+    torch::Tensor range;
+    for (const auto& kv : p.named_state())
+      if (kv.first.size() > 12 && kv.first.compare(kv.first.size() - 12, 12, "output.range") == 0 &&
+          kv.second.numel() == 16)
+        range = kv.second;
+    DOCTEST_REQUIRE(range.defined());
+    {
+      torch::NoGradGuard no_grad;
+      range.fill_(3.0);  // latents up to 3: 2 integer bits (a latent of an untrained encoder is far smaller)
+      f.fill_(1.0);      // every latent 3 bits wide
+    }
+    p.fit_latent_payload(18);  // 1 e-link
+    const std::vector<int> widths = p.latent_widths();
+    int total = 0;
+    for (int w : widths) {
+      total += w;
+      DOCTEST_CHECK(w >= 1);
+    }
+    DOCTEST_CHECK(total == 18);  // 16 x 1 bit + the 2 left over
+  }
+
   DOCTEST_TEST_CASE("learned bits past a limit come back inside it and hear the budget again") {
     ddaq::FixedPointQuantizer q(ddaq::QuantizerOptions(ddaq::FixedPointType(6, 2, false))
                                     .learnable(true)
