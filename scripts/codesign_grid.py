@@ -11,7 +11,7 @@ ratio (goal <= 1.05) and the budgeted run's time over the mean grid point's
 (goal <= 2).
 
   /usr/bin/python3 scripts/codesign_grid.py --config experiments/econt/codesign.json \
-      --elinks 2,3,4 -o runs/codesign_grid --jobs 2
+      --elinks 2,3,4 -o runs/codesign_grid --jobs 2 [--seed S] [--raise-silent-units on|off]
 
 Needs `ddaq` on PATH (build/core). Writes OUT/budgeted (the sweep),
 OUT/grid/<design> (fixed runs) and OUT/grid.csv.
@@ -51,14 +51,29 @@ def main():
     ap.add_argument("--max-bits", type=int, default=9)
     ap.add_argument("-o", "--output", default="runs/codesign_grid")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=None, help="training.seed of every run (default: the config's)")
+    ap.add_argument("--raise-silent-units", choices=["on", "off"], default=None,
+                    help="training.raise_silent_units of every run (default: the config's)")
     a = ap.parse_args()
     targets = [int(x) for x in a.elinks.split(",")]
     out = os.path.abspath(a.output)
     os.makedirs(out + "/grid", exist_ok=True)
 
+    # The config as every run here uses it (its own copy in OUT, so paths are absolute).
+    base = json.load(open(a.config))
+    cfg_dir = os.path.dirname(os.path.abspath(a.config))
+    surrogate = os.path.normpath(os.path.join(cfg_dir, base["training"]["surrogate"]))
+    base["training"]["surrogate"] = surrogate
+    if a.seed is not None:
+        base["training"]["seed"] = a.seed
+    if a.raise_silent_units is not None:
+        base["training"]["raise_silent_units"] = a.raise_silent_units == "on"
+    config = out + "/config.json"
+    json.dump(base, open(config, "w"), indent=1)
+
     # 1. The budgeted runs (and the data every run here uses).
     t0 = time.time()
-    sweep = ["ddaq", "sweep", a.config, "--budget", "elinks=" + a.elinks, "-o", out + "/budgeted", "--jobs",
+    sweep = ["ddaq", "sweep", config, "--budget", "elinks=" + a.elinks, "-o", out + "/budgeted", "--jobs",
              str(a.jobs)]
     if os.path.exists(out + "/budgeted/sweep.json"):
         sweep.append("--resume")
@@ -68,9 +83,6 @@ def main():
     train, test = out + "/budgeted/data/train.h5", out + "/budgeted/data/test.h5"
 
     # 2. The fixed grid: for each L, the widest b with elinks_for(L b) == E.
-    base = json.load(open(a.config))
-    cfg_dir = os.path.dirname(os.path.abspath(a.config))
-    surrogate = os.path.normpath(os.path.join(cfg_dir, base["training"]["surrogate"]))
     designs = []
     for e in targets:
         for latent in [int(x) for x in a.latents.split(",")]:
@@ -86,7 +98,6 @@ def main():
         c["pipeline"].update({"latent": latent, "latent_bits": bits, "latent_integer_bits": min(2, bits),
                               "learn_latent_bits": False})
         c["training"].pop("budgets", None)
-        c["training"]["surrogate"] = surrogate
         cfg = out + "/grid/" + name + ".json"
         json.dump(c, open(cfg, "w"), indent=1)
         log = out + "/grid/" + name + ".log"

@@ -1,6 +1,7 @@
-// The relaxed phase of budgeted training (before the projection): what the
-// optimizer sees must keep every design variable reachable and must not
-// undershoot a budget so far that the design dies.
+// The relaxed phase of budgeted training (before the projection) and the
+// projection after it: what the optimizer sees must keep every design
+// variable reachable, and neither may undershoot a budget so far that the
+// design dies.
 #include <doctest/doctest.h>
 #include <torch/torch.h>
 
@@ -8,10 +9,12 @@
 #include <cmath>
 #include <vector>
 
+#include "ddaq/core/events.h"
 #include "ddaq/core/pipeline.h"
 #include "ddaq/core/synth.h"
 #include "ddaq/core/trainer.h"
 #include "ddaq/quant/layers.h"
+#include "ddaq/surrogates/energy.h"
 #include "ddaq/surrogates/fpga_resources.h"
 #include "test_support.h"
 
@@ -99,6 +102,93 @@ DOCTEST_TEST_SUITE("relaxed phase") {
       p.keep_latents_that_fit(50);
       DOCTEST_CHECK(p.transmitted_latents() == first);
     }
+  }
+
+  DOCTEST_TEST_CASE("training starts with every latent firing (raise_silent_units), without it some never fire") {
+    // Measured on real data: 6 to 8 of 16 ReLU latents were zero on every
+    // wafer after training, and a budget's projection could keep only those.
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    const ddaq::EventTable t = ddaq::EventFileReader(dir.file("train.h5")).read_all();
+    const torch::Tensor calq =
+        torch::from_blob(const_cast<float*>(t.calq.data()), {t.size(), 48}, torch::kFloat).clone();
+    auto silent_latents = [&](ddaq::EconTPipeline& p) {  // latents zero on 99% of the events or more
+      torch::NoGradGuard no_grad;
+      p.train(false);
+      const torch::Tensor fires = (p.forward(calq, false).get("latent") > 0).to(torch::kDouble).mean(0);
+      return std::make_pair((fires < 0.01).sum().item<int64_t>(), fires.min().item<double>());
+    };
+    const auto po = ddaq::PipelineOptions().latent(16).latent_bits(3);
+    // One step at a negligible learning rate: the state is the start's (an
+    // Adam step at the default rate moves every weight by 3e-3, enough to
+    // move a latent's median by a few tenths).
+    const auto one_step =
+        ddaq::TrainerOptions().loss("weighted_mse").batch_size(64).seed(4).max_steps(1).learning_rate(1e-9);
+    ddaq::EconTPipeline plain(po, 1);
+    const ddaq::TrainSummary sp =
+        ddaq::train_pipeline(plain, dir.file("train.h5"), ddaq::TrainerOptions(one_step).raise_silent_units(false));
+    DOCTEST_CHECK(sp.raised_units == 0);
+    DOCTEST_REQUIRE(silent_latents(plain).first > 0);  // the problem exists at this seed
+    ddaq::EconTPipeline raised(po, 1);
+    const ddaq::TrainSummary sr = ddaq::train_pipeline(raised, dir.file("train.h5"), one_step);
+    DOCTEST_CHECK(sr.raised_units > 0);
+    const auto after = silent_latents(raised);
+    DOCTEST_CHECK(after.first == 0);
+    DOCTEST_CHECK(after.second >= 0.45);  // each latent fires on about half the wafers or more
+  }
+
+  DOCTEST_TEST_CASE("power projection: per-weight widths, one fine outlier: only the outlier narrows") {
+    // The exported weight type is as wide as the largest integer bits plus
+    // the largest fractional bits of any weight, and the energy model
+    // charges that width on every multiply: one weight with many fractional
+    // bits makes the whole layer expensive. Cutting a bit from every weight
+    // for it zeroed most of them (main_power_half.json died at the projection).
+    const auto po = ddaq::PipelineOptions().learn_weight_bits(true);
+    ddaq::EconTPipeline p(po, 1);
+    torch::Tensor f, w;
+    for (const auto& kv : p.named_parameters()) {
+      if (kv.first.find("encoder.dense") == 0 && kv.first.find("weight_quant.fractional_bits") != std::string::npos)
+        f = kv.second;
+      if (kv.first.find("encoder.dense") == 0 && kv.first.size() > 7 &&
+          kv.first.compare(kv.first.size() - 7, 7, ".weight") == 0)
+        w = kv.second;
+    }
+    DOCTEST_REQUIRE(f.defined());
+    DOCTEST_REQUIRE(w.defined());
+    DOCTEST_REQUIRE(f.numel() == w.numel());
+    // The largest weight (the layer's largest integer bits) gets 14
+    // fractional bits, the others 8.
+    const int64_t outlier = w.abs().flatten().argmax().item<int64_t>();
+    auto set_outlier = [&](double bits) {
+      torch::NoGradGuard no_grad;
+      f.fill_(8.0);
+      f.view({-1})[outlier] = bits;
+    };
+    auto dense_values = [](const ddaq::ModelDescription& d) {  // the dense layer's weights, as real values
+      for (const auto& l : d)
+        if (l.kind == ddaq::LayerKind::Dense) {
+          std::vector<double> v;
+          for (int64_t r : l.weight_raw) v.push_back(std::ldexp(static_cast<double>(r), -l.weight_type.fractional()));
+          return std::make_pair(l.weight_type.width, v);
+        }
+      return std::make_pair(0, std::vector<double>());
+    };
+    // The limit: the power of the same design with the outlier at 9 bits.
+    set_outlier(9.0);
+    const double limit = ddaq::estimate_energy(p.encoder_description()).power_mw;
+    set_outlier(14.0);
+    const ddaq::ModelDescription before = p.encoder_description();
+    const auto b = dense_values(before);
+    DOCTEST_REQUIRE(ddaq::estimate_energy(before).power_mw > limit);
+    DOCTEST_CHECK(p.fit_encoder_energy({{"power_mw", limit}}) >= 1);
+    const ddaq::ModelDescription after = p.encoder_description();
+    const auto a = dense_values(after);
+    DOCTEST_CHECK(ddaq::estimate_energy(after).power_mw <= limit);  // met
+    DOCTEST_CHECK(a.first < b.first);                               // the type narrowed
+    DOCTEST_REQUIRE(a.second.size() == b.second.size());
+    int64_t changed = 0;
+    for (size_t k = 0; k < a.second.size(); ++k) changed += a.second[k] != b.second[k];
+    DOCTEST_CHECK(changed <= 1);  // every other weight keeps its value
   }
 
   DOCTEST_TEST_CASE("latent gates: budgeted training keeps the latents that fit before the projection") {

@@ -226,6 +226,58 @@ DOCTEST_TEST_SUITE("quantized layers") {
     }
   }
 
+  DOCTEST_TEST_CASE(
+      "raise_silent_units: silent units fire on at least half the events after it, the rest are untouched") {
+    torch::manual_seed(7);
+    ddaq::QuantizedStack s(std::vector<int64_t>{1, 6, 6});
+    s->input(FixedPointType(10, 3, false));
+    s->conv(ddaq::QConvOptions(1, 4, 3).output(FixedPointType(16, 6)));
+    s->relu(FixedPointType(8, 3, false, Rounding::RND, Overflow::SAT));  // smallest step 1/32
+    s->dense(ddaq::QLinearOptions(64, 12).pruning(ddaq::PruningOptions().gates(true)).output(FixedPointType(16, 6)));
+    s->relu(FixedPointType(3, 2, false, Rounding::RND, Overflow::SAT));  // 0.5: as the ECON-T latent
+    const auto conv = s->layers()[1], dense = s->layers()[3];
+    auto param = [](const std::shared_ptr<ddaq::QLayerImpl>& l, const char* name) {
+      return l->named_parameters(false)[name];
+    };
+    {
+      torch::NoGradGuard no_grad;
+      param(conv, "bias")[0] = -3.0;                     // a silent filter
+      param(dense, "bias").narrow(0, 0, 4).fill_(-6.0);  // silent latents
+      param(dense, "bias")[4] = 2.0;                     // a live one
+      param(dense, "gate_logits")[11] = -5.0;            // a closed gate: not sent, left alone
+    }
+    const torch::Tensor x = torch::rand({2000, 1, 6, 6}) * 2.0;  // non-negative, as charges are
+    auto fires = [&](int64_t upto) {                             // per unit: share of outputs > 0 after layer `upto`
+      torch::NoGradGuard no_grad;
+      s->eval();
+      torch::Tensor h = x;
+      for (int64_t i = 0; i <= upto; ++i) h = s->layers()[static_cast<size_t>(i)]->forward(h);
+      return (h > 0).to(torch::kDouble).transpose(0, 1).reshape({h.size(1), -1}).mean(1);
+    };
+    DOCTEST_REQUIRE(fires(2)[0].item<double>() < 0.01);
+    DOCTEST_REQUIRE(fires(4).narrow(0, 0, 4).max().item<double>() < 0.01);
+    const torch::Tensor conv_bias = param(conv, "bias").detach().clone();
+    const torch::Tensor dense_bias = param(dense, "bias").detach().clone();
+    s->train();
+    const int64_t raised = s->raise_silent_units(x);
+    DOCTEST_CHECK(s->is_training());  // mode restored
+    const torch::Tensor conv_after = fires(2), dense_after = fires(4);
+    DOCTEST_CHECK(conv_after.min().item<double>() >= 0.45);
+    for (int64_t u = 0; u < 11; ++u) DOCTEST_CHECK(dense_after[u].item<double>() >= 0.45);
+    DOCTEST_CHECK(dense_after[11].item<double>() == 0.0);
+    // Only silent units moved, only upwards; the count is theirs.
+    const torch::Tensor dc = param(conv, "bias").detach() - conv_bias, dd = param(dense, "bias").detach() - dense_bias;
+    DOCTEST_CHECK((dc >= 0).all().item<bool>());
+    DOCTEST_CHECK((dd >= 0).all().item<bool>());
+    DOCTEST_CHECK(dc[0].item<double>() > 0);
+    DOCTEST_CHECK(dd.narrow(0, 0, 4).min().item<double>() > 0);
+    DOCTEST_CHECK(dd[4].item<double>() == 0.0);
+    DOCTEST_CHECK(dd[11].item<double>() == 0.0);
+    DOCTEST_CHECK(raised == (dc != 0).sum().item<int64_t>() + (dd != 0).sum().item<int64_t>());
+    // Running it again finds nothing silent.
+    DOCTEST_CHECK(s->raise_silent_units(x) == 0);
+  }
+
   DOCTEST_TEST_CASE("per-element widths (shared integer bits): one type plus a truncation, on each element's grid") {
     torch::manual_seed(21);
     ddaq::QuantizedStack s(std::vector<int64_t>{10});

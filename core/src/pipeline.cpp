@@ -198,6 +198,7 @@ class ModuleStage : public Stage {
     module().train(on);
   }
   void to(const std::string& device) override { module().to(torch::Device(device)); }
+  bool training() const { return training_; }
 
  protected:
   virtual torch::nn::Module& module() const = 0;
@@ -686,17 +687,30 @@ int EconTPipeline::fit_encoder_energy(const std::map<std::string, double>& limit
   for (auto q : learned)
     if (limits.empty()) q->set_range_frozen(true);
   int removed = 0;
+  // Per quantizer, its elements that can still lose a fractional bit.
+  auto narrowable = [&](const FixedPointQuantizer& q) {
+    const double narrowest = q->options().type().is_signed ? 2 : 1;
+    return fractional(q) > narrowest - q->integer_bits();
+  };
   while (!limits.empty() && over()) {
+    // The quantizer whose exported type is widest (the energy model charges
+    // that width on every multiply and accumulator).
     FixedPointQuantizer widest{nullptr};
-    double widest_bits = 0;
+    int widest_bits = 0;
     for (const auto& q : learned) {
-      const double w = q->bits().max().item<double>(), narrowest = q->options().type().is_signed ? 2 : 1;
-      if (w > narrowest && w > widest_bits) widest = q, widest_bits = w;
+      const int w = q->export_type().width;
+      if (narrowable(q).any().item<bool>() && w > widest_bits) widest = q, widest_bits = w;
     }
     if (!widest) break;
-    const double narrowest = widest->options().type().is_signed ? 2 : 1;
-    const torch::Tensor f = torch::max(fractional(widest) - 1, narrowest - widest->integer_bits());
-    widest->set_fractional_bits(f, /*freeze_range=*/true);
+    // Only its elements with the most fractional bits lose one (all of them
+    // for one shared width): the exported width is the largest integer bits
+    // plus the largest fractional bits, so this narrows the type by a bit
+    // at the cost of the fewest weights. Cutting every element instead
+    // zeroed most weights of a per-weight layer whose type one outlier made
+    // 22 bits wide (measured: main_power_half.json died at the projection).
+    const torch::Tensor fr = fractional(widest), can = narrowable(widest);
+    const torch::Tensor finest = can & (fr >= fr.masked_select(can).max());
+    widest->set_fractional_bits(torch::where(finest, fr - 1, fr), /*freeze_range=*/true);
     ++removed;
   }
   // Widths alone did not reach the limit (fixed weights, a low limit):
@@ -716,6 +730,28 @@ int EconTPipeline::fit_encoder_energy(const std::map<std::string, double>& limit
 
 void EconTPipeline::pin_encoder_bits() {
   for (auto& qf : impl_->pinned_encoder_bits) qf.first->set_fractional_bits(qf.second, true);
+}
+
+int64_t EconTPipeline::raise_silent_units(const at::Tensor& calq, const std::vector<std::string>& frozen) {
+  auto is_frozen = [&](const std::string& stage) {
+    return std::find(frozen.begin(), frozen.end(), stage) != frozen.end();
+  };
+  if (calq.dim() != 2 || calq.size(1) != 48) throw Error("pipeline: expected charges of shape [N, 48]");
+  torch::NoGradGuard no_grad;
+  const bool was = impl_->frontend->training();
+  impl_->frontend->train(false);  // hard zero suppression, as exported
+  NamedTensors flow;
+  flow.set("calq", calq.to(torch::kFloat));
+  impl_->frontend->forward(flow);
+  impl_->frontend->train(was);
+  const torch::Tensor grid = impl_->layout->to_grid(flow.get("normalized"));
+  int64_t raised = is_frozen("encoder") ? 0 : impl_->encoder->stack->raise_silent_units(grid);
+  const bool enc_was = impl_->encoder->stack->is_training();
+  impl_->encoder->stack->eval();
+  const torch::Tensor latent = impl_->encoder->stack->forward(grid).reshape({calq.size(0), -1});
+  impl_->encoder->stack->train(enc_was);
+  if (!is_frozen("classifier")) raised += impl_->classifier->stack->raise_silent_units(latent);
+  return raised;
 }
 
 void EconTPipeline::keep_latents_that_fit(int64_t max_payload_bits) {

@@ -45,7 +45,7 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
                     "ebops_weight", "power_weight", "validation", "validation_events", "patience", "checkpoint_every", "device",
                     "pileup_pool", "pileup_mu", "pileup_mu_min", "noise", "qat_start_step", "prune_sparsity", "prune_start_step",
                     "prune_end_step", "prune_every", "budgets", "budget_penalty", "budget_update_every",
-                    "finetune_fraction"});
+                    "finetune_fraction", "raise_silent_units"});
   TrainerOptions o;
   o.epochs(static_cast<int>(c.integer("epochs", o.epochs(), 1, 100000)))
       .max_steps(c.integer("max_steps", o.max_steps(), -1))
@@ -54,6 +54,7 @@ TrainerOptions TrainerOptions::from_config(const Config& c, const std::string& b
       .weight_decay(c.number("weight_decay", o.weight_decay(), 0.0, 10.0))
       .bits_learning_rate(c.number("bits_learning_rate", o.bits_learning_rate(), 0.0, 10.0))
       .seed(static_cast<uint64_t>(c.integer("seed", static_cast<int64_t>(o.seed()), 0)))
+      .raise_silent_units(c.boolean("raise_silent_units", o.raise_silent_units()))
       .threads(static_cast<int>(c.integer("threads", o.threads(), 1, 256)))
       .loss(c.string("loss", o.loss()))
       .reconstruction_weight(c.number("reconstruction_weight", o.reconstruction_weight(), 0.0))
@@ -116,6 +117,7 @@ std::string TrainSummary::to_text() const {
                 epochs, seconds, events_per_second, world_size, world_size == 1 ? "" : "s");
   std::string s = buf;
   if (resumed_at_step > 0) s += "; resumed at step " + std::to_string(resumed_at_step);
+  if (raised_units > 0) s += "; " + std::to_string(raised_units) + " silent units raised at start";
   if (empty_wafers_skipped > 0) s += "; " + std::to_string(empty_wafers_skipped) + " empty wafers skipped";
   if (best_epoch > 0) {
     std::snprintf(buf, sizeof buf, "; kept epoch %d (validation EMD %.4f)%s", best_epoch, best_validation_emd,
@@ -333,6 +335,17 @@ class TrainingRun {
       }
       summary_.resumed_at_step = pos_.step;
       if (writer() && !metrics_path.empty()) truncate_metrics(metrics_path, pos_.step);
+    }
+    if (!o_.resume() && o_.raise_silent_units()) {
+      // The same events on every rank (the file's first), so every rank
+      // raises alike; the broadcast below makes it certain.
+      const EventFileReader reader(train_file_);
+      const int64_t n = std::min<int64_t>(4096, reader.size());
+      std::vector<float> calq(static_cast<size_t>(n) * 48);
+      reader.read(0, n, calq.data(), nullptr);
+      const torch::Tensor x =
+          torch::from_blob(calq.data(), {n, 48}, torch::kFloat).to(device_, torch::kFloat, false, /*copy=*/true);
+      summary_.raised_units = pipeline_.raise_silent_units(x, o_.frozen());
     }
     if (comm_) {
       std::vector<at::Tensor> state;

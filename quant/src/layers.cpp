@@ -439,6 +439,7 @@ class ActivationImpl : public QLayerImpl {
     return d;
   }
   torch::Tensor ebops(const torch::Tensor&) const override { return torch::zeros({}); }
+  bool rectifies() const override { return kind_ == LayerKind::Relu; }
   LayerKind kind() const { return kind_; }
 
  private:
@@ -506,6 +507,12 @@ class DenseImpl : public WeightedLayerImpl {
   }
   std::vector<int64_t> output_shape() const override { return {o_.out()}; }
   FixedPointQuantizer output_quantizer() const override { return w_.outq; }
+  bool add_to_bias(const torch::Tensor& delta) override {
+    if (!o_.bias()) return false;
+    torch::NoGradGuard no_grad;
+    w_.bias.add_(delta.to(w_.bias.device(), w_.bias.scalar_type()));
+    return true;
+  }
   LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
                             const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
     check_activation_export(w_.outq, name_);
@@ -638,6 +645,12 @@ class ConvImpl : public WeightedLayerImpl {
     return w_.outq->forward(conv(x, w, b));
   }
   std::vector<int64_t> output_shape() const override { return out_shape_; }
+  bool add_to_bias(const torch::Tensor& delta) override {
+    if (!o_.bias() || o_.batchnorm()) return false;
+    torch::NoGradGuard no_grad;
+    w_.bias.add_(delta.to(w_.bias.device(), w_.bias.scalar_type()));
+    return true;
+  }
   FixedPointQuantizer output_quantizer() const override { return w_.outq; }
 
   LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
@@ -813,6 +826,46 @@ torch::Tensor QuantizedStackImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = x;
   for (const auto& l : layers_) y = l->forward(y);
   return y;
+}
+
+int64_t QuantizedStackImpl::raise_silent_units(const torch::Tensor& x) {
+  torch::NoGradGuard no_grad;
+  const bool was = is_training();
+  eval();
+  int64_t raised = 0;
+  torch::Tensor h = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    torch::Tensor y = layers_[i]->forward(h);
+    const torch::Tensor kept = layers_[i]->unit_mask();  // hard gates in evaluation mode
+    if (kept.defined() && i + 1 < layers_.size() && layers_[i + 1]->rectifies()) {
+      const double step = std::exp2(-layers_[i + 1]->output_quantizer()->options().type().fractional());
+      const int64_t units = y.size(1);  // dense [N, U], conv [N, C, H, W]
+      const torch::Tensor sent = kept.to(torch::kDouble) > 0;
+      torch::Tensor moved = torch::zeros_like(sent);
+      // A few passes: the bias is quantized, so one raise can round to just
+      // below the step.
+      for (int pass = 0; pass < 4; ++pass) {
+        const torch::Tensor median = std::get<0>(y.transpose(0, 1).reshape({units, -1}).median(1)).to(torch::kDouble);
+        const torch::Tensor silent = sent & (median < step);
+        if (!silent.any().item<bool>()) break;
+        // A sixteenth of a step above the first: many wafers can share the
+        // median value (e.g. the bias alone, for wafers that leave the
+        // layer's inputs at zero), and on the rounding edge a change of
+        // 1e-9 silenced them again. (Higher starts, half a step above or
+        // where the layer's firing units typically sit, made budgeted runs
+        // with learned latent widths worse on synthetic data:
+        // scripts/codesign_grid.py.)
+        const torch::Tensor delta = (step * (1.0 + 1.0 / 16) - median) * silent.to(torch::kDouble);
+        if (!layers_[i]->add_to_bias(delta)) break;
+        moved = moved | silent;
+        y = layers_[i]->forward(h);
+      }
+      raised += moved.sum().item<int64_t>();
+    }
+    h = y;
+  }
+  train(was);
+  return raised;
 }
 
 ModelDescription QuantizedStackImpl::describe(const std::vector<int64_t>& kept_inputs,

@@ -152,6 +152,11 @@ class EconTPipeline {
   // widest layer first. Without it a LUT budget closed every filter gate in
   // one step (measured: main.json with learned filters at half its LUT).
   void keep_units_that_fit(const std::map<std::string, double>& limits);
+  // A data-aware start (QuantizedStackImpl::raise_silent_units) for the
+  // encoder and then the classifier, on charges `calq` [N, 48]: units that
+  // would be zero on most of these events get their bias raised. Returns
+  // the number of units raised. Stages named in `frozen` are left alone.
+  int64_t raise_silent_units(const at::Tensor& calq, const std::vector<std::string>& frozen = {});
   // After every optimizer step: learned fractional bits back inside their
   // limits (FixedPointQuantizerImpl::clamp_to_limits).
   void clamp_bits_to_limits();
@@ -166,9 +171,11 @@ class EconTPipeline {
   void pin_encoder_gates();
   // Projection onto "ebops" and "power_mw" budgets (the exact EBOPs and 45 nm
   // power of the described encoder, as `ddaq eval` reports them): while a
-  // limit is exceeded, the widest learned width of the encoder (its input,
-  // or one layer's weights) loses one fractional bit (widths stay >= 1 bit,
-  // >= 2 signed); if the narrowest widths still exceed it, hidden units go
+  // limit is exceeded, the learned quantizer of the encoder (its input, or
+  // one layer's weights) whose exported type is widest loses one fractional
+  // bit in the elements that have the most (all elements of a shared width;
+  // widths stay >= 1 bit, >= 2 signed); if the narrowest widths still
+  // exceed it, hidden units go
   // (the weakest of the layer with the most, as fit_encoder_resources;
   // never the latents) while it is exceeded. Every learned
   // width of the encoder is then frozen, its range too, and pinned after
