@@ -142,7 +142,7 @@ DOCTEST_TEST_SUITE("relaxed phase") {
     // the largest fractional bits of any weight, and the energy model
     // charges that width on every multiply: one weight with many fractional
     // bits makes the whole layer expensive. Cutting a bit from every weight
-    // for it zeroed most of them (main_power_half.json died at the projection).
+    // for it zeroed most of them (a real-data power budget at half died at the projection, docs/codesign.md).
     const auto po = ddaq::PipelineOptions().learn_weight_bits(true);
     ddaq::EconTPipeline p(po, 1);
     torch::Tensor f, w;

@@ -707,7 +707,7 @@ int EconTPipeline::fit_encoder_energy(const std::map<std::string, double>& limit
     // plus the largest fractional bits, so this narrows the type by a bit
     // at the cost of the fewest weights. Cutting every element instead
     // zeroed most weights of a per-weight layer whose type one outlier made
-    // 22 bits wide (measured: main_power_half.json died at the projection).
+    // 22 bits wide (measured: a real-data power budget at half died at the projection).
     const torch::Tensor fr = fractional(widest), can = narrowable(widest);
     const torch::Tensor finest = can & (fr >= fr.masked_select(can).max());
     widest->set_fractional_bits(torch::where(finest, fr - 1, fr), /*freeze_range=*/true);
