@@ -278,6 +278,43 @@ DOCTEST_TEST_SUITE("quantized layers") {
     DOCTEST_CHECK(s->raise_silent_units(x) == 0);
   }
 
+  DOCTEST_TEST_CASE("raise_silent_units: a learned ReLU width counts, per unit (a narrowed latent is raised)") {
+    // After a budget's projection a latent may keep only a coarse step: its
+    // outputs then round to zero although they are far above the configured
+    // type's step. The raise must measure against the step forward uses.
+    torch::manual_seed(3);
+    ddaq::QuantizedStack s(std::vector<int64_t>{8});
+    s->input(FixedPointType(10, 3, false));
+    s->dense(ddaq::QLinearOptions(8, 4).output(FixedPointType(16, 6)));
+    s->relu(ddaq::QuantizerOptions(FixedPointType(9, 1, false, Rounding::RND, Overflow::SAT))
+                .learnable(true)
+                .granularity(ddaq::Granularity::PerChannel)
+                .shared_integer_bits(true));  // configured step 1/256
+    const auto dense = s->layers()[1];
+    const torch::Tensor x = torch::rand({2000, 8}) * 0.01;  // the weights barely matter: the bias sets each unit
+    {
+      torch::NoGradGuard no_grad;
+      dense->named_parameters(false)["bias"].copy_(torch::tensor({0.1, 0.1, 0.1, 1.0}));
+    }
+    s->train();
+    s->forward(x);  // the ReLU's ranges (integer bits) from what it sees
+    s->layers()[2]->output_quantizer()->set_fractional_bits(torch::tensor({8.0, 8.0, 1.0, 1.0}), true);
+    auto fires = [&] {
+      torch::NoGradGuard no_grad;
+      s->eval();
+      return (s->forward(x) > 0).to(torch::kDouble).mean(0);
+    };
+    DOCTEST_REQUIRE(fires()[2].item<double>() < 0.01);  // 0.1 rounds to 0 with step 1/2
+    DOCTEST_REQUIRE(fires()[0].item<double>() > 0.99);  // and fires with step 1/256
+    const torch::Tensor before = dense->named_parameters(false)["bias"].detach().clone();
+    DOCTEST_CHECK(s->raise_silent_units(x) == 1);
+    const torch::Tensor after = fires();
+    DOCTEST_CHECK(after[2].item<double>() >= 0.45);
+    const torch::Tensor moved = dense->named_parameters(false)["bias"].detach() != before;
+    DOCTEST_CHECK(moved.sum().item<int64_t>() == 1);
+    DOCTEST_CHECK(moved[2].item<bool>());
+  }
+
   DOCTEST_TEST_CASE("per-element widths (shared integer bits): one type plus a truncation, on each element's grid") {
     torch::manual_seed(21);
     ddaq::QuantizedStack s(std::vector<int64_t>{10});

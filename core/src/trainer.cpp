@@ -118,6 +118,7 @@ std::string TrainSummary::to_text() const {
   std::string s = buf;
   if (resumed_at_step > 0) s += "; resumed at step " + std::to_string(resumed_at_step);
   if (raised_units > 0) s += "; " + std::to_string(raised_units) + " silent units raised at start";
+  if (raised_after_projection > 0) s += "; " + std::to_string(raised_after_projection) + " raised after the projection";
   if (empty_wafers_skipped > 0) s += "; " + std::to_string(empty_wafers_skipped) + " empty wafers skipped";
   if (best_epoch > 0) {
     std::snprintf(buf, sizeof buf, "; kept epoch %d (validation EMD %.4f)%s", best_epoch, best_validation_emd,
@@ -336,17 +337,9 @@ class TrainingRun {
       summary_.resumed_at_step = pos_.step;
       if (writer() && !metrics_path.empty()) truncate_metrics(metrics_path, pos_.step);
     }
-    if (!o_.resume() && o_.raise_silent_units()) {
-      // The same events on every rank (the file's first), so every rank
-      // raises alike; the broadcast below makes it certain.
-      const EventFileReader reader(train_file_);
-      const int64_t n = std::min<int64_t>(4096, reader.size());
-      std::vector<float> calq(static_cast<size_t>(n) * 48);
-      reader.read(0, n, calq.data(), nullptr);
-      const torch::Tensor x =
-          torch::from_blob(calq.data(), {n, 48}, torch::kFloat).to(device_, torch::kFloat, false, /*copy=*/true);
-      summary_.raised_units = pipeline_.raise_silent_units(x, o_.frozen());
-    }
+    // The same events on every rank (the file's first), so every rank
+    // raises alike; the broadcast below makes it certain.
+    if (!o_.resume() && o_.raise_silent_units()) summary_.raised_units = raise_silent_units();
     if (comm_) {
       std::vector<at::Tensor> state;
       for (const auto& kv : pipeline_.named_state()) state.push_back(kv.second);
@@ -544,6 +537,17 @@ class TrainingRun {
     return lagrangian_ && (o_.budgets().count("elinks") || !fpga_limits().empty() || !energy_limits().empty());
   }
   bool projected() const { return has_projection() && pos_.step >= projection_step_; }
+  // Units that would be zero on most of the training file's first 4,096
+  // events get their bias raised (EconTPipeline::raise_silent_units).
+  int64_t raise_silent_units() {
+    const EventFileReader reader(train_file_);
+    const int64_t n = std::min<int64_t>(4096, reader.size());
+    std::vector<float> calq(static_cast<size_t>(n) * 48);
+    reader.read(0, n, calq.data(), nullptr);
+    const torch::Tensor x =
+        torch::from_blob(calq.data(), {n, 48}, torch::kFloat).to(device_, torch::kFloat, false, /*copy=*/true);
+    return pipeline_.raise_silent_units(x, o_.frozen());
+  }
   void project() {
     if (o_.budgets().count("elinks")) pipeline_.fit_latent_payload(payload_limit());
     if (!fpga_limits().empty()) pipeline_.fit_encoder_resources(fpga_limits());
@@ -581,7 +585,13 @@ class TrainingRun {
     if (o_.prune_sparsity() > 0 && pos_.step >= o_.prune_start_step() &&
         (pos_.step % o_.prune_every() == 0 || pos_.step == o_.prune_end_step()))
       pipeline_.prune_encoder(pruning_.at(pos_.step));
-    if (has_projection() && pos_.step == projection_step_) project();
+    if (has_projection() && pos_.step == projection_step_) {
+      project();
+      // Again after it: a latent the relaxed phase narrowed (or silenced)
+      // below its pinned step would spend the fine-tune at zero, with no
+      // gradient. Same events on every rank: the ranks stay equal.
+      if (o_.raise_silent_units()) summary_.raised_after_projection = raise_silent_units();
+    }
     WeightedObjective objective;
     add_terms(batch, objective);
     optimizer_->zero_grad();

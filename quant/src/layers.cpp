@@ -838,8 +838,14 @@ int64_t QuantizedStackImpl::raise_silent_units(const torch::Tensor& x) {
     torch::Tensor y = layers_[i]->forward(h);
     const torch::Tensor kept = layers_[i]->unit_mask();  // hard gates in evaluation mode
     if (kept.defined() && i + 1 < layers_.size() && layers_[i + 1]->rectifies()) {
-      const double step = std::exp2(-layers_[i + 1]->output_quantizer()->options().type().fractional());
       const int64_t units = y.size(1);  // dense [N, U], conv [N, C, H, W]
+      // The ReLU's step as its forward uses it now: learned fractional bits
+      // (clamped, rounded) where learnable, per unit where it has one per
+      // unit. After a projection that narrowed a latent, the configured step
+      // would be far below the one that silences it.
+      const auto f = layers_[i + 1]->output_quantizer()->group_fractional_bits();
+      torch::Tensor step = torch::exp2(-torch::tensor(std::vector<double>(f.begin(), f.end()), torch::kDouble));
+      step = (static_cast<int64_t>(f.size()) == units ? step : step.min().expand({units})).to(y.device());
       const torch::Tensor sent = kept.to(torch::kDouble) > 0;
       torch::Tensor moved = torch::zeros_like(sent);
       // A few passes: the bias is quantized, so one raise can round to just

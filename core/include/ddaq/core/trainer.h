@@ -26,8 +26,9 @@ struct TrainerOptions {
   // Learned bit widths move in whole bits: they get their own, larger rate.
   DDAQ_OPTION(double, bits_learning_rate) = 3e-2;
   DDAQ_OPTION(uint64_t, seed) = 1;
-  // Before the first step (not on resume): units that would be zero on most
-  // of the first 4,096 training events get their bias raised
+  // Before the first step (not on resume), and again right after a budget
+  // projection in training: units that would be zero on most of the first
+  // 4,096 training events get their bias raised
   // (EconTPipeline::raise_silent_units). Off: the plain random start, where
   // about half the latents of a ReLU latent layer never fire.
   DDAQ_OPTION(bool, raise_silent_units) = true;
@@ -104,6 +105,7 @@ struct TrainSummary {
   double events_per_second = 0.0;  // training steps only (this run, all ranks)
   int64_t resumed_at_step = 0;     // 0: fresh start
   int64_t raised_units = 0;        // units whose bias the start raised (raise_silent_units)
+  int64_t raised_after_projection = 0;  // and the projection (in training; not when resumed after it)
   int world_size = 1;
   int best_epoch = 0;                // with validation: the epoch kept (1-based)
   double best_validation_emd = 0.0;  // its exact EMD mean (NaN without validation)
