@@ -31,6 +31,13 @@ torch::Tensor parameter(const ddaq::EconTPipeline& p, const std::string& suffix,
 // A fast learning rate moves gates across 0 within the relaxed phase (they
 // start at logit 3); max_steps stops one step before the projection (step
 // 100 of 200), after which the run is projected at its end.
+// 640 synthetic wafers (mu 5) written to DIR/train.h5; returns their charges [N, 48].
+torch::Tensor small_training_file(const ddaq_test::TempDir& dir) {
+  ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+  const ddaq::EventTable t = ddaq::EventFileReader(dir.file("train.h5")).read_all();
+  return torch::from_blob(const_cast<float*>(t.calq.data()), {t.size(), 48}, torch::kFloat).clone();
+}
+
 ddaq::TrainerOptions relaxed_phase_only() {
   return ddaq::TrainerOptions()
       .loss("weighted_mse")
@@ -108,10 +115,7 @@ DOCTEST_TEST_SUITE("relaxed phase") {
     // Measured on real data: 6 to 8 of 16 ReLU latents were zero on every
     // wafer after training, and a budget's projection could keep only those.
     ddaq_test::TempDir dir;
-    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
-    const ddaq::EventTable t = ddaq::EventFileReader(dir.file("train.h5")).read_all();
-    const torch::Tensor calq =
-        torch::from_blob(const_cast<float*>(t.calq.data()), {t.size(), 48}, torch::kFloat).clone();
+    const torch::Tensor calq = small_training_file(dir);
     auto silent_latents = [&](ddaq::EconTPipeline& p) {  // latents zero on 99% of the events or more
       torch::NoGradGuard no_grad;
       p.train(false);
@@ -143,10 +147,7 @@ DOCTEST_TEST_SUITE("relaxed phase") {
     // round to zero (measured on synthetic data: 8 to 11 units per run; the
     // budgeted runs came out 7% worse than the fixed design they ended as).
     ddaq_test::TempDir dir;
-    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
-    const ddaq::EventTable t = ddaq::EventFileReader(dir.file("train.h5")).read_all();
-    const torch::Tensor calq =
-        torch::from_blob(const_cast<float*>(t.calq.data()), {t.size(), 48}, torch::kFloat).clone();
+    const torch::Tensor calq = small_training_file(dir);
     const auto po = ddaq::PipelineOptions().latent(16).latent_bits(9).latent_integer_bits(1).learn_latent_bits(true);
     // Negligible learning rates: what fires is what the start and the
     // projection made, not what training found.
