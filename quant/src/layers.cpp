@@ -477,6 +477,12 @@ class WeightedLayerImpl : public QLayerImpl {
     return w_.gates ? torch::sigmoid(w_.gate_logits).sum() : torch::zeros({});
   }
   double sparsity() const override { return 1.0 - static_cast<double>(w_.kept_units().size()) / w_.units; }
+  bool add_to_bias(const torch::Tensor& delta) override {
+    if (!w_.bias.defined()) return false;  // built without a bias
+    torch::NoGradGuard no_grad;
+    w_.bias.add_(delta.to(w_.bias.device(), w_.bias.scalar_type()));
+    return true;
+  }
 
  protected:
   Weighted w_;
@@ -507,12 +513,6 @@ class DenseImpl : public WeightedLayerImpl {
   }
   std::vector<int64_t> output_shape() const override { return {o_.out()}; }
   FixedPointQuantizer output_quantizer() const override { return w_.outq; }
-  bool add_to_bias(const torch::Tensor& delta) override {
-    if (!o_.bias()) return false;
-    torch::NoGradGuard no_grad;
-    w_.bias.add_(delta.to(w_.bias.device(), w_.bias.scalar_type()));
-    return true;
-  }
   LayerDescription describe(const FixedPointType& input_type, const std::vector<int64_t>& input_shape,
                             const std::vector<int64_t>& kept_inputs, std::vector<int64_t>& kept_outputs) override {
     check_activation_export(w_.outq, name_);
@@ -645,11 +645,9 @@ class ConvImpl : public WeightedLayerImpl {
     return w_.outq->forward(conv(x, w, b));
   }
   std::vector<int64_t> output_shape() const override { return out_shape_; }
+  // With batch norm the shift after the convolution sets the offset, not the bias.
   bool add_to_bias(const torch::Tensor& delta) override {
-    if (!o_.bias() || o_.batchnorm()) return false;
-    torch::NoGradGuard no_grad;
-    w_.bias.add_(delta.to(w_.bias.device(), w_.bias.scalar_type()));
-    return true;
+    return !o_.batchnorm() && WeightedLayerImpl::add_to_bias(delta);
   }
   FixedPointQuantizer output_quantizer() const override { return w_.outq; }
 
