@@ -269,6 +269,54 @@ DOCTEST_TEST_SUITE("relaxed phase") {
     DOCTEST_CHECK(lut(p) <= limit);
   }
 
+  DOCTEST_TEST_CASE("filter gates: a power budget's push keeps the filters that fit") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(640).seed(3).pileup_mu(5), dir.file("train.h5"));
+    // The exact estimate of the design with k filters (fixed bits), each
+    // built on its own: the most filters that fit half the 8-filter power.
+    auto power = [](const ddaq::EconTPipeline& q) { return ddaq::estimate_energy(q.encoder_description()).power_mw; };
+    std::vector<double> by_filters(9, 0.0);
+    for (int k = 1; k <= 8; ++k) by_filters[k] = power(ddaq::EconTPipeline(ddaq::PipelineOptions().conv_filters(k), 1));
+    const double limit = 0.5 * by_filters[8];
+    int most = 0;
+    for (int k = 1; k <= 8; ++k)
+      if (by_filters[k] <= limit) most = k;
+    DOCTEST_REQUIRE(most >= 3);
+    DOCTEST_REQUIRE(most < 8);
+    ddaq::EconTPipeline p(ddaq::PipelineOptions().learn_conv_filters(true), 1);
+    const ddaq::TrainSummary s =
+        ddaq::train_pipeline(p, dir.file("train.h5"), relaxed_phase_only().budgets({{"power_mw", limit}}));
+    // Projected at the end: within the budget, and not the one or two
+    // filters a collapse of the gates leaves (the floor's estimate of the
+    // power may differ from the exact one by a filter).
+    const ddaq::ModelDescription d = p.encoder_description();
+    DOCTEST_MESSAGE("filters kept " << d[1].weight_shape[0] << ", most that fit " << most << ", lambda_power_mw "
+                                    << s.last_epoch.at("lambda_power_mw"));
+    DOCTEST_CHECK(d[1].weight_shape[0] >= most - 1);
+    DOCTEST_CHECK(power(p) <= limit);
+  }
+
+  DOCTEST_TEST_CASE("filter gates: an EBOPs budget's floor keeps the filters that fit, not all of them") {
+    // Both weighted layers' EBOPs are linear in the filters (the conv's
+    // outputs, the dense layer's inputs), so half the EBOPs of the 8-filter
+    // design holds 4 filters (3 where the exact count, which skips weights
+    // that quantize to zero, is below the relaxed one the floor uses).
+    ddaq::EconTPipeline p(ddaq::PipelineOptions().learn_conv_filters(true), 1);
+    double full = 0;
+    for (const auto& l : p.encoder_description()) full += l.ebops;
+    const torch::Tensor logits = parameter(p, "gate_logits", 8);
+    DOCTEST_REQUIRE(logits.defined());
+    {
+      torch::NoGradGuard no_grad;
+      logits.copy_(-torch::arange(1, 9, torch::kFloat));  // every gate closed: the floor decides
+    }
+    p.keep_units_that_fit({{"ebops", 0.5 * full}});
+    const int64_t kept = p.encoder_description()[1].weight_shape[0];
+    DOCTEST_MESSAGE("filters kept " << kept);
+    DOCTEST_CHECK(kept >= 3);
+    DOCTEST_CHECK(kept <= 4);
+  }
+
   DOCTEST_TEST_CASE("hardening gates that are all closed keeps the strongest unit") {
     ddaq::EconTPipeline p(ddaq::PipelineOptions().learn_conv_filters(true), 1);
     const torch::Tensor logits = parameter(p, "gate_logits", 8);

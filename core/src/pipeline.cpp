@@ -769,7 +769,7 @@ void EconTPipeline::keep_latents_that_fit(int64_t max_payload_bits) {
   layer->set_min_kept_units(fit);
 }
 
-void EconTPipeline::keep_units_that_fit(const std::map<std::string, double>& limits) {
+void EconTPipeline::keep_units_that_fit(const std::map<std::string, double>& limits, double fixed_energy_pj) {
   torch::NoGradGuard no_grad;
   std::vector<std::shared_ptr<QLayerImpl>> weighted;
   for (const auto& l : impl_->encoder->stack->layers())
@@ -789,8 +789,41 @@ void EconTPipeline::keep_units_that_fit(const std::map<std::string, double>& lim
     act_bits[i] = shapes[i].act_bits.item<double>();
     count[i] = i + 1 < n ? units[i] : shapes[i].out.item<double>();
   }
+  // Energy budgets: each layer's relaxed EBOPs per open unit at the current
+  // widths; a layer's EBOPs scale with its units and its kept inputs (as
+  // the exact description counts them).
+  const bool energy = limits.count("ebops") + limits.count("power_mw") > 0;
+  std::vector<double> ebops_per_unit(n, 0.0);
+  if (energy) {
+    torch::Tensor bits;
+    size_t i = 0;
+    for (const auto& l : impl_->encoder->stack->layers()) {
+      if (bits.defined() && l->unit_mask().defined() && i < n)
+        ebops_per_unit[i++] = l->ebops(bits).item<double>() / std::max(1e-6, l->unit_mask().sum().item<double>());
+      bits = l->output_quantizer()->bits();
+    }
+  }
+  auto ebops_of = [&] {
+    double ebops = 0;
+    for (size_t i = 0; i < n; ++i) ebops += ebops_per_unit[i] * count[i] * (i > 0 ? count[i - 1] / units[i - 1] : 1.0);
+    return ebops;
+  };
+  const double full_ebops = std::max(1e-9, ebops_of());
   const AnalyticResourceModel& m = AnalyticResourceModel::shipped();
   auto over = [&] {
+    if (energy) {
+      const double ebops = ebops_of();
+      // The rest of the estimate (mostly one add per multiply) shrinks with
+      // the multiplies: kept at the full design's value it was so
+      // conservative that the floor let the gates collapse anyway.
+      const EnergyModel e;
+      const double power =
+          (ebops * e.mult_pj_per_bit_product + fixed_energy_pj * ebops / full_ebops) * (e.inference_rate_hz * 1e-9);
+      if ((limits.count("ebops") && ebops > limits.at("ebops")) ||
+          (limits.count("power_mw") && power > limits.at("power_mw")))
+        return true;
+    }
+    if (!limits.count("lut") && !limits.count("ff")) return false;
     DesignSpec d;
     for (size_t i = 0; i < n; ++i) {
       const double in = per_unit[i] * (i > 0 ? count[i - 1] / units[i - 1] : 1.0);

@@ -572,7 +572,10 @@ class TrainingRun {
     augment(o_, pool_, pos_.epoch, loader_->file_size(), batch);
     if (lagrangian_ && !projected()) {  // floors against gates all closing at once (pipeline.h)
       if (o_.budgets().count("elinks")) pipeline_.keep_latents_that_fit(payload_limit());
-      if (o_.budgets().count("lut") || o_.budgets().count("ff")) pipeline_.keep_units_that_fit(fpga_limits());
+      std::map<std::string, double> unit_limits = fpga_limits();
+      for (const auto& kv : energy_limits()) unit_limits.insert(kv);
+      unit_limits.erase("dsp");  // met by weight widths, not units
+      if (!unit_limits.empty()) pipeline_.keep_units_that_fit(unit_limits, fixed_energy_pj_);
     }
     // Empty wafers (all charges 0) have no shape to reconstruct: the EMD is
     // undefined for them. They are left out of the step (and counted).

@@ -146,12 +146,18 @@ class EconTPipeline {
   // epochs at one latent before the projection). Sending fewer latents
   // than fit never helps; the gates still choose which.
   void keep_latents_that_fit(int64_t max_payload_bits);
-  // The same for hidden units under "lut" / "ff" limits: each hidden layer
-  // keeps at least the units that the FPGA projection would keep from the
-  // design with all of them (and the latents sent now), removing from the
-  // widest layer first. Without it a LUT budget closed every filter gate in
-  // one step (measured: main.json with learned filters at half its LUT).
-  void keep_units_that_fit(const std::map<std::string, double>& limits);
+  // The same for hidden units under "lut" / "ff" / "ebops" / "power_mw"
+  // limits: each hidden layer keeps at least the units that fit the limits
+  // in the design with all of them (and the latents sent now), removing
+  // from the widest layer first. LUT/FF from the analytic FPGA model; EBOPs
+  // from each layer's relaxed EBOPs per open unit at the current widths,
+  // scaled by its units and kept inputs; power from those EBOPs as the
+  // relaxed power term computes it, with `fixed_energy_pj` (the rest of the
+  // full design's estimate, mostly adds) scaled like the EBOPs. Without
+  // it a LUT budget closed every filter gate in one step (measured:
+  // main.json with learned filters at half its LUT), and so did a power
+  // budget (main.json, 32 filters, half its power: 3.6 mW of 54.6).
+  void keep_units_that_fit(const std::map<std::string, double>& limits, double fixed_energy_pj = 0.0);
   // A data-aware start (QuantizedStackImpl::raise_silent_units) for the
   // encoder and then the classifier, on charges `calq` [N, 48]: units that
   // would be zero on most of these events get their bias raised. Returns
