@@ -95,7 +95,9 @@ std::string config_dir(const std::string& path) {
 
 }  // namespace
 
-void check_top_level(const Config& config) { config.reject_unknown({"name", "description", "data", "pipeline", "training"}); }
+void check_top_level(const Config& config) {
+  config.reject_unknown({"name", "description", "data", "pipeline", "graph", "training"});
+}
 
 Config with_budget_options(const Config& config, const std::vector<std::string>& specs) {
   if (specs.empty()) return config;
@@ -246,7 +248,6 @@ struct TrainRequest {
 // (rank 0 only when data parallel). The checkpoint is RUN/checkpoint.pt.
 TrainSummary train_step(const Config& config, const std::string& config_path, const std::string& train_file,
                         const std::string& run, const TrainRequest& request, Communicator* comm = nullptr) {
-  const PipelineOptions po = PipelineOptions::from_config(config.section("pipeline"));
   TrainerOptions to = TrainerOptions::from_config(config.section("training"), config_dir(config_path));
   if (request.max_steps >= 0) to.max_steps(request.max_steps);
   if (request.seed >= 0) to.seed(static_cast<uint64_t>(request.seed));
@@ -257,7 +258,8 @@ TrainSummary train_step(const Config& config, const std::string& config_path, co
   const bool writer = !comm || comm->rank() == 0;
   if (writer) make_directories(run);
   // Start from a trained run (its architecture wins over the config's).
-  EconTPipeline pipeline = request.init.empty() ? EconTPipeline(po, to.seed()) : EconTPipeline::load(request.init);
+  EconTPipeline pipeline =
+      request.init.empty() ? EconTPipeline::from_config(config, to.seed()) : EconTPipeline::load(request.init);
   TrainSummary summary;
   {
     Progress progress("train", 0, writer ? stderr : nullptr);
@@ -302,7 +304,7 @@ void add_run_command(CLI::App& app) {
         report["data"][split.first] = nlohmann::json::parse(s.to_json());
         text += std::string("\n[") + split.first + ": " + split.second + "]\n" + s.to_text();
       }
-      if (config.has("pipeline")) {
+      if (config.has("pipeline") || config.has("graph")) {
         TrainRequest request;
         request.resume = *resume;
         const TrainSummary summary = train_step(config, *config_path, files.first, run, request);
@@ -372,11 +374,10 @@ void add_run_command(CLI::App& app) {
     c->callback([=] {
       const Config config = with_budget_options(Config::load(*config_path), *budgets);
       check_top_level(config);
-      if (!config.has("pipeline")) throw Error(*config_path + ": no 'pipeline' section to train");
       const DistributedEnvironment env = DistributedEnvironment::detect(*launcher);
       // One device for the communicator and the trainer: --device, else
       // training.device; "cuda" under a launcher is the local rank's GPU.
-      PipelineOptions::from_config(config.section("pipeline"));  // its errors first, as train_step reports them
+      EconTPipeline::from_config(config, 1);  // its errors first, as train_step reports them
       const TrainerOptions configured = TrainerOptions::from_config(config.section("training"), config_dir(*config_path));
       TrainRequest r = *request;
       if (r.device.empty()) r.device = configured.device();

@@ -62,10 +62,9 @@ void check_points(const Config& config, const SweepPlan& plan) {
     std::vector<std::string> specs;
     for (const auto& kv : p.budgets) specs.push_back(kv.first + "=" + kv.second);
     const Config pc = with_budget_options(config, specs);
-    const PipelineOptions po = PipelineOptions::from_config(pc.section("pipeline"));
     const TrainerOptions to = TrainerOptions::from_config(pc.section("training"), folder_of(plan.config));
     try {
-      check_budgets_feasible(EconTPipeline(po, to.seed()), to);
+      check_budgets_feasible(EconTPipeline::from_config(pc, to.seed()), to);
     } catch (const Error& e) {
       throw Error(pc.source() + ": " + e.what());
     }
@@ -94,7 +93,7 @@ void sweep(const SweepRequest& r) {
     throw Error("ddaq sweep starts its own processes; run it outside torchrun/srun/mpirun (or use --slurm)");
   const Config config = Config::load(r.config);
   check_top_level(config);
-  if (!config.has("pipeline")) throw Error(r.config + ": no 'pipeline' section to train");
+  EconTPipeline::from_config(config, 1);  // a missing or bad graph/pipeline section, before anything runs
   SweepPlan plan;
   plan.config = absolute(r.config);
   plan.dir = absolute(r.dir);

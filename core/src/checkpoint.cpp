@@ -21,7 +21,7 @@ namespace ddaq {
 std::string fingerprint(const EconTPipeline& pipeline, const std::string& train_file, int64_t file_events,
                         const TrainerOptions& o) {
   return nlohmann::json(
-             {{"pipeline", nlohmann::json::parse(pipeline.options().to_json())},
+             {{"pipeline", nlohmann::json::parse(pipeline.description_json())},
               // Data by content identity: the same file under another
               // path (another working directory, a copy on a new
               // node) resumes; a changed file does not.

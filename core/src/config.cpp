@@ -103,6 +103,53 @@ void Config::reject_unknown(const std::vector<std::string>& known) const {
   }
 }
 
+std::vector<Config> Config::list(const std::string& key) const {
+  std::vector<Config> out;
+  if (!has(key)) return out;
+  const auto& v = node_->json.at(key);
+  if (!v.is_array()) fail(key, "expected an array");
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = key + "[" + std::to_string(i) + "]";
+    if (!v[i].is_object()) fail(at, "expected an object, got " + v[i].dump());
+    Config c;
+    c.source_ = source_;
+    c.where_ = where_.empty() ? at : where_ + "." + at;
+    auto node = std::make_shared<Node>();
+    node->json = v[i];
+    c.node_ = node;
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<int64_t> Config::integers(const std::string& key, const std::vector<int64_t>& fallback, int64_t min,
+                                      int64_t max) const {
+  if (!has(key)) return fallback;
+  const auto& v = node_->json.at(key);
+  if (!v.is_array() || v.empty()) fail(key, "expected a non-empty array of integers, got " + v.dump());
+  std::vector<int64_t> out;
+  for (const auto& e : v) {
+    if (!e.is_number_integer()) fail(key, "expected integers, got " + e.dump());
+    const int64_t x = e.get<int64_t>();
+    if (x < min || x > max)
+      fail(key, std::to_string(x) + " is outside [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+    out.push_back(x);
+  }
+  return out;
+}
+
+std::vector<std::string> Config::keys() const {
+  std::vector<std::string> out;
+  for (const auto& kv : node_->json.items()) out.push_back(kv.key());
+  return out;
+}
+
+Config Config::from_json_text(const std::string& json_text, const std::string& source, const std::string& where) {
+  Config c = parse(json_text, source);
+  c.where_ = where;
+  return c;
+}
+
 std::string Config::dump() const { return node_->json.dump(2); }
 
 }  // namespace ddaq

@@ -2,8 +2,6 @@
 #include "ddaq/core/pipeline.h"
 
 #include <torch/torch.h>
-
-#include <numeric>
 #include <unistd.h>
 
 #include <cmath>
@@ -12,11 +10,13 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <sstream>
 
-#include "ddaq/files.h"
 #include "ddaq/core/layouts.h"
+#include "ddaq/core/stages.h"
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/quant/layers.h"
 #include "ddaq/surrogates/energy.h"
 #include "ddaq/surrogates/fpga_resources.h"
@@ -97,190 +97,16 @@ void NamedTensors::set(const std::string& name, const at::Tensor& value) {
 
 namespace {
 
-// Zero suppression with a learnable threshold (CALQ): a sigmoid gate of
-// width kGate in training, the exact comparison in evaluation.
-constexpr double kGate = 0.5;
+using nlohmann::json;
 
-struct DecoderImpl : torch::nn::Module {
-  torch::nn::Linear dense{nullptr};
-  torch::nn::ConvTranspose2d up{nullptr};
-  torch::nn::Conv2d out{nullptr};
-  std::vector<int64_t> hidden_shape;  // [F, h, w]
-  DecoderImpl(int64_t latent, int64_t filters, std::array<int64_t, 3> grid) {
-    const int64_t h = (grid[1] + 1) / 2, w = (grid[2] + 1) / 2;
-    hidden_shape = {filters, h, w};
-    dense = register_module("dense", torch::nn::Linear(latent, filters * h * w));
-    up = register_module("up", torch::nn::ConvTranspose2d(
-                                   torch::nn::ConvTranspose2dOptions(filters, filters, 3).stride(2).padding(1).output_padding(
-                                       grid[1] % 2 == 0 ? 1 : 0)));
-    // No bias: the softmax over the cells ignores a constant shift, so a bias
-    // would get only rounding noise as gradient, which Adam turns into a
-    // random walk (and data-parallel runs into spurious differences).
-    out = register_module("out", torch::nn::Conv2d(torch::nn::Conv2dOptions(filters, grid[0], 3).padding(1).bias(false)));
-  }
-  torch::Tensor forward(const torch::Tensor& latent, const CellLayout& layout) {
-    torch::Tensor h = torch::relu(dense->forward(latent)).view({-1, hidden_shape[0], hidden_shape[1], hidden_shape[2]});
-    h = torch::relu(up->forward(h));
-    return torch::softmax(layout.to_cells(out->forward(h)), 1);
-  }
-};
-TORCH_MODULE(Decoder);
-
-QuantizedStack make_encoder(const PipelineOptions& o, const CellLayout& layout) {
-  const auto g = layout.grid_shape();
-  QuantizedStack s(std::vector<int64_t>{g[0], g[1], g[2]});
-  const QuantizerOptions weight =
-      QuantizerOptions(FixedPointType(o.weight_bits(), 1, true, Rounding::RND_CONV, Overflow::SAT))
-          .learnable(o.learn_weight_bits())
-          .granularity(o.learn_weight_bits() ? Granularity::PerElement : Granularity::PerTensor);
-  const FixedPointType wide(16, 6, true, Rounding::TRN, Overflow::SAT);
-  s->input(QuantizerOptions(FixedPointType(o.input_bits(), 3, false, Rounding::TRN, Overflow::SAT))
-               .learnable(o.learn_input_bits()));
-  s->conv(QConvOptions(g[0], o.conv_filters(), 3)
-              .stride(2)
-              .padding(1)
-              .weight(weight)
-              .output(wide)
-              .pruning(PruningOptions().gates(o.learn_conv_filters())));
-  s->relu(FixedPointType(8, 3, false, Rounding::TRN, Overflow::SAT));
-  s->dense(QLinearOptions(elements(s->output_shape()), o.latent())
-               .weight(weight)
-               .output(wide)
-               .pruning(PruningOptions().gates(o.learn_latent_gates()).straight_through(o.learn_latent_gates())));
-  QuantizerOptions latent_q(FixedPointType(o.latent_bits(), o.latent_integer_bits(), false, Rounding::TRN, Overflow::SAT));
-  latent_q.learnable(o.learn_latent_bits());
-  if (o.per_latent_bits())
-    latent_q.granularity(Granularity::PerChannel).shared_integer_bits(true).min_fractional(-4).max_fractional(4);
-  s->relu(latent_q);
-  return s;
+json quantizer_json(const FixedPointType& t, bool learnable = false) {
+  return json{{"bits", t.width},
+              {"integer_bits", t.integer},
+              {"signed", t.is_signed},
+              {"rounding", std::string(to_string(t.rounding))},
+              {"overflow", std::string(to_string(t.overflow))},
+              {"learnable", learnable}};
 }
-
-QuantizedStack make_classifier(const PipelineOptions& o) {
-  QuantizedStack s(std::vector<int64_t>{o.latent()});
-  // The latent arrives already quantized: the classifier's input type is the
-  // transmitted latent type (learned bits: ufixed<15,5>, which holds any
-  // latent of up to 5 integer and 10 fractional bits). Both fit hls4ml's
-  // default input precision fixed<16,6>, so the documented QONNX flow needs
-  // no configuration edit.
-  s->input(o.learn_latent_bits() ? FixedPointType(15, 5, false, Rounding::TRN, Overflow::SAT)
-                                 : FixedPointType(o.latent_bits(), o.latent_integer_bits(), false, Rounding::TRN,
-                                                  Overflow::SAT));
-  const QuantizerOptions weight(FixedPointType(o.weight_bits(), 1, true, Rounding::RND_CONV, Overflow::SAT));
-  s->dense(QLinearOptions(o.latent(), o.classifier_hidden()).weight(weight).output(FixedPointType(16, 6, true, Rounding::TRN, Overflow::SAT)));
-  s->relu(FixedPointType(8, 3, false, Rounding::TRN, Overflow::SAT));
-  s->dense(QLinearOptions(o.classifier_hidden(), 1).weight(weight).output(FixedPointType(16, 6, true, Rounding::TRN, Overflow::SAT)));
-  return s;
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------- stages
-
-namespace {
-
-// A stage whose state is one torch::nn::Module.
-class ModuleStage : public Stage {
- public:
-  explicit ModuleStage(std::string name) : name_(std::move(name)) {}
-  const std::string& name() const override { return name_; }
-  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override {
-    std::vector<std::pair<std::string, at::Tensor>> out;
-    for (const auto& p : module().named_parameters()) out.emplace_back(p.key(), p.value());
-    return out;
-  }
-  std::vector<std::pair<std::string, at::Tensor>> named_buffers() const override {
-    std::vector<std::pair<std::string, at::Tensor>> out;
-    for (const auto& b : module().named_buffers()) out.emplace_back(b.key(), b.value());
-    return out;
-  }
-  void train(bool on) override {
-    training_ = on;
-    module().train(on);
-  }
-  void to(const std::string& device) override { module().to(torch::Device(device)); }
-  bool training() const { return training_; }
-
- protected:
-  virtual torch::nn::Module& module() const = 0;
-  bool training_ = true;
-
- private:
-  std::string name_;
-};
-
-// 2^floor(log2(max(sum, 1))) per wafer, exactly: the sum in float64 (exact
-// for integer CALQ, whatever the summation order) and floor(log2) from the
-// binary exponent (frexp), not from a rounded log2. The emulator library
-// (export.h) computes the same in C.
-torch::Tensor econt_normalization_scale(const torch::Tensor& kept) {
-  const torch::Tensor sum = kept.to(torch::kDouble).sum(1, true).clamp_min(1.0);
-  const torch::Tensor exponent = std::get<1>(torch::frexp(sum));  // sum = m * 2^e, m in [0.5, 1)
-  return torch::ldexp(torch::ones_like(sum), exponent - 1).to(kept.scalar_type());
-}
-
-// Zero suppression (learnable threshold), ECON-T normalization.
-// calq -> target (unit-sum wafer), normalized (input to the encoder).
-class FrontEndStage : public ModuleStage {
- public:
-  explicit FrontEndStage(const PipelineOptions& o) : ModuleStage("frontend"), holder_(std::make_shared<torch::nn::Module>()) {
-    const torch::Tensor t = torch::full({}, o.threshold());
-    threshold = o.learn_threshold() ? holder_->register_parameter("threshold", t) : holder_->register_buffer("threshold", t);
-  }
-  void forward(NamedTensors& flow) override {
-    const torch::Tensor calq = flow.get("calq");
-    const torch::Tensor gate =
-        training_ ? torch::sigmoid((calq - threshold) / kGate) : (calq > threshold).to(torch::kFloat);
-    const torch::Tensor kept = calq * gate;
-    const torch::Tensor sum = kept.sum(1, true);
-    flow.set("target", kept / sum.clamp_min(1e-6));
-    flow.set("normalized", kept / econt_normalization_scale(kept.detach()));
-  }
-  torch::Tensor threshold;  // CALQ (a parameter when learned)
-
- protected:
-  torch::nn::Module& module() const override { return *holder_; }
-
- private:
-  std::shared_ptr<torch::nn::Module> holder_;
-};
-
-// A QuantizedStack stage (firmware): the encoder or the classifier.
-class QuantizedStage : public ModuleStage {
- public:
-  QuantizedStage(std::string name, QuantizedStack stack, std::string input, std::string output,
-                 const CellLayout* layout)
-      : ModuleStage(std::move(name)), stack(std::move(stack)), input_(std::move(input)), output_(std::move(output)),
-        layout_(layout) {}
-  void forward(NamedTensors& flow) override {
-    const torch::Tensor x = flow.get(input_);
-    const torch::Tensor in = layout_ ? layout_->to_grid(x) : x;
-    const torch::Tensor y = stack->forward(in);
-    flow.set(output_, layout_ ? y.reshape({x.size(0), -1}) : y.reshape({-1}));
-  }
-  NamedTensors costs() const override {
-    NamedTensors c{{{"ebops", stack->ebops()}}};
-    // Dense-equivalent layers at reuse factor 1 through the shipped model.
-    std::vector<torch::Tensor> held;  // LayerTensors point into it
-    std::vector<AnalyticResourceModel::LayerTensors> layers;
-    const auto shapes = stack->resource_shapes();
-    for (const auto& r : shapes) layers.push_back({&r.in, &r.out, &r.weight_bits, &r.act_bits, 1});
-    const AnalyticResourceModel& m = AnalyticResourceModel::shipped();
-    c.set("lut", m.predict_differentiable(layers, ResourceTarget::LUT).to(torch::kFloat));
-    c.set("ff", m.predict_differentiable(layers, ResourceTarget::FF).to(torch::kFloat));
-    c.set("dsp", m.predict_differentiable(layers, ResourceTarget::DSP).to(torch::kFloat));
-    c.set("latency_cycles", m.predict_differentiable(layers, ResourceTarget::LatencyCycles).to(torch::kFloat));
-    return c;
-  }
-  ModelDescription describe() const override { return stack.ptr()->describe(); }
-  QuantizedStack stack;
-
- protected:
-  torch::nn::Module& module() const override { return *stack.ptr(); }
-
- private:
-  std::string input_, output_;
-  const CellLayout* layout_;  // the encoder maps cells to its grid; the classifier reads the latent as is
-};
 
 // Removes the weakest unit of the hidden layer with the most units left
 // (the last weighted layer makes the latents and is never pruned); false
@@ -295,104 +121,196 @@ bool drop_weakest_hidden_unit(const QuantizedStack& encoder) {
     if (!widest || l->kept_units() > widest->kept_units()) widest = l;
   return widest && widest->drop_weakest_unit();
 }
-// The encoder's last weighted layer: its units are the latents.
-std::shared_ptr<QLayerImpl> latent_layer(const QuantizedStack& encoder) {
-  std::shared_ptr<QLayerImpl> last;
-  for (const auto& l : encoder->layers())
-    if (l->unit_mask().defined()) last = l;  // weighted layers only
-  return last;
-}
-// Per latent, how much of it is sent (undefined without latent gates: all).
-torch::Tensor latent_unit_mask(const QuantizedStack& encoder) {
-  const auto l = latent_layer(encoder);
-  return l ? l->unit_mask() : torch::Tensor();
-}
-
-// Latent bits -> payload bits -> e-links (ECON-T frame); relaxed in the graph.
-class LinkBudgetStage : public ModuleStage {
- public:
-  explicit LinkBudgetStage(const QuantizedStage* encoder)
-      : ModuleStage("link_budget"), encoder_(encoder), none_(std::make_shared<torch::nn::Module>()) {}
-  void forward(NamedTensors&) override {}  // costs only: they depend on the latent type, not the batch
-  NamedTensors costs() const override {
-    const auto latent_q = encoder_->stack->layers().back()->output_quantizer();
-    // Width x the latents sent (the latent layer's unit mask: all ones
-    // without latent gates, 0/1 straight-through gates with them).
-    const torch::Tensor sent = latent_unit_mask(encoder_->stack);
-    // One width per latent: the sum of the sent latents' widths.
-    const torch::Tensor payload = latent_q->options().granularity() == Granularity::PerTensor
-                                      ? latent_q->bits().mean() * sent.sum()
-                                      : (latent_q->bits().flatten() * sent).sum();
-    return NamedTensors{{{"payload_bits", payload}, {"elinks", fractional_elinks(payload)}}};
-  }
-
- protected:
-  torch::nn::Module& module() const override { return *none_; }
-
- private:
-  const QuantizedStage* encoder_;
-  std::shared_ptr<torch::nn::Module> none_;
-};
-
-// Off-detector reconstruction (float): latent -> reconstruction (unit sum).
-class DecoderStage : public ModuleStage {
- public:
-  DecoderStage(const PipelineOptions& o, const CellLayout* layout)
-      : ModuleStage("decoder"), decoder(o.latent(), o.conv_filters(), layout->grid_shape()), layout_(layout) {}
-  void forward(NamedTensors& flow) override { flow.set("reconstruction", decoder->forward(flow.get("latent"), *layout_)); }
-  Decoder decoder;
-
- protected:
-  torch::nn::Module& module() const override { return *decoder.ptr(); }
-
- private:
-  const CellLayout* layout_;
-};
-
 }  // namespace
 
+std::string econt_graph_json(const PipelineOptions& o) {
+  const CellLayout layout = CellLayout::by_name(o.layout());
+  json weight = quantizer_json(FixedPointType(o.weight_bits(), 1, true, Rounding::RND_CONV, Overflow::SAT),
+                               o.learn_weight_bits());
+  weight["granularity"] = o.learn_weight_bits() ? "element" : "tensor";
+  json latent_q =
+      quantizer_json(FixedPointType(o.latent_bits(), o.latent_integer_bits(), false, Rounding::TRN, Overflow::SAT),
+                     o.learn_latent_bits());
+  if (o.per_latent_bits()) {
+    latent_q["granularity"] = "channel";
+    latent_q["shared_integer_bits"] = true;
+    latent_q["min_fractional"] = -4;
+    latent_q["max_fractional"] = 4;
+  }
+  const json wide = quantizer_json(FixedPointType(16, 6, true, Rounding::TRN, Overflow::SAT));
+  const json relu8 = quantizer_json(FixedPointType(8, 3, false, Rounding::TRN, Overflow::SAT));
+  json encoder{{"type", "quantized_stack"},
+               {"name", "encoder"},
+               {"reads", {{"input", "normalized"}}},
+               {"writes", {{"output", "latent"}}},
+               {"layout", o.layout()},
+               {"input", quantizer_json(FixedPointType(o.input_bits(), 3, false, Rounding::TRN, Overflow::SAT),
+                                        o.learn_input_bits())},
+               {"layers",
+                {{{"type", "conv2d"},
+                  {"filters", o.conv_filters()},
+                  {"kernel", 3},
+                  {"stride", 2},
+                  {"padding", 1},
+                  {"weight", weight},
+                  {"output", wide},
+                  {"gates", o.learn_conv_filters()}},
+                 {{"type", "relu"}, {"output", relu8}},
+                 {{"type", "dense"},
+                  {"units", o.latent()},
+                  {"weight", weight},
+                  {"output", wide},
+                  {"gates", o.learn_latent_gates()},
+                  {"straight_through", o.learn_latent_gates()}},
+                 {{"type", "relu"}, {"output", latent_q}}}}};
+  // The latent arrives already quantized: the classifier's input type is the
+  // transmitted latent type (learned bits: ufixed<15,5>, which holds any
+  // latent of up to 5 integer and 10 fractional bits). Both fit hls4ml's
+  // default input precision fixed<16,6>, so the documented QONNX flow needs
+  // no configuration edit.
+  const json fixed_weight = quantizer_json(FixedPointType(o.weight_bits(), 1, true, Rounding::RND_CONV, Overflow::SAT));
+  json classifier{
+      {"type", "quantized_stack"},
+      {"name", "classifier"},
+      {"reads", {{"input", "latent"}}},
+      {"writes", {{"output", "logits"}}},
+      {"input", quantizer_json(o.learn_latent_bits() ? FixedPointType(15, 5, false, Rounding::TRN, Overflow::SAT)
+                                                     : FixedPointType(o.latent_bits(), o.latent_integer_bits(), false,
+                                                                      Rounding::TRN, Overflow::SAT))},
+      {"layers",
+       {{{"type", "dense"}, {"units", o.classifier_hidden()}, {"weight", fixed_weight}, {"output", wide}},
+        {{"type", "relu"}, {"output", relu8}},
+        {{"type", "dense"}, {"units", 1}, {"weight", fixed_weight}, {"output", wide}}}}};
+  json g{{"input", {{"name", "calq"}, {"shape", {48}}}},
+         {"stages",
+          {{{"type", "front_end"},
+            {"name", "frontend"},
+            {"reads", {{"charges", "calq"}}},
+            {"writes", {{"target", "target"}, {"normalized", "normalized"}}},
+            {"threshold", o.threshold()},
+            {"learn_threshold", o.learn_threshold()},
+            {"normalization", "econt"}},
+           encoder,
+           {{"type", "econt_link_budget"}, {"name", "link_budget"}, {"encoder", "encoder"}},
+           {{"type", "econt_decoder"},
+            {"name", "decoder"},
+            {"reads", {{"latent", "latent"}}},
+            {"writes", {{"reconstruction", "reconstruction"}}},
+            {"filters", o.conv_filters()},
+            {"layout", o.layout()}},
+           classifier}}};
+  (void)layout;
+  return g.dump(2);
+}
+
 struct EconTPipeline::Impl {
-  PipelineOptions options;
-  std::unique_ptr<CellLayout> layout;  // stable address: stages point to it
-  std::vector<std::unique_ptr<Stage>> stages;
+  PipelineOptions options;  // given, or read from the graph (graph_options)
+  bool from_graph = false;  // built from a config's graph section (saved as such)
+  Graph graph;
   FrontEndStage* frontend = nullptr;
-  QuantizedStage *encoder = nullptr, *classifier = nullptr;
-  DecoderStage* decoder = nullptr;
-  torch::Tensor pinned_latent_fractional;  // set by fit_latent_payload
+  QuantizedStackStage *encoder = nullptr, *classifier = nullptr;
+  Stage* decoder = nullptr;
+  std::string target, reconstruction;                                              // tensor names
+  torch::Tensor pinned_latent_fractional;                                          // set by fit_latent_payload
   std::vector<std::pair<FixedPointQuantizer, torch::Tensor>> pinned_encoder_bits;  // set by fit_encoder_energy
 
-  Impl(const PipelineOptions& o, uint64_t seed)
-      : options(o), layout(new CellLayout(CellLayout::by_name(o.layout()))) {
-    torch::manual_seed(seed);
-    // Construction order fixes the random initialization (as before stages existed).
-    auto enc = std::make_unique<QuantizedStage>("encoder", make_encoder(o, *layout), "normalized", "latent", layout.get());
-    auto dec = std::make_unique<DecoderStage>(o, layout.get());
-    auto cls = std::make_unique<QuantizedStage>("classifier", make_classifier(o), "latent", "logits", nullptr);
-    auto front = std::make_unique<FrontEndStage>(o);
-    auto link = std::make_unique<LinkBudgetStage>(enc.get());
-    frontend = front.get();
-    encoder = enc.get();
-    decoder = dec.get();
-    classifier = cls.get();
-    stages.push_back(std::move(front));
-    stages.push_back(std::move(enc));
-    stages.push_back(std::move(link));
-    stages.push_back(std::move(dec));
-    stages.push_back(std::move(cls));
+  Impl(const PipelineOptions& o, const GraphSpec& spec, bool from_graph_section, uint64_t seed)
+      : options(o), from_graph(from_graph_section), graph(spec, seed) {
+    find_roles();
+  }
+  // The stages the trainer and evaluation address by role.
+  void find_roles() {
+    const std::string at = graph.spec().source + ": graph: ";
+    EconTLinkBudgetStage* link = nullptr;
+    for (Stage* s : graph.stages()) {
+      if (auto* f = dynamic_cast<FrontEndStage*>(s)) frontend = frontend ? frontend : f;
+      if (auto* l = dynamic_cast<EconTLinkBudgetStage*>(s)) link = link ? link : l;
+    }
+    for (const StageSpec& s : graph.spec().stages)
+      if (s.writes.count("reconstruction")) {
+        decoder = graph.find(s.name);
+        reconstruction = s.writes.at("reconstruction");
+      }
+    if (!frontend) throw Error(at + "needs a front_end stage (its target is what reconstructions are judged against)");
+    for (const StageSpec& s : graph.spec().stages)
+      if (s.name == frontend->name()) target = s.writes.at("target");
+    if (!link) throw Error(at + "needs an econt_link_budget stage (it names the encoder whose latents are sent)");
+    encoder = const_cast<QuantizedStackStage*>(&link->encoder());
+    if (!decoder) throw Error(at + "needs a stage that writes a reconstruction (e.g. econt_decoder)");
+    for (Stage* s : graph.stages())
+      if (auto* q = dynamic_cast<QuantizedStackStage*>(s))
+        if (q != encoder && q->input_name() == encoder->output_name() &&
+            q->stack->output_shape() == std::vector<int64_t>{1})
+          classifier = q;
+    if (!classifier)
+      throw Error(at + "needs a classifier: a quantized_stack that reads '" + encoder->output_name() +
+                  "' and writes one value per event");
   }
 };
 
-EconTPipeline::EconTPipeline(const PipelineOptions& options, uint64_t seed) : impl_(new Impl(options, seed)) {}
+namespace {
+GraphSpec spec_of(const std::string& json_text, const std::string& source) {
+  return GraphSpec::parse(Config::from_json_text(json_text, source, "graph"));
+}
+
+// What the rest of the pipeline asks of its options, read from a graph's encoder.
+PipelineOptions graph_options(const GraphSpec& spec, const Graph& graph) {
+  PipelineOptions o;
+  for (const StageSpec& s : spec.stages) {
+    auto* q = graph.find_as<QuantizedStackStage>(s.name);
+    if (!q || s.options.list("layers").size() < 2) continue;
+    const auto layers = s.options.list("layers");
+    // The encoder: the stack an econt_link_budget names (default "encoder").
+    bool is_encoder = false;
+    for (const StageSpec& l : spec.stages)
+      if (l.type == "econt_link_budget" && l.options.string("encoder", "encoder") == s.name) is_encoder = true;
+    if (!is_encoder) continue;
+    const auto quant = q->stack->layers().back()->output_quantizer();
+    const FixedPointType t = quant->options().type();
+    int64_t latent = 1;
+    for (int64_t d : q->stack->output_shape()) latent *= d;
+    o.latent(latent)
+        .latent_bits(t.width)
+        .latent_integer_bits(t.integer)
+        .learn_latent_bits(quant->options().learnable())
+        .per_latent_bits(quant->options().learnable() && quant->options().granularity() != Granularity::PerTensor)
+        .layout(q->layout() ? q->layout()->name() : "none");
+    for (auto it = layers.rbegin(); it != layers.rend(); ++it)
+      if (it->string("type", "") != "relu") {
+        o.learn_latent_gates(it->boolean("gates", false));
+        break;
+      }
+  }
+  return o;
+}
+}  // namespace
+
+EconTPipeline::EconTPipeline(const PipelineOptions& options, uint64_t seed)
+    : impl_(new Impl(options, spec_of(econt_graph_json(options), "pipeline"), false, seed)) {}
+
+EconTPipeline EconTPipeline::from_graph(const Config& graph_section, uint64_t seed) {
+  const GraphSpec spec = GraphSpec::parse(graph_section);
+  EconTPipeline p(std::unique_ptr<Impl>(new Impl(PipelineOptions(), spec, true, seed)));
+  p.impl_->options = graph_options(spec, p.impl_->graph);
+  return p;
+}
+
+EconTPipeline::EconTPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+EconTPipeline EconTPipeline::from_config(const Config& root, uint64_t seed) {
+  if (root.has("graph") && root.has("pipeline"))
+    throw Error(root.source() + ": graph: a config has a 'graph' or a 'pipeline' section, not both");
+  if (root.has("graph")) return from_graph(root.section("graph"), seed);
+  if (!root.has("pipeline")) throw Error(root.source() + ": no 'graph' or 'pipeline' section to build");
+  return EconTPipeline(PipelineOptions::from_config(root.section("pipeline")), seed);
+}
+
 EconTPipeline::~EconTPipeline() = default;
 EconTPipeline::EconTPipeline(EconTPipeline&&) noexcept = default;
 
 const PipelineOptions& EconTPipeline::options() const { return impl_->options; }
 
-std::vector<Stage*> EconTPipeline::stages() const {
-  std::vector<Stage*> out;
-  for (const auto& s : impl_->stages) out.push_back(s.get());
-  return out;
-}
+std::vector<Stage*> EconTPipeline::stages() const { return impl_->graph.stages(); }
 
 PipelineResult EconTPipeline::forward(const at::Tensor& calq_in) { return forward(calq_in, true); }
 
@@ -400,7 +318,7 @@ PipelineResult EconTPipeline::costs() const {
   // Every stage's terms; EBOPs add up over the firmware stages.
   PipelineResult r;
   torch::Tensor ebops;
-  for (const auto& s : impl_->stages)
+  for (Stage* s : impl_->graph.stages())
     for (const auto& kv : s->costs().named) {
       if (kv.first == "ebops") {
         ebops = ebops.defined() ? ebops + kv.second : kv.second;
@@ -415,20 +333,36 @@ PipelineResult EconTPipeline::costs() const {
   return r;
 }
 
+namespace {
+// Charges of the graph's input shape, as float, or one line saying why not.
+torch::Tensor checked_input(const GraphSpec& spec, const at::Tensor& x) {
+  std::vector<int64_t> want{x.dim() > 0 ? x.size(0) : 0};
+  want.insert(want.end(), spec.input_shape.begin(), spec.input_shape.end());
+  if (x.sizes().vec() != want) {
+    std::string shape = "[N";
+    for (int64_t d : spec.input_shape) shape += ", " + std::to_string(d);
+    throw Error("pipeline: expected charges of shape " + shape + "]");
+  }
+  return x.to(torch::kFloat);
+}
+}  // namespace
+
 PipelineResult EconTPipeline::forward(const at::Tensor& calq_in, bool with_costs) {
-  if (calq_in.dim() != 2 || calq_in.size(1) != 48) throw Error("pipeline: expected charges of shape [N, 48]");
   NamedTensors flow;
-  flow.set("calq", calq_in.to(torch::kFloat));
-  for (const auto& s : impl_->stages) s->forward(flow);
+  flow.set(impl_->graph.spec().input, checked_input(impl_->graph.spec(), calq_in));
+  impl_->graph.forward(flow);
   PipelineResult r;
-  for (const char* name : {"target", "reconstruction", "latent", "logits"}) r.set(name, flow.get(name));
+  r.set("target", flow.get(impl_->target));
+  r.set("reconstruction", flow.get(impl_->reconstruction));
+  r.set("latent", flow.get(impl_->encoder->output_name()));
+  r.set("logits", flow.get(impl_->classifier->output_name()));
   if (with_costs)
     for (const auto& kv : costs().named) r.set(kv.first, kv.second);
   return r;
 }
 
 void EconTPipeline::train(bool on) {
-  for (const auto& s : impl_->stages) s->train(on);
+  for (Stage* s : impl_->graph.stages()) s->train(on);
 }
 
 void EconTPipeline::set_quantization(bool on) {
@@ -440,14 +374,14 @@ void EconTPipeline::prune_encoder(double sparsity) { impl_->encoder->stack->prun
 
 std::vector<std::pair<std::string, at::Tensor>> EconTPipeline::named_parameters() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& s : impl_->stages)
+  for (Stage* s : impl_->graph.stages())
     for (const auto& p : s->named_parameters()) out.emplace_back(s->name() + "." + p.first, p.second);
   return out;
 }
 
 std::vector<std::pair<std::string, at::Tensor>> EconTPipeline::named_state() const {
   std::vector<std::pair<std::string, at::Tensor>> out = named_parameters();
-  for (const auto& s : impl_->stages)
+  for (Stage* s : impl_->graph.stages())
     for (const auto& b : s->named_buffers()) out.emplace_back(s->name() + "." + b.first, b.second);
   return out;
 }
@@ -461,7 +395,7 @@ void EconTPipeline::to(const std::string& device) {
   }
   if (d.is_cuda() && !torch::cuda::is_available())
     throw Error("pipeline: device '" + device + "' requested but this LibTorch sees no CUDA device");
-  for (const auto& s : impl_->stages) s->to(device);
+  for (Stage* s : impl_->graph.stages()) s->to(device);
 }
 
 std::vector<at::Tensor> EconTPipeline::parameters() const {
@@ -475,7 +409,12 @@ std::vector<LayerDescription> EconTPipeline::encoder_description() const { retur
 EconTFrontEnd EconTPipeline::front_end() const {
   EconTFrontEnd f;
   f.threshold = impl_->frontend->threshold.detach().to(torch::kCPU).to(torch::kFloat).item<float>();
-  f.grid_to_cell = impl_->layout->grid_to_cell();
+  const CellLayout* layout = impl_->encoder->layout();
+  if (layout) {
+    f.grid_to_cell = layout->grid_to_cell();
+  } else {
+    for (int64_t c = 0; c < kCellsPerWafer; ++c) f.grid_to_cell.push_back(c);
+  }
   return f;
 }
 
@@ -509,7 +448,8 @@ std::vector<int> EconTPipeline::latent_widths() const {
 
 std::vector<int64_t> EconTPipeline::transmitted_latents() const {
   std::vector<int64_t> kept;
-  if (impl_->options.learn_latent_gates()) kept = latent_layer(impl_->encoder->stack)->kept_unit_indices();
+  if (impl_->options.learn_latent_gates())
+    kept = last_weighted_layer(impl_->encoder->stack)->kept_unit_indices();
   else
     for (int64_t k = 0; k < impl_->options.latent(); ++k) kept.push_back(k);
   return kept;
@@ -527,7 +467,7 @@ void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
   if (!q->options().learnable() && !gates)
     throw Error("pipeline: the latent bits are fixed and there are no latent gates; nothing to fit to a payload");
   int64_t n = impl_->options.latent();
-  if (gates) latent_layer(impl_->encoder->stack)->set_min_kept_units(1);  // the projection decides now
+  if (gates) last_weighted_layer(impl_->encoder->stack)->set_min_kept_units(1);  // the projection decides now
   if (gates) {
     // The latents the gates keep; then the weakest go while even the
     // narrowest width (1 bit learned, else the fixed width) does not fit.
@@ -535,7 +475,7 @@ void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
     // inside the budget cost nothing); with learned bits, those the gates
     // keep open, within [budget / 16, budget] (widths 1..16). The strongest
     // gates (largest logits) are the ones kept.
-    const auto layer = latent_layer(impl_->encoder->stack);
+    const auto layer = last_weighted_layer(impl_->encoder->stack);
     const int64_t budget = std::max<int64_t>(1, max_payload_bits);
     const int64_t k = q->options().learnable()
                           ? std::min(budget, std::max((budget + 15) / 16, layer->kept_units()))
@@ -560,7 +500,7 @@ void EconTPipeline::fit_latent_payload(int64_t max_payload_bits) {
 
 void EconTPipeline::fit_latent_widths(int64_t max_payload_bits) {
   auto q = impl_->encoder->stack->layers().back()->output_quantizer();
-  const auto layer = latent_layer(impl_->encoder->stack);
+  const auto layer = last_weighted_layer(impl_->encoder->stack);
   const QuantizerOptions& o = q->options();
   const double integer = q->integer_bits().detach().to(torch::kCPU, torch::kDouble).max().item<double>();
   // Widths a sent latent may take: fractional bits within the limits, at
@@ -736,28 +676,32 @@ int64_t EconTPipeline::raise_silent_units(const at::Tensor& calq, const std::vec
   auto is_frozen = [&](const std::string& stage) {
     return std::find(frozen.begin(), frozen.end(), stage) != frozen.end();
   };
-  if (calq.dim() != 2 || calq.size(1) != 48) throw Error("pipeline: expected charges of shape [N, 48]");
+  const torch::Tensor x = checked_input(impl_->graph.spec(), calq);
   torch::NoGradGuard no_grad;
-  const bool was = impl_->frontend->training();
-  impl_->frontend->train(false);  // hard zero suppression, as exported
+  // The stages before the encoder, as exported (hard zero suppression).
   NamedTensors flow;
-  flow.set("calq", calq.to(torch::kFloat));
-  impl_->frontend->forward(flow);
-  impl_->frontend->train(was);
-  const torch::Tensor grid = impl_->layout->to_grid(flow.get("normalized"));
-  int64_t raised = is_frozen("encoder") ? 0 : impl_->encoder->stack->raise_silent_units(grid);
+  flow.set(impl_->graph.spec().input, x);
+  for (Stage* s : impl_->graph.stages()) {
+    if (s == impl_->encoder) break;
+    const bool was = dynamic_cast<ModuleStage*>(s) ? dynamic_cast<ModuleStage*>(s)->training() : true;
+    s->train(false);
+    s->forward(flow);
+    s->train(was);
+  }
+  const torch::Tensor grid = impl_->encoder->stack_input(flow.get(impl_->encoder->input_name()));
+  int64_t raised = is_frozen(impl_->encoder->name()) ? 0 : impl_->encoder->stack->raise_silent_units(grid);
   const bool enc_was = impl_->encoder->stack->is_training();
   impl_->encoder->stack->eval();
   const torch::Tensor latent = impl_->encoder->stack->forward(grid).reshape({calq.size(0), -1});
   impl_->encoder->stack->train(enc_was);
-  if (!is_frozen("classifier")) raised += impl_->classifier->stack->raise_silent_units(latent);
+  if (!is_frozen(impl_->classifier->name())) raised += impl_->classifier->stack->raise_silent_units(latent);
   return raised;
 }
 
 void EconTPipeline::keep_latents_that_fit(int64_t max_payload_bits) {
   if (!impl_->options.learn_latent_gates()) return;
   const auto q = impl_->encoder->stack->layers().back()->output_quantizer();
-  const auto layer = latent_layer(impl_->encoder->stack);
+  const auto layer = last_weighted_layer(impl_->encoder->stack);
   const int64_t n = impl_->options.latent();
   // Current integer widths (as the exact payload counts them), in the order
   // of the gate logits, strongest first: the longest prefix that fits.
@@ -846,7 +790,7 @@ void EconTPipeline::keep_units_that_fit(const std::map<std::string, double>& lim
 }
 
 void EconTPipeline::clamp_bits_to_limits() {
-  for (const QuantizedStage* s : {impl_->encoder, impl_->classifier})
+  for (const QuantizedStackStage* s : {impl_->encoder, impl_->classifier})
     for (const auto& m : s->stack->modules())
       if (const auto q = std::dynamic_pointer_cast<FixedPointQuantizerImpl>(m)) q->clamp_to_limits();
 }
@@ -876,15 +820,36 @@ std::string content_id(const std::string& options_json, const std::vector<torch:
 
 }  // namespace
 
+std::string EconTPipeline::description_json() const {
+  if (!impl_->from_graph) return impl_->options.to_json();
+  return nlohmann::json{{"graph", nlohmann::json::parse(impl_->graph.spec().json)}}.dump(2);
+}
+
+namespace {
+// Stages kept in the float archive (decoder.pt): all but the quantized
+// stacks, which have their own files. Keys are "<stage>.<tensor>", bare for
+// the stage named "decoder" (the archive's first and only content once).
+std::string archive_key(const Stage& s, const std::string& tensor) {
+  return s.name() == "decoder" ? tensor : s.name() + "." + tensor;
+}
+}  // namespace
+
 std::string EconTPipeline::run_id() const {
+  // The quantized stacks, then the float stages' tensors with the front
+  // ends last (the order of the first runs' ids, which must stay valid).
   std::vector<torch::Tensor> tensors;
-  for (QuantizedStack* stack : {&impl_->encoder->stack, &impl_->classifier->stack}) {
-    for (const auto& p : (*stack)->named_parameters()) tensors.push_back(p.value());
-    for (const auto& b : (*stack)->named_buffers()) tensors.push_back(b.value());
-  }
-  for (const auto& p : impl_->decoder->named_parameters()) tensors.push_back(p.second);
-  tensors.push_back(impl_->frontend->threshold);
-  return content_id(impl_->options.to_json(), tensors);
+  for (Stage* s : impl_->graph.stages())
+    if (auto* q = dynamic_cast<QuantizedStackStage*>(s)) {
+      for (const auto& p : q->stack->named_parameters()) tensors.push_back(p.value());
+      for (const auto& b : q->stack->named_buffers()) tensors.push_back(b.value());
+    }
+  for (bool front_ends : {false, true})
+    for (Stage* s : impl_->graph.stages())
+      if (!dynamic_cast<QuantizedStackStage*>(s) && (dynamic_cast<FrontEndStage*>(s) != nullptr) == front_ends) {
+        for (const auto& p : s->named_parameters()) tensors.push_back(p.second);
+        for (const auto& b : s->named_buffers()) tensors.push_back(b.second);
+      }
+  return content_id(description_json(), tensors);
 }
 
 void EconTPipeline::save(const std::string& run_dir) const {
@@ -894,20 +859,24 @@ void EconTPipeline::save(const std::string& run_dir) const {
       throw Error(run_dir + ": not saved: '" + kv.first + "' has non-finite values");
   make_directories(run_dir);
   const std::string id = run_id();
-  nlohmann::json options = nlohmann::json::parse(impl_->options.to_json());
+  nlohmann::json options = nlohmann::json::parse(description_json());
   options["kind"] = "ddaq-pipeline-1";
   options["run_id"] = id;
   write_file_atomic(run_dir + "/pipeline.json", options.dump(2) + "\n");
-  save_quantized_stack(impl_->encoder->stack, run_dir + "/encoder.qstack", {{"run_id", id}, {"part", "encoder"}});
-  save_quantized_stack(impl_->classifier->stack, run_dir + "/classifier.qstack", {{"run_id", id}, {"part", "classifier"}});
+  for (Stage* s : impl_->graph.stages())
+    if (auto* q = dynamic_cast<QuantizedStackStage*>(s))
+      save_quantized_stack(q->stack, run_dir + "/" + s->name() + ".qstack", {{"run_id", id}, {"part", s->name()}});
   const std::string path = run_dir + "/decoder.pt";
   std::ostringstream bytes;
   try {
     torch::serialize::OutputArchive archive;
     archive.write("kind", c10::IValue(std::string("ddaq-decoder-1")));
     archive.write("run_id", c10::IValue(id));
-    for (const auto& p : impl_->decoder->named_parameters()) archive.write(p.first, p.second.detach());
-    archive.write("frontend.threshold", impl_->frontend->threshold.detach());
+    for (Stage* s : impl_->graph.stages())
+      if (!dynamic_cast<QuantizedStackStage*>(s)) {
+        for (const auto& p : s->named_parameters()) archive.write(archive_key(*s, p.first), p.second.detach());
+        for (const auto& b : s->named_buffers()) archive.write(archive_key(*s, b.first), b.second.detach());
+      }
     archive.save_to(bytes);
   } catch (const c10::Error& e) {
     throw Error(path + ": cannot write (" + e.what_without_backtrace() + ")");
@@ -933,21 +902,24 @@ EconTPipeline EconTPipeline::load(const std::string& run_dir) {
       c = Config::parse(j.dump(), json_path);
     }
   }
-  EconTPipeline p(PipelineOptions::from_config(c), 1);
+  EconTPipeline p =
+      c.has("graph") ? from_graph(c.section("graph"), 1) : EconTPipeline(PipelineOptions::from_config(c), 1);
+  if (c.has("graph")) c.reject_unknown({"graph"});
   auto check_id = [&](const std::string& file, const std::string& id) {
     if (!expected_id.empty() && id != expected_id)
       throw Error(file + ": belongs to another run (run id " + (id.empty() ? std::string("none") : id) + ", " +
                   json_path + " says " + expected_id + ")");
   };
-  std::map<std::string, std::string> labels;
-  p.impl_->encoder->stack = load_quantized_stack(run_dir + "/encoder.qstack", &labels);
-  check_id(run_dir + "/encoder.qstack", labels["run_id"]);
-  if (labels.count("part") && labels["part"] != "encoder")
-    throw Error(run_dir + "/encoder.qstack: is the " + labels["part"] + " of a run, not its encoder");
-  p.impl_->classifier->stack = load_quantized_stack(run_dir + "/classifier.qstack", &labels);
-  check_id(run_dir + "/classifier.qstack", labels["run_id"]);
-  if (labels.count("part") && labels["part"] != "classifier")
-    throw Error(run_dir + "/classifier.qstack: is the " + labels["part"] + " of a run, not its classifier");
+  for (Stage* s : p.impl_->graph.stages()) {
+    auto* q = dynamic_cast<QuantizedStackStage*>(s);
+    if (!q) continue;
+    const std::string file = run_dir + "/" + s->name() + ".qstack";
+    std::map<std::string, std::string> labels;
+    q->stack = load_quantized_stack(file, &labels);
+    check_id(file, labels["run_id"]);
+    if (labels.count("part") && labels["part"] != s->name())
+      throw Error(file + ": is the " + labels["part"] + " of a run, not its " + s->name());
+  }
   torch::serialize::InputArchive archive;
   const std::string path = run_dir + "/decoder.pt";
   if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
@@ -957,15 +929,18 @@ EconTPipeline EconTPipeline::load(const std::string& run_dir) {
     archive.load_from(path);
     c10::IValue id;
     if (archive.try_read("run_id", id) && id.isString()) decoder_id = id.toStringRef();
-    for (auto& q : p.impl_->decoder->named_parameters()) {
-      torch::Tensor v;
-      archive.read(q.first, v);
-      if (!v.sizes().equals(q.second.sizes())) throw Error(path + ": '" + q.first + "' has another shape than " + json_path + " gives");
-      q.second.copy_(v);
+    for (Stage* s : p.impl_->graph.stages()) {
+      if (dynamic_cast<QuantizedStackStage*>(s)) continue;
+      auto state = s->named_parameters();
+      for (const auto& b : s->named_buffers()) state.push_back(b);
+      for (auto& q : state) {
+        torch::Tensor v;
+        archive.read(archive_key(*s, q.first), v);
+        if (!v.sizes().equals(q.second.sizes()))
+          throw Error(path + ": '" + archive_key(*s, q.first) + "' has another shape than " + json_path + " gives");
+        q.second.copy_(v);
+      }
     }
-    torch::Tensor t;
-    archive.read("frontend.threshold", t);
-    p.impl_->frontend->threshold.copy_(t);
   } catch (const Error&) {
     throw;
   } catch (const std::exception&) {

@@ -61,9 +61,9 @@ struct PyPipeline {
 
   static PyPipeline from_json(const std::string& text, const std::string& source, const std::string& base_dir) {
     const ddaq::Config c = ddaq::Config::parse(text, source);
-    return PyPipeline{ddaq::EconTPipeline(ddaq::PipelineOptions::from_config(c.section("pipeline")),
-                                          static_cast<uint64_t>(c.section("training").integer("seed", 1, 0))),
-                      ddaq::TrainerOptions::from_config(c.section("training"), base_dir)};
+    return PyPipeline{
+        ddaq::EconTPipeline::from_config(c, static_cast<uint64_t>(c.section("training").integer("seed", 1, 0))),
+        ddaq::TrainerOptions::from_config(c.section("training"), base_dir)};
   }
 };
 

@@ -27,6 +27,17 @@ class Config {
   std::string string(const std::string& key, const std::string& fallback) const;
   bool boolean(const std::string& key, bool fallback) const;
 
+  // An array of objects ("graph.stages"): each a Config whose where() is
+  // "key[i]"; an absent key gives none.
+  std::vector<Config> list(const std::string& key) const;
+  // An array of integers, each in [min, max]; absent: `fallback`.
+  std::vector<int64_t> integers(const std::string& key, const std::vector<int64_t>& fallback, int64_t min = INT64_MIN,
+                                int64_t max = INT64_MAX) const;
+  // The keys of this object, in the file's order.
+  std::vector<std::string> keys() const;
+  // A config from a JSON object held elsewhere (a run's saved graph).
+  static Config from_json_text(const std::string& json_text, const std::string& source, const std::string& where);
+
   // Throws if the object holds a key not in `known`.
   void reject_unknown(const std::vector<std::string>& known) const;
 

@@ -70,9 +70,23 @@ struct PipelineOptions {
 // Named outputs of one forward pass (tensors on the batch's device).
 using PipelineResult = NamedTensors;
 
+// The ECON-T pipeline of `options` as a `graph` section (graph.h): the
+// stages EconTPipeline builds from a `pipeline` section, in JSON.
+std::string econt_graph_json(const PipelineOptions& options);
+
 class EconTPipeline {
  public:
+  // The ECON-T graph of `options` (econt_graph_json).
   EconTPipeline(const PipelineOptions& options, uint64_t seed);
+  // Any graph with the roles the trainer and evaluation address: a
+  // front_end (its target), an econt_link_budget naming the encoder (a
+  // quantized_stack), a stage writing a reconstruction, and a classifier (a
+  // quantized_stack reading the encoder's output and writing one value per
+  // event). Throws ddaq::Error naming the file and what is missing.
+  static EconTPipeline from_graph(const Config& graph_section, uint64_t seed);
+  // From a config's root: its `graph` section, else its `pipeline` section
+  // (one of them, not both).
+  static EconTPipeline from_config(const Config& root, uint64_t seed);
   ~EconTPipeline();
   EconTPipeline(EconTPipeline&&) noexcept;
 
@@ -198,7 +212,11 @@ class EconTPipeline {
   EconTFrontEnd front_end() const;
   // The encoder's integer description (what goes on detector).
   ModelDescription encoder_description() const;
+  // A `pipeline` section's options; for a graph, what the encoder gives
+  // (latent, its bits and gates, layout; "none" without one).
   const PipelineOptions& options() const;
+  // What pipeline.json holds and run ids hash: the options, or {"graph": ...}.
+  std::string description_json() const;
 
   // RUN/pipeline.json, encoder.qstack, classifier.qstack, decoder.pt.
   void save(const std::string& run_dir) const;
@@ -206,6 +224,7 @@ class EconTPipeline {
 
  private:
   struct Impl;
+  explicit EconTPipeline(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

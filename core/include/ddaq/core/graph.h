@@ -1,0 +1,124 @@
+// ddaq/core/graph.h: the DAQ graph as data, an ordered list of stages from a
+// config's `graph` section, built through a registry of stage types.
+//
+//   "graph": {
+//     "input": {"name": "calq", "shape": [48]},
+//     "stages": [
+//       {"type": "front_end", "name": "frontend",
+//        "reads": {"charges": "calq"},
+//        "writes": {"target": "target", "normalized": "normalized"},
+//        "threshold": 0.0},
+//       {"type": "quantized_stack", "name": "encoder", ...}, ...
+//     ]
+//   }
+//
+// Each stage names the tensors it reads and writes by role (the stage type
+// fixes the roles). GraphSpec::parse checks the whole list before anything
+// is built: unknown type, role or option, a name used twice, a tensor read
+// before any stage writes it or written twice; each error is one line naming
+// the file and the key ("main.json: graph.stages[2].reads.input: ...").
+// Graph then builds the stages in order and runs a two-event dry forward,
+// so a shape mismatch is named by stage before training starts.
+//
+// A new stage type is a class deriving from Stage with
+//   static std::vector<std::string> reads();        // roles read
+//   static std::vector<std::string> writes();       // roles written
+//   static std::vector<std::string> option_keys();  // its own config keys
+//   Class(const StageSpec& spec, const Graph& built_so_far);
+// and one line in its own .cpp: DDAQ_REGISTER_STAGE("my_type", Class);
+// (docs/extending.md). The built-in types are in stages.h.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ddaq/core/config.h"
+#include "ddaq/core/stage.h"
+
+namespace ddaq {
+
+class Graph;
+
+// One stage as the config gives it.
+struct StageSpec {
+  std::string type, name;
+  std::map<std::string, std::string> reads, writes;  // role -> tensor name
+  Config options;                                    // the stage's object (its own keys checked by option_keys)
+  // The tensor a role names (throws naming the role when the type has none).
+  const std::string& read(const std::string& role) const;
+  const std::string& write(const std::string& role) const;
+};
+
+// What the registry knows of a stage type.
+struct StageType {
+  std::vector<std::string> reads, writes, option_keys;
+  std::function<std::unique_ptr<Stage>(const StageSpec&, const Graph&)> make;
+
+  template <class S>
+  static StageType of() {
+    return {S::reads(), S::writes(), S::option_keys(),
+            [](const StageSpec& spec, const Graph& built) { return std::unique_ptr<Stage>(new S(spec, built)); }};
+  }
+};
+
+class StageRegistry {
+ public:
+  // Registers `type` (a second registration of one name throws at start).
+  static bool add(const std::string& type, StageType stage_type);
+  // nullptr for an unknown type.
+  static const StageType* find(const std::string& type);
+  static std::vector<std::string> types();  // sorted
+};
+
+#define DDAQ_STAGE_CONCAT2(a, b) a##b
+#define DDAQ_STAGE_CONCAT(a, b) DDAQ_STAGE_CONCAT2(a, b)
+// One line in the stage's own .cpp file registers it by type name.
+#define DDAQ_REGISTER_STAGE(TYPE, CLASS)                                  \
+  static const bool DDAQ_STAGE_CONCAT(ddaq_stage_registered_, __LINE__) = \
+      ::ddaq::StageRegistry::add(TYPE, ::ddaq::StageType::of<CLASS>())
+
+// A checked graph description.
+struct GraphSpec {
+  std::string input = "calq";
+  std::vector<int64_t> input_shape{48};  // per event
+  std::vector<StageSpec> stages;
+  std::string json;    // the section as given (saved with runs, hashed into run ids)
+  std::string source;  // file of the section, for messages
+
+  // From a `graph` section; every error names the file and key.
+  static GraphSpec parse(const Config& graph_section);
+  // Every tensor name the stages write, in order.
+  std::vector<std::string> written() const;
+};
+
+// The stages of a GraphSpec, built and owned; runs them in order.
+class Graph {
+ public:
+  // Builds every stage (seeding LibTorch with `seed` first, so construction
+  // order fixes the initialization) and dry-runs two zero events through
+  // them in evaluation mode; a failure names the stage.
+  Graph(const GraphSpec& spec, uint64_t seed);
+  ~Graph();
+  Graph(Graph&&) noexcept;
+
+  const GraphSpec& spec() const { return spec_; }
+  // Reads spec().input from `flow` and adds every stage's outputs.
+  void forward(NamedTensors& flow) const;
+  std::vector<Stage*> stages() const;
+  // The stage named `name` (nullptr when none); during construction, only
+  // the stages built so far.
+  Stage* find(const std::string& name) const;
+  template <class S>
+  S* find_as(const std::string& name) const {
+    return dynamic_cast<S*>(find(name));
+  }
+
+ private:
+  GraphSpec spec_;
+  std::vector<std::unique_ptr<Stage>> stages_;
+};
+
+}  // namespace ddaq

@@ -1,0 +1,160 @@
+// ddaq/core/stages.h: the built-in stage types of the DAQ graph (graph.h).
+//
+//   type               reads               writes                  what
+//   front_end          charges             target, normalized      zero suppression (learnable threshold,
+//                                                                  smooth in training, exact in evaluation),
+//                                                                  target = kept / sum, normalized = kept /
+//                                                                  2^floor(log2 sum) ("econt"), / sum ("sum")
+//                                                                  or kept ("none")
+//   quantized_stack    input               output                  firmware: an input quantizer and layers
+//                                                                  declared one by one (dense, conv2d,
+//                                                                  conv_transpose, relu), each quantizer
+//                                                                  fixed or learnable; optional cell layout
+//   econt_link_budget  (none)              (costs only)            payload bits of the named encoder's
+//                                                                  sent latents -> ECON-T e-links (relaxed)
+//   econt_decoder      latent              reconstruction          off detector, float: dense,
+//                                                                  conv-transpose, conv, softmax over cells
+//
+// Options of each type are listed at its class; docs/graph.md has them all
+// with examples. The ECON-T pipeline (pipeline.h) is these stages in this
+// order.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ddaq/core/graph.h"
+#include "ddaq/core/layouts.h"
+#include "ddaq/quant/layers.h"
+
+namespace ddaq {
+
+// A stage whose state is one torch::nn::Module.
+class ModuleStage : public Stage {
+ public:
+  explicit ModuleStage(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const override { return name_; }
+  std::vector<std::pair<std::string, at::Tensor>> named_parameters() const override;
+  std::vector<std::pair<std::string, at::Tensor>> named_buffers() const override;
+  void train(bool on) override;
+  void to(const std::string& device) override;
+  bool training() const { return training_; }
+
+ protected:
+  virtual torch::nn::Module& module() const = 0;
+  bool training_ = true;
+
+ private:
+  std::string name_;
+};
+
+// front_end. Options: threshold (CALQ, default 0), learn_threshold (default
+// true), normalization ("econt" default, "sum", "none").
+class FrontEndStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {"charges"}; }
+  static std::vector<std::string> writes() { return {"target", "normalized"}; }
+  static std::vector<std::string> option_keys() { return {"threshold", "learn_threshold", "normalization"}; }
+  FrontEndStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors& flow) override;
+  at::Tensor threshold;  // CALQ (a parameter when learned)
+
+ protected:
+  torch::nn::Module& module() const override { return *holder_; }
+
+ private:
+  std::shared_ptr<torch::nn::Module> holder_;
+  std::string charges_, target_, normalized_, normalization_;
+};
+
+// quantized_stack. Options:
+//   layout   "8x8" or "4x4x3": the input is [N, 48] cells, gathered onto that
+//            grid; without it the input is [N, input_shape...]
+//   input_shape  per event (default: the graph input's, or the grid's)
+//   input    quantizer of the input: {bits, integer_bits, signed (false),
+//            rounding ("TRN"), overflow ("SAT"), learnable (false)}
+//   layers   [{type: "dense", units, weight, output, bias, gates,
+//              straight_through},
+//             {type: "conv2d" | "conv_transpose", filters, kernel, stride (1),
+//              padding (0), output_padding (0), weight, output, bias, gates},
+//             {type: "relu", output}]
+//            weight: a quantizer {bits (6), integer_bits (1), signed (true),
+//            rounding ("RND_CONV"), learnable, granularity ("tensor",
+//            "channel", "element")}; output: a quantizer (default fixed<16,6>).
+//            relu's output quantizer may also set shared_integer_bits,
+//            min_fractional, max_fractional (per-channel learned widths).
+// Writes [N, outputs] ([N] when the stack ends in one value per event).
+class QuantizedStackStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {"input"}; }
+  static std::vector<std::string> writes() { return {"output"}; }
+  static std::vector<std::string> option_keys() { return {"layout", "input_shape", "input", "layers"}; }
+  QuantizedStackStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors& flow) override;
+  // ebops, lut, ff, dsp, latency_cycles (shipped analytic model, reuse 1).
+  NamedTensors costs() const override;
+  ModelDescription describe() const override;
+  // What the stack's first layer sees for a flow tensor (the layout's grid).
+  at::Tensor stack_input(const at::Tensor& x) const;
+  // The cell layout (nullptr without one).
+  const CellLayout* layout() const { return layout_.get(); }
+  const std::string& input_name() const { return input_; }
+  const std::string& output_name() const { return output_; }
+  QuantizedStack stack;
+
+ protected:
+  torch::nn::Module& module() const override { return *stack.ptr(); }
+
+ private:
+  std::string input_, output_;
+  std::shared_ptr<CellLayout> layout_;
+};
+
+// econt_link_budget. Options: encoder (the quantized_stack whose last layer
+// makes the latents; default "encoder"). Costs: payload_bits (sum of the
+// sent latents' widths), elinks (ECON-T frame, relaxed).
+class EconTLinkBudgetStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {}; }
+  static std::vector<std::string> writes() { return {}; }
+  static std::vector<std::string> option_keys() { return {"encoder"}; }
+  EconTLinkBudgetStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors&) override {}  // costs only: they depend on the latent type, not the batch
+  NamedTensors costs() const override;
+  const QuantizedStackStage& encoder() const { return *encoder_; }
+
+ protected:
+  torch::nn::Module& module() const override { return *none_; }
+
+ private:
+  const QuantizedStackStage* encoder_;
+  std::shared_ptr<torch::nn::Module> none_;
+};
+
+// econt_decoder. Options: filters (8), layout ("8x8" or "4x4x3"), latent
+// (inputs; default: the size of the tensor it reads, from the encoder).
+class EconTDecoderStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {"latent"}; }
+  static std::vector<std::string> writes() { return {"reconstruction"}; }
+  static std::vector<std::string> option_keys() { return {"filters", "layout", "latent"}; }
+  EconTDecoderStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors& flow) override;
+
+ protected:
+  torch::nn::Module& module() const override;
+
+ private:
+  struct Net;
+  std::shared_ptr<Net> net_;
+  std::shared_ptr<CellLayout> layout_;
+  std::string latent_, reconstruction_;
+};
+
+// The weighted layer of `stack` that makes its outputs (the latents).
+std::shared_ptr<QLayerImpl> last_weighted_layer(const QuantizedStack& stack);
+// Per output unit, how much of it is kept (undefined without gates: all).
+at::Tensor output_unit_mask(const QuantizedStack& stack);
+
+}  // namespace ddaq

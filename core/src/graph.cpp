@@ -1,0 +1,200 @@
+// The DAQ graph (graph.h): stage registry, checked specs, building and running.
+#include "ddaq/core/graph.h"
+
+#include <ATen/ATen.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "ddaq/error.h"
+
+namespace ddaq {
+
+extern int ddaq_builtin_stages_anchor;  // stages.cpp: links the built-in registrations
+
+namespace {
+std::map<std::string, StageType>& registry() {
+  static std::map<std::string, StageType> types;
+  return types;
+}
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out.empty() ? "none" : out;
+}
+}  // namespace
+
+bool StageRegistry::add(const std::string& type, StageType stage_type) {
+  if (!registry().emplace(type, std::move(stage_type)).second)
+    throw Error("stage registry: type '" + type + "' registered twice");
+  return true;
+}
+
+const StageType* StageRegistry::find(const std::string& type) {
+  (void)ddaq_builtin_stages_anchor;
+  const auto it = registry().find(type);
+  return it == registry().end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> StageRegistry::types() {
+  (void)ddaq_builtin_stages_anchor;
+  std::vector<std::string> out;
+  for (const auto& kv : registry()) out.push_back(kv.first);
+  return out;
+}
+
+const std::string& StageSpec::read(const std::string& role) const {
+  const auto it = reads.find(role);
+  if (it == reads.end()) throw Error("stage '" + name + "' (" + type + "): reads no '" + role + "'");
+  return it->second;
+}
+
+const std::string& StageSpec::write(const std::string& role) const {
+  const auto it = writes.find(role);
+  if (it == writes.end()) throw Error("stage '" + name + "' (" + type + "): writes no '" + role + "'");
+  return it->second;
+}
+
+namespace {
+// role -> tensor name, every role of the type present, no others.
+std::map<std::string, std::string> roles(const Config& stage, const std::string& key,
+                                         const std::vector<std::string>& expected, const std::string& type) {
+  const std::string at = stage.source() + ": " + stage.where() + "." + key;
+  std::map<std::string, std::string> out;
+  const Config c = stage.section(key);
+  for (const std::string& role : c.keys()) {
+    if (std::find(expected.begin(), expected.end(), role) == expected.end())
+      throw Error(at + "." + role + ": " + type + " has no such role (its roles: " + joined(expected) + ")");
+    const std::string tensor = c.string(role, "");
+    if (tensor.empty()) throw Error(at + "." + role + ": expected a tensor name");
+    out[role] = tensor;
+  }
+  for (const std::string& role : expected)
+    if (!out.count(role))
+      throw Error(at + "." + role + ": required (" + type + " " + key + " " + joined(expected) + ")");
+  return out;
+}
+}  // namespace
+
+GraphSpec GraphSpec::parse(const Config& g) {
+  GraphSpec spec;
+  spec.source = g.source();
+  spec.json = g.dump();
+  g.reject_unknown({"input", "stages"});
+  const std::string at = g.source() + ": " + (g.where().empty() ? std::string("graph") : g.where());
+  if (g.has("input")) {
+    const Config in = g.section("input");
+    in.reject_unknown({"name", "shape"});
+    spec.input = in.string("name", spec.input);
+    spec.input_shape = in.integers("shape", spec.input_shape, 1, 1 << 20);
+  }
+  const std::vector<Config> stages = g.list("stages");
+  if (stages.empty()) throw Error(at + ".stages: required (an ordered list of stages)");
+  std::map<std::string, size_t> names;
+  std::map<std::string, std::string> writer{{spec.input, "the graph input"}};
+  for (size_t i = 0; i < stages.size(); ++i) {
+    const Config& c = stages[i];
+    const std::string here = c.source() + ": " + c.where();
+    StageSpec s;
+    s.type = c.string("type", "");
+    s.name = c.string("name", "");
+    const StageType* t = StageRegistry::find(s.type);
+    if (!t)
+      throw Error(here +
+                  ".type: " + (s.type.empty() ? std::string("required") : "unknown stage type '" + s.type + "'") +
+                  " (known: " + joined(StageRegistry::types()) + ")");
+    if (s.name.empty()) throw Error(here + ".name: required (also the prefix of the stage's parameters)");
+    if (s.name.find('.') != std::string::npos || s.name.find('/') != std::string::npos)
+      throw Error(here + ".name: '" + s.name + "' (no '.' or '/': it prefixes parameter and file names)");
+    if (names.count(s.name))
+      throw Error(here + ".name: '" + s.name + "' is also the name of stages[" + std::to_string(names[s.name]) + "]");
+    names[s.name] = i;
+    std::vector<std::string> known{"type", "name", "reads", "writes"};
+    known.insert(known.end(), t->option_keys.begin(), t->option_keys.end());
+    c.reject_unknown(known);
+    s.reads = roles(c, "reads", t->reads, s.type);
+    s.writes = roles(c, "writes", t->writes, s.type);
+    for (const auto& kv : s.reads)
+      if (!writer.count(kv.second)) {
+        std::vector<std::string> so_far;
+        for (const auto& w : writer) so_far.push_back(w.first);
+        throw Error(here + ".reads." + kv.first + ": tensor '" + kv.second +
+                    "' is not written before this stage (written so far: " + joined(so_far) + ")");
+      }
+    for (const auto& kv : s.writes) {
+      if (writer.count(kv.second))
+        throw Error(here + ".writes." + kv.first + ": tensor '" + kv.second + "' is already written by " +
+                    writer[kv.second] + " (every tensor has one writer)");
+      writer[kv.second] = "stage '" + s.name + "'";
+    }
+    s.options = c;
+    spec.stages.push_back(std::move(s));
+  }
+  return spec;
+}
+
+std::vector<std::string> GraphSpec::written() const {
+  std::vector<std::string> out;
+  for (const auto& s : stages)
+    for (const auto& kv : s.writes) out.push_back(kv.second);
+  return out;
+}
+
+Graph::Graph(const GraphSpec& spec, uint64_t seed) : spec_(spec) {
+  torch::manual_seed(seed);
+  for (const StageSpec& s : spec_.stages) {
+    const std::string here = spec_.source + ": stage '" + s.name + "' (" + s.type + ")";
+    try {
+      stages_.push_back(StageRegistry::find(s.type)->make(s, *this));
+    } catch (const Error& e) {
+      const std::string what = e.what();
+      if (what.rfind(spec_.source + ": ", 0) == 0) throw;
+      throw Error(here + ": " + what);
+    } catch (const std::exception& e) {
+      throw Error(here + ": " + e.what());
+    }
+  }
+  // A dry run of two zero events in evaluation mode, without gradients:
+  // shape mismatches surface here, named by stage, not in the first step.
+  at::NoGradGuard no_grad;
+  NamedTensors flow;
+  std::vector<int64_t> shape{2};
+  shape.insert(shape.end(), spec_.input_shape.begin(), spec_.input_shape.end());
+  flow.set(spec_.input, at::zeros(shape, at::kFloat));
+  for (const auto& s : stages_) s->train(false);
+  for (const auto& s : stages_) {
+    try {
+      s->forward(flow);
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      if (const auto* c = dynamic_cast<const c10::Error*>(&e)) what = c->what_without_backtrace();
+      what = what.substr(0, what.find('\n'));
+      throw Error(spec_.source + ": stage '" + s->name() + "' (" + spec_.stages[&s - &stages_[0]].type +
+                  "): cannot run on its inputs: " + what);
+    }
+  }
+  for (const auto& s : stages_) s->train(true);
+}
+
+Graph::~Graph() = default;
+Graph::Graph(Graph&&) noexcept = default;
+
+void Graph::forward(NamedTensors& flow) const {
+  for (const auto& s : stages_) s->forward(flow);
+}
+
+std::vector<Stage*> Graph::stages() const {
+  std::vector<Stage*> out;
+  for (const auto& s : stages_) out.push_back(s.get());
+  return out;
+}
+
+Stage* Graph::find(const std::string& name) const {
+  for (const auto& s : stages_)
+    if (s->name() == name) return s.get();
+  return nullptr;
+}
+
+}  // namespace ddaq
