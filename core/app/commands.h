@@ -21,6 +21,7 @@ void add_export_command(CLI::App& app);  // ddaq export RUN --qonnx F --hls D
 void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 // ddaq run, train, eval: add_run_command registers all three.
 void add_sweep_command(CLI::App& app);  // ddaq sweep CONFIG --budget NAME=V1,V2 -o DIR
+void add_graph_command(CLI::App& app);  // ddaq graph CONFIG [--json] | --types
 
 // Shared by run, train and sweep (commands_run.cpp):
 // the top-level keys a configuration may have;

@@ -31,9 +31,8 @@ void add_export_command(CLI::App& app) {
   c->add_option("--hls", *hls, "HLS project folder to write (for --part all: DIR/encoder, DIR/classifier)");
   c->add_option("--emulator", *emulator,
                 "emulator library folder to write: front end + encoder from the HLS C++, C API, CMake project");
-  c->add_option("--part", *part, "encoder, classifier or all")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"encoder", "classifier", "all"}));
+  c->add_option("--part", *part, "a quantized stack of the run (encoder, classifier, or any stage of a graph), or all")
+      ->capture_default_str();
   c->add_option("--name", *name, "top function name (default: the part): a C identifier, not a C++ keyword")
       ->check(c_identifier());
   c->add_option("--reuse-factor", *reuse, "HLS reuse factor")->capture_default_str()->check(whole_number_in(1, 1 << 20));

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   ddaq::cli::add_data_commands(app);
   ddaq::cli::add_emd_command(app);
   ddaq::cli::add_export_command(app);
+  ddaq::cli::add_graph_command(app);
   ddaq::cli::add_run_command(app);
   ddaq::cli::add_surrogate_commands(app);
   ddaq::cli::add_sweep_command(app);

@@ -110,11 +110,29 @@ std::string export_run(const std::string& run, const ExportOptions& o) {
   const std::string &qonnx = o.qonnx(), &hls = o.hls(), &part = o.part();
   if (qonnx.empty() && hls.empty() && o.emulator().empty())
     throw Error("export: give --qonnx FILE, --hls DIR and/or --emulator DIR");
-  if (part != "encoder" && part != "classifier" && part != "all")
-    throw Error("export: part '" + part + "' (expected encoder, classifier or all)");
   if (o.testbench_samples() < 1) throw Error("export: --tb-samples must be at least 1");
-  const std::vector<std::string> parts =
-      part == "all" ? std::vector<std::string>{"encoder", "classifier"} : std::vector<std::string>{part};
+  // A run's parts are its quantized stacks (RUN/<stage>.qstack), the
+  // encoder first: "all" is every one of them.
+  std::vector<std::string> held;
+  for (const std::string& p : {std::string("encoder"), std::string("classifier")})
+    if (fs::exists(run + "/" + p + ".qstack")) held.push_back(p);
+  {
+    std::error_code ec;
+    std::vector<std::string> others;
+    for (const auto& e : fs::directory_iterator(run, ec))
+      if (e.path().extension() == ".qstack" && e.path().stem() != "encoder" && e.path().stem() != "classifier")
+        others.push_back(e.path().stem().string());
+    std::sort(others.begin(), others.end());
+    held.insert(held.end(), others.begin(), others.end());
+  }
+  if (part != "all" && std::find(held.begin(), held.end(), part) == held.end()) {
+    std::string list;
+    for (const auto& p : held) list += (list.empty() ? "" : ", ") + p;
+    throw Error("export: part '" + part + "': " + run + " has no " + part +
+                ".qstack (its parts: " + (list.empty() ? std::string("none") : list) + ", or all)");
+  }
+  const std::vector<std::string> parts = part == "all" ? held : std::vector<std::string>{part};
+  if (parts.empty()) throw Error("export: " + run + ": no quantized stack (.qstack) to export");
   if (!o.emulator().empty() && std::find(parts.begin(), parts.end(), "encoder") == parts.end())
     throw Error("export: --emulator emulates the encoder (it takes raw CALQ): use --part encoder or all");
   const bool has_pipeline = fs::exists(run + "/pipeline.json");

@@ -302,3 +302,35 @@ def test_emulator_library_equals_predict_on_10000_real_wafers(tmp_path):
     ddaq("data", "import", csv, "-o", str(tmp_path / "jets.h5"))
     ddaq("data", "slice", str(tmp_path / "jets.h5"), "--start", "0", "--stop", "10000", "-o", str(tmp_path / "real.h5"))
     assert compare_emulator_with_predict(lib, run, str(tmp_path / "real.h5"), tmp_path) == 10000
+
+
+def test_dense_encoder_graph_exports_bit_exact_through_the_real_flows(tmp_path):
+    """experiments/graphs/dense_encoder.json (a graph config: 4x4x3 layout -> dense -> dense -> latent, per-layer
+    bits) trained, then exported and checked by qonnx's executor, hls4ml's documented QONNX flow and the Xilinx
+    headers, and its emulator library against ddaq predict."""
+    fwkit_or_skip()
+    run = str(tmp_path / "run")
+    ddaq("run", os.path.join(ROOT, "experiments", "graphs", "dense_encoder.json"), "-o", run)
+    export(run, tmp_path, "--part", "all", "--qonnx", str(tmp_path / "m.onnx"), "--hls", str(tmp_path / "prj"),
+           "--tb-samples", "300")
+    for part in ("encoder", "classifier"):
+        x, y = tb_arrays(tmp_path / "prj" / part)
+        np.save(tmp_path / f"{part}_x.npy", x)
+        np.save(tmp_path / f"{part}_y.npy", y)
+        model = str(tmp_path / f"m.{part}.onnx")
+        args = ["--inputs", str(tmp_path / f"{part}_x.npy"), "--expected", str(tmp_path / f"{part}_y.npy")]
+        rc, out = tool([os.path.join(FWKIT, "qonnx_exec.py"), model, *args], tmp_path)
+        assert rc == 0 and "RESULT: PASS" in out, out
+        rc, out = tool([os.path.join(FWKIT, "hls4ml_flow.py"), model, *args, "--io", "parallel",
+                        "--out", str(tmp_path / f"hls4ml_{part}")], tmp_path)
+        assert rc == 0 and "RESULT: PASS" in out and " 0 mismatch" in out.replace("mismatching", "mismatch"), out
+        rc, out = tool([os.path.join(FWKIT, "xilinx_csim.sh"), str(tmp_path / "prj" / part)], tmp_path)
+        assert rc == 0 and ", 0 mismatching outputs" in out, out
+    # The encoder has no convolution: its QONNX holds MatMul nodes and no Conv.
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.encoder.onnx")).graph.node}
+    assert "MatMul" in ops and "Conv" not in ops, ops
+    lib = build_emulator(tmp_path, run)
+    events = str(tmp_path / "wafers.h5")
+    ddaq("data", "synth", "-o", events, "--events", "10000", "--seed", "7", "--pileup", "10")
+    assert compare_emulator_with_predict(lib, run, events, tmp_path) == 10000
+

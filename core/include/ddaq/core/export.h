@@ -10,7 +10,7 @@ namespace ddaq {
 struct ExportOptions {
   DDAQ_OPTION(std::string, qonnx);  // QONNX file; for part "all": FILE.encoder.onnx, FILE.classifier.onnx
   DDAQ_OPTION(std::string, hls);    // HLS project folder; for part "all": DIR/encoder, DIR/classifier
-  DDAQ_OPTION(std::string, part) = "encoder";  // encoder, classifier or all
+  DDAQ_OPTION(std::string, part) = "encoder";  // a quantized stack of the run (RUN/<part>.qstack), or all
   DDAQ_OPTION(std::string, name);              // HLS top function (default: the part)
   DDAQ_OPTION(int, reuse_factor) = 1;
   DDAQ_OPTION(std::string, io) = "parallel";  // or "stream"
