@@ -78,17 +78,23 @@ def test_hls4ml_flow_and_qonnx_exec_accept_the_files_unedited(tmp_path):
                  "--tb-samples", "300")
     assert "does not fit hls4ml" not in log, log
     for part in ("encoder", "classifier"):
-        x, y = tb_arrays(tmp_path / "prj" / part)
-        np.save(tmp_path / f"{part}_x.npy", x)
-        np.save(tmp_path / f"{part}_y.npy", y)
-        model = str(tmp_path / f"m.{part}.onnx")
-        args = ["--inputs", str(tmp_path / f"{part}_x.npy"), "--expected", str(tmp_path / f"{part}_y.npy")]
-        rc, out = tool([os.path.join(FWKIT, "qonnx_exec.py"), model, *args], tmp_path)
-        assert rc == 0 and "RESULT: PASS" in out, out
-        for io in ("parallel", "stream"):
-            rc, out = tool([os.path.join(FWKIT, "hls4ml_flow.py"), model, *args, "--io", io,
-                            "--out", str(tmp_path / f"hls4ml_{part}_{io}")], tmp_path)
-            assert rc == 0 and "RESULT: PASS" in out and " 0 mismatch" in out.replace("mismatching", "mismatch"), out
+        check_qonnx_and_hls4ml(tmp_path, part, ("parallel", "stream"))
+
+
+def check_qonnx_and_hls4ml(tmp_path, part, ios):
+    """tmp_path/m.PART.onnx through qonnx's executor and hls4ml's QONNX flow (each io) on the testbench data of
+    tmp_path/prj/PART: both bit-exact with ddaq's expected outputs."""
+    x, y = tb_arrays(tmp_path / "prj" / part)
+    np.save(tmp_path / f"{part}_x.npy", x)
+    np.save(tmp_path / f"{part}_y.npy", y)
+    model = str(tmp_path / f"m.{part}.onnx")
+    args = ["--inputs", str(tmp_path / f"{part}_x.npy"), "--expected", str(tmp_path / f"{part}_y.npy")]
+    rc, out = tool([os.path.join(FWKIT, "qonnx_exec.py"), model, *args], tmp_path)
+    assert rc == 0 and "RESULT: PASS" in out, out
+    for io in ios:
+        rc, out = tool([os.path.join(FWKIT, "hls4ml_flow.py"), model, *args, "--io", io,
+                        "--out", str(tmp_path / f"hls4ml_{part}_{io}")], tmp_path)
+        assert rc == 0 and "RESULT: PASS" in out and " 0 mismatch" in out.replace("mismatching", "mismatch"), out
 
 
 @pytest.mark.parametrize("io,reuse", [("parallel", 1), ("stream", 1), ("parallel", 4), ("stream", 8)])
@@ -314,16 +320,7 @@ def test_dense_encoder_graph_exports_bit_exact_through_the_real_flows(tmp_path):
     export(run, tmp_path, "--part", "all", "--qonnx", str(tmp_path / "m.onnx"), "--hls", str(tmp_path / "prj"),
            "--tb-samples", "300")
     for part in ("encoder", "classifier"):
-        x, y = tb_arrays(tmp_path / "prj" / part)
-        np.save(tmp_path / f"{part}_x.npy", x)
-        np.save(tmp_path / f"{part}_y.npy", y)
-        model = str(tmp_path / f"m.{part}.onnx")
-        args = ["--inputs", str(tmp_path / f"{part}_x.npy"), "--expected", str(tmp_path / f"{part}_y.npy")]
-        rc, out = tool([os.path.join(FWKIT, "qonnx_exec.py"), model, *args], tmp_path)
-        assert rc == 0 and "RESULT: PASS" in out, out
-        rc, out = tool([os.path.join(FWKIT, "hls4ml_flow.py"), model, *args, "--io", "parallel",
-                        "--out", str(tmp_path / f"hls4ml_{part}")], tmp_path)
-        assert rc == 0 and "RESULT: PASS" in out and " 0 mismatch" in out.replace("mismatching", "mismatch"), out
+        check_qonnx_and_hls4ml(tmp_path, part, ("parallel",))
         rc, out = tool([os.path.join(FWKIT, "xilinx_csim.sh"), str(tmp_path / "prj" / part)], tmp_path)
         assert rc == 0 and ", 0 mismatching outputs" in out, out
     # The encoder has no convolution: its QONNX holds MatMul nodes and no Conv.
