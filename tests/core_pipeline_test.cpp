@@ -600,17 +600,19 @@ DOCTEST_TEST_SUITE("pipeline") {
   }
   DOCTEST_TEST_CASE("every shipped experiment configuration parses") {
     int seen = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(std::string(DDAQ_SOURCE_DIR) + "/experiments/econt")) {
-      if (entry.path().extension() != ".json") continue;
-      DOCTEST_INFO("config: " << entry.path().string());
-      const ddaq::Config c = ddaq::Config::load(entry.path().string());
-      c.reject_unknown({"name", "description", "data", "pipeline", "training"});
-      DOCTEST_CHECK_NOTHROW(ddaq::PipelineOptions::from_config(c.section("pipeline")));
-      DOCTEST_CHECK_NOTHROW(
-          ddaq::TrainerOptions::from_config(c.section("training"), entry.path().parent_path().string()));
-      ++seen;
-    }
-    DOCTEST_CHECK(seen >= 3);
+    for (const char* folder : {"/experiments/econt", "/experiments/graphs"})
+      for (const auto& entry : std::filesystem::directory_iterator(std::string(DDAQ_SOURCE_DIR) + folder)) {
+        if (entry.path().extension() != ".json") continue;
+        DOCTEST_INFO("config: " << entry.path().string());
+        const ddaq::Config c = ddaq::Config::load(entry.path().string());
+        c.reject_unknown({"name", "description", "data", "pipeline", "graph", "training"});
+        // Built as training builds it: a graph section is checked whole and dry-run.
+        DOCTEST_CHECK_NOTHROW(ddaq::EconTPipeline::from_config(c, 1));
+        DOCTEST_CHECK_NOTHROW(
+            ddaq::TrainerOptions::from_config(c.section("training"), entry.path().parent_path().string()));
+        ++seen;
+      }
+    DOCTEST_CHECK(seen >= 4);
   }
   DOCTEST_TEST_CASE("stages: one interface / flow of named tensors / costs and descriptions per stage") {
     ddaq::EconTPipeline p(ddaq::PipelineOptions(), 5);

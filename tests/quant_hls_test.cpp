@@ -141,7 +141,8 @@ DOCTEST_TEST_SUITE("hls export") {
     // Errors: one line, nothing written.
     r = ddaq_test::run_ddaq("export " + dir.file("run") + " --part classifier --qonnx " + dir.file("c.onnx"));
     DOCTEST_CHECK(r.exit_code != 0);
-    DOCTEST_CHECK(r.err.find("classifier.qstack: cannot open") != std::string::npos);
+    DOCTEST_CHECK(r.err.find("export: part 'classifier': " + dir.file("run") +
+                             " has no classifier.qstack (its parts: encoder, or all)") != std::string::npos);
     r = ddaq_test::run_ddaq("export " + dir.file("run") + " --hls " + dir.file("hls2") + " --reuse-factor 5");
     DOCTEST_CHECK(r.exit_code != 0);
     DOCTEST_CHECK(r.err.find("does not divide") != std::string::npos);

@@ -344,8 +344,8 @@ void add_run_command(CLI::App& app) {
         "Train the configured pipeline end to end and save it as a run. Data parallel when started by torchrun, "
         "srun, mpirun or with RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set (training.batch_size is the global batch)");
     c->add_option("--init", request->init, "start from this run's trained pipeline");
-    c->add_option("--freeze", request->freeze, "stages kept fixed: frontend, encoder, decoder, classifier")
-        ->check(CLI::IsMember({"frontend", "encoder", "decoder", "classifier"}));
+    c->add_option("--freeze", request->freeze,
+                  "stages kept fixed, by name (the ECON-T pipeline's: frontend, encoder, decoder, classifier)");
     c->add_option("config", *config_path, "configuration file (JSON)")->required();
     c->add_option("-o,--output", *run_dir, "run folder")->required();
     c->add_option("--data", *data, "training event file (default: made from the config's data section)");
@@ -377,7 +377,20 @@ void add_run_command(CLI::App& app) {
       const DistributedEnvironment env = DistributedEnvironment::detect(*launcher);
       // One device for the communicator and the trainer: --device, else
       // training.device; "cuda" under a launcher is the local rank's GPU.
-      EconTPipeline::from_config(config, 1);  // its errors first, as train_step reports them
+      {
+        // Its errors first, as train_step reports them; --freeze names its stages.
+        const EconTPipeline built = EconTPipeline::from_config(config, 1);
+        for (const std::string& name : request->freeze) {
+          std::string names;
+          bool found = false;
+          for (const Stage* s : built.stages()) {
+            names += (names.empty() ? "" : ", ") + s->name();
+            found = found || s->name() == name;
+          }
+          if (!found)
+            throw Error("--freeze: '" + name + "' is not a stage of " + *config_path + " (its stages: " + names + ")");
+        }
+      }
       const TrainerOptions configured = TrainerOptions::from_config(config.section("training"), config_dir(*config_path));
       TrainRequest r = *request;
       if (r.device.empty()) r.device = configured.device();

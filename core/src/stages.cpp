@@ -102,6 +102,19 @@ QuantizerOptions quantizer_option(const Config& parent, const std::string& key, 
   return q;
 }
 
+// Values per event of `tensor` when an earlier quantized stack writes it
+// (the default input size of the stages that read it); 0 otherwise.
+int64_t stack_output_size(const Graph& built, const std::string& tensor) {
+  int64_t size = 0;
+  for (Stage* s : built.stages())
+    if (const auto* q = dynamic_cast<QuantizedStackStage*>(s))
+      if (q->output_name() == tensor) {
+        size = 1;
+        for (int64_t d : q->stack->output_shape()) size *= d;
+      }
+  return size;
+}
+
 const QuantizerOptions kWeightDefault(FixedPointType(6, 1, true, Rounding::RND_CONV, Overflow::SAT));
 const QuantizerOptions kWideDefault(FixedPointType(16, 6, true, Rounding::TRN, Overflow::SAT));
 const QuantizerOptions kActivationDefault(FixedPointType(8, 3, false, Rounding::TRN, Overflow::SAT));
@@ -217,13 +230,7 @@ QuantizedStackStage::QuantizedStackStage(const StageSpec& spec, const Graph& bui
         input_ == built.spec().input ? built.spec().input_shape : std::vector<int64_t>{};
     if (!c.has("input_shape") && fallback.empty()) {
       // The size of a stack's output it reads.
-      for (Stage* s : built.stages())
-        if (const auto* q = dynamic_cast<QuantizedStackStage*>(s))
-          if (q->output_ == input_) {
-            int64_t n = 1;
-            for (int64_t d : q->stack->output_shape()) n *= d;
-            shape = {n};
-          }
+      if (const int64_t n = stack_output_size(built, input_)) shape = {n};
       if (shape.empty())
         throw Error(c.source() + ": " + c.where() + ".input_shape: required (the shape of '" + input_ +
                     "' per event is not known here)");
@@ -278,9 +285,9 @@ torch::Tensor output_unit_mask(const QuantizedStack& stack) {
   return l ? l->unit_mask() : torch::Tensor();
 }
 
-// -------------------------------------------------------- econt_link_budget
+// -------------------------------------------------------------- link budgets
 
-EconTLinkBudgetStage::EconTLinkBudgetStage(const StageSpec& spec, const Graph& built)
+LinkBudgetStage::LinkBudgetStage(const StageSpec& spec, const Graph& built)
     : ModuleStage(spec.name), none_(std::make_shared<torch::nn::Module>()) {
   const Config& c = spec.options;
   const std::string name = c.string("encoder", "encoder");
@@ -288,18 +295,44 @@ EconTLinkBudgetStage::EconTLinkBudgetStage(const StageSpec& spec, const Graph& b
   if (!encoder_)
     throw Error(c.source() + ": " + c.where() + ".encoder: '" + name +
                 "' is not a quantized_stack stage before this one");
+  header_bits_ = static_cast<int>(c.integer("header_bits", 0, 0, 1 << 20));
+  link_bits_ = static_cast<int>(c.integer("link_bits", 32, 1, 1 << 20));
+  max_links_ = static_cast<int>(c.integer("max_links", 1000, 1, 1 << 20));
 }
 
-NamedTensors EconTLinkBudgetStage::costs() const {
+torch::Tensor LinkBudgetStage::payload() const {
   const auto latent_q = encoder_->stack->layers().back()->output_quantizer();
-  // Width x the latents sent (the latent layer's unit mask: all ones
-  // without latent gates, 0/1 straight-through gates with them).
+  // Width x the outputs sent (the last weighted layer's unit mask: all ones
+  // without gates, 0/1 straight-through gates with them).
   const torch::Tensor sent = output_unit_mask(encoder_->stack);
-  // One width per latent: the sum of the sent latents' widths.
-  const torch::Tensor payload = latent_q->options().granularity() == Granularity::PerTensor
-                                    ? latent_q->bits().mean() * sent.sum()
-                                    : (latent_q->bits().flatten() * sent).sum();
-  return NamedTensors{{{"payload_bits", payload}, {"elinks", fractional_elinks(payload)}}};
+  // One width per output: the sum of the sent outputs' widths.
+  return latent_q->options().granularity() == Granularity::PerTensor ? latent_q->bits().mean() * sent.sum()
+                                                                     : (latent_q->bits().flatten() * sent).sum();
+}
+
+NamedTensors LinkBudgetStage::costs() const {
+  const torch::Tensor p = payload();
+  return NamedTensors{{{"payload_bits", p}, {"links", (p + header_bits_) / static_cast<double>(link_bits_)}}};
+}
+
+int LinkBudgetStage::links_for_payload(int64_t payload_bits) const {
+  const int64_t bits = payload_bits + header_bits_;
+  const int64_t links = (bits + link_bits_ - 1) / link_bits_;
+  if (links > max_links_)
+    throw Error("link budget '" + name() + "': " + std::to_string(payload_bits) + " payload bits need " +
+                std::to_string(links) + " links (max_links " + std::to_string(max_links_) + ")");
+  return static_cast<int>(links);
+}
+
+DDAQ_REGISTER_STAGE("link_budget", LinkBudgetStage);
+
+NamedTensors EconTLinkBudgetStage::costs() const {
+  const torch::Tensor p = payload();
+  return NamedTensors{{{"payload_bits", p}, {"elinks", fractional_elinks(p)}}};
+}
+
+int EconTLinkBudgetStage::links_for_payload(int64_t payload_bits) const {
+  return AutoencoderFrame().elinks_for_payload(payload_bits);
 }
 
 DDAQ_REGISTER_STAGE("econt_link_budget", EconTLinkBudgetStage);
@@ -337,14 +370,7 @@ EconTDecoderStage::EconTDecoderStage(const StageSpec& spec, const Graph& built)
   const Config& c = spec.options;
   layout_ = layout_option(c, "layout", true);
   // Default size: the quantized stack that writes what this decoder reads.
-  int64_t latent = 0;
-  for (Stage* s : built.stages())
-    if (const auto* q = dynamic_cast<QuantizedStackStage*>(s))
-      if (q->output_name() == latent_) {
-        latent = 1;
-        for (int64_t d : q->stack->output_shape()) latent *= d;
-      }
-  latent = c.integer("latent", latent, 1, 4096);
+  const int64_t latent = c.integer("latent", stack_output_size(built, latent_), 1, 4096);
   if (latent < 1)
     throw Error(c.source() + ": " + c.where() + ".latent: required (no quantized_stack before it writes '" + latent_ +
                 "')");
@@ -358,5 +384,129 @@ void EconTDecoderStage::forward(NamedTensors& flow) {
 }
 
 DDAQ_REGISTER_STAGE("econt_decoder", EconTDecoderStage);
+
+// -------------------------------------------------------------- float_stack
+
+struct FloatStackStage::Net : torch::nn::Module {
+  // One entry per layer: its module (null for relu/reshape) and what it does.
+  struct Layer {
+    std::string type;
+    std::shared_ptr<torch::nn::Module> module;
+    std::vector<int64_t> shape;  // reshape target (without the batch)
+  };
+  std::vector<Layer> layers;
+  torch::Tensor forward(torch::Tensor x) {
+    for (const Layer& l : layers) {
+      if (l.type == "relu")
+        x = torch::relu(x);
+      else if (l.type == "reshape") {
+        std::vector<int64_t> s{x.size(0)};
+        s.insert(s.end(), l.shape.begin(), l.shape.end());
+        x = x.reshape(s);
+      } else if (l.type == "dense")
+        x = std::dynamic_pointer_cast<torch::nn::LinearImpl>(l.module)->forward(x.flatten(1));
+      else if (l.type == "conv2d")
+        x = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(l.module)->forward(x);
+      else
+        x = std::dynamic_pointer_cast<torch::nn::ConvTranspose2dImpl>(l.module)->forward(x);
+    }
+    return x;
+  }
+};
+
+FloatStackStage::FloatStackStage(const StageSpec& spec, const Graph& built)
+    : ModuleStage(spec.name), net_(std::make_shared<Net>()), input_(spec.read("input")), output_(spec.write("output")) {
+  const Config& c = spec.options;
+  auto at = [&](const Config& k, const std::string& key) { return k.source() + ": " + k.where() + "." + key; };
+  layout_ = layout_option(c, "layout", false);
+  head_ = c.string("head", "none");
+  if (head_ != "softmax" && head_ != "sigmoid" && head_ != "none")
+    throw Error(at(c, "head") + ": '" + head_ + "' (expected \"softmax\", \"sigmoid\" or \"none\")");
+  // The input's shape per event: given, the graph input's, or the size of a
+  // stack's output it reads.
+  std::vector<int64_t> shape;
+  if (c.has("input_shape"))
+    shape = c.integers("input_shape", {}, 1, 1 << 20);
+  else if (input_ == built.spec().input)
+    shape = built.spec().input_shape;
+  else if (const int64_t n = stack_output_size(built, input_))
+    shape = {n};
+  if (shape.empty())
+    throw Error(at(c, "input_shape") + ": required (the shape of '" + input_ + "' per event is not known here)");
+  input_shape_ = shape;
+  const std::vector<Config> layers = c.list("layers");
+  if (layers.empty()) throw Error(at(c, "layers") + ": required (at least one layer)");
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> probe_shape{1};
+  probe_shape.insert(probe_shape.end(), shape.begin(), shape.end());
+  torch::Tensor probe = torch::zeros(probe_shape);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Config& l = layers[i];
+    Net::Layer layer;
+    layer.type = l.string("type", "");
+    const std::string name = layer.type + std::to_string(i);
+    if (layer.type == "dense") {
+      l.reject_unknown({"type", "units"});
+      if (!l.has("units")) throw Error(at(l, "units") + ": required");
+      layer.module = net_->register_module(
+          name, torch::nn::Linear(probe.flatten(1).size(1), l.integer("units", 1, 1, 1 << 16)).ptr());
+    } else if (layer.type == "conv2d" || layer.type == "conv_transpose") {
+      l.reject_unknown({"type", "filters", "kernel", "stride", "padding", "output_padding"});
+      if (probe.dim() != 4)
+        throw Error(at(l, "type") + ": " + layer.type + " needs a [channels, height, width] input; it gets " +
+                    std::to_string(probe.dim() - 1) + " dimensions here (add a reshape)");
+      if (!l.has("filters") || !l.has("kernel")) throw Error(at(l, "filters") + ": filters and kernel are required");
+      const int64_t in = probe.size(1), out = l.integer("filters", 1, 1, 4096), k = l.integer("kernel", 1, 1, 15);
+      const int64_t stride = l.integer("stride", 1, 1, 8), pad = l.integer("padding", 0, 0, 8);
+      if (layer.type == "conv2d")
+        layer.module = net_->register_module(
+            name, torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(pad)).ptr());
+      else
+        layer.module = net_->register_module(
+            name, torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(in, out, k)
+                                                 .stride(stride)
+                                                 .padding(pad)
+                                                 .output_padding(l.integer("output_padding", 0, 0, 8)))
+                      .ptr());
+    } else if (layer.type == "relu") {
+      l.reject_unknown({"type"});
+    } else if (layer.type == "reshape") {
+      l.reject_unknown({"type", "shape"});
+      layer.shape = l.integers("shape", {}, 1, 1 << 20);
+      int64_t n = 1;
+      for (int64_t d : layer.shape) n *= d;
+      if (layer.shape.empty() || n != probe[0].numel())
+        throw Error(at(l, "shape") + ": " + std::to_string(n) + " values per event, the layer before gives " +
+                    std::to_string(probe[0].numel()));
+    } else {
+      throw Error(at(l, "type") + ": unknown layer type '" + layer.type +
+                  "' (expected \"dense\", \"conv2d\", \"conv_transpose\", \"relu\" or \"reshape\")");
+    }
+    net_->layers.push_back(layer);
+    try {
+      probe = net_->forward(torch::zeros(probe_shape));
+    } catch (const c10::Error& e) {
+      const std::string what = e.what_without_backtrace();
+      throw Error(at(l, "type") + ": " + what.substr(0, what.find('\n')));
+    }
+  }
+}
+
+torch::nn::Module& FloatStackStage::module() const { return *net_; }
+
+void FloatStackStage::forward(NamedTensors& flow) {
+  const torch::Tensor x = flow.get(input_);
+  std::vector<int64_t> shape{x.size(0)};
+  shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
+  torch::Tensor y = net_->forward(x.reshape(shape));
+  y = layout_ ? layout_->to_cells(y) : y.reshape({x.size(0), -1});
+  if (head_ == "softmax")
+    y = torch::softmax(y, 1);
+  else if (head_ == "sigmoid")
+    y = torch::sigmoid(y);
+  flow.set(output_, y.size(1) == 1 ? y.reshape({-1}) : y);
+}
+
+DDAQ_REGISTER_STAGE("float_stack", FloatStackStage);
 
 }  // namespace ddaq

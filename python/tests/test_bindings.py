@@ -175,3 +175,20 @@ def test_torch_tensors_cross_with_autograd():
     p = ddaq.Pipeline({"pipeline": {}, "training": {"loss": "weighted_mse"}})
     out = p.forward(t, training=True)
     assert out["reconstruction"].shape == (30, 48) and out["reconstruction"].requires_grad
+
+
+def test_graph_configs_build_pipelines_and_their_errors_are_ddaq_errors(tmp_path):
+    import json
+    config = json.load(open(os.path.join(ROOT, "experiments", "graphs", "dense_encoder.json")))
+    config["training"].update(loss="weighted_mse", epochs=1)
+    del config["training"]["surrogate"]
+    p = ddaq.Pipeline(config)
+    x, _ = ddaq.synthesize(200, pileup=5, seed=3)
+    out = p.predict(x)
+    # 16 latents from the graph's encoder (dense 32 -> dense 16), a unit-sum reconstruction.
+    assert out["latent"].shape == (200, 16)
+    assert np.allclose(out["reconstruction"].sum(axis=1), 1.0, atol=1e-5)
+    bad = json.loads(json.dumps(config))
+    bad["graph"]["stages"][1]["reads"]["input"] = "normalised"
+    with pytest.raises(ddaq.Error, match=r"graph.stages\[1\].reads.input: tensor 'normalised' is not written"):
+        ddaq.Pipeline(bad)

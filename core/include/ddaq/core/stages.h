@@ -10,8 +10,11 @@
 //                                                                  declared one by one (dense, conv2d,
 //                                                                  conv_transpose, relu), each quantizer
 //                                                                  fixed or learnable; optional cell layout
-//   econt_link_budget  (none)              (costs only)            payload bits of the named encoder's
-//                                                                  sent latents -> ECON-T e-links (relaxed)
+//   link_budget        (none)              (costs only)            payload bits of the named encoder's
+//                                                                  sent outputs -> links (header, bits per link)
+//   econt_link_budget  (none)              (costs only)            the same through the ECON-T frame -> e-links
+//   float_stack        input               output                  float layers (dense, conv2d,
+//                                                                  conv_transpose, relu, reshape) + head
 //   econt_decoder      latent              reconstruction          off detector, float: dense,
 //                                                                  conv-transpose, conv, softmax over cells
 //
@@ -19,6 +22,7 @@
 // with examples. The ECON-T pipeline (pipeline.h) is these stages in this
 // order.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -111,25 +115,68 @@ class QuantizedStackStage : public ModuleStage {
   std::shared_ptr<CellLayout> layout_;
 };
 
-// econt_link_budget. Options: encoder (the quantized_stack whose last layer
-// makes the latents; default "encoder"). Costs: payload_bits (sum of the
-// sent latents' widths), elinks (ECON-T frame, relaxed).
-class EconTLinkBudgetStage : public ModuleStage {
+// link_budget: a generic readout link. Options: encoder (the
+// quantized_stack whose outputs are sent; default "encoder"), header_bits
+// (0), link_bits (bits per link per bunch crossing, 32), max_links (1000).
+// Costs: payload_bits (sum of the sent outputs' widths), links (relaxed:
+// (header + payload) / link_bits; the exact count is its ceiling).
+class LinkBudgetStage : public ModuleStage {
  public:
   static std::vector<std::string> reads() { return {}; }
   static std::vector<std::string> writes() { return {}; }
-  static std::vector<std::string> option_keys() { return {"encoder"}; }
-  EconTLinkBudgetStage(const StageSpec& spec, const Graph& built);
-  void forward(NamedTensors&) override {}  // costs only: they depend on the latent type, not the batch
+  static std::vector<std::string> option_keys() { return {"encoder", "header_bits", "link_bits", "max_links"}; }
+  LinkBudgetStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors&) override {}  // costs only: they depend on the output types, not the batch
   NamedTensors costs() const override;
+  // Exact links for a payload; throws ddaq::Error above max_links.
+  virtual int links_for_payload(int64_t payload_bits) const;
   const QuantizedStackStage& encoder() const { return *encoder_; }
 
  protected:
   torch::nn::Module& module() const override { return *none_; }
+  // Sum of the sent outputs' widths (differentiable).
+  at::Tensor payload() const;
 
  private:
   const QuantizedStackStage* encoder_;
   std::shared_ptr<torch::nn::Module> none_;
+  int header_bits_ = 0, link_bits_ = 32, max_links_ = 1000;
+};
+
+// econt_link_budget: the ECON-T autoencoder frame. Options: encoder (as
+// link_budget). Costs: payload_bits, elinks (ECON-T frame, relaxed).
+class EconTLinkBudgetStage : public LinkBudgetStage {
+ public:
+  static std::vector<std::string> option_keys() { return {"encoder"}; }
+  EconTLinkBudgetStage(const StageSpec& spec, const Graph& built) : LinkBudgetStage(spec, built) {}
+  NamedTensors costs() const override;
+  int links_for_payload(int64_t payload_bits) const override;
+};
+
+// float_stack: off-detector float layers (decoders, trigger heads).
+// Options: input_shape (as quantized_stack), layers ([{type: "dense", units},
+// {type: "conv2d" | "conv_transpose", filters, kernel, stride (1), padding
+// (0), output_padding (0)}, {type: "relu"}, {type: "reshape", shape}]),
+// layout ("8x8" / "4x4x3": the last layer's grid read back as cells),
+// head: "softmax" (a unit-sum output per event), "sigmoid" or "none".
+// Writes [N, outputs] ([N] for one value per event).
+class FloatStackStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {"input"}; }
+  static std::vector<std::string> writes() { return {"output"}; }
+  static std::vector<std::string> option_keys() { return {"input_shape", "layers", "layout", "head"}; }
+  FloatStackStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors& flow) override;
+
+ protected:
+  torch::nn::Module& module() const override;
+
+ private:
+  struct Net;
+  std::shared_ptr<Net> net_;
+  std::shared_ptr<CellLayout> layout_;
+  std::string input_, output_, head_;
+  std::vector<int64_t> input_shape_;
 };
 
 // econt_decoder. Options: filters (8), layout ("8x8" or "4x4x3"), latent

@@ -1,0 +1,74 @@
+// The ECON-T pipeline's private state, shared by pipeline.cpp (building,
+// running, files) and pipeline_codesign.cpp (projections onto budgets).
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ddaq/core/graph.h"
+#include "ddaq/core/pipeline.h"
+#include "ddaq/core/stages.h"
+#include "ddaq/error.h"
+
+namespace ddaq {
+
+struct EconTPipeline::Impl {
+  PipelineOptions options;  // given, or read from the graph (graph_options)
+  bool from_graph = false;  // built from a config's graph section (saved as such)
+  Graph graph;
+  FrontEndStage* frontend = nullptr;
+  QuantizedStackStage *encoder = nullptr, *classifier = nullptr;
+  Stage* decoder = nullptr;
+  std::string target, reconstruction;                                              // tensor names
+  torch::Tensor pinned_latent_fractional;                                          // set by fit_latent_payload
+  std::vector<std::pair<FixedPointQuantizer, torch::Tensor>> pinned_encoder_bits;  // set by fit_encoder_energy
+
+  Impl(const PipelineOptions& o, const GraphSpec& spec, bool from_graph_section, uint64_t seed)
+      : options(o), from_graph(from_graph_section), graph(spec, seed) {
+    find_roles();
+  }
+  // The stages the trainer and evaluation address by role.
+  void find_roles() {
+    const std::string at = graph.spec().source + ": graph: ";
+    EconTLinkBudgetStage* link = nullptr;
+    for (Stage* s : graph.stages()) {
+      if (auto* f = dynamic_cast<FrontEndStage*>(s)) frontend = frontend ? frontend : f;
+      if (auto* l = dynamic_cast<EconTLinkBudgetStage*>(s)) link = link ? link : l;
+    }
+    for (const StageSpec& s : graph.spec().stages)
+      if (s.writes.count("reconstruction")) {
+        decoder = graph.find(s.name);
+        reconstruction = s.writes.at("reconstruction");
+      }
+    if (!frontend) throw Error(at + "needs a front_end stage (its target is what reconstructions are judged against)");
+    for (const StageSpec& s : graph.spec().stages)
+      if (s.name == frontend->name()) target = s.writes.at("target");
+    if (!link) throw Error(at + "needs an econt_link_budget stage (it names the encoder whose latents are sent)");
+    encoder = const_cast<QuantizedStackStage*>(&link->encoder());
+    if (!decoder) throw Error(at + "needs a stage that writes a reconstruction (e.g. econt_decoder)");
+    for (Stage* s : graph.stages())
+      if (auto* q = dynamic_cast<QuantizedStackStage*>(s))
+        if (q != encoder && q->input_name() == encoder->output_name() &&
+            q->stack->output_shape() == std::vector<int64_t>{1})
+          classifier = q;
+    if (!classifier)
+      throw Error(at + "needs a classifier: a quantized_stack that reads '" + encoder->output_name() +
+                  "' and writes one value per event");
+  }
+};
+
+// Charges of the graph's input shape, as float, or one line saying why not.
+inline torch::Tensor checked_input(const GraphSpec& spec, const at::Tensor& x) {
+  std::vector<int64_t> want{x.dim() > 0 ? x.size(0) : 0};
+  want.insert(want.end(), spec.input_shape.begin(), spec.input_shape.end());
+  if (x.sizes().vec() != want) {
+    std::string shape = "[N";
+    for (int64_t d : spec.input_shape) shape += ", " + std::to_string(d);
+    throw Error("pipeline: expected charges of shape " + shape + "]");
+  }
+  return x.to(torch::kFloat);
+}
+
+}  // namespace ddaq
