@@ -259,4 +259,25 @@ std::string EvaluationReport::to_json() const {
       .dump(2);
 }
 
+double deployed_mean_emd(EconTPipeline& pipeline, const EventTable& v, const std::string& device) {
+  const int64_t n = v.size();
+  at::Tensor recon;
+  {
+    c10::NoGradGuard no_grad;
+    pipeline.train(false);
+    pipeline.set_quantization(true);  // judge what would be deployed (the next step resets it)
+    const at::Tensor x =
+        at::from_blob(const_cast<float*>(v.calq.data()), {n, kCellsPerWafer}, at::kFloat).to(at::Device(device));
+    recon = pipeline.forward(x).get("reconstruction").cpu().contiguous();
+    pipeline.train(true);
+  }
+  std::vector<double> emd(static_cast<size_t>(n));
+  emd_exact_rows(trigger_cell_metric(), v.calq.data(), recon.data_ptr<float>(), n, emd.data(), 0);
+  double sum = 0;
+  int64_t count = 0;
+  for (double e : emd)
+    if (std::isfinite(e)) sum += e, ++count;
+  return count ? sum / static_cast<double>(count) : NAN;
+}
+
 }  // namespace ddaq

@@ -14,28 +14,29 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "checkpoint.h"
 #include "ddaq/core/baselines.h"
 #include "ddaq/core/distributed.h"
-#include "ddaq/files.h"
+#include "ddaq/core/evaluation.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/loader.h"
 #include "ddaq/core/overlay.h"
-#include "ddaq/core/random.h"
 #include "ddaq/core/progress.h"
+#include "ddaq/core/random.h"
 #include "ddaq/core/wafer_metric.h"
-#include "checkpoint.h"
-#include "flat_adam.h"
 #include "ddaq/error.h"
+#include "ddaq/files.h"
 #include "ddaq/interrupts.h"
 #include "ddaq/objectives/budget.h"
 #include "ddaq/objectives/objective.h"
+#include "ddaq/quant/layers.h"
 #include "ddaq/surrogates/emd.h"
 #include "ddaq/surrogates/emd_surrogate.h"
-#include "ddaq/surrogates/sinkhorn.h"
 #include "ddaq/surrogates/energy.h"
 #include "ddaq/surrogates/fpga_resources.h"
-#include "ddaq/quant/layers.h"
 #include "ddaq/surrogates/link_budget.h"
+#include "ddaq/surrogates/sinkhorn.h"
+#include "flat_adam.h"
 
 namespace ddaq {
 
@@ -178,26 +179,6 @@ void augment(const TrainerOptions& o, const EventTable& pool, int64_t epoch, int
       for (int c = 0; c < 48; ++c) calq[c] = std::max(0.0f, calq[c] + static_cast<float>(o.noise() * rng.normal()));
     }
   }
-}
-
-double validation_emd(EconTPipeline& pipeline, const EventTable& v, const std::string& device) {
-  const int64_t n = v.size();
-  torch::Tensor recon;
-  {
-    torch::NoGradGuard no_grad;
-    pipeline.train(false);
-    pipeline.set_quantization(true);  // judge what would be deployed (the next step resets it)
-    const torch::Tensor x = torch::from_blob(const_cast<float*>(v.calq.data()), {n, 48}, torch::kFloat).to(device);
-    recon = pipeline.forward(x).get("reconstruction").cpu().contiguous();
-    pipeline.train(true);
-  }
-  std::vector<double> emd(static_cast<size_t>(n));
-  emd_exact_rows(trigger_cell_metric(), v.calq.data(), recon.data_ptr<float>(), n, emd.data(), 0);
-  double sum = 0;
-  int64_t count = 0;
-  for (double e : emd)
-    if (std::isfinite(e)) sum += e, ++count;
-  return count ? sum / static_cast<double>(count) : NAN;
 }
 
 // The reconstruction term: its logged name and the loss on unit-sum wafers.
@@ -645,7 +626,7 @@ class TrainingRun {
     }
     if (!validation_.calq.empty()) {
       // Every rank computes it (same state, same data): all agree on stopping.
-      const double v = validation_emd(pipeline_, validation_, o_.device());
+      const double v = deployed_mean_emd(pipeline_, validation_, o_.device());
       line["validation_emd"] = v;
       // A budgeted run keeps only designs that meet its budgets: epochs
       // before the projection (applied at the step after projection_step_)

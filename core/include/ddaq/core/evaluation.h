@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ddaq/core/events.h"
 #include "ddaq/core/pipeline.h"
 
 namespace ddaq {
@@ -67,5 +68,11 @@ BudgetMap load_budgets(const std::string& run_dir);
 // super trigger cells (4 and 16 cells); the encoder's EBOPs, energy
 // per inference and power (45 nm Horowitz), FPGA LUT/FF/DSP and latency.
 EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events = 20000);
+
+// Mean exact EMD of the pipeline as deployed (evaluation mode, quantization
+// on) between the wafers of `events` and their reconstructions, on
+// `device`; wafers whose EMD is undefined (empty) are left out, NaN when
+// none is left. The trainer's validation; leaves the pipeline in training mode.
+double deployed_mean_emd(EconTPipeline& pipeline, const EventTable& events, const std::string& device);
 
 }  // namespace ddaq
