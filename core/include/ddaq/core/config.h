@@ -33,7 +33,7 @@ class Config {
   // An array of integers, each in [min, max]; absent: `fallback`.
   std::vector<int64_t> integers(const std::string& key, const std::vector<int64_t>& fallback, int64_t min = INT64_MIN,
                                 int64_t max = INT64_MAX) const;
-  // The keys of this object, in the file's order.
+  // The keys of this object (sorted: the JSON library orders them).
   std::vector<std::string> keys() const;
   // A config from a JSON object held elsewhere (a run's saved graph).
   static Config from_json_text(const std::string& json_text, const std::string& source, const std::string& where);
