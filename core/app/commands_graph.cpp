@@ -3,6 +3,7 @@
 // line per stage, or as a `graph` section to start a new config from.
 // `ddaq graph --types`: the registered stage types with their roles.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -63,13 +64,21 @@ void add_graph_command(CLI::App& app) {
     for (int64_t d : spec.input_shape) std::printf(", %lld", static_cast<long long>(d));
     std::printf("]\n");
     const auto stages = pipeline.stages();
+    int name_width = 12, type_width = 18;
+    for (const StageSpec& s : spec.stages) {
+      name_width = std::max(name_width, static_cast<int>(s.name.size()));
+      type_width = std::max(type_width, static_cast<int>(s.type.size()));
+    }
     for (size_t i = 0; i < spec.stages.size(); ++i) {
       int64_t parameters = 0;
       for (const auto& p : stages[i]->named_parameters()) parameters += p.second.numel();
-      std::printf("%2zu %-12s %-18s reads %s; writes %s; %lld parameters\n", i, spec.stages[i].name.c_str(),
-                  spec.stages[i].type.c_str(), joined(spec.stages[i].reads).c_str(),
+      std::printf("%2zu %-*s %-*s reads %s; writes %s; %lld parameters\n", i, name_width, spec.stages[i].name.c_str(),
+                  type_width, spec.stages[i].type.c_str(), joined(spec.stages[i].reads).c_str(),
                   joined(spec.stages[i].writes).c_str(), static_cast<long long>(parameters));
     }
+    for (const ObjectiveSpec& o : spec.objectives)
+      std::printf("objective %s: %s of %s, weight %g\n", o.name.c_str(), o.type.c_str(), joined(o.tensors).c_str(),
+                  o.weight);
   });
 }
 

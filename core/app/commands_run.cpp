@@ -2,31 +2,32 @@
 // overlay, statistics), then, when the configuration has a pipeline, training,
 // evaluation against Best Choice, and export (QONNX + HLS) of the encoder.
 // `ddaq train` and `ddaq eval` run those steps alone.
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>  // c10::NoGradGuard: at:: lost the alias in LibTorch 2.x
 #include <sched.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "commands.h"
 #include "ddaq/core/config.h"
 #include "ddaq/core/distributed.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/export.h"
-#include "ddaq/core/pipeline.h"
-#include <ATen/ATen.h>
-#include <c10/core/GradMode.h>  // c10::NoGradGuard: at:: lost the alias in LibTorch 2.x
-#include "ddaq/core/trainer.h"
-#include "ddaq/error.h"
-#include "ddaq/files.h"
 #include "ddaq/core/overlay.h"
+#include "ddaq/core/pipeline.h"
 #include "ddaq/core/progress.h"
 #include "ddaq/core/statistics.h"
 #include "ddaq/core/synth.h"
+#include "ddaq/core/trainer.h"
 #include "ddaq/core/version.h"
+#include "ddaq/error.h"
+#include "ddaq/files.h"
 
 namespace ddaq {
 namespace cli {
@@ -201,6 +202,13 @@ class RunFolderGuard {
         fs::remove(fs::path(run) / f, ec);
         before_.erase(f);
       }
+      // A graph run's other quantized stacks (RUN/<stage>.qstack) go too:
+      // `ddaq export --part all` takes every one it finds.
+      for (const std::string& f : std::set<std::string>(before_))
+        if (fs::path(f).extension() == ".qstack") {
+          fs::remove(fs::path(run) / f, ec);
+          before_.erase(f);
+        }
     }
   }
   ~RunFolderGuard() {
@@ -229,10 +237,22 @@ class RunFolderGuard {
   std::set<std::string> before_;
 };
 
+// The quantized stacks a run folder holds (<stage>.qstack), sorted.
+std::vector<std::string> run_stack_files(const std::string& run) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(run, ec))
+    if (e.path().extension() == ".qstack") out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 // A run folder's files plus `extra`: the inputs of a command that reads a run.
 std::vector<std::string> run_inputs(const std::string& run, std::vector<std::string> extra) {
   for (const char* f : {"pipeline.json", "encoder.qstack", "classifier.qstack", "decoder.pt", "checkpoint.pt"})
     extra.push_back(run + "/" + f);
+  for (const std::string& f : run_stack_files(run))
+    if (f != "encoder.qstack" && f != "classifier.qstack") extra.push_back(run + "/" + f);
   return extra;
 }
 
@@ -410,10 +430,12 @@ void add_run_command(CLI::App& app) {
       }
       const TrainSummary s = train_step(config, *config_path, train_file, *run_dir, r, comm.get());
       if (guard) guard->done();
-      if (writer)
-        std::printf("trained: %s\nwrote %s (pipeline.json, encoder.qstack, classifier.qstack, decoder.pt, checkpoint.pt, "
-                    "metrics.jsonl)\n",
-                    s.to_text().c_str(), run_dir->c_str());
+      if (writer) {
+        std::string stacks;
+        for (const std::string& f : run_stack_files(*run_dir)) stacks += f + ", ";
+        std::printf("trained: %s\nwrote %s (pipeline.json, %sdecoder.pt, checkpoint.pt, metrics.jsonl)\n",
+                    s.to_text().c_str(), run_dir->c_str(), stacks.c_str());
+      }
     });
   }
   {
@@ -448,20 +470,21 @@ void add_run_command(CLI::App& app) {
         const PipelineResult r = pipeline.forward(x);
         // The frame carries the module sum: decoded CALQ = unit-sum wafer x sum.
         const at::Tensor decoded = (r.get("reconstruction") * x.sum(1, true)).contiguous();
+        // No classification in the graph: no scores.
         const at::Tensor lat = r.get("latent").index_select(1, sent_index).contiguous(),
-                         score = at::sigmoid(r.get("logits")).contiguous();
+                         score = r.has("logits") ? at::sigmoid(r.get("logits")).contiguous() : at::zeros({0});
         for (const auto& t : {decoded, lat, score})
           if (!at::isfinite(t).all().item<bool>())
             throw Error(*data + ": rows " + std::to_string(first) + ".." + std::to_string(first + rows - 1) +
                         ": the run gives non-finite outputs (nothing written)");
         out.append(decoded.data_ptr<float>(), labels.data(), rows);
         latents.insert(latents.end(), lat.data_ptr<float>(), lat.data_ptr<float>() + rows * latent);
-        scores.insert(scores.end(), score.data_ptr<float>(), score.data_ptr<float>() + rows);
+        if (score.numel() > 0) scores.insert(scores.end(), score.data_ptr<float>(), score.data_ptr<float>() + rows);
         progress.advance(rows);
       }
       progress.finish();
       out.add_dataset("latent", latents, {n, latent});
-      out.add_dataset("score", scores, {n});
+      if (!scores.empty() || n == 0) out.add_dataset("score", scores, {n});
       out.set_attribute("creator", std::string("ddaq predict"));
       out.set_attribute("elinks", static_cast<int64_t>(pipeline.elinks()));
       out.set_attribute("bits_per_bx", static_cast<int64_t>(32 * pipeline.elinks()));

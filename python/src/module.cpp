@@ -376,7 +376,7 @@ PYBIND11_MODULE(_ddaq, m) {
             py::dict d;
             d["reconstruction"] = r.get("reconstruction");
             d["latent"] = r.get("latent");
-            d["score"] = at::sigmoid(r.get("logits"));
+            if (r.has("logits")) d["score"] = at::sigmoid(r.get("logits"));  // absent without a classification
             return d;
           },
           py::arg("calq"), "As below, for a torch tensor: returns torch tensors (no gradient).")
@@ -395,7 +395,7 @@ PYBIND11_MODULE(_ddaq, m) {
               // The latents sent (a latent whose learned gate closed is not), as `ddaq predict`.
               const std::vector<int64_t> sent = p.pipeline.transmitted_latents();
               lat = r.get("latent").index_select(1, at::tensor(sent, at::kLong)).contiguous();
-              score = at::sigmoid(r.get("logits")).contiguous();
+              if (r.has("logits")) score = at::sigmoid(r.get("logits")).contiguous();
             }
             auto copy = [](const at::Tensor& t) {
               std::vector<py::ssize_t> shape(t.sizes().begin(), t.sizes().end());
@@ -406,7 +406,7 @@ PYBIND11_MODULE(_ddaq, m) {
             py::dict d;
             d["reconstruction"] = copy(rec);
             d["latent"] = copy(lat);
-            d["score"] = copy(score);
+            if (score.defined()) d["score"] = copy(score);
             return d;
           },
           py::arg("calq"), "Decoded wafers (unit sum), transmitted latents and classifier scores for [N, 48] charges.")

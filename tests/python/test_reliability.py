@@ -269,11 +269,16 @@ def test_run_folder_rules_refuse_overwrite_and_leave_nothing_on_failure(work):
     model = digest(f"{run}/encoder.qstack")
     one_line_error(ddaq("train", cfg, "-o", run, "--data", data, "--max-steps", "3"), "holds a run already")
     assert digest(f"{run}/metrics.jsonl") == metrics and digest(f"{run}/encoder.qstack") == model
+    # A quantized stack of an earlier graph run is replaced too (export --part
+    # all would take it as a part of this run).
+    with open(f"{run}/reference.qstack", "w") as f:
+        f.write("an earlier graph's stack")
     r = ddaq("train", cfg, "-o", run, "--data", data, "--max-steps", "3", "--seed", "7", "--overwrite")
     assert r.returncode == 0, r.stderr
     with open(f"{run}/metrics.jsonl") as f:
         assert len(f.read().strip().splitlines()) == 1  # replaced, not appended
     assert digest(f"{run}/encoder.qstack") != model
+    assert not os.path.exists(f"{run}/reference.qstack")
     one_line_error(ddaq("train", cfg, "-o", run, "--resume", "--overwrite", "--data", data), "excludes", code=2)
     # A failed train into a new folder leaves no folder; into an existing
     # folder, it leaves what was there.

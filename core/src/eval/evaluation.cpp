@@ -67,11 +67,20 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   if (t.has_labels()) check_binary_labels(data_file, t.label.data(), nullptr, n);
   pipeline.train(false);
   at::Tensor recon, logits;
+  std::vector<std::pair<std::string, std::vector<double>>> objective_logits;
   {
     c10::NoGradGuard no_grad;
     const PipelineResult r = pipeline.forward(at::from_blob(t.calq.data(), {n, 48}, at::kFloat));
     recon = r.get("reconstruction").contiguous();
-    logits = r.get("logits").to(at::kDouble).contiguous();
+    if (r.has("logits")) logits = r.get("logits").to(at::kDouble).contiguous();
+    for (const ObjectiveSpec& o : pipeline.objectives())
+      if (o.type == "classification") {
+        const at::Tensor l = r.get(objective_output(o, "logits")).to(at::kDouble).contiguous();
+        if (l.numel() != n)
+          throw Error("evaluation: objective '" + o.name + "': logits '" + o.tensor("logits") +
+                      "' must hold one value per event, not " + std::to_string(l.numel() / std::max<int64_t>(n, 1)));
+        objective_logits.emplace_back(o.name, std::vector<double>(l.data_ptr<double>(), l.data_ptr<double>() + n));
+      }
   }
   const GroundMetric metric = trigger_cell_metric();
   std::vector<double> emd(static_cast<size_t>(n));
@@ -90,8 +99,11 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
     if (std::isfinite(e)) finite.push_back(e);
   rep.emd_mean = mean(finite);
   rep.emd_median = median(finite);
-  rep.auc = t.has_labels() ? auc(std::vector<double>(logits.data_ptr<double>(), logits.data_ptr<double>() + n), t.label)
-                           : NAN;
+  rep.auc = t.has_labels() && logits.defined()
+                ? auc(std::vector<double>(logits.data_ptr<double>(), logits.data_ptr<double>() + n), t.label)
+                : NAN;
+  for (const auto& kv : objective_logits)
+    rep.aucs.emplace_back(kv.first, t.has_labels() ? auc(kv.second, t.label) : NAN);
   const ClassicalFormats formats;
   std::vector<float> y(static_cast<size_t>(n) * 48);
   auto score = [&](const std::string& name, int links, int cells) {
@@ -173,6 +185,14 @@ std::string EvaluationReport::to_text() const {
                 "autoencoder: exact EMD mean %.4f, median %.4f (sensor-cell pitches); classifier AUC %.4f\n", emd_mean,
                 emd_median, auc);
   s += buf;
+  if (!aucs.empty()) {
+    s += "AUC by classification objective:";
+    for (const auto& kv : aucs) {
+      std::snprintf(buf, sizeof buf, " %s %.4f", kv.first.c_str(), kv.second);
+      s += buf;
+    }
+    s += "\n";
+  }
   s += "by occupancy (non-zero input cells): events, autoencoder EMD, Best Choice EMD at the same e-links\n";
   for (const auto& b : by_occupancy) {
     std::snprintf(buf, sizeof buf, "  %2d-%2d cells: %6lld events, EMD %.4f vs %.4f\n", b.min_cells, b.max_cells,
@@ -234,6 +254,9 @@ std::string EvaluationReport::to_json() const {
                          {"best_choice_emd_mean", number(b.best_choice_emd_mean)}});
   nlohmann::json budget_json = nlohmann::json::object();
   for (const auto& b : budgets) budget_json[b.name] = {{"limit", b.limit}, {"achieved", b.achieved}, {"met", b.met}};
+  nlohmann::json aucs_json = nlohmann::json::object();
+  for (const auto& kv : aucs)
+    aucs_json[kv.first] = std::isfinite(kv.second) ? nlohmann::json(kv.second) : nlohmann::json(nullptr);
   return nlohmann::json({{"events", events},
                          {"empty_wafers", empty_wafers},
                          {"by_occupancy", occupancy},
@@ -251,6 +274,7 @@ std::string EvaluationReport::to_json() const {
                          {"emd_mean", emd_mean},
                          {"emd_median", emd_median},
                          {"auc", std::isfinite(auc) ? nlohmann::json(auc) : nlohmann::json(nullptr)},
+                         {"aucs", aucs_json},
                          {"best_choice", bc},
                          {"classical", other},
                          {"encoder_ebops", encoder_ebops},

@@ -12,9 +12,16 @@
 
 namespace ddaq {
 
-extern int ddaq_builtin_stages_anchor;  // stages.cpp: links the built-in registrations
+extern int ddaq_builtin_stages_anchor;    // stages.cpp: links the built-in registrations
+extern int ddaq_classical_stages_anchor;  // stages_classical.cpp
 
 namespace {
+// A real reference to each built-in stage file (its address kept through a
+// volatile), so the static library's linker pulls their registrations in.
+void link_builtin_stages() {
+  static int* volatile anchors[] = {&ddaq_builtin_stages_anchor, &ddaq_classical_stages_anchor};
+  (void)anchors;
+}
 std::map<std::string, StageType>& registry() {
   static std::map<std::string, StageType> types;
   return types;
@@ -33,13 +40,13 @@ bool StageRegistry::add(const std::string& type, StageType stage_type) {
 }
 
 const StageType* StageRegistry::find(const std::string& type) {
-  (void)ddaq_builtin_stages_anchor;
+  link_builtin_stages();
   const auto it = registry().find(type);
   return it == registry().end() ? nullptr : &it->second;
 }
 
 std::vector<std::string> StageRegistry::types() {
-  (void)ddaq_builtin_stages_anchor;
+  link_builtin_stages();
   std::vector<std::string> out;
   for (const auto& kv : registry()) out.push_back(kv.first);
   return out;
@@ -76,13 +83,51 @@ std::map<std::string, std::string> roles(const Config& stage, const std::string&
       throw Error(at + "." + role + ": required (" + type + " " + key + " " + joined(expected) + ")");
   return out;
 }
+// The `objectives` list: known types, unique names, tensors some stage writes.
+std::vector<ObjectiveSpec> parse_objectives(const Config& g, const std::map<std::string, std::string>& writer) {
+  static const std::map<std::string, std::vector<std::string>> kRoles = {
+      {"classification", {"logits"}}, {"reconstruction", {"target", "reconstruction"}}};
+  std::vector<ObjectiveSpec> out;
+  const std::vector<Config> list = g.list("objectives");
+  const std::string at = g.source() + ": " + (g.where().empty() ? std::string("graph") : g.where()) + ".objectives";
+  if (list.empty()) throw Error(at + ": expected a non-empty list (or leave it out)");
+  for (const Config& c : list) {
+    const std::string here = c.source() + ": " + c.where();
+    ObjectiveSpec o;
+    o.type = c.string("type", "");
+    const auto roles_of = kRoles.find(o.type);
+    if (roles_of == kRoles.end())
+      throw Error(here + ".type: " + (o.type.empty() ? std::string("required") : "unknown objective '" + o.type + "'") +
+                  " (known: classification, reconstruction)");
+    std::vector<std::string> known{"name", "type", "weight"};
+    known.insert(known.end(), roles_of->second.begin(), roles_of->second.end());
+    c.reject_unknown(known);
+    o.name = c.string("name", "");
+    if (o.name.empty()) throw Error(here + ".name: required (it names the term in metrics and reports)");
+    for (const ObjectiveSpec& before : out)
+      if (before.name == o.name) throw Error(here + ".name: '" + o.name + "' is used by another objective");
+    o.weight = c.number("weight", 1.0, 0.0, 1e12);
+    for (const std::string& role : roles_of->second) {
+      const std::string tensor = c.string(role, "");
+      if (tensor.empty()) throw Error(here + "." + role + ": required (a tensor name)");
+      if (!writer.count(tensor)) {
+        std::vector<std::string> names;
+        for (const auto& w : writer) names.push_back(w.first);
+        throw Error(here + "." + role + ": no stage writes '" + tensor + "' (written: " + joined(names) + ")");
+      }
+      o.tensors[role] = tensor;
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
 }  // namespace
 
 GraphSpec GraphSpec::parse(const Config& g) {
   GraphSpec spec;
   spec.source = g.source();
   spec.json = g.dump();
-  g.reject_unknown({"input", "stages"});
+  g.reject_unknown({"input", "stages", "objectives"});
   const std::string at = g.source() + ": " + (g.where().empty() ? std::string("graph") : g.where());
   if (g.has("input")) {
     const Config in = g.section("input");
@@ -132,6 +177,7 @@ GraphSpec GraphSpec::parse(const Config& g) {
     s.options = c;
     spec.stages.push_back(std::move(s));
   }
+  if (g.has("objectives")) spec.objectives = parse_objectives(g, writer);
   return spec;
 }
 
@@ -156,26 +202,33 @@ Graph::Graph(const GraphSpec& spec, uint64_t seed) : spec_(spec) {
       throw Error(here + ": " + e.what());
     }
   }
-  // A dry run of two zero events in evaluation mode, without gradients:
-  // shape mismatches surface here, named by stage, not in the first step.
+  // Shape mismatches surface here, named by stage, not in the first step.
+  dry_run("");
+}
+
+NamedTensors Graph::dry_run(const std::string& until) const {
   at::NoGradGuard no_grad;
   NamedTensors flow;
   std::vector<int64_t> shape{2};
   shape.insert(shape.end(), spec_.input_shape.begin(), spec_.input_shape.end());
   flow.set(spec_.input, at::zeros(shape, at::kFloat));
+  // Stages are in training mode until the graph is complete.
   for (const auto& s : stages_) s->train(false);
   for (const auto& s : stages_) {
     try {
       s->forward(flow);
     } catch (const std::exception& e) {
+      for (const auto& t : stages_) t->train(true);
       std::string what = e.what();
       if (const auto* c = dynamic_cast<const c10::Error*>(&e)) what = c->what_without_backtrace();
       what = what.substr(0, what.find('\n'));
       throw Error(spec_.source + ": stage '" + s->name() + "' (" + spec_.stages[&s - &stages_[0]].type +
                   "): cannot run on its inputs: " + what);
     }
+    if (!until.empty() && flow.has(until)) break;
   }
   for (const auto& s : stages_) s->train(true);
+  return flow;
 }
 
 Graph::~Graph() = default;
@@ -189,6 +242,14 @@ std::vector<Stage*> Graph::stages() const {
   std::vector<Stage*> out;
   for (const auto& s : stages_) out.push_back(s.get());
   return out;
+}
+
+std::vector<int64_t> Graph::probe_shape(const std::string& tensor) const {
+  if (tensor == spec_.input) return spec_.input_shape;
+  const NamedTensors flow = dry_run(tensor);
+  if (!flow.has(tensor)) return {};
+  const auto sizes = flow.get(tensor).sizes();
+  return std::vector<int64_t>(sizes.begin() + 1, sizes.end());
 }
 
 Stage* Graph::find(const std::string& name) const {

@@ -243,7 +243,17 @@ EconTPipeline::EconTPipeline(std::unique_ptr<Impl> impl) : impl_(std::move(impl)
 EconTPipeline EconTPipeline::from_config(const Config& root, uint64_t seed) {
   if (root.has("graph") && root.has("pipeline"))
     throw Error(root.source() + ": graph: a config has a 'graph' or a 'pipeline' section, not both");
-  if (root.has("graph")) return from_graph(root.section("graph"), seed);
+  if (root.has("graph")) {
+    EconTPipeline p = from_graph(root.section("graph"), seed);
+    // Declared objectives carry their own weights: the training section's
+    // would be silently unused.
+    if (!p.objectives().empty() && root.has("training"))
+      for (const char* key : {"reconstruction_weight", "classification_weight"})
+        if (root.section("training").has(key))
+          throw Error(root.source() + ": training." + key +
+                      ": the graph declares objectives, whose weights replace it (graph.objectives[i].weight)");
+    return p;
+  }
   if (!root.has("pipeline")) throw Error(root.source() + ": no 'graph' or 'pipeline' section to build");
   return EconTPipeline(PipelineOptions::from_config(root.section("pipeline")), seed);
 }
@@ -252,6 +262,12 @@ EconTPipeline::~EconTPipeline() = default;
 EconTPipeline::EconTPipeline(EconTPipeline&&) noexcept = default;
 
 const PipelineOptions& EconTPipeline::options() const { return impl_->options; }
+
+const std::vector<ObjectiveSpec>& EconTPipeline::objectives() const { return impl_->graph.spec().objectives; }
+
+std::string objective_output(const ObjectiveSpec& objective, const std::string& role) {
+  return "objective." + objective.name + "." + role;
+}
 
 std::vector<Stage*> EconTPipeline::stages() const { return impl_->graph.stages(); }
 
@@ -284,7 +300,9 @@ PipelineResult EconTPipeline::forward(const at::Tensor& calq_in, bool with_costs
   r.set("target", flow.get(impl_->target));
   r.set("reconstruction", flow.get(impl_->reconstruction));
   r.set("latent", flow.get(impl_->encoder->output_name()));
-  r.set("logits", flow.get(impl_->classifier->output_name()));
+  if (!impl_->logits.empty()) r.set("logits", flow.get(impl_->logits));
+  for (const ObjectiveSpec& o : impl_->graph.spec().objectives)
+    for (const auto& role : o.tensors) r.set(objective_output(o, role.first), flow.get(role.second));
   if (with_costs)
     for (const auto& kv : costs().named) r.set(kv.first, kv.second);
   return r;
@@ -295,8 +313,8 @@ void EconTPipeline::train(bool on) {
 }
 
 void EconTPipeline::set_quantization(bool on) {
-  impl_->encoder->stack->set_quantization(on);
-  impl_->classifier->stack->set_quantization(on);
+  for (Stage* stage : impl_->graph.stages())
+    if (auto* q = dynamic_cast<QuantizedStackStage*>(stage)) q->stack->set_quantization(on);
 }
 
 void EconTPipeline::prune_encoder(double sparsity) { impl_->encoder->stack->prune_to(sparsity); }

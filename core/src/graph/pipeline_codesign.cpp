@@ -296,22 +296,36 @@ int64_t EconTPipeline::raise_silent_units(const at::Tensor& calq, const std::vec
   const torch::Tensor x = checked_input(impl_->graph.spec(), calq);
   torch::NoGradGuard no_grad;
   // The stages before the encoder, as exported (hard zero suppression).
-  NamedTensors flow;
-  flow.set(impl_->graph.spec().input, x);
-  for (Stage* s : impl_->graph.stages()) {
-    if (s == impl_->encoder) break;
-    const bool was = dynamic_cast<ModuleStage*>(s) ? dynamic_cast<ModuleStage*>(s)->training() : true;
-    s->train(false);
-    s->forward(flow);
-    s->train(was);
-  }
+  auto flow_before = [&](const Stage* stop) {
+    NamedTensors flow;
+    flow.set(impl_->graph.spec().input, x);
+    for (Stage* s : impl_->graph.stages()) {
+      if (s == stop) break;
+      const bool was = dynamic_cast<ModuleStage*>(s) ? dynamic_cast<ModuleStage*>(s)->training() : true;
+      s->train(false);
+      s->forward(flow);
+      s->train(was);
+    }
+    return flow;
+  };
+  const NamedTensors flow = flow_before(impl_->encoder);
   const torch::Tensor grid = impl_->encoder->stack_input(flow.get(impl_->encoder->input_name()));
   int64_t raised = is_frozen(impl_->encoder->name()) ? 0 : impl_->encoder->stack->raise_silent_units(grid);
   const bool enc_was = impl_->encoder->stack->is_training();
   impl_->encoder->stack->eval();
   const torch::Tensor latent = impl_->encoder->stack->forward(grid).reshape({calq.size(0), -1});
   impl_->encoder->stack->train(enc_was);
-  if (!is_frozen(impl_->classifier->name())) raised += impl_->classifier->stack->raise_silent_units(latent);
+  const bool classifier_on_latent =
+      impl_->classifier && impl_->classifier->input_name() == impl_->encoder->output_name();
+  if (classifier_on_latent && !is_frozen(impl_->classifier->name()))
+    raised += impl_->classifier->stack->raise_silent_units(latent);
+  // Every other quantized stack (e.g. references beside the encoder), in
+  // graph order, on what the stages before it make of these events.
+  for (Stage* s : impl_->graph.stages()) {
+    auto* q = dynamic_cast<QuantizedStackStage*>(s);
+    if (!q || q == impl_->encoder || (q == impl_->classifier && classifier_on_latent) || is_frozen(q->name())) continue;
+    raised += q->stack->raise_silent_units(q->stack_input(flow_before(q).get(q->input_name())));
+  }
   return raised;
 }
 
@@ -407,9 +421,10 @@ void EconTPipeline::keep_units_that_fit(const std::map<std::string, double>& lim
 }
 
 void EconTPipeline::clamp_bits_to_limits() {
-  for (const QuantizedStackStage* s : {impl_->encoder, impl_->classifier})
-    for (const auto& m : s->stack->modules())
-      if (const auto q = std::dynamic_pointer_cast<FixedPointQuantizerImpl>(m)) q->clamp_to_limits();
+  for (Stage* stage : impl_->graph.stages())
+    if (const auto* s = dynamic_cast<QuantizedStackStage*>(stage))
+      for (const auto& m : s->stack->modules())
+        if (const auto q = std::dynamic_pointer_cast<FixedPointQuantizerImpl>(m)) q->clamp_to_limits();
 }
 
 void EconTPipeline::pin_encoder_gates() {

@@ -20,8 +20,8 @@ struct EconTPipeline::Impl {
   Graph graph;
   FrontEndStage* frontend = nullptr;
   QuantizedStackStage *encoder = nullptr, *classifier = nullptr;
-  Stage* decoder = nullptr;
-  std::string target, reconstruction;                                              // tensor names
+  std::string target, reconstruction, logits;  // tensor names (logits "" without a classification)
+  bool has_reconstruction_objective = false;
   torch::Tensor pinned_latent_fractional;                                          // set by fit_latent_payload
   std::vector<std::pair<FixedPointQuantizer, torch::Tensor>> pinned_encoder_bits;  // set by fit_encoder_energy
 
@@ -38,24 +38,48 @@ struct EconTPipeline::Impl {
       if (auto* l = dynamic_cast<EconTLinkBudgetStage*>(s)) link = link ? link : l;
     }
     for (const StageSpec& s : graph.spec().stages)
-      if (s.writes.count("reconstruction")) {
-        decoder = graph.find(s.name);
-        reconstruction = s.writes.at("reconstruction");
-      }
+      if (s.writes.count("reconstruction")) reconstruction = s.writes.at("reconstruction");
     if (!frontend) throw Error(at + "needs a front_end stage (its target is what reconstructions are judged against)");
     for (const StageSpec& s : graph.spec().stages)
       if (s.name == frontend->name()) target = s.writes.at("target");
     if (!link) throw Error(at + "needs an econt_link_budget stage (it names the encoder whose latents are sent)");
     encoder = const_cast<QuantizedStackStage*>(&link->encoder());
-    if (!decoder) throw Error(at + "needs a stage that writes a reconstruction (e.g. econt_decoder)");
+    // Declared objectives name the tensors: the first reconstruction
+    // objective is what evaluation judges, the first classification
+    // objective's logits are the run's "logits".
+    for (const ObjectiveSpec& o : graph.spec().objectives) {
+      if (o.type == "reconstruction" && !has_reconstruction_objective) {
+        has_reconstruction_objective = true;
+        target = o.tensor("target");
+        reconstruction = o.tensor("reconstruction");
+      }
+      if (o.type == "classification" && logits.empty()) logits = o.tensor("logits");
+    }
+    if (reconstruction.empty())
+      throw Error(at + "needs a stage that writes a reconstruction (e.g. econt_decoder) or a reconstruction objective");
+    // The classifier role (fake quantization and the silent-unit start apply
+    // to it). With objectives: the quantized_stack writing the first
+    // classification's logits, if one does. Without: the quantized_stack
+    // reading the encoder's output and writing one value per event.
     for (Stage* s : graph.stages())
-      if (auto* q = dynamic_cast<QuantizedStackStage*>(s))
-        if (q != encoder && q->input_name() == encoder->output_name() &&
-            q->stack->output_shape() == std::vector<int64_t>{1})
+      if (auto* q = dynamic_cast<QuantizedStackStage*>(s)) {
+        if (!graph.spec().objectives.empty()) {
+          if (!logits.empty() && q->output_name() == logits) classifier = q;
+        } else if (q != encoder && q->input_name() == encoder->output_name() &&
+                   q->stack->output_shape() == std::vector<int64_t>{1}) {
+          if (classifier)
+            throw Error(at + "stages '" + classifier->name() + "' and '" + q->name() +
+                        "' both read the encoder's output and write one value: declare objectives to say which "
+                        "is trained on the labels");
           classifier = q;
-    if (!classifier)
-      throw Error(at + "needs a classifier: a quantized_stack that reads '" + encoder->output_name() +
-                  "' and writes one value per event");
+        }
+      }
+    if (graph.spec().objectives.empty()) {
+      if (!classifier)
+        throw Error(at + "needs a classifier: a quantized_stack that reads '" + encoder->output_name() +
+                    "' and writes one value per event (or declare objectives)");
+      logits = classifier->output_name();
+    }
   }
 };
 

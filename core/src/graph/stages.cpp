@@ -102,8 +102,9 @@ QuantizerOptions quantizer_option(const Config& parent, const std::string& key, 
   return q;
 }
 
-// Values per event of `tensor` when an earlier quantized stack writes it
-// (the default input size of the stages that read it); 0 otherwise.
+// Values per event of `tensor` (the default input size of the stages that
+// read it): an earlier quantized stack's outputs, else what the stages built
+// so far make (Graph::probe_shape); 0 when none writes it.
 int64_t stack_output_size(const Graph& built, const std::string& tensor) {
   int64_t size = 0;
   for (Stage* s : built.stages())
@@ -112,6 +113,14 @@ int64_t stack_output_size(const Graph& built, const std::string& tensor) {
         size = 1;
         for (int64_t d : q->stack->output_shape()) size *= d;
       }
+  if (size == 0) {
+    // Any other stage's output: as a dry run of the stages so far makes it.
+    const std::vector<int64_t> shape = built.probe_shape(tensor);
+    if (!shape.empty()) {
+      size = 1;
+      for (int64_t d : shape) size *= d;
+    }
+  }
   return size;
 }
 

@@ -431,12 +431,25 @@ class TrainingRun {
     const torch::Tensor calq =
         torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device_, torch::kFloat, false, /*copy=*/true);
     const PipelineResult r = pipeline_.forward(calq, with_costs_);
-    objective.add(reconstruction_.first, o_.reconstruction_weight(),
-                  reconstruction_.second(r.get("target"), r.get("reconstruction")));
-    if (batch.events.has_labels()) {
-      const torch::Tensor labels =
-          torch::from_blob(batch.events.label.data(), {n}, torch::kInt).to(device_, torch::kFloat, false, true).clamp(0, 1);
-      objective.add("bce", o_.classification_weight(), binary_cross_entropy_logits(r.get("logits"), labels));
+    torch::Tensor labels;
+    if (batch.events.has_labels())
+      labels = torch::from_blob(batch.events.label.data(), {n}, torch::kInt)
+                   .to(device_, torch::kFloat, false, true)
+                   .clamp(0, 1);
+    if (pipeline_.objectives().empty()) {
+      objective.add(reconstruction_.first, o_.reconstruction_weight(),
+                    reconstruction_.second(r.get("target"), r.get("reconstruction")));
+      if (labels.defined())
+        objective.add("bce", o_.classification_weight(), binary_cross_entropy_logits(r.get("logits"), labels));
+    }
+    // Declared objectives: each a term under its own name and weight.
+    for (const ObjectiveSpec& o : pipeline_.objectives()) {
+      if (o.type == "reconstruction")
+        objective.add(
+            o.name, o.weight,
+            reconstruction_.second(r.get(objective_output(o, "target")), r.get(objective_output(o, "reconstruction"))));
+      else if (labels.defined())
+        objective.add(o.name, o.weight, binary_cross_entropy_logits(r.get(objective_output(o, "logits")), labels));
     }
     if (with_costs_) {
       objective.add("elinks", 0.0, r.get("elinks"));

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ddaq/core/events.h"
@@ -33,7 +34,9 @@ struct EvaluationReport {
   int latent_bits = 0, elinks = 0;
   double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), sensor-cell pitches
   std::vector<OccupancyBin> by_occupancy;
-  double auc = 0.0;                      // NaN without labels
+  double auc = 0.0;  // of "logits"; NaN without labels or a classification
+  // With declared objectives: each classification objective's AUC, in order.
+  std::vector<std::pair<std::string, double>> aucs;
   std::vector<BaselineRow> best_choice;  // 1..5 e-links, and the pipeline's e-links when above 5
   std::vector<BaselineRow> classical;    // threshold at 2..5 e-links, super trigger cells
   double encoder_ebops = 0.0, encoder_energy_pj = 0.0, encoder_power_mw = 0.0;

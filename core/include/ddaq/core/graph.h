@@ -9,6 +9,11 @@
 //        "writes": {"target": "target", "normalized": "normalized"},
 //        "threshold": 0.0},
 //       {"type": "quantized_stack", "name": "encoder", ...}, ...
+//     ],
+//     "objectives": [
+//       {"name": "trigger", "type": "classification", "logits": "trigger_logits", "weight": 1.0},
+//       {"name": "emd", "type": "reconstruction", "target": "target",
+//        "reconstruction": "reconstruction", "weight": 0.1}
 //     ]
 //   }
 //
@@ -80,11 +85,25 @@ class StageRegistry {
   static const bool DDAQ_STAGE_CONCAT(ddaq_stage_registered_, __LINE__) = \
       ::ddaq::StageRegistry::add(TYPE, ::ddaq::StageType::of<CLASS>())
 
+// One term of the training loss on named tensors (optional `objectives`
+// list; without it the trainer uses the ECON-T roles and the training
+// section's weights). "classification": binary cross-entropy of the
+// `logits` tensor (one value per event) on the event labels, and an AUC in
+// evaluation; "reconstruction": training.loss between `target` and
+// `reconstruction` (unit-sum wafers), exact EMD in evaluation (the first one).
+struct ObjectiveSpec {
+  std::string name, type;
+  std::map<std::string, std::string> tensors;  // role -> tensor name
+  double weight = 1.0;
+  const std::string& tensor(const std::string& role) const { return tensors.at(role); }
+};
+
 // A checked graph description.
 struct GraphSpec {
   std::string input = "calq";
   std::vector<int64_t> input_shape{48};  // per event
   std::vector<StageSpec> stages;
+  std::vector<ObjectiveSpec> objectives;  // empty: the ECON-T roles' defaults
   std::string json;    // the section as given (saved with runs, hashed into run ids)
   std::string source;  // file of the section, for messages
 
@@ -111,12 +130,19 @@ class Graph {
   // The stage named `name` (nullptr when none); during construction, only
   // the stages built so far.
   Stage* find(const std::string& name) const;
+  // The per-event shape of `tensor` as the stages built so far make it (a
+  // dry run of two zero events in evaluation mode, for stages that size
+  // themselves to their input); empty when none of them writes it.
+  std::vector<int64_t> probe_shape(const std::string& tensor) const;
   template <class S>
   S* find_as(const std::string& name) const {
     return dynamic_cast<S*>(find(name));
   }
 
  private:
+  // Two zero events through the stages in evaluation mode, without
+  // gradients, until `until` is written ("": all); a failure names the stage.
+  NamedTensors dry_run(const std::string& until) const;
   GraphSpec spec_;
   std::vector<std::unique_ptr<Stage>> stages_;
 };

@@ -23,6 +23,7 @@
 
 #include "ddaq/core/config.h"
 #include "ddaq/core/front_end.h"
+#include "ddaq/core/graph.h"
 #include "ddaq/core/stage.h"
 #include "ddaq/options.h"
 #include "ddaq/quant/description.h"
@@ -74,6 +75,10 @@ using PipelineResult = NamedTensors;
 // stages EconTPipeline builds from a `pipeline` section, in JSON.
 std::string econt_graph_json(const PipelineOptions& options);
 
+// The key of an objective's tensor (role "logits", "target" or
+// "reconstruction") in forward()'s result: "objective.<name>.<role>".
+std::string objective_output(const ObjectiveSpec& objective, const std::string& role);
+
 class EconTPipeline {
  public:
   // The ECON-T graph of `options` (econt_graph_json).
@@ -92,7 +97,9 @@ class EconTPipeline {
 
   // calq: [N, 48] raw charges (CALQ). Outputs: "target" (unit-sum wafer after
   // the front end), "reconstruction" (unit-sum), "latent" [N, latent],
-  // "logits" [N], "payload_bits", "elinks" (relaxed), "ebops" (scalars).
+  // "logits" [N] (absent when the graph has no classification),
+  // "payload_bits", "elinks" (relaxed), "ebops" (scalars); with declared
+  // objectives also each objective's tensors (objective_output()).
   PipelineResult forward(const at::Tensor& calq);
   // A hash of the options and every saved tensor: stored in each file of a
   // saved run, checked on load (files of other runs, edits are refused).
@@ -173,9 +180,10 @@ class EconTPipeline {
   // budget (main.json, 32 filters, half its power: 3.6 mW of 54.6).
   void keep_units_that_fit(const std::map<std::string, double>& limits, double fixed_energy_pj = 0.0);
   // A data-aware start (QuantizedStackImpl::raise_silent_units) for the
-  // encoder and then the classifier, on charges `calq` [N, 48]: units that
-  // would be zero on most of these events get their bias raised. Returns
-  // the number of units raised. Stages named in `frozen` are left alone.
+  // encoder, then the classifier, then every other quantized stack of the
+  // graph in order, on charges `calq` [N, 48]: units that would be zero on
+  // most of these events get their bias raised. Returns the number of units
+  // raised. Stages named in `frozen` are left alone.
   int64_t raise_silent_units(const at::Tensor& calq, const std::vector<std::string>& frozen = {});
   // After every optimizer step: learned fractional bits back inside their
   // limits (FixedPointQuantizerImpl::clamp_to_limits).
@@ -212,6 +220,9 @@ class EconTPipeline {
   EconTFrontEnd front_end() const;
   // The encoder's integer description (what goes on detector).
   ModelDescription encoder_description() const;
+  // The graph's declared objectives (empty: the ECON-T roles, weighted by
+  // the training section).
+  const std::vector<ObjectiveSpec>& objectives() const;
   // A `pipeline` section's options; for a graph, what the encoder gives
   // (latent, its bits and gates, layout; "none" without one).
   const PipelineOptions& options() const;

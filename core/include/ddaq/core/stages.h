@@ -17,6 +17,12 @@
 //                                                                  conv_transpose, relu, reshape) + head
 //   econt_decoder      latent              reconstruction          off detector, float: dense,
 //                                                                  conv-transpose, conv, softmax over cells
+//   best_choice        charges             cells                   classical ECON-T compressors at a
+//   threshold_cells    charges             cells                   bandwidth (baselines.h): the cells the
+//   super_trigger_cells charges            cells                   format sends, the others 0
+//   module_sum         charges             sum                     log2(1 + sum of charges) at the frame's
+//                                                                  module-sum width (the ECON-T sends it)
+//   concat             first, second       output                  [N, a + b]: two tensors side by side
 //
 // Options of each type are listed at its class; docs/graph.md has them all
 // with examples. The ECON-T pipeline (pipeline.h) is these stages in this
@@ -197,6 +203,112 @@ class EconTDecoderStage : public ModuleStage {
   std::shared_ptr<Net> net_;
   std::shared_ptr<CellLayout> layout_;
   std::string latent_, reconstruction_;
+};
+
+// The classical compressors as stages (stages_classical.cpp), so they are
+// trained beside and judged against learned encoders in one graph at the
+// same bandwidth. Read charges [N, 48] (CALQ), write [N, 48]: the cells the
+// format sends, the others 0. Exactly the functions evaluation's baselines
+// use (baselines.h), so a stage at E e-links equals the report's row at E.
+// Gradients reach the sent cells' charges (Best Choice, threshold); super
+// trigger cells (sums placed at the largest cell) pass none.
+class ClassicalCompressorStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {"charges"}; }
+  static std::vector<std::string> writes() { return {"cells"}; }
+  ClassicalCompressorStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors& flow) override;
+  int cells_sent() const { return cells_; }  // at most (every cell for STC: its group sums)
+
+ protected:
+  torch::nn::Module& module() const override { return *none_; }
+  // rows x 48 CALQ in, the format's cells out (CPU, float).
+  virtual void compress(const float* calq, int64_t rows, float* out) const = 0;
+  virtual bool passes_gradient() const { return true; }
+  int cells_ = 48;
+
+ private:
+  std::shared_ptr<torch::nn::Module> none_;
+  std::string charges_, cells_name_;
+};
+
+// best_choice. Options: elinks (1..13: the ECON-T table's cells) or cells (1..48).
+class BestChoiceStage : public ClassicalCompressorStage {
+ public:
+  static std::vector<std::string> option_keys() { return {"elinks", "cells"}; }
+  BestChoiceStage(const StageSpec& spec, const Graph& built);
+
+ protected:
+  void compress(const float* calq, int64_t rows, float* out) const override;
+};
+
+// threshold_cells: every cell above `threshold` (CALQ, default 0) is sent,
+// as many as fit: elinks (2..13, beside the header and the 48-bit cell map,
+// 7 bits a cell: link_budget.h ClassicalFormats) or cells (1..48).
+class ThresholdCellsStage : public ClassicalCompressorStage {
+ public:
+  static std::vector<std::string> option_keys() { return {"threshold", "elinks", "cells"}; }
+  ThresholdCellsStage(const StageSpec& spec, const Graph& built);
+
+ protected:
+  void compress(const float* calq, int64_t rows, float* out) const override;
+
+ private:
+  float threshold_ = 0.0f;
+};
+
+// super_trigger_cells. Options: group (4: 2x2 squares, 16: the 4x4 blocks).
+class SuperTriggerCellsStage : public ClassicalCompressorStage {
+ public:
+  static std::vector<std::string> option_keys() { return {"group"}; }
+  SuperTriggerCellsStage(const StageSpec& spec, const Graph& built);
+
+ protected:
+  void compress(const float* calq, int64_t rows, float* out) const override;
+  bool passes_gradient() const override { return false; }
+
+ private:
+  int group_ = 4;
+};
+
+// module_sum: the wafer's charge sum as the frame sends it, as
+// log2(1 + sum) in ufixed<bits, integer_bits> (truncated, saturated;
+// straight-through gradient). Options: bits (9, the ECON-T frame's
+// module-sum width), integer_bits (4: sums up to 2^16 - 1 CALQ). The real
+// ECON-T encodes its 9-bit sum in its own format; this is a stand-in of
+// the same width. Writes [N, 1].
+class ModuleSumStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {"charges"}; }
+  static std::vector<std::string> writes() { return {"sum"}; }
+  static std::vector<std::string> option_keys() { return {"bits", "integer_bits"}; }
+  ModuleSumStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors& flow) override;
+
+ protected:
+  torch::nn::Module& module() const override { return *none_; }
+
+ private:
+  std::shared_ptr<torch::nn::Module> none_;
+  std::string charges_, sum_;
+  int bits_ = 9, integer_bits_ = 4;
+};
+
+// concat: [N, a + b] from two tensors of N events (each flattened per event).
+class ConcatStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {"first", "second"}; }
+  static std::vector<std::string> writes() { return {"output"}; }
+  static std::vector<std::string> option_keys() { return {}; }
+  ConcatStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors& flow) override;
+
+ protected:
+  torch::nn::Module& module() const override { return *none_; }
+
+ private:
+  std::shared_ptr<torch::nn::Module> none_;
+  std::string first_, second_, output_;
 };
 
 // The weighted layer of `stack` that makes its outputs (the latents).
