@@ -306,3 +306,77 @@ DOCTEST_TEST_SUITE("graph") {
     DOCTEST_CHECK(rep.elinks == 2);  // the bandwidth the references are held to
   }
 }
+
+DOCTEST_TEST_SUITE("graph") {
+  DOCTEST_TEST_CASE("dead_cells: listed cells and a seeded fraction read 0, the rest pass unchanged") {
+    auto build = [](const std::string& options) {
+      return ddaq::Graph(
+          ddaq::GraphSpec::parse(graph_section(
+              R"({"input": {"name": "calq", "shape": [48]}, "stages": [{"type": "dead_cells", "name": "dead", )"
+              R"("reads": {"charges": "calq"}, "writes": {"charges": "alive"}, )" +
+              options + "}]}")),
+          1);
+    };
+    const ddaq::Graph listed = build(R"("cells": [0, 5, 47])");
+    torch::manual_seed(2);
+    const torch::Tensor x = torch::rand({8, 48}) * 100 + 1;
+    ddaq::NamedTensors flow;
+    flow.set("calq", x);
+    listed.forward(flow);
+    torch::Tensor want = x.clone();
+    for (int64_t c : {0, 5, 47}) want.select(1, c).zero_();
+    DOCTEST_CHECK(torch::equal(flow.get("alive"), want));
+    // A fraction: round(0.25 x 48) = 12 cells beside the listed one, fixed by the seed.
+    const auto dead_of = [&](const std::string& options) {
+      return build(options).find_as<ddaq::DeadCellsStage>("dead")->dead();
+    };
+    const std::vector<int64_t> a = dead_of(R"("fraction": 0.25, "seed": 3)");
+    DOCTEST_CHECK(a.size() == 12);
+    DOCTEST_CHECK(dead_of(R"("fraction": 0.25, "seed": 3)") == a);
+    DOCTEST_CHECK(dead_of(R"("fraction": 0.25, "seed": 4)") != a);
+    DOCTEST_CHECK(error_of([&] { build(R"("seed": 3)"); }).find("stages[0].cells: give cells and/or fraction") !=
+                  std::string::npos);
+    DOCTEST_CHECK(error_of([&] { build(R"("cells": [48])"); }).find("stages[0].cells") != std::string::npos);
+  }
+}
+
+DOCTEST_TEST_SUITE("graph") {
+  DOCTEST_TEST_CASE("a regression objective trains a head on a graph tensor and reports its RMSE") {
+    ddaq_test::TempDir dir;
+    ddaq::synthesize_to_file(ddaq::SynthOptions().events(512).seed(3).pileup_mu(5), dir.file("train.h5"));
+    // A head estimating the module sum (log2 of 1 + CALQ) from what the frame sends.
+    const std::string stages =
+        kStages.substr(0, kStages.size() - 1) +
+        R"(, {"type": "float_stack", "name": "energy", "reads": {"input": "frame"}, "writes": {"output": "energy"},
+  "layers": [{"type": "dense", "units": 8}, {"type": "relu"}, {"type": "dense", "units": 1}]}])";
+    const std::string objectives = R"(, "objectives": [
+ {"name": "emd", "type": "reconstruction", "target": "target", "reconstruction": "reconstruction"},
+ {"name": "energy", "type": "regression", "prediction": "energy", "target": "sum"}]})";
+    ddaq::EconTPipeline p = ddaq::EconTPipeline::from_graph(graph_section(stages + objectives), 1);
+    const ddaq::EvaluationReport before = ddaq::evaluate_pipeline(p, dir.file("train.h5"), 300);
+    ddaq::train_pipeline(
+        p, dir.file("train.h5"),
+        ddaq::TrainerOptions().loss("weighted_mse").epochs(6).batch_size(32).learning_rate(0.01).seed(4).threads(1));
+    const ddaq::EvaluationReport after = ddaq::evaluate_pipeline(p, dir.file("train.h5"), 300);
+    DOCTEST_REQUIRE(after.rmse.size() == 1);
+    DOCTEST_CHECK(after.rmse[0].first == "energy");
+    DOCTEST_CHECK(after.rmse[0].second < 0.5 * before.rmse[0].second);  // the head learned the sum
+    // The RMSE as computed here from the two tensors.
+    const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(512).seed(3).pileup_mu(5));
+    p.train(false);
+    torch::NoGradGuard no_grad;
+    const auto r = p.forward(torch::from_blob(const_cast<float*>(t.calq.data()), {300, 48}, torch::kFloat).clone());
+    const torch::Tensor d = r.get("objective.energy.prediction").to(torch::kDouble) -
+                            r.get("objective.energy.target").to(torch::kDouble).reshape({-1});
+    DOCTEST_CHECK(after.rmse[0].second == doctest::Approx(d.pow(2).mean().sqrt().item<double>()).epsilon(1e-5));
+    DOCTEST_CHECK(after.to_text().find("RMSE by regression objective: energy") != std::string::npos);
+    // Sizes that differ are an error, not a broadcast.
+    std::string wrong = stages + objectives;
+    wrong.replace(wrong.find("\"target\": \"sum\""), 15, "\"target\": \"latent\"");
+    ddaq::EconTPipeline q = ddaq::EconTPipeline::from_graph(graph_section(wrong), 1);
+    DOCTEST_CHECK(error_of([&] {
+                    ddaq::evaluate_pipeline(q, dir.file("train.h5"), 50);
+                  }).find("objective 'energy': prediction 'energy' holds 50 values, target 'latent' 400") !=
+                  std::string::npos);
+  }
+}

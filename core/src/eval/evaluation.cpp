@@ -68,6 +68,7 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   pipeline.train(false);
   at::Tensor recon, logits;
   std::vector<std::pair<std::string, std::vector<double>>> objective_logits;
+  std::vector<std::pair<std::string, double>> regression_rmse;
   {
     c10::NoGradGuard no_grad;
     const PipelineResult r = pipeline.forward(at::from_blob(t.calq.data(), {n, 48}, at::kFloat));
@@ -80,6 +81,8 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
           throw Error("evaluation: objective '" + o.name + "': logits '" + o.tensor("logits") +
                       "' must hold one value per event, not " + std::to_string(l.numel() / std::max<int64_t>(n, 1)));
         objective_logits.emplace_back(o.name, std::vector<double>(l.data_ptr<double>(), l.data_ptr<double>() + n));
+      } else if (o.type == "regression") {
+        regression_rmse.emplace_back(o.name, regression_mse(o, r).to(at::kDouble).sqrt().item<double>());
       }
   }
   const GroundMetric metric = trigger_cell_metric();
@@ -104,6 +107,7 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
                 : NAN;
   for (const auto& kv : objective_logits)
     rep.aucs.emplace_back(kv.first, t.has_labels() ? auc(kv.second, t.label) : NAN);
+  rep.rmse = regression_rmse;
   const ClassicalFormats formats;
   std::vector<float> y(static_cast<size_t>(n) * 48);
   auto score = [&](const std::string& name, int links, int cells) {
@@ -193,6 +197,14 @@ std::string EvaluationReport::to_text() const {
     }
     s += "\n";
   }
+  if (!rmse.empty()) {
+    s += "RMSE by regression objective:";
+    for (const auto& kv : rmse) {
+      std::snprintf(buf, sizeof buf, " %s %.4g", kv.first.c_str(), kv.second);
+      s += buf;
+    }
+    s += "\n";
+  }
   s += "by occupancy (non-zero input cells): events, autoencoder EMD, Best Choice EMD at the same e-links\n";
   for (const auto& b : by_occupancy) {
     std::snprintf(buf, sizeof buf, "  %2d-%2d cells: %6lld events, EMD %.4f vs %.4f\n", b.min_cells, b.max_cells,
@@ -254,6 +266,9 @@ std::string EvaluationReport::to_json() const {
                          {"best_choice_emd_mean", number(b.best_choice_emd_mean)}});
   nlohmann::json budget_json = nlohmann::json::object();
   for (const auto& b : budgets) budget_json[b.name] = {{"limit", b.limit}, {"achieved", b.achieved}, {"met", b.met}};
+  nlohmann::json rmse_json = nlohmann::json::object();
+  for (const auto& kv : rmse)
+    rmse_json[kv.first] = std::isfinite(kv.second) ? nlohmann::json(kv.second) : nlohmann::json(nullptr);
   nlohmann::json aucs_json = nlohmann::json::object();
   for (const auto& kv : aucs)
     aucs_json[kv.first] = std::isfinite(kv.second) ? nlohmann::json(kv.second) : nlohmann::json(nullptr);
@@ -275,6 +290,7 @@ std::string EvaluationReport::to_json() const {
                          {"emd_median", emd_median},
                          {"auc", std::isfinite(auc) ? nlohmann::json(auc) : nlohmann::json(nullptr)},
                          {"aucs", aucs_json},
+                         {"rmse", rmse_json},
                          {"best_choice", bc},
                          {"classical", other},
                          {"encoder_ebops", encoder_ebops},

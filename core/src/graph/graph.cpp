@@ -86,7 +86,9 @@ std::map<std::string, std::string> roles(const Config& stage, const std::string&
 // The `objectives` list: known types, unique names, tensors some stage writes.
 std::vector<ObjectiveSpec> parse_objectives(const Config& g, const std::map<std::string, std::string>& writer) {
   static const std::map<std::string, std::vector<std::string>> kRoles = {
-      {"classification", {"logits"}}, {"reconstruction", {"target", "reconstruction"}}};
+      {"classification", {"logits"}},
+      {"reconstruction", {"target", "reconstruction"}},
+      {"regression", {"prediction", "target"}}};
   std::vector<ObjectiveSpec> out;
   const std::vector<Config> list = g.list("objectives");
   const std::string at = g.source() + ": " + (g.where().empty() ? std::string("graph") : g.where()) + ".objectives";
@@ -98,7 +100,7 @@ std::vector<ObjectiveSpec> parse_objectives(const Config& g, const std::map<std:
     const auto roles_of = kRoles.find(o.type);
     if (roles_of == kRoles.end())
       throw Error(here + ".type: " + (o.type.empty() ? std::string("required") : "unknown objective '" + o.type + "'") +
-                  " (known: classification, reconstruction)");
+                  " (known: classification, reconstruction, regression)");
     std::vector<std::string> known{"name", "type", "weight"};
     known.insert(known.end(), roles_of->second.begin(), roles_of->second.end());
     c.reject_unknown(known);

@@ -269,6 +269,17 @@ std::string objective_output(const ObjectiveSpec& objective, const std::string& 
   return "objective." + objective.name + "." + role;
 }
 
+at::Tensor regression_mse(const ObjectiveSpec& objective, const NamedTensors& result) {
+  const at::Tensor p = result.get(objective_output(objective, "prediction")),
+                   y = result.get(objective_output(objective, "target"));
+  // Compared value by value: [N] against [N, 1] must not broadcast to [N, N].
+  if (p.numel() != y.numel())
+    throw Error("objective '" + objective.name + "': prediction '" + objective.tensor("prediction") + "' holds " +
+                std::to_string(p.numel()) + " values, target '" + objective.tensor("target") + "' " +
+                std::to_string(y.numel()));
+  return (p.reshape({-1}) - y.reshape({-1})).pow(2).mean();
+}
+
 std::vector<Stage*> EconTPipeline::stages() const { return impl_->graph.stages(); }
 
 PipelineResult EconTPipeline::forward(const at::Tensor& calq_in) { return forward(calq_in, true); }

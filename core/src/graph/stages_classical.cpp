@@ -1,5 +1,6 @@
 // Stage types around the learned ones (stages.h): the classical ECON-T
-// compressors, the module sum the frame carries, and concatenation.
+// compressors, the module sum the frame carries, concatenation and dead cells.
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -121,6 +122,41 @@ void ConcatStage::forward(NamedTensors& flow) {
   flow.set(output_, torch::cat({a.reshape({a.size(0), -1}), b.reshape({b.size(0), -1})}, 1));
 }
 
+DeadCellsStage::DeadCellsStage(const StageSpec& spec, const Graph& built)
+    : ModuleStage(spec.name), holder_(std::make_shared<torch::nn::Module>()) {
+  const Config& c = spec.options;
+  in_ = spec.read("charges");
+  out_ = spec.write("charges");
+  const std::vector<int64_t> shape = built.probe_shape(in_);
+  if (shape.empty()) throw Error(key_of(c, "reads") + ": the shape of '" + in_ + "' is not known here");
+  const int64_t cells = shape.back();
+  if (!c.has("cells") && !c.has("fraction")) throw Error(key_of(c, "cells") + ": give cells and/or fraction");
+  std::vector<bool> dead(static_cast<size_t>(cells), false);
+  for (int64_t i : c.integers("cells", {}, 0, cells - 1)) dead[static_cast<size_t>(i)] = true;
+  const double fraction = c.number("fraction", 0.0, 0.0, 1.0);
+  if (fraction > 0) {
+    // Its own generator: the mask does not depend on what else the graph draws.
+    auto gen =
+        at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(c.integer("seed", 1, 0, int64_t(1) << 62)));
+    const torch::Tensor order = torch::randperm(cells, gen, torch::kLong);
+    const auto n = static_cast<int64_t>(std::llround(fraction * static_cast<double>(cells)));
+    for (int64_t k = 0; k < n; ++k) dead[static_cast<size_t>(order[k].item<int64_t>())] = true;
+  }
+  std::vector<float> alive(static_cast<size_t>(cells), 1.0f);
+  for (int64_t i = 0; i < cells; ++i)
+    if (dead[static_cast<size_t>(i)]) {
+      dead_.push_back(i);
+      alive[static_cast<size_t>(i)] = 0.0f;
+    }
+  alive_ = holder_->register_buffer("alive", torch::tensor(alive));
+}
+
+void DeadCellsStage::forward(NamedTensors& flow) {
+  const torch::Tensor x = flow.get(in_);
+  flow.set(out_, x * alive_.to(x.scalar_type()));
+}
+
+DDAQ_REGISTER_STAGE("dead_cells", DeadCellsStage);
 DDAQ_REGISTER_STAGE("module_sum", ModuleSumStage);
 DDAQ_REGISTER_STAGE("concat", ConcatStage);
 

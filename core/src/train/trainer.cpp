@@ -448,6 +448,8 @@ class TrainingRun {
         objective.add(
             o.name, o.weight,
             reconstruction_.second(r.get(objective_output(o, "target")), r.get(objective_output(o, "reconstruction"))));
+      else if (o.type == "regression")
+        objective.add(o.name, o.weight, regression_mse(o, r));
       else if (labels.defined())
         objective.add(o.name, o.weight, binary_cross_entropy_logits(r.get(objective_output(o, "logits")), labels));
     }

@@ -37,6 +37,8 @@ struct EvaluationReport {
   double auc = 0.0;  // of "logits"; NaN without labels or a classification
   // With declared objectives: each classification objective's AUC, in order.
   std::vector<std::pair<std::string, double>> aucs;
+  // With declared objectives: each regression objective's RMSE (the target's units).
+  std::vector<std::pair<std::string, double>> rmse;
   std::vector<BaselineRow> best_choice;  // 1..5 e-links, and the pipeline's e-links when above 5
   std::vector<BaselineRow> classical;    // threshold at 2..5 e-links, super trigger cells
   double encoder_ebops = 0.0, encoder_energy_pj = 0.0, encoder_power_mw = 0.0;

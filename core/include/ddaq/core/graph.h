@@ -90,7 +90,10 @@ class StageRegistry {
 // section's weights). "classification": binary cross-entropy of the
 // `logits` tensor (one value per event) on the event labels, and an AUC in
 // evaluation; "reconstruction": training.loss between `target` and
-// `reconstruction` (unit-sum wafers), exact EMD in evaluation (the first one).
+// `reconstruction` (unit-sum wafers), exact EMD in evaluation (the first one);
+// "regression": mean squared error of `prediction` against `target` (a
+// tensor of the graph, e.g. a module sum: a regressor head), its RMSE in
+// evaluation.
 struct ObjectiveSpec {
   std::string name, type;
   std::map<std::string, std::string> tensors;  // role -> tensor name

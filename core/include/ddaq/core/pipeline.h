@@ -75,9 +75,13 @@ using PipelineResult = NamedTensors;
 // stages EconTPipeline builds from a `pipeline` section, in JSON.
 std::string econt_graph_json(const PipelineOptions& options);
 
-// The key of an objective's tensor (role "logits", "target" or
-// "reconstruction") in forward()'s result: "objective.<name>.<role>".
+// The key of an objective's tensor (role "logits", "target",
+// "reconstruction" or "prediction") in forward()'s result:
+// "objective.<name>.<role>".
 std::string objective_output(const ObjectiveSpec& objective, const std::string& role);
+// A regression objective's mean squared error in `result` (prediction and
+// target compared value by value; ddaq::Error when their sizes differ).
+at::Tensor regression_mse(const ObjectiveSpec& objective, const NamedTensors& result);
 
 class EconTPipeline {
  public:

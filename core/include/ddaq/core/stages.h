@@ -23,6 +23,8 @@
 //   module_sum         charges             sum                     log2(1 + sum of charges) at the frame's
 //                                                                  module-sum width (the ECON-T sends it)
 //   concat             first, second       output                  [N, a + b]: two tensors side by side
+//   dead_cells         charges             charges                 listed cells (or a seeded random
+//                                                                  fraction) read as 0: a robustness study
 //
 // Options of each type are listed at its class; docs/graph.md has them all
 // with examples. The ECON-T pipeline (pipeline.h) is these stages in this
@@ -309,6 +311,28 @@ class ConcatStage : public ModuleStage {
  private:
   std::shared_ptr<torch::nn::Module> none_;
   std::string first_, second_, output_;
+};
+
+// dead_cells: cells that read 0 (dead channels). Options: cells (a list of
+// cell indices of the last dimension) and/or fraction (of the cells, drawn
+// once from `seed`, default 1, at construction: fixed for the run).
+class DeadCellsStage : public ModuleStage {
+ public:
+  static std::vector<std::string> reads() { return {"charges"}; }
+  static std::vector<std::string> writes() { return {"charges"}; }
+  static std::vector<std::string> option_keys() { return {"cells", "fraction", "seed"}; }
+  DeadCellsStage(const StageSpec& spec, const Graph& built);
+  void forward(NamedTensors& flow) override;
+  const std::vector<int64_t>& dead() const { return dead_; }  // sorted
+
+ protected:
+  torch::nn::Module& module() const override { return *holder_; }
+
+ private:
+  std::shared_ptr<torch::nn::Module> holder_;
+  std::string in_, out_;
+  std::vector<int64_t> dead_;
+  at::Tensor alive_;  // buffer: 1 for live cells, 0 for dead ones
 };
 
 // The weighted layer of `stack` that makes its outputs (the latents).
