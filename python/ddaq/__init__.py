@@ -8,9 +8,20 @@ from ._ddaq import *  # noqa: F401,F403
 from ._ddaq import __version__  # noqa: F401
 
 
-from ._ddaq import _Pipeline, Error
+from ._ddaq import _Graph, _Pipeline, Error
 import json as _json
 import os as _os
+
+
+def _config_text(config):
+    """(JSON text, source name, base folder) of a config dict or file path."""
+    if isinstance(config, dict):
+        return _json.dumps(config), "<dict>", _os.getcwd()
+    try:
+        with open(config) as f:
+            return f.read(), str(config), _os.path.dirname(_os.path.abspath(config))
+    except OSError as e:
+        raise Error(f"{config}: cannot read the configuration ({e.strerror})") from None
 
 
 class Pipeline(_Pipeline):
@@ -21,12 +32,18 @@ class Pipeline(_Pipeline):
     """
 
     def __init__(self, config):
-        if isinstance(config, dict):
-            super().__init__(_json.dumps(config), "<dict>", _os.getcwd())
-        else:
-            try:
-                with open(config) as f:
-                    text = f.read()
-            except OSError as e:
-                raise Error(f"{config}: cannot read the configuration ({e.strerror})") from None
-            super().__init__(text, str(config), _os.path.dirname(_os.path.abspath(config)))
+        super().__init__(*_config_text(config))
+
+
+class Graph(_Graph):
+    """Any `graph` section (any stages, any detector) as a runnable graph.
+
+    `forward(x, training=False)` returns every tensor of the graph by name,
+    with autograd; `named_parameters()` the trainable tensors, so a torch
+    optimizer (and a loss written in Python) can train it in a notebook.
+    Stage types written in Python join through `ddaq.register_stage`.
+    """
+
+    def __init__(self, config, seed=1):
+        text, source, _ = _config_text(config)
+        super().__init__(text, source, seed)

@@ -29,6 +29,7 @@
 #include "ddaq/surrogates/sinkhorn.h"
 
 namespace py = pybind11;
+void bind_graph(py::module_& m);  // graph_bindings.cpp: ddaq.Graph, register_stage
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 namespace {
@@ -309,6 +310,8 @@ PYBIND11_MODULE(_ddaq, m) {
       py::arg("layers"),
       "Energy (45 nm Horowitz) for layers given as (multiplies, input bits, weight bits, accumulator bits).");
 
+  bind_graph(m);
+
   // ------------------------------------------------------------------ pipelines
   py::class_<PyPipeline>(m, "_Pipeline")
       .def(py::init([](const std::string& text, const std::string& source, const std::string& base_dir) {
@@ -323,7 +326,8 @@ PYBIND11_MODULE(_ddaq, m) {
           py::arg("run"))
       .def(
           "train",
-          [](PyPipeline& p, const std::string& train_file, const std::string& run, py::object progress, int64_t max_steps) {
+          [](PyPipeline& p, const std::string& train_file, const std::string& run, py::object progress,
+             int64_t max_steps) {
             ddaq::TrainerOptions o = p.trainer;
             if (max_steps >= 0) o.max_steps(max_steps);
             const ddaq::StepCallback cb = [progress](int64_t step, int64_t total, double loss) {
@@ -421,7 +425,16 @@ PYBIND11_MODULE(_ddaq, m) {
             return json_to_py(json);
           },
           py::arg("data"), py::arg("events") = 20000, "Exact EMD, AUC and Best Choice at 1..5 e-links.")
-      .def("save", [](const PyPipeline& p, const std::string& run) { p.pipeline.save(run); }, py::arg("run"))
+      .def(
+          "save", [](const PyPipeline& p, const std::string& run) { p.pipeline.save(run); }, py::arg("run"))
+      .def(
+          "named_parameters",
+          [](const PyPipeline& p) {
+            py::dict d;
+            for (const auto& kv : p.pipeline.named_parameters()) d[py::str(kv.first)] = kv.second;
+            return d;
+          },
+          "Every trainable tensor, '<stage>.<name>' (torch tensors, shared with the pipeline).")
       .def_property_readonly("elinks", [](const PyPipeline& p) { return p.pipeline.elinks(); })
       .def_property_readonly("latent_bits", [](const PyPipeline& p) { return p.pipeline.latent_bits(); })
       .def_property_readonly(

@@ -177,6 +177,63 @@ def test_torch_tensors_cross_with_autograd():
     assert out["reconstruction"].shape == (30, 48) and out["reconstruction"].requires_grad
 
 
+def test_graph_runs_any_section_and_python_stages_train_with_the_pipeline(tmp_path):
+    import json
+    import torch
+
+    class Gain(torch.nn.Module):
+        def __init__(self, options):
+            super().__init__()
+            self.gain = torch.nn.Parameter(torch.full((48,), float(options.get("initial", 1.0))))
+
+        def forward(self, charges):
+            return charges * self.gain
+
+    ddaq.register_stage("test_py_gain", Gain, reads=["charges"], writes=["calibrated"], options=["initial"])
+    assert "test_py_gain" in ddaq.stage_types()
+    with pytest.raises(ddaq.Error, match="registered twice"):
+        ddaq.register_stage("test_py_gain", Gain, reads=["charges"], writes=["calibrated"])
+    config = json.load(open(os.path.join(ROOT, "experiments", "graphs", "dense_encoder.json")))
+    config["training"].update(loss="weighted_mse", epochs=1)
+    del config["training"]["surrogate"]
+    stages = config["graph"]["stages"]
+    stages.insert(0, {"type": "test_py_gain", "name": "gain", "reads": {"charges": "calq"},
+                      "writes": {"calibrated": "calibrated"}, "initial": 2.0})
+    stages[1]["reads"]["charges"] = "calibrated"
+    # ddaq.Graph: every tensor by name, with autograd through the Python stage.
+    g = ddaq.Graph(config)
+    assert g.stages[0] == ("gain", "test_py_gain") and g.input == "calq"
+    x = torch.rand(5, 48) * 10
+    out = g.forward(x)
+    assert torch.equal(out["calibrated"], 2.0 * x)
+    assert out["latent"].shape == (5, 16)
+    out["calibrated"].sum().backward()
+    assert torch.allclose(g.named_parameters()["gain.gain"].grad, x.sum(0))
+    # The C++ trainer trains it with the rest; the run saves and loads in this process.
+    ddaq.synth(str(tmp_path / "train.h5"), 512, seed=3, pileup=5)
+    p = ddaq.Pipeline(config)
+    p.train(str(tmp_path / "train.h5"), run=str(tmp_path / "run"), max_steps=8)
+    assert not torch.equal(p.named_parameters()["gain.gain"], torch.full((48,), 2.0))
+    q = ddaq.Pipeline.load(str(tmp_path / "run"))
+    w, _ = ddaq.synthesize(50, pileup=5, seed=4)
+    assert np.array_equal(p.predict(w)["reconstruction"], q.predict(w)["reconstruction"])
+    # Not exportable: a Python stage has no integer description, so no part.
+    with pytest.raises(ddaq.Error, match="gain"):
+        ddaq.export(str(tmp_path / "run"), qonnx=str(tmp_path / "g.onnx"), part="gain")
+    # A Python stage that returns a role it does not write, and a graph without a graph section.
+    class Wrong(torch.nn.Module):
+        def forward(self, charges):
+            return {"other": charges}
+
+    ddaq.register_stage("test_py_wrong", lambda options: Wrong(), reads=["charges"], writes=["a", "b"])
+    bad = {"graph": {"stages": [{"type": "test_py_wrong", "name": "w", "reads": {"charges": "calq"},
+                                 "writes": {"a": "a", "b": "b"}}]}}
+    with pytest.raises(ddaq.Error, match=r"stage 'w' \(test_py_wrong\).*returned no 'a'"):
+        ddaq.Graph(bad)
+    with pytest.raises(ddaq.Error, match="no 'graph' section"):
+        ddaq.Graph({"pipeline": {}})
+
+
 def test_graph_configs_build_pipelines_and_their_errors_are_ddaq_errors(tmp_path):
     import json
     config = json.load(open(os.path.join(ROOT, "experiments", "graphs", "dense_encoder.json")))
