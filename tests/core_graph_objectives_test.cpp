@@ -152,8 +152,8 @@ DOCTEST_TEST_SUITE("graph") {
     };
     const std::vector<std::pair<std::string, std::string>> cases = {
         {objective_error("\"type\": \"classification\", \"logits\": \"logits_a\"",
-                         "\"type\": \"regression\", \"logits\": \"logits_a\""),
-         "g.json: graph.objectives[0].type: unknown objective 'regression'"},
+                         "\"type\": \"ranking\", \"logits\": \"logits_a\""),
+         "g.json: graph.objectives[0].type: unknown objective 'ranking'"},
         {objective_error("\"logits\": \"logits_b\"", "\"logits\": \"nope\""),
          "g.json: graph.objectives[2].logits: no stage writes 'nope'"},
         {objective_error("{\"name\": \"b\"", "{\"name\": \"a\""), "g.json: graph.objectives[2].name: 'a' is used"},
@@ -210,7 +210,7 @@ DOCTEST_TEST_SUITE("graph") {
     DOCTEST_CHECK(std::isfinite(rep.emd_mean));
   }
 
-  DOCTEST_TEST_CASE("classical compressor stages, module sum and concat equal computations written here") {
+  DOCTEST_TEST_CASE("classical compressor stages and module sum and concat equal computations written here") {
     const std::string stages = R"({"input": {"name": "calq", "shape": [48]}, "stages": [
  {"type": "best_choice", "name": "bc", "reads": {"charges": "calq"}, "writes": {"cells": "bc"}, "elinks": 2},
  {"type": "threshold_cells", "name": "th", "reads": {"charges": "calq"}, "writes": {"cells": "th"},
@@ -308,7 +308,7 @@ DOCTEST_TEST_SUITE("graph") {
 }
 
 DOCTEST_TEST_SUITE("graph") {
-  DOCTEST_TEST_CASE("dead_cells: listed cells and a seeded fraction read 0, the rest pass unchanged") {
+  DOCTEST_TEST_CASE("dead_cells: listed cells and a seeded fraction read 0 and the rest pass unchanged") {
     auto build = [](const std::string& options) {
       return ddaq::Graph(
           ddaq::GraphSpec::parse(graph_section(
