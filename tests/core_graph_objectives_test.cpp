@@ -157,6 +157,8 @@ DOCTEST_TEST_SUITE("graph") {
         {objective_error("\"logits\": \"logits_b\"", "\"logits\": \"nope\""),
          "g.json: graph.objectives[2].logits: no stage writes 'nope'"},
         {objective_error("{\"name\": \"b\"", "{\"name\": \"a\""), "g.json: graph.objectives[2].name: 'a' is used"},
+        {objective_error("{\"name\": \"b\"", "{\"name\": \"elinks\""),
+         "g.json: graph.objectives[2].name: 'elinks' is the name of one of the trainer's own terms"},
         {objective_error("\"weight\": 0.0}", "\"weight\": 0.0, \"loss\": \"mse\"}"),
          "g.json: graph.objectives[2].loss: unknown key"},
         {objective_error("\"weight\": 0.0}", "\"weight\": -1}"), "g.json: graph.objectives[2].weight"},

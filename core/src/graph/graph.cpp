@@ -106,6 +106,11 @@ std::vector<ObjectiveSpec> parse_objectives(const Config& g, const std::map<std:
     c.reject_unknown(known);
     o.name = c.string("name", "");
     if (o.name.empty()) throw Error(here + ".name: required (it names the term in metrics and reports)");
+    // The trainer's own terms keep their names in metrics.
+    for (const char* own : {"total", "elinks", "link_hinge", "ebops", "encoder_power_mw", "bce"})
+      if (o.name == own) throw Error(here + ".name: '" + o.name + "' is the name of one of the trainer's own terms");
+    if (o.name.rfind("budget_", 0) == 0)
+      throw Error(here + ".name: '" + o.name + "' (names starting with budget_ are the budgets' terms)");
     for (const ObjectiveSpec& before : out)
       if (before.name == o.name) throw Error(here + ".name: '" + o.name + "' is used by another objective");
     o.weight = c.number("weight", 1.0, 0.0, 1e12);

@@ -21,7 +21,6 @@ struct EconTPipeline::Impl {
   FrontEndStage* frontend = nullptr;
   QuantizedStackStage *encoder = nullptr, *classifier = nullptr;
   std::string target, reconstruction, logits;  // tensor names (logits "" without a classification)
-  bool has_reconstruction_objective = false;
   torch::Tensor pinned_latent_fractional;                                          // set by fit_latent_payload
   std::vector<std::pair<FixedPointQuantizer, torch::Tensor>> pinned_encoder_bits;  // set by fit_encoder_energy
 
@@ -47,9 +46,10 @@ struct EconTPipeline::Impl {
     // Declared objectives name the tensors: the first reconstruction
     // objective is what evaluation judges, the first classification
     // objective's logits are the run's "logits".
+    bool first_reconstruction = true;
     for (const ObjectiveSpec& o : graph.spec().objectives) {
-      if (o.type == "reconstruction" && !has_reconstruction_objective) {
-        has_reconstruction_objective = true;
+      if (o.type == "reconstruction" && first_reconstruction) {
+        first_reconstruction = false;
         target = o.tensor("target");
         reconstruction = o.tensor("reconstruction");
       }
