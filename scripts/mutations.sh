@@ -77,6 +77,7 @@ mutations=(
   "regression-broadcast|core/src/graph/pipeline.cpp|  return (p.reshape({-1}) - y.reshape({-1})).pow(2).mean();|  return (p - y).pow(2).mean();|a regression objective"
   "dead-cells-fraction-ignored|core/src/graph/stages_classical.cpp|  if (fraction > 0) {|  if (false) {|dead_cells"
   "python-stage-parameters-hidden|python/src/graph_bindings.cpp|    return named(module_, \"named_parameters\");|    return {};|graph_runs_any_section"
+  "batchnorm-probe-in-training|core/src/graph/stages.cpp|      net_->eval();|      (void)0;|float_stack batchnorm"
   "floor-set-not-lifted|quant/src/layers.cpp|    w_.gate_logits.index_copy_(0, top, w_.gate_logits.index_select(0, top).clamp_min(0.0));|    (void)top;|stay the same from step to step"
   "unit-floor-not-set|core/src/train/trainer.cpp|if (!unit_limits.empty()) pipeline_.keep_units_that_fit(unit_limits, fixed_energy_pj_);|(void)0;|keeps the filters"
   "energy-floor-off|core/src/graph/pipeline_codesign.cpp|  const bool energy = limits.count(\"ebops\") + limits.count(\"power_mw\") > 0;|  const bool energy = false;|a power budget.s push|budget.s floor keeps the filters"

@@ -382,3 +382,47 @@ DOCTEST_TEST_SUITE("graph") {
                   std::string::npos);
   }
 }
+
+DOCTEST_TEST_SUITE("graph") {
+  DOCTEST_TEST_CASE("float_stack batchnorm normalizes per feature and per channel and keeps its statistics") {
+    const ddaq::Graph g(ddaq::GraphSpec::parse(graph_section(R"({"input": {"name": "x", "shape": [48]}, "stages": [
+ {"type": "float_stack", "name": "dense_bn", "reads": {"input": "x"}, "writes": {"output": "d"},
+  "layers": [{"type": "dense", "units": 6}, {"type": "batchnorm"}]},
+ {"type": "float_stack", "name": "conv_bn", "reads": {"input": "x"}, "writes": {"output": "c"},
+  "layers": [{"type": "reshape", "shape": [3, 4, 4]}, {"type": "conv2d", "filters": 5, "kernel": 3, "padding": 1},
+             {"type": "batchnorm"}]}]})")),
+                        1);
+    auto buffers = [&](const std::string& stage) {
+      std::map<std::string, torch::Tensor> out;
+      for (const auto& kv : g.find(stage)->named_buffers()) out[kv.first] = kv.second.clone();
+      return out;
+    };
+    const auto before = buffers("dense_bn");
+    DOCTEST_REQUIRE(before.count("batchnorm1.running_mean") == 1);
+    DOCTEST_CHECK(torch::equal(before.at("batchnorm1.running_mean"), torch::zeros({6})));  // the probes moved nothing
+    torch::manual_seed(3);
+    const torch::Tensor x = torch::rand({64, 48}) * 5 + 2;
+    for (ddaq::Stage* s : g.stages()) s->train(true);
+    ddaq::NamedTensors flow;
+    flow.set("x", x);
+    g.forward(flow);
+    // Training mode: each feature (channel) of the batch has mean 0 and variance 1.
+    const torch::Tensor d = flow.get("d").to(torch::kDouble);
+    DOCTEST_CHECK(d.mean(0).abs().max().item<double>() < 1e-5);
+    DOCTEST_CHECK((d.var(0, false) - 1.0).abs().max().item<double>() < 1e-3);
+    const torch::Tensor c = flow.get("c").to(torch::kDouble).reshape({64, 5, 16});
+    DOCTEST_CHECK(c.transpose(0, 1).reshape({5, -1}).mean(1).abs().max().item<double>() < 1e-5);
+    DOCTEST_CHECK((c.transpose(0, 1).reshape({5, -1}).var(1, false) - 1.0).abs().max().item<double>() < 1e-3);
+    // The running statistics moved and are state (saved with runs).
+    DOCTEST_CHECK(!torch::equal(buffers("dense_bn").at("batchnorm1.running_mean"), torch::zeros({6})));
+    DOCTEST_CHECK(buffers("conv_bn").count("batchnorm2.running_var") == 1);
+    // Not after a reshape to [4, 12]: one error line naming the layer.
+    const std::string e = error_of([&] {
+      ddaq::Graph(ddaq::GraphSpec::parse(graph_section(R"({"input": {"name": "x", "shape": [48]}, "stages": [
+ {"type": "float_stack", "name": "bad", "reads": {"input": "x"}, "writes": {"output": "d"},
+  "layers": [{"type": "reshape", "shape": [4, 12]}, {"type": "batchnorm"}]}]})")),
+                  1);
+    });
+    DOCTEST_CHECK(e.find("layers[1].type: batchnorm needs features [F] or channels [C, H, W]") != std::string::npos);
+  }
+}

@@ -414,6 +414,9 @@ struct FloatStackStage::Net : torch::nn::Module {
         x = x.reshape(s);
       } else if (l.type == "dense")
         x = std::dynamic_pointer_cast<torch::nn::LinearImpl>(l.module)->forward(x.flatten(1));
+      else if (l.type == "batchnorm")
+        x = x.dim() == 2 ? std::dynamic_pointer_cast<torch::nn::BatchNorm1dImpl>(l.module)->forward(x)
+                         : std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(l.module)->forward(x);
       else if (l.type == "conv2d")
         x = std::dynamic_pointer_cast<torch::nn::Conv2dImpl>(l.module)->forward(x);
       else
@@ -477,6 +480,17 @@ FloatStackStage::FloatStackStage(const StageSpec& spec, const Graph& built)
                                                  .padding(pad)
                                                  .output_padding(l.integer("output_padding", 0, 0, 8)))
                       .ptr());
+    } else if (layer.type == "batchnorm") {
+      // Per feature (after dense) or per channel (after a convolution);
+      // running statistics are buffers, saved with runs and checkpoints.
+      l.reject_unknown({"type"});
+      if (probe.dim() == 2)
+        layer.module = net_->register_module(name, torch::nn::BatchNorm1d(probe.size(1)).ptr());
+      else if (probe.dim() == 4)
+        layer.module = net_->register_module(name, torch::nn::BatchNorm2d(probe.size(1)).ptr());
+      else
+        throw Error(at(l, "type") + ": batchnorm needs features [F] or channels [C, H, W]; it gets " +
+                    std::to_string(probe.dim() - 1) + " dimensions here");
     } else if (layer.type == "relu") {
       l.reject_unknown({"type"});
     } else if (layer.type == "reshape") {
@@ -489,11 +503,14 @@ FloatStackStage::FloatStackStage(const StageSpec& spec, const Graph& built)
                     std::to_string(probe[0].numel()));
     } else {
       throw Error(at(l, "type") + ": unknown layer type '" + layer.type +
-                  "' (expected \"dense\", \"conv2d\", \"conv_transpose\", \"relu\" or \"reshape\")");
+                  "' (expected \"dense\", \"conv2d\", \"conv_transpose\", \"batchnorm\", \"relu\" or \"reshape\")");
     }
     net_->layers.push_back(layer);
     try {
+      // In evaluation mode: the probe must not move batch-norm statistics.
+      net_->eval();
       probe = net_->forward(torch::zeros(probe_shape));
+      net_->train();
     } catch (const c10::Error& e) {
       const std::string what = e.what_without_backtrace();
       throw Error(at(l, "type") + ": " + what.substr(0, what.find('\n')));

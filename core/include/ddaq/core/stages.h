@@ -164,7 +164,8 @@ class EconTLinkBudgetStage : public LinkBudgetStage {
 // float_stack: off-detector float layers (decoders, trigger heads).
 // Options: input_shape (as quantized_stack), layers ([{type: "dense", units},
 // {type: "conv2d" | "conv_transpose", filters, kernel, stride (1), padding
-// (0), output_padding (0)}, {type: "relu"}, {type: "reshape", shape}]),
+// (0), output_padding (0)}, {type: "batchnorm"} (per feature or channel),
+// {type: "relu"}, {type: "reshape", shape}]),
 // layout ("8x8" / "4x4x3": the last layer's grid read back as cells),
 // head: "softmax" (a unit-sum output per event), "sigmoid" or "none".
 // Writes [N, outputs] ([N] for one value per event).
