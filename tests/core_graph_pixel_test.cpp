@@ -86,7 +86,9 @@ DOCTEST_TEST_SUITE("graph") {
     DOCTEST_CHECK(metric(0, 17) == doctest::Approx(std::sqrt(2.0)).epsilon(1e-9));
 
     const ddaq::GraphSpec spec =
-        ddaq::GraphSpec::parse(ddaq::Config::parse(std::string("{\"graph\": ") + kPixelGraph + "}", "pixels.json")
+        ddaq::GraphSpec::parse(ddaq::Config::parse(std::string("{\"graph\": {\"geometry\": \"") +
+                                                       dir.file("pixels.csv") + "\", " + (kPixelGraph + 1) + "}",
+                                                   "pixels.json")
                                    .section("graph"));
     ddaq::Graph graph(spec, 3);
     // The link budget: 16 outputs x 5 bits + an 8-bit header on 32-bit links:

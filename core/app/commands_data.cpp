@@ -5,21 +5,24 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "ddaq/core/cell_geometry.h"
+#include "ddaq/core/clusters.h"
 #include "ddaq/core/csv_import.h"
-#include "ddaq/error.h"
-#include "ddaq/files.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/progress.h"
 #include "ddaq/core/random.h"
 #include "ddaq/core/statistics.h"
 #include "ddaq/core/synth.h"
+#include "ddaq/error.h"
+#include "ddaq/files.h"
 
 namespace ddaq {
 namespace cli {
 
 void add_data_commands(CLI::App& app) {
-  CLI::App* data = app.add_subcommand("data", "Make, import and inspect event files (HDF5: calq [N,48], label [N])");
+  CLI::App* data = app.add_subcommand(
+      "data", "Make, import and inspect event files (HDF5: calq [N,cells], label [N]; HGCAL: 48 cells)");
   data->callback([data] {
     if (data->get_subcommands().empty())
       throw CLI::ValidationError("data: a command is required: import, synth, overlay, split, slice or stats");
@@ -73,6 +76,44 @@ void add_data_commands(CLI::App& app) {
     });
   }
   {
+    auto geometry = std::make_shared<std::string>();
+    auto output = std::make_shared<std::string>();
+    auto events = std::make_shared<int64_t>(10000);
+    auto seed = std::make_shared<uint64_t>(1);
+    auto two = std::make_shared<double>(0.5);
+    CLI::App* c = data->add_subcommand(
+        "clusters",
+        "Generate Gaussian clusters on any detector's cells (a cell,x,y geometry file; label 1: two clusters)");
+    c->add_option("--geometry", *geometry, "cell geometry CSV (header cell,x,y)")->required();
+    c->add_option("-o,--output", *output, "output event file (.h5)")->required();
+    c->add_option("--events", *events, "number of events")
+        ->capture_default_str()
+        ->check(whole_number_in(1, int64_t(1) << 40));
+    c->add_option("--seed", *seed, "random seed (same seed, same events, bit for bit)")
+        ->capture_default_str()
+        ->check(seed_number());
+    c->add_option("--two-cluster-fraction", *two, "fraction of events with two clusters (label 1)")
+        ->capture_default_str()
+        ->check(number_in(0, 1));
+    c->callback([=] {
+      const ClusterOptions options = ClusterOptions().events(*events).seed(*seed).two_cluster_fraction(*two);
+      options.validate();
+      check_outputs({*geometry}, {*output});
+      const CellGeometry cells = CellGeometry::load(*geometry);
+      const EventTable t = synthesize_clusters(options, cells);
+      EventFileWriter w(*output, true, t.cells);
+      w.append(t);
+      w.set_attribute("creator", std::string("ddaq data clusters"));
+      w.set_attribute("seed", static_cast<int64_t>(*seed));
+      nlohmann::json provenance = nlohmann::json::parse(options.to_json());
+      provenance["geometry"] = *geometry;
+      w.set_attribute("provenance", provenance.dump());
+      w.commit();
+      std::printf("wrote %s: %lld events of %d cells (seed %llu)\n", output->c_str(), static_cast<long long>(*events),
+                  t.cells, static_cast<unsigned long long>(*seed));
+    });
+  }
+  {
     auto input = std::make_shared<std::string>();
     auto pool = std::make_shared<std::string>();
     auto output = std::make_shared<std::string>();
@@ -113,8 +154,9 @@ void add_data_commands(CLI::App& app) {
     c->add_option("--seed", *seed, "shuffle seed")->capture_default_str()->check(seed_number());
     c->callback([=] {
       check_outputs({*input}, {*train, *test});
-      const EventFileReader in(*input);
+      const EventFileReader in(*input, EventFileReader::kAnyCells);
       const EventTable all = in.read_all();
+      const int64_t cells = all.cells;
       const int64_t n = all.size();
       std::vector<int64_t> order(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) order[i] = i;
@@ -125,12 +167,13 @@ void add_data_commands(CLI::App& app) {
                                                    std::to_string(*fraction) + " leaves one side empty");
       auto write = [&](const std::string& path, int64_t first, int64_t count, const char* part) {
         EventTable t;
+        t.cells = all.cells;
         for (int64_t k = first; k < first + count; ++k) {
           const int64_t r = order[k];
-          t.calq.insert(t.calq.end(), all.calq.begin() + r * kCellsPerWafer, all.calq.begin() + (r + 1) * kCellsPerWafer);
+          t.calq.insert(t.calq.end(), all.calq.begin() + r * cells, all.calq.begin() + (r + 1) * cells);
           if (all.has_labels()) t.label.push_back(all.label[r]);
         }
-        EventFileWriter w(path, all.has_labels());
+        EventFileWriter w(path, all.has_labels(), all.cells);
         w.append(t);
         w.set_attribute("creator", std::string("ddaq data split"));
         w.set_attribute("provenance", nlohmann::json({{"creator", "ddaq data split"}, {"input", *input}, {"part", part},
@@ -161,28 +204,29 @@ void add_data_commands(CLI::App& app) {
     c->add_option("-o,--output", *output, "output event file (.h5)")->required();
     c->callback([=] {
       check_outputs({*input}, {*output});
-      const EventFileReader in(*input);
+      const EventFileReader in(*input, EventFileReader::kAnyCells);
+      const int64_t cells = in.cells();
       const int64_t end = *stop < 0 ? in.size() : std::min(*stop, in.size());
       if (*start >= end)
         throw Error(*input + ": empty slice [" + std::to_string(*start) + ", " + std::to_string(end) + ")");
       if (*label >= 0 && !in.has_labels()) throw Error(*input + ": --label needs a file with labels");
       EventTable t;
-      t.calq.resize(static_cast<size_t>(end - *start) * kCellsPerWafer);
+      t.cells = in.cells();
+      t.calq.resize(static_cast<size_t>((end - *start) * cells));
       if (in.has_labels()) t.label.resize(static_cast<size_t>(end - *start));
       in.read(*start, end - *start, t.calq.data(), in.has_labels() ? t.label.data() : nullptr);
       if (*label >= 0) {  // compact the kept rows in place
         int64_t kept = 0;
         for (int64_t r = 0; r < t.size(); ++r) {
           if (t.label[r] != *label) continue;
-          std::copy(t.calq.begin() + r * kCellsPerWafer, t.calq.begin() + (r + 1) * kCellsPerWafer,
-                    t.calq.begin() + kept * kCellsPerWafer);
+          std::copy(t.calq.begin() + r * cells, t.calq.begin() + (r + 1) * cells, t.calq.begin() + kept * cells);
           t.label[kept++] = t.label[r];
         }
         if (kept == 0) throw Error(*input + ": no rows with label " + std::to_string(*label) + " in the slice");
-        t.calq.resize(static_cast<size_t>(kept) * kCellsPerWafer);
+        t.calq.resize(static_cast<size_t>(kept * cells));
         t.label.resize(static_cast<size_t>(kept));
       }
-      EventFileWriter writer(*output, in.has_labels());
+      EventFileWriter writer(*output, in.has_labels(), in.cells());
       writer.append(t);
       const auto attrs = in.attributes();
       writer.set_attribute("creator", std::string("ddaq data slice"));

@@ -15,6 +15,8 @@
 #include <set>
 
 #include "commands.h"
+#include "ddaq/core/cell_geometry.h"
+#include "ddaq/core/clusters.h"
 #include "ddaq/core/config.h"
 #include "ddaq/core/distributed.h"
 #include "ddaq/core/events.h"
@@ -34,8 +36,9 @@ namespace cli {
 namespace {
 
 struct DataPlan {
-  std::string source;                 // "synth" or "files"
+  std::string source;                 // "synth", "files" or "clusters"
   std::string train_file, test_file;  // source "files"
+  std::string geometry;               // source "clusters": the cell geometry CSV
   int64_t train_events = 0, test_events = 0, pool_events = 0;
   double pileup_mu = 0;
   uint64_t seed = 1;
@@ -61,9 +64,23 @@ DataPlan read_data_plan(const Config& config) {
     p.test_file = resolve("test");
     return p;
   }
+  if (source == "clusters") {
+    // Synthetic clusters on any detector's cells (clusters.h).
+    data.reject_unknown({"source", "geometry", "train_events", "test_events", "seed"});
+    const std::string g = data.string("geometry", "");
+    if (g.empty())
+      throw Error(config.source() + ": data.geometry: a cell geometry CSV is required with source \"clusters\"");
+    const auto slash = config.source().find_last_of('/');
+    p.geometry = g[0] == '/' || slash == std::string::npos ? g : config.source().substr(0, slash) + "/" + g;
+    p.train_events = data.integer("train_events", 20000, 1, int64_t(1) << 40);
+    p.test_events = data.integer("test_events", 5000, 1, int64_t(1) << 40);
+    p.seed = static_cast<uint64_t>(data.integer("seed", 1, 0));
+    return p;
+  }
   data.reject_unknown({"source", "train_events", "test_events", "pool_events", "pileup_mu", "seed"});
   if (source != "synth")
-    throw Error(config.source() + ": data.source: '" + source + "' not supported (use \"synth\" or \"files\")");
+    throw Error(config.source() + ": data.source: '" + source +
+                "' not supported (use \"synth\", \"files\" or \"clusters\")");
   p.train_events = data.integer("train_events", 20000, 1, int64_t(1) << 40);
   p.test_events = data.integer("test_events", 5000, 1, int64_t(1) << 40);
   p.pool_events = data.integer("pool_events", 10000, 1, int64_t(1) << 40);
@@ -129,8 +146,26 @@ std::pair<std::string, std::string> prepare_data(const Config& config, const std
   const DataPlan plan = read_data_plan(config);
   make_directories(run);
   if (plan.source == "files") {
-    for (const std::string& f : {plan.train_file, plan.test_file}) EventFileReader check(f);  // clear error now
+    for (const std::string& f : {plan.train_file, plan.test_file})
+      EventFileReader check(f, EventFileReader::kAnyCells);  // clear error now
     return {plan.train_file, plan.test_file};
+  }
+  if (plan.source == "clusters") {
+    const CellGeometry cells = CellGeometry::load(plan.geometry);
+    for (const auto& part : {std::make_pair(std::string("train"), plan.train_events),
+                             std::make_pair(std::string("test"), plan.test_events)}) {
+      const ClusterOptions o =
+          ClusterOptions().events(part.second).seed(part.first == "train" ? plan.seed : plan.seed + 1);
+      const EventTable t = synthesize_clusters(o, cells);
+      EventFileWriter w(run + "/" + part.first + ".h5", true, t.cells);
+      w.append(t);
+      w.set_attribute("creator", std::string("ddaq data clusters"));
+      nlohmann::json provenance = nlohmann::json::parse(o.to_json());
+      provenance["geometry"] = plan.geometry;
+      w.set_attribute("provenance", provenance.dump());
+      w.commit();
+    }
+    return {run + "/train.h5", run + "/test.h5"};
   }
   if (plan.pileup_mu > 0) {
     // The pool: jet-like wafers only, as in the HGCAL studies' overlay.
@@ -451,22 +486,23 @@ void add_run_command(CLI::App& app) {
     c->callback([=] {
       check_outputs(run_inputs(*run_dir, {*data}), {*output});
       EconTPipeline pipeline = EconTPipeline::load(*run_dir);
-      const EventFileReader in(*data);
-      EventFileWriter out(*output, in.has_labels());
+      const EventFileReader in(*data, pipeline.cells());
+      EventFileWriter out(*output, in.has_labels(), pipeline.cells());
       // The latents sent (a latent whose learned gate closed is not).
       const std::vector<int64_t> sent = pipeline.transmitted_latents();
       const at::Tensor sent_index = at::tensor(sent, at::kLong);
       const int64_t n = in.size(), latent = static_cast<int64_t>(sent.size());
       std::vector<float> latents, scores;
       constexpr int64_t kBlock = 8192;
-      std::vector<float> calq(kBlock * 48);
+      const int64_t cells = pipeline.cells();
+      std::vector<float> calq(static_cast<size_t>(kBlock * cells));
       std::vector<int32_t> labels(kBlock);
       Progress progress("predict", n);
       for (int64_t first = 0; first < n; first += kBlock) {
         const int64_t rows = std::min(kBlock, n - first);
         in.read(first, rows, calq.data(), labels.data());
         c10::NoGradGuard no_grad;
-        const at::Tensor x = at::from_blob(calq.data(), {rows, 48});
+        const at::Tensor x = at::from_blob(calq.data(), {rows, cells});
         const PipelineResult r = pipeline.forward(x);
         // The frame carries the module sum: decoded CALQ = unit-sum wafer x sum.
         const at::Tensor decoded = (r.get("reconstruction") * x.sum(1, true)).contiguous();

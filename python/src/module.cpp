@@ -34,11 +34,11 @@ using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 namespace {
 
-// [N, 48] float32 view of an array, or ddaq::Error naming the argument.
-Floats wafers(const py::array& a, const char* name) {
+// [N, cells] float32 view of an array (HGCAL: 48), or ddaq::Error naming the argument.
+Floats wafers(const py::array& a, const char* name, int cells = ddaq::kCellsPerWafer) {
   Floats f = Floats::ensure(a);
-  if (!f || f.ndim() != 2 || f.shape(1) != ddaq::kCellsPerWafer)
-    throw ddaq::Error(std::string(name) + ": expected an array of shape [N, 48]");
+  if (!f || f.ndim() != 2 || f.shape(1) != cells)
+    throw ddaq::Error(std::string(name) + ": expected an array of shape [N, " + std::to_string(cells) + "]");
   return f;
 }
 
@@ -158,13 +158,13 @@ PYBIND11_MODULE(_ddaq, m) {
   m.def(
       "read_events",
       [](const std::string& path) {
-        const ddaq::EventFileReader r(path);
+        const ddaq::EventFileReader r(path, ddaq::EventFileReader::kAnyCells);
         ddaq::EventTable t;
         {
           py::gil_scoped_release release;
           t = r.read_all();
         }
-        py::array_t<float> calq({static_cast<py::ssize_t>(t.size()), static_cast<py::ssize_t>(48)});
+        py::array_t<float> calq({static_cast<py::ssize_t>(t.size()), static_cast<py::ssize_t>(t.cells)});
         std::memcpy(calq.mutable_data(), t.calq.data(), t.calq.size() * sizeof(float));
         py::dict d;
         d["calq"] = calq;
@@ -178,7 +178,7 @@ PYBIND11_MODULE(_ddaq, m) {
         d["attrs"] = r.attributes();
         return d;
       },
-      py::arg("path"), "Read an event file: {'calq': [N, 48], 'label': [N] or None, 'attrs': {...}}.");
+      py::arg("path"), "Read an event file: {'calq': [N, cells] (HGCAL: 48), 'label': [N] or None, 'attrs': {...}}.");
 
   // ------------------------------------------------------------------ EMD
   m.def(
@@ -367,8 +367,8 @@ PYBIND11_MODULE(_ddaq, m) {
       .def(
           "predict",
           [](PyPipeline& p, const at::Tensor& calq) {
-            if (calq.dim() != 2 || calq.size(1) != ddaq::kCellsPerWafer)
-              throw ddaq::Error("calq: expected a tensor of shape [N, 48]");
+            if (calq.dim() != 2 || calq.size(1) != p.pipeline.cells())
+              throw ddaq::Error("calq: expected a tensor of shape [N, " + std::to_string(p.pipeline.cells()) + "]");
             c10::NoGradGuard no_grad;
             p.pipeline.train(false);
             const at::Tensor x = calq.detach().to(at::kFloat).cpu().contiguous();
@@ -387,14 +387,15 @@ PYBIND11_MODULE(_ddaq, m) {
       .def(
           "predict",
           [](PyPipeline& p, const py::array& calq) {
-            const Floats x = wafers(calq, "calq");
+            const Floats x = wafers(calq, "calq", p.pipeline.cells());
             const int64_t n = x.shape(0);
             at::Tensor rec, lat, score;
             {
               py::gil_scoped_release release;
               c10::NoGradGuard no_grad;
               p.pipeline.train(false);
-              const ddaq::PipelineResult r = p.pipeline.forward(at::from_blob(const_cast<float*>(x.data()), {n, 48}));
+              const ddaq::PipelineResult r = p.pipeline.forward(
+                  at::from_blob(const_cast<float*>(x.data()), {n, static_cast<int64_t>(p.pipeline.cells())}));
               rec = r.get("reconstruction").contiguous();
               // The latents sent (a latent whose learned gate closed is not), as `ddaq predict`.
               const std::vector<int64_t> sent = p.pipeline.transmitted_latents();
@@ -413,7 +414,8 @@ PYBIND11_MODULE(_ddaq, m) {
             if (score.defined()) d["score"] = copy(score);
             return d;
           },
-          py::arg("calq"), "Decoded wafers (unit sum), transmitted latents and classifier scores for [N, 48] charges.")
+          py::arg("calq"),
+          "Decoded wafers (unit sum), transmitted latents and classifier scores for [N, cells] charges.")
       .def(
           "evaluate",
           [](PyPipeline& p, const std::string& data, int64_t events) {

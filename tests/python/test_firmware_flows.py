@@ -310,19 +310,26 @@ def test_emulator_library_equals_predict_on_10000_real_wafers(tmp_path):
     assert compare_emulator_with_predict(lib, run, str(tmp_path / "real.h5"), tmp_path) == 10000
 
 
+def run_graph_and_check_every_part(tmp_path, config, parts):
+    """`ddaq run experiments/graphs/CONFIG`, every part exported (QONNX + HLS), each through qonnx's executor,
+    hls4ml's documented flow and the Xilinx headers: bit-exact. Returns the run folder."""
+    fwkit_or_skip()
+    run = str(tmp_path / "run")
+    ddaq("run", os.path.join(ROOT, "experiments", "graphs", config), "-o", run)
+    export(run, tmp_path, "--part", "all", "--qonnx", str(tmp_path / "m.onnx"), "--hls", str(tmp_path / "prj"),
+           "--tb-samples", "300")
+    for part in parts:
+        check_qonnx_and_hls4ml(tmp_path, part, ("parallel",))
+        rc, out = tool([os.path.join(FWKIT, "xilinx_csim.sh"), str(tmp_path / "prj" / part)], tmp_path)
+        assert rc == 0 and ", 0 mismatching outputs" in out, out
+    return run
+
+
 def test_dense_encoder_graph_exports_bit_exact_through_the_real_flows(tmp_path):
     """experiments/graphs/dense_encoder.json (a graph config: 4x4x3 layout -> dense -> dense -> latent, per-layer
     bits) trained, then exported and checked by qonnx's executor, hls4ml's documented QONNX flow and the Xilinx
     headers, and its emulator library against ddaq predict."""
-    fwkit_or_skip()
-    run = str(tmp_path / "run")
-    ddaq("run", os.path.join(ROOT, "experiments", "graphs", "dense_encoder.json"), "-o", run)
-    export(run, tmp_path, "--part", "all", "--qonnx", str(tmp_path / "m.onnx"), "--hls", str(tmp_path / "prj"),
-           "--tb-samples", "300")
-    for part in ("encoder", "classifier"):
-        check_qonnx_and_hls4ml(tmp_path, part, ("parallel",))
-        rc, out = tool([os.path.join(FWKIT, "xilinx_csim.sh"), str(tmp_path / "prj" / part)], tmp_path)
-        assert rc == 0 and ", 0 mismatching outputs" in out, out
+    run = run_graph_and_check_every_part(tmp_path, "dense_encoder.json", ("encoder", "classifier"))
     # The encoder has no convolution: its QONNX holds MatMul nodes and no Conv.
     ops = {n.op_type for n in onnx.load(str(tmp_path / "m.encoder.onnx")).graph.node}
     assert "MatMul" in ops and "Conv" not in ops, ops
@@ -331,3 +338,15 @@ def test_dense_encoder_graph_exports_bit_exact_through_the_real_flows(tmp_path):
     ddaq("data", "synth", "-o", events, "--events", "10000", "--seed", "7", "--pileup", "10")
     assert compare_emulator_with_predict(lib, run, events, tmp_path) == 10000
 
+
+
+def test_pixel_detector_graph_exports_bit_exact_through_the_real_flows(tmp_path):
+    """experiments/graphs/pixel16.json (a 16 x 16 pixel matrix with its own geometry, generic links) trained, then
+    its encoder and trigger head exported and checked by qonnx's executor, hls4ml's documented QONNX flow and the
+    Xilinx headers on testbench data made from its own pixel events; the emulator library (ECON-T's front end) is
+    refused in one line and leaves nothing."""
+    run = run_graph_and_check_every_part(tmp_path, "pixel16.json", ("encoder", "trigger"))
+    proc = ddaq("export", run, "--emulator", str(tmp_path / "emu"), check=False)
+    assert proc.returncode != 0 and "emulates the ECON-T front end" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "emu").exists()

@@ -1,6 +1,8 @@
 #include "ddaq/core/cell_geometry.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -60,6 +62,25 @@ CellGeometry CellGeometry::parse(const std::string& csv, const std::string& sour
   if (!header) throw Error(source + ": empty cell geometry (expected the header \"cell,x,y\")");
   if (g.size() < 2) throw Error(source + ": a cell geometry needs at least 2 cells");
   return g;
+}
+
+CellGeometry CellGeometry::from_positions(const std::vector<std::array<double, 2>>& positions,
+                                          const std::string& source) {
+  std::string csv = "cell,x,y\n";
+  char row[96];
+  for (size_t i = 0; i < positions.size(); ++i) {
+    std::snprintf(row, sizeof row, "%zu,%.17g,%.17g\n", i, positions[i][0], positions[i][1]);
+    csv += row;
+  }
+  return parse(csv, source);
+}
+
+double CellGeometry::pitch() const {
+  double best = INFINITY;
+  for (size_t i = 0; i < positions_.size(); ++i)
+    for (size_t j = i + 1; j < positions_.size(); ++j)
+      best = std::min(best, std::hypot(positions_[i][0] - positions_[j][0], positions_[i][1] - positions_[j][1]));
+  return best;
 }
 
 GroundMetric CellGeometry::metric(double unit) const {

@@ -18,8 +18,6 @@
 namespace ddaq {
 namespace {
 
-constexpr hsize_t kCells = kCellsPerWafer;
-
 // HDF5's C++ exceptions do not derive from std::exception: translate them at
 // this file's boundary so callers only ever see ddaq::Error.
 template <class F>
@@ -67,14 +65,18 @@ struct EventFileWriter::Impl {
   std::string path, tmp_path;
   bool with_labels = false;
   bool committed = false;
+  hsize_t cells = kCellsPerWafer;
   H5::H5File file;
   H5::DataSet calq, label;
   int64_t rows = 0;
 };
 
-EventFileWriter::EventFileWriter(const std::string& path, bool with_labels) : impl_(new Impl) {
+EventFileWriter::EventFileWriter(const std::string& path, bool with_labels, int cells) : impl_(new Impl) {
   silence_hdf5();
+  if (cells < 1) throw Error(path + ": an event needs at least one cell, not " + std::to_string(cells));
   impl_->path = path;
+  impl_->cells = static_cast<hsize_t>(cells);
+  const hsize_t cols = impl_->cells;
   remove_abandoned_temporaries(resolve_output(path));
   impl_->tmp_path = resolve_output(path) + ".tmp-" + std::to_string(::getpid());
   impl_->with_labels = with_labels;
@@ -87,10 +89,10 @@ EventFileWriter::EventFileWriter(const std::string& path, bool with_labels) : im
   }
   hdf5_call(path, "creating datasets", [&] {
     const bool deflate = H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
-    hsize_t dims[2] = {0, kCells}, maxdims[2] = {H5S_UNLIMITED, kCells};
+    hsize_t dims[2] = {0, cols}, maxdims[2] = {H5S_UNLIMITED, cols};
     H5::DataSpace space(2, dims, maxdims);
     H5::DSetCreatPropList props = untimed_dataset();
-    hsize_t chunk[2] = {4096, kCells};
+    hsize_t chunk[2] = {4096, cols};
     props.setChunk(2, chunk);
     if (deflate) {
       props.setShuffle();
@@ -126,13 +128,14 @@ void EventFileWriter::append(const float* calq, const int32_t* labels, int64_t r
   if (rows <= 0) return;
   if (impl_->with_labels && labels == nullptr)
     throw Error(impl_->path + ": labels required for a labelled event file");
+  const hsize_t cols = impl_->cells;
   hdf5_call(impl_->path, "writing events", [&] {
     const hsize_t first = static_cast<hsize_t>(impl_->rows);
     const hsize_t n = static_cast<hsize_t>(rows);
-    hsize_t new_dims[2] = {first + n, kCells};
+    hsize_t new_dims[2] = {first + n, cols};
     impl_->calq.extend(new_dims);
     H5::DataSpace file_space = impl_->calq.getSpace();
-    hsize_t offset[2] = {first, 0}, count[2] = {n, kCells};
+    hsize_t offset[2] = {first, 0}, count[2] = {n, cols};
     file_space.selectHyperslab(H5S_SELECT_SET, count, offset);
     H5::DataSpace mem_space(2, count);
     impl_->calq.write(calq, H5::PredType::NATIVE_FLOAT, mem_space, file_space);
@@ -150,6 +153,9 @@ void EventFileWriter::append(const float* calq, const int32_t* labels, int64_t r
 }
 
 void EventFileWriter::append(const EventTable& table) {
+  if (static_cast<hsize_t>(table.cells) != impl_->cells)
+    throw Error(impl_->path + ": events of " + std::to_string(table.cells) + " cells appended to a file of " +
+                std::to_string(impl_->cells));
   append(table.calq.data(), table.has_labels() ? table.label.data() : nullptr, table.size());
 }
 
@@ -221,10 +227,11 @@ struct EventFileReader::Impl {
   H5::H5File file;
   H5::DataSet calq, label;
   int64_t rows = 0;
+  hsize_t cells = 0;
   bool has_labels = false;
 };
 
-EventFileReader::EventFileReader(const std::string& path) : impl_(new Impl) {
+EventFileReader::EventFileReader(const std::string& path, int cells) : impl_(new Impl) {
   silence_hdf5();
   impl_->path = path;
   if (::access(path.c_str(), R_OK) != 0) throw Error(path + ": cannot open (missing or unreadable)");
@@ -252,10 +259,14 @@ EventFileReader::EventFileReader(const std::string& path) : impl_(new Impl) {
     impl_->calq = impl_->file.openDataSet("calq");
     const H5::DataSpace space = impl_->calq.getSpace();
     hsize_t dims[2] = {0, 0};
-    if (space.getSimpleExtentNdims() != 2) throw Error(path + ": dataset 'calq' must be 2-D [N, 48]");
+    const std::string want = cells == kAnyCells ? std::string("C") : std::to_string(cells);
+    if (space.getSimpleExtentNdims() != 2) throw Error(path + ": dataset 'calq' must be 2-D [N, " + want + "]");
     space.getSimpleExtentDims(dims);
-    if (dims[1] != kCells)
-      throw Error(path + ": dataset 'calq' has " + std::to_string(dims[1]) + " columns, expected 48");
+    if (dims[1] < 1) throw Error(path + ": dataset 'calq' has no columns");
+    if (cells != kAnyCells && dims[1] != static_cast<hsize_t>(cells))
+      throw Error(path + ": dataset 'calq' has " + std::to_string(dims[1]) + " columns, expected " + want +
+                  (cells == kCellsPerWafer ? " (HGCAL trigger cells: this step works on HGCAL wafers)" : ""));
+    impl_->cells = dims[1];
     impl_->rows = static_cast<int64_t>(dims[0]);
     return 0;
   });
@@ -282,15 +293,17 @@ EventFileReader& EventFileReader::operator=(EventFileReader&&) noexcept = defaul
 const std::string& EventFileReader::path() const { return impl_->path; }
 int64_t EventFileReader::size() const { return impl_->rows; }
 bool EventFileReader::has_labels() const { return impl_->has_labels; }
+int EventFileReader::cells() const { return static_cast<int>(impl_->cells); }
 
 void EventFileReader::read(int64_t first, int64_t count, float* calq, int32_t* labels) const {
   if (first < 0 || count < 0 || first + count > impl_->rows)
     throw Error(impl_->path + ": rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
                 ") out of range (file has " + std::to_string(impl_->rows) + ")");
   if (count == 0) return;
+  const hsize_t cols = impl_->cells;
   hdf5_call(impl_->path, "reading events", [&] {
     H5::DataSpace file_space = impl_->calq.getSpace();
-    hsize_t offset[2] = {static_cast<hsize_t>(first), 0}, n[2] = {static_cast<hsize_t>(count), kCells};
+    hsize_t offset[2] = {static_cast<hsize_t>(first), 0}, n[2] = {static_cast<hsize_t>(count), cols};
     file_space.selectHyperslab(H5S_SELECT_SET, n, offset);
     H5::DataSpace mem_space(2, n);
     impl_->calq.read(calq, H5::PredType::NATIVE_FLOAT, mem_space, file_space);
@@ -306,8 +319,8 @@ void EventFileReader::read(int64_t first, int64_t count, float* calq, int32_t* l
   // Whatever wrote the file, ddaq computes only on valid events: a NaN or
   // infinite charge would turn training and EMD into NaN far from its cause.
   for (int64_t r = 0; r < count; ++r) {
-    for (hsize_t c = 0; c < kCells; ++c) {
-      const float q = calq[static_cast<size_t>(r) * kCells + c];
+    for (hsize_t c = 0; c < cols; ++c) {
+      const float q = calq[static_cast<size_t>(r) * cols + c];
       if (!std::isfinite(q) || q < 0.0f)
         throw Error(impl_->path + ": row " + std::to_string(first + r) + ", cell " + std::to_string(c) + ": charge " +
                     std::to_string(q) + " is " + (std::isfinite(q) ? "negative" : "not finite"));
@@ -317,7 +330,8 @@ void EventFileReader::read(int64_t first, int64_t count, float* calq, int32_t* l
 
 EventTable EventFileReader::read_all() const {
   EventTable t;
-  t.calq.resize(static_cast<size_t>(impl_->rows) * kCellsPerWafer);
+  t.cells = cells();
+  t.calq.resize(static_cast<size_t>(impl_->rows) * impl_->cells);
   if (impl_->has_labels) t.label.resize(static_cast<size_t>(impl_->rows));
   read(0, impl_->rows, t.calq.data(), impl_->has_labels ? t.label.data() : nullptr);
   return t;

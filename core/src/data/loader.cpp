@@ -39,22 +39,24 @@ struct EventLoader::Impl {
   int64_t emitted = 0;          // rows given to this rank this epoch
   Rng rng{0};
 
-  Impl(const std::string& path, const LoaderOptions& options) : reader(path), o(options) {}
+  Impl(const std::string& path, const LoaderOptions& options) : reader(path, options.cells()), o(options) {}
 
   void load_window() {
+    const int64_t cells = reader.cells();
+    window.cells = reader.cells();
     window.calq.clear();
     window.label.clear();
     window_index.clear();
     std::vector<int64_t> idx;
     EventTable raw;
+    raw.cells = reader.cells();
     for (int64_t b = 0; b < o.window_blocks() && next_block < blocks.size(); ++b, ++next_block) {
       const int64_t first = blocks[next_block] * o.block_rows();
       const int64_t count = std::min(o.block_rows(), n - first);
-      const size_t old = raw.calq.size() / kCellsPerWafer;
-      raw.calq.resize((old + count) * kCellsPerWafer);
+      const size_t old = raw.calq.size() / cells;
+      raw.calq.resize((old + count) * cells);
       if (reader.has_labels()) raw.label.resize(old + count);
-      reader.read(first, count, raw.calq.data() + old * kCellsPerWafer,
-                  reader.has_labels() ? raw.label.data() + old : nullptr);
+      reader.read(first, count, raw.calq.data() + old * cells, reader.has_labels() ? raw.label.data() + old : nullptr);
       for (int64_t r = 0; r < count; ++r) idx.push_back(first + r);
     }
     std::vector<size_t> order(idx.size());
@@ -64,8 +66,7 @@ struct EventLoader::Impl {
     if (reader.has_labels()) window.label.resize(order.size());
     window_index.resize(order.size());
     for (size_t k = 0; k < order.size(); ++k) {
-      std::copy_n(raw.calq.data() + order[k] * kCellsPerWafer, kCellsPerWafer,
-                  window.calq.data() + k * kCellsPerWafer);
+      std::copy_n(raw.calq.data() + order[k] * cells, cells, window.calq.data() + k * cells);
       if (reader.has_labels()) window.label[k] = raw.label[order[k]];
       window_index[k] = idx[order[k]];
     }
@@ -103,7 +104,9 @@ bool EventLoader::next(EventBatch& batch) {
   const int64_t remaining = s.per_rank - s.emitted;
   int64_t want = std::min(s.o.batch_size(), remaining);
   if (want <= 0 || (s.o.drop_last() && want < s.o.batch_size())) return false;
-  batch.events.calq.resize(static_cast<size_t>(want) * kCellsPerWafer);
+  const int64_t cells = s.reader.cells();
+  batch.events.cells = s.reader.cells();
+  batch.events.calq.resize(static_cast<size_t>(want) * cells);
   batch.events.label.resize(s.reader.has_labels() ? static_cast<size_t>(want) : 0);
   batch.index.resize(static_cast<size_t>(want));
   for (int64_t k = 0; k < want;) {
@@ -113,8 +116,7 @@ bool EventLoader::next(EventBatch& batch) {
     }
     // This rank owns global positions p with p % world_size == rank.
     if (s.global_pos % s.o.world_size() == s.o.rank()) {
-      std::copy_n(s.window.calq.data() + s.window_pos * kCellsPerWafer, kCellsPerWafer,
-                  batch.events.calq.data() + k * kCellsPerWafer);
+      std::copy_n(s.window.calq.data() + s.window_pos * cells, cells, batch.events.calq.data() + k * cells);
       if (s.reader.has_labels()) batch.events.label[k] = s.window.label[s.window_pos];
       batch.index[k] = s.window_index[s.window_pos];
       ++k;

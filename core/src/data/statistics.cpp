@@ -68,21 +68,22 @@ std::string line(const char* name, const Distribution& d) {
 }  // namespace
 
 EventStatistics compute_statistics(const std::string& path) {
-  const EventFileReader reader(path);
+  const EventFileReader reader(path, EventFileReader::kAnyCells);
+  const int cells = reader.cells();
   EventStatistics s;
   s.events = reader.size();
   Sample occupancy(1), sums(2), max_fraction(3);
   constexpr int64_t kBlock = 16384;
-  std::vector<float> calq(kBlock * kCellsPerWafer);
+  std::vector<float> calq(static_cast<size_t>(kBlock * cells));
   std::vector<int32_t> labels(kBlock);
   for (int64_t first = 0; first < s.events; first += kBlock) {
     const int64_t n = std::min(kBlock, s.events - first);
     reader.read(first, n, calq.data(), labels.data());
     for (int64_t r = 0; r < n; ++r) {
-      const float* w = calq.data() + r * kCellsPerWafer;
+      const float* w = calq.data() + r * cells;
       double sum = 0.0, mx = 0.0;
       int occ = 0;
-      for (int c = 0; c < kCellsPerWafer; ++c) {
+      for (int c = 0; c < cells; ++c) {
         sum += w[c];
         mx = std::max(mx, static_cast<double>(w[c]));
         occ += w[c] > 0.0f;

@@ -54,60 +54,11 @@ double auc(const std::vector<double>& score, const std::vector<int32_t>& label) 
   return (rank_sum - 0.5 * static_cast<double>(pos) * static_cast<double>(pos + 1)) / (static_cast<double>(pos) * neg);
 }
 
-}  // namespace
-
-EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events) {
-  const EventFileReader reader(data_file);
-  const int64_t n = std::min(max_events, reader.size());
-  if (n <= 0) throw Error(data_file + ": no events to evaluate");
-  EventTable t;
-  t.calq.resize(static_cast<size_t>(n) * 48);
-  if (reader.has_labels()) t.label.resize(static_cast<size_t>(n));
-  reader.read(0, n, t.calq.data(), reader.has_labels() ? t.label.data() : nullptr);
-  if (t.has_labels()) check_binary_labels(data_file, t.label.data(), nullptr, n);
-  pipeline.train(false);
-  at::Tensor recon, logits;
-  std::vector<std::pair<std::string, std::vector<double>>> objective_logits;
-  std::vector<std::pair<std::string, double>> regression_rmse;
-  {
-    c10::NoGradGuard no_grad;
-    const PipelineResult r = pipeline.forward(at::from_blob(t.calq.data(), {n, 48}, at::kFloat));
-    recon = r.get("reconstruction").contiguous();
-    if (r.has("logits")) logits = r.get("logits").to(at::kDouble).contiguous();
-    for (const ObjectiveSpec& o : pipeline.objectives())
-      if (o.type == "classification") {
-        const at::Tensor l = r.get(objective_output(o, "logits")).to(at::kDouble).contiguous();
-        if (l.numel() != n)
-          throw Error("evaluation: objective '" + o.name + "': logits '" + o.tensor("logits") +
-                      "' must hold one value per event, not " + std::to_string(l.numel() / std::max<int64_t>(n, 1)));
-        objective_logits.emplace_back(o.name, std::vector<double>(l.data_ptr<double>(), l.data_ptr<double>() + n));
-      } else if (o.type == "regression") {
-        regression_rmse.emplace_back(o.name, regression_mse(o, r).to(at::kDouble).sqrt().item<double>());
-      }
-  }
-  const GroundMetric metric = trigger_cell_metric();
-  std::vector<double> emd(static_cast<size_t>(n));
-  emd_exact_rows(metric, t.calq.data(), recon.data_ptr<float>(), n, emd.data(), 0);
-  EvaluationReport rep;
-  rep.events = n;
-  for (int64_t i = 0; i < n; ++i)
-    rep.empty_wafers += std::all_of(&t.calq[static_cast<size_t>(i) * 48], &t.calq[static_cast<size_t>(i) * 48] + 48,
-                                    [](float q) { return q == 0.0f; });
-  rep.latent_bits = pipeline.latent_bits();
-  rep.elinks = pipeline.elinks();
-  rep.latent_widths = pipeline.latent_widths();
-  rep.payload_bits = pipeline.payload_bits();
-  std::vector<double> finite;
-  for (double e : emd)
-    if (std::isfinite(e)) finite.push_back(e);
-  rep.emd_mean = mean(finite);
-  rep.emd_median = median(finite);
-  rep.auc = t.has_labels() && logits.defined()
-                ? auc(std::vector<double>(logits.data_ptr<double>(), logits.data_ptr<double>() + n), t.label)
-                : NAN;
-  for (const auto& kv : objective_logits)
-    rep.aucs.emplace_back(kv.first, t.has_labels() ? auc(kv.second, t.label) : NAN);
-  rep.rmse = regression_rmse;
+// Best Choice, threshold and super trigger cells on the same wafers
+// (HGCAL), and the exact EMD by occupancy with Best Choice beside.
+void add_classical_formats(const EventTable& t, const GroundMetric& metric, const std::vector<double>& emd,
+                           EvaluationReport& rep) {
+  const int64_t n = t.size();
   const ClassicalFormats formats;
   std::vector<float> y(static_cast<size_t>(n) * 48);
   auto score = [&](const std::string& name, int links, int cells) {
@@ -159,6 +110,67 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
     super_trigger_cells(t.calq.data(), n, group, y.data());
     rep.classical.push_back(score(group == 4 ? "stc4" : "stc16", formats.stc_elinks(group), 48 / group));
   }
+}
+
+}  // namespace
+
+EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events) {
+  const EventFileReader reader(data_file, pipeline.cells());
+  const int64_t n = std::min(max_events, reader.size());
+  if (n <= 0) throw Error(data_file + ": no events to evaluate");
+  const int cells = pipeline.cells();
+  EventTable t;
+  t.cells = cells;
+  t.calq.resize(static_cast<size_t>(n) * cells);
+  if (reader.has_labels()) t.label.resize(static_cast<size_t>(n));
+  reader.read(0, n, t.calq.data(), reader.has_labels() ? t.label.data() : nullptr);
+  if (t.has_labels()) check_binary_labels(data_file, t.label.data(), nullptr, n);
+  pipeline.train(false);
+  at::Tensor recon, logits;
+  std::vector<std::pair<std::string, std::vector<double>>> objective_logits;
+  std::vector<std::pair<std::string, double>> regression_rmse;
+  {
+    c10::NoGradGuard no_grad;
+    const PipelineResult r =
+        pipeline.forward(at::from_blob(t.calq.data(), {n, static_cast<int64_t>(cells)}, at::kFloat));
+    recon = r.get("reconstruction").contiguous();
+    if (r.has("logits")) logits = r.get("logits").to(at::kDouble).contiguous();
+    for (const ObjectiveSpec& o : pipeline.objectives())
+      if (o.type == "classification") {
+        const at::Tensor l = r.get(objective_output(o, "logits")).to(at::kDouble).contiguous();
+        if (l.numel() != n)
+          throw Error("evaluation: objective '" + o.name + "': logits '" + o.tensor("logits") +
+                      "' must hold one value per event, not " + std::to_string(l.numel() / std::max<int64_t>(n, 1)));
+        objective_logits.emplace_back(o.name, std::vector<double>(l.data_ptr<double>(), l.data_ptr<double>() + n));
+      } else if (o.type == "regression") {
+        regression_rmse.emplace_back(o.name, regression_mse(o, r).to(at::kDouble).sqrt().item<double>());
+      }
+  }
+  const GroundMetric metric = pipeline.metric();
+  std::vector<double> emd(static_cast<size_t>(n));
+  emd_exact_rows(metric, t.calq.data(), recon.data_ptr<float>(), n, emd.data(), 0);
+  EvaluationReport rep;
+  rep.events = n;
+  for (int64_t i = 0; i < n; ++i)
+    rep.empty_wafers += std::all_of(&t.calq[static_cast<size_t>(i) * cells],
+                                    &t.calq[static_cast<size_t>(i) * cells] + cells, [](float q) { return q == 0.0f; });
+  rep.latent_bits = pipeline.latent_bits();
+  rep.elinks = pipeline.elinks();
+  rep.latent_widths = pipeline.latent_widths();
+  rep.payload_bits = pipeline.payload_bits();
+  std::vector<double> finite;
+  for (double e : emd)
+    if (std::isfinite(e)) finite.push_back(e);
+  rep.emd_mean = mean(finite);
+  rep.emd_median = median(finite);
+  rep.auc = t.has_labels() && logits.defined()
+                ? auc(std::vector<double>(logits.data_ptr<double>(), logits.data_ptr<double>() + n), t.label)
+                : NAN;
+  for (const auto& kv : objective_logits)
+    rep.aucs.emplace_back(kv.first, t.has_labels() ? auc(kv.second, t.label) : NAN);
+  rep.rmse = regression_rmse;
+  // The classical formats are HGCAL's (48-cell wafer, ECON-T frame).
+  if (pipeline.hgcal()) add_classical_formats(t, metric, emd, rep);
   const EnergyEstimate energy = estimate_energy(pipeline.encoder_description());
   rep.encoder_energy_pj = energy.total_pj;
   rep.encoder_power_mw = energy.power_mw;
@@ -307,12 +319,13 @@ double deployed_mean_emd(EconTPipeline& pipeline, const EventTable& v, const std
     pipeline.train(false);
     pipeline.set_quantization(true);  // judge what would be deployed (the next step resets it)
     const at::Tensor x =
-        at::from_blob(const_cast<float*>(v.calq.data()), {n, kCellsPerWafer}, at::kFloat).to(at::Device(device));
+        at::from_blob(const_cast<float*>(v.calq.data()), {n, static_cast<int64_t>(v.cells)}, at::kFloat)
+            .to(at::Device(device));
     recon = pipeline.forward(x).get("reconstruction").cpu().contiguous();
     pipeline.train(true);
   }
   std::vector<double> emd(static_cast<size_t>(n));
-  emd_exact_rows(trigger_cell_metric(), v.calq.data(), recon.data_ptr<float>(), n, emd.data(), 0);
+  emd_exact_rows(pipeline.metric(), v.calq.data(), recon.data_ptr<float>(), n, emd.data(), 0);
   double sum = 0;
   int64_t count = 0;
   for (double e : emd)

@@ -137,6 +137,12 @@ void write_emulator(const ModelDescription& encoder, const EconTFrontEnd& fe, co
                     const EmulatorOptions& o, const std::vector<std::vector<double>>& test_inputs) {
   const std::string& name = o.name();
   if (encoder.empty()) throw Error("emulator: empty model");
+  if (fe.cells != 48 || fe.normalization != "econt")
+    throw Error(
+        "emulator: the library emulates the ECON-T front end (48 cells, \"econt\" normalization); this run's "
+        "front end has " +
+        std::to_string(fe.cells) + " cells and \"" + fe.normalization +
+        "\" normalization (export QONNX or HLS instead)");
   const int64_t n_in = elements(encoder.front().input_shape), n_out = elements(encoder.back().output_shape);
   if (static_cast<int64_t>(fe.grid_to_cell.size()) != n_in)
     throw Error("emulator: the front end's layout has " + std::to_string(fe.grid_to_cell.size()) +

@@ -47,10 +47,10 @@ Samples uniform_inputs(const ModelDescription& model, int64_t n, uint64_t seed) 
 // Encoder inputs as the chip sees them: `n` wafers spread evenly over the
 // file, through the front end.
 Samples front_end_inputs(const std::string& file, int64_t n, const EconTFrontEnd& fe) {
-  const EventFileReader reader(file);
+  const EventFileReader reader(file, fe.cells);
   const int64_t rows = std::min(n, reader.size());
   Samples out;
-  std::vector<float> calq(48), grid(fe.grid_to_cell.size());
+  std::vector<float> calq(static_cast<size_t>(fe.cells)), grid(fe.grid_to_cell.size());
   for (int64_t i = 0; i < rows; ++i) {
     reader.read(i * reader.size() / rows, 1, calq.data(), nullptr);
     for (float v : calq)

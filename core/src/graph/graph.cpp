@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "ddaq/core/cell_geometry.h"
+#include "ddaq/core/geometry.h"
 #include "ddaq/error.h"
 
 namespace ddaq {
@@ -130,17 +132,58 @@ std::vector<ObjectiveSpec> parse_objectives(const Config& g, const std::map<std:
 }
 }  // namespace
 
+namespace {
+// `geometry`: a file name (read now) or {"positions": [[x, y], ...]}. The
+// saved section holds the positions, so a run never depends on the file.
+void parse_geometry(const std::string& at, GraphSpec& spec) {
+  nlohmann::json section = nlohmann::json::parse(spec.json);
+  const nlohmann::json& value = section.at("geometry");
+  CellGeometry cells;
+  if (value.is_string()) {
+    // Relative to the config's folder, like every file a config names.
+    std::string file = value.get<std::string>();
+    const auto slash = spec.source.find_last_of('/');
+    if (!file.empty() && file[0] != '/' && slash != std::string::npos) file = spec.source.substr(0, slash) + "/" + file;
+    cells = CellGeometry::load(file);
+  } else if (value.is_object() && value.size() == 1 && value.contains("positions") && value["positions"].is_array()) {
+    std::vector<std::array<double, 2>> positions;
+    for (const auto& p : value["positions"]) {
+      if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_number())
+        throw Error(at + ".positions[" + std::to_string(positions.size()) + "]: expected [x, y]");
+      positions.push_back({p[0].get<double>(), p[1].get<double>()});
+    }
+    cells = CellGeometry::from_positions(positions, at);
+  } else {
+    throw Error(at + ": expected a cell,x,y CSV file name or {\"positions\": [[x, y], ...]}");
+  }
+  if (cells.size() != spec.input_cells())
+    throw Error(at + ": " + std::to_string(cells.size()) + " cells, but the input holds " +
+                std::to_string(spec.input_cells()) + " values per event");
+  spec.cell_positions = cells.positions();
+  nlohmann::json positions = nlohmann::json::array();
+  for (const auto& p : spec.cell_positions) positions.push_back({p[0], p[1]});
+  section["geometry"] = {{"positions", positions}};
+  spec.json = section.dump();
+}
+}  // namespace
+
 GraphSpec GraphSpec::parse(const Config& g) {
   GraphSpec spec;
   spec.source = g.source();
   spec.json = g.dump();
-  g.reject_unknown({"input", "stages", "objectives"});
+  g.reject_unknown({"input", "stages", "objectives", "geometry"});
   const std::string at = g.source() + ": " + (g.where().empty() ? std::string("graph") : g.where());
   if (g.has("input")) {
     const Config in = g.section("input");
     in.reject_unknown({"name", "shape"});
     spec.input = in.string("name", spec.input);
     spec.input_shape = in.integers("shape", spec.input_shape, 1, 1 << 20);
+  }
+  if (g.has("geometry")) {
+    parse_geometry(at + ".geometry", spec);
+  } else if (spec.input_cells() != kCellsPerWafer) {
+    throw Error(at + ".geometry: required: the input holds " + std::to_string(spec.input_cells()) +
+                " values per event, the default geometry (HGCAL's trigger cells) has 48");
   }
   const std::vector<Config> stages = g.list("stages");
   if (stages.empty()) throw Error(at + ".stages: required (an ordered list of stages)");
@@ -186,6 +229,12 @@ GraphSpec GraphSpec::parse(const Config& g) {
   }
   if (g.has("objectives")) spec.objectives = parse_objectives(g, writer);
   return spec;
+}
+
+int64_t GraphSpec::input_cells() const {
+  int64_t n = 1;
+  for (int64_t d : input_shape) n *= d;
+  return n;
 }
 
 std::vector<std::string> GraphSpec::written() const {

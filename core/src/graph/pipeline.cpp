@@ -13,8 +13,10 @@
 #include <numeric>
 #include <sstream>
 
+#include "ddaq/core/cell_geometry.h"
 #include "ddaq/core/layouts.h"
 #include "ddaq/core/stages.h"
+#include "ddaq/core/wafer_metric.h"
 #include "ddaq/error.h"
 #include "ddaq/files.h"
 #include "ddaq/quant/layers.h"
@@ -206,7 +208,9 @@ PipelineOptions graph_options(const GraphSpec& spec, const Graph& graph) {
     // The encoder: the stack an econt_link_budget names (default "encoder").
     bool is_encoder = false;
     for (const StageSpec& l : spec.stages)
-      if (l.type == "econt_link_budget" && l.options.string("encoder", "encoder") == s.name) is_encoder = true;
+      if ((l.type == "econt_link_budget" || l.type == "link_budget") &&
+          l.options.string("encoder", "encoder") == s.name)
+        is_encoder = true;
     if (!is_encoder) continue;
     const auto quant = q->stack->layers().back()->output_quantizer();
     const FixedPointType t = quant->options().type();
@@ -297,6 +301,8 @@ PipelineResult EconTPipeline::costs() const {
         r.set(s->name() + "_" + kv.first, kv.second);
       } else {
         r.set(kv.first, kv.second);
+        // A generic link_budget's links are what the trainer's "elinks" budget counts.
+        if (kv.first == "links" && s == impl_->link) r.set("elinks", kv.second);
       }
     }
   if (ebops.defined()) r.set("ebops", ebops);
@@ -364,14 +370,26 @@ std::vector<at::Tensor> EconTPipeline::parameters() const {
 
 std::vector<LayerDescription> EconTPipeline::encoder_description() const { return impl_->encoder->describe(); }
 
+int EconTPipeline::cells() const { return static_cast<int>(impl_->graph.spec().input_cells()); }
+
+bool EconTPipeline::hgcal() const { return impl_->graph.spec().cell_positions.empty(); }
+
+GroundMetric EconTPipeline::metric() const {
+  if (hgcal()) return trigger_cell_metric();
+  const CellGeometry g = CellGeometry::from_positions(impl_->graph.spec().cell_positions, "graph.geometry");
+  return g.metric(g.pitch());
+}
+
 EconTFrontEnd EconTPipeline::front_end() const {
   EconTFrontEnd f;
+  f.cells = cells();
+  f.normalization = impl_->frontend->normalization();
   f.threshold = impl_->frontend->threshold.detach().to(torch::kCPU).to(torch::kFloat).item<float>();
   const CellLayout* layout = impl_->encoder->layout();
   if (layout) {
     f.grid_to_cell = layout->grid_to_cell();
   } else {
-    for (int64_t c = 0; c < kCellsPerWafer; ++c) f.grid_to_cell.push_back(c);
+    for (int64_t c = 0; c < f.cells; ++c) f.grid_to_cell.push_back(c);
   }
   return f;
 }

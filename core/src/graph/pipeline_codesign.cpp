@@ -431,6 +431,7 @@ void EconTPipeline::pin_encoder_gates() {
   for (const auto& l : impl_->encoder->stack->layers()) l->harden_gates();
 }
 
-int EconTPipeline::elinks() const { return AutoencoderFrame().elinks_for_payload(payload_bits()); }
+int EconTPipeline::elinks() const { return impl_->link->links_for_payload(payload_bits()); }
+int64_t EconTPipeline::payload_capacity(int links) const { return impl_->link->payload_capacity(links); }
 
 }  // namespace ddaq

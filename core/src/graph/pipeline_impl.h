@@ -20,6 +20,7 @@ struct EconTPipeline::Impl {
   Graph graph;
   FrontEndStage* frontend = nullptr;
   QuantizedStackStage *encoder = nullptr, *classifier = nullptr;
+  LinkBudgetStage* link = nullptr;             // econt_link_budget or link_budget
   std::string target, reconstruction, logits;  // tensor names (logits "" without a classification)
   torch::Tensor pinned_latent_fractional;                                          // set by fit_latent_payload
   std::vector<std::pair<FixedPointQuantizer, torch::Tensor>> pinned_encoder_bits;  // set by fit_encoder_energy
@@ -31,17 +32,17 @@ struct EconTPipeline::Impl {
   // The stages the trainer and evaluation address by role.
   void find_roles() {
     const std::string at = graph.spec().source + ": graph: ";
-    EconTLinkBudgetStage* link = nullptr;
     for (Stage* s : graph.stages()) {
       if (auto* f = dynamic_cast<FrontEndStage*>(s)) frontend = frontend ? frontend : f;
-      if (auto* l = dynamic_cast<EconTLinkBudgetStage*>(s)) link = link ? link : l;
+      if (auto* l = dynamic_cast<LinkBudgetStage*>(s)) link = link ? link : l;
     }
     for (const StageSpec& s : graph.spec().stages)
       if (s.writes.count("reconstruction")) reconstruction = s.writes.at("reconstruction");
     if (!frontend) throw Error(at + "needs a front_end stage (its target is what reconstructions are judged against)");
     for (const StageSpec& s : graph.spec().stages)
       if (s.name == frontend->name()) target = s.writes.at("target");
-    if (!link) throw Error(at + "needs an econt_link_budget stage (it names the encoder whose latents are sent)");
+    if (!link)
+      throw Error(at + "needs an econt_link_budget or link_budget stage (it names the encoder whose latents are sent)");
     encoder = const_cast<QuantizedStackStage*>(&link->encoder());
     // Declared objectives name the tensors: the first reconstruction
     // objective is what evaluation judges, the first classification
@@ -83,9 +84,14 @@ struct EconTPipeline::Impl {
   }
 };
 
-// Charges of the graph's input shape, as float, or one line saying why not.
+// Charges of the graph's input shape, as float, or one line saying why not
+// ([N, cells] rows of an event file take the input's shape).
 inline torch::Tensor checked_input(const GraphSpec& spec, const at::Tensor& x) {
   std::vector<int64_t> want{x.dim() > 0 ? x.size(0) : 0};
+  if (spec.input_shape.size() > 1 && x.dim() == 2 && x.size(1) == spec.input_cells()) {
+    want.insert(want.end(), spec.input_shape.begin(), spec.input_shape.end());
+    return x.reshape(want).to(torch::kFloat);
+  }
   want.insert(want.end(), spec.input_shape.begin(), spec.input_shape.end());
   if (x.sizes().vec() != want) {
     std::string shape = "[N";

@@ -333,6 +333,10 @@ int LinkBudgetStage::links_for_payload(int64_t payload_bits) const {
   return static_cast<int>(links);
 }
 
+int64_t LinkBudgetStage::payload_capacity(int links) const {
+  return std::max<int64_t>(0, static_cast<int64_t>(std::min(links, max_links_)) * link_bits_ - header_bits_);
+}
+
 DDAQ_REGISTER_STAGE("link_budget", LinkBudgetStage);
 
 NamedTensors EconTLinkBudgetStage::costs() const {
@@ -343,6 +347,8 @@ NamedTensors EconTLinkBudgetStage::costs() const {
 int EconTLinkBudgetStage::links_for_payload(int64_t payload_bits) const {
   return AutoencoderFrame().elinks_for_payload(payload_bits);
 }
+
+int64_t EconTLinkBudgetStage::payload_capacity(int links) const { return AutoencoderFrame().payload_capacity(links); }
 
 DDAQ_REGISTER_STAGE("econt_link_budget", EconTLinkBudgetStage);
 

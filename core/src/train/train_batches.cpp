@@ -10,7 +10,6 @@
 #include "ddaq/core/baselines.h"
 #include "ddaq/core/overlay.h"
 #include "ddaq/core/random.h"
-#include "ddaq/core/wafer_metric.h"
 #include "ddaq/error.h"
 #include "ddaq/objectives/objective.h"
 #include "ddaq/surrogates/emd.h"
@@ -21,22 +20,22 @@ namespace ddaq {
 
 // Removes the wafers whose charges sum to 0; returns how many.
 int64_t drop_empty_wafers(EventBatch& batch) {
-  const int64_t n = batch.size();
+  const int64_t n = batch.size(), cells = batch.events.cells;
   int64_t kept = 0;
   for (int64_t r = 0; r < n; ++r) {
-    const float* row = batch.events.calq.data() + r * 48;
+    const float* row = batch.events.calq.data() + r * cells;
     double sum = 0;
-    for (int c = 0; c < 48; ++c) sum += row[c];
+    for (int64_t c = 0; c < cells; ++c) sum += row[c];
     if (sum <= 0) continue;
     if (kept != r) {
-      std::copy(row, row + 48, batch.events.calq.data() + kept * 48);
+      std::copy(row, row + cells, batch.events.calq.data() + kept * cells);
       if (batch.events.has_labels())
         batch.events.label[static_cast<size_t>(kept)] = batch.events.label[static_cast<size_t>(r)];
       if (!batch.index.empty()) batch.index[static_cast<size_t>(kept)] = batch.index[static_cast<size_t>(r)];
     }
     ++kept;
   }
-  batch.events.calq.resize(static_cast<size_t>(kept) * 48);
+  batch.events.calq.resize(static_cast<size_t>(kept * cells));
   if (batch.events.has_labels()) batch.events.label.resize(static_cast<size_t>(kept));
   if (!batch.index.empty()) batch.index.resize(static_cast<size_t>(kept));
   return n - kept;
@@ -49,7 +48,7 @@ void augment(const TrainerOptions& o, const EventTable& pool, int64_t epoch, int
   const OverlayOptions overlay = OverlayOptions().mu(o.pileup_mu()).seed(o.seed() + 0x9e3779b97f4a7c15ULL);
   for (int64_t i = 0; i < batch.size(); ++i) {
     const int64_t stream = epoch * file_rows + batch.index[static_cast<size_t>(i)];
-    float* calq = batch.events.calq.data() + i * 48;
+    float* calq = batch.events.calq.data() + i * batch.events.cells;
     if (o.pileup_mu() > 0) {
       OverlayOptions wafer = overlay;
       if (o.pileup_mu_min() > 0) {
@@ -60,13 +59,14 @@ void augment(const TrainerOptions& o, const EventTable& pool, int64_t epoch, int
     }
     if (o.noise() > 0) {
       Rng rng(o.seed() + 0xda942042e4dd58b5ULL, static_cast<uint64_t>(stream));
-      for (int c = 0; c < 48; ++c) calq[c] = std::max(0.0f, calq[c] + static_cast<float>(o.noise() * rng.normal()));
+      for (int c = 0; c < batch.events.cells; ++c)
+        calq[c] = std::max(0.0f, calq[c] + static_cast<float>(o.noise() * rng.normal()));
     }
   }
 }
 
 ReconstructionLoss reconstruction_loss(const TrainerOptions& o, const torch::Device& device,
-                                       const EmdSurrogate* surrogate) {
+                                       const EmdSurrogate* surrogate, const EconTPipeline& pipeline) {
   if (surrogate)
     return {"emd_surrogate",
             [surrogate](const torch::Tensor& t, const torch::Tensor& y) { return surrogate->forward(t, y).mean(); }};
@@ -80,8 +80,8 @@ ReconstructionLoss reconstruction_loss(const TrainerOptions& o, const torch::Dev
     const torch::Tensor t2 = groups(4), t4 = groups(16);
     return {"telescope", [t2, t4](const torch::Tensor& t, const torch::Tensor& y) { return telescope(t, y, t2, t4); }};
   }
-  // sinkhorn: entropic OT with the trigger-cell ground metric
-  const torch::Tensor cost = cost_tensor(trigger_cell_metric()).to(device);
+  // sinkhorn: entropic OT with the detector's ground metric (cell pitches)
+  const torch::Tensor cost = cost_tensor(pipeline.metric()).to(device);
   return {"sinkhorn_emd",
           [cost](const torch::Tensor& t, const torch::Tensor& y) { return sinkhorn_emd(t, y, cost).mean(); }};
 }

@@ -27,6 +27,6 @@ void augment(const TrainerOptions& o, const EventTable& pool, int64_t epoch, int
 using ReconstructionLoss =
     std::pair<std::string, std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>>;
 ReconstructionLoss reconstruction_loss(const TrainerOptions& o, const torch::Device& device,
-                                       const EmdSurrogate* surrogate);
+                                       const EmdSurrogate* surrogate, const EconTPipeline& pipeline);
 
 }  // namespace ddaq

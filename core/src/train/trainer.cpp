@@ -63,14 +63,23 @@ class TrainingRun {
     torch::manual_seed(o.seed());
     pipeline.to(o.device());  // checks the device name and CUDA availability
     device_ = torch::Device(o.device());
+    if (!pipeline.hgcal()) {
+      // What is built on HGCAL's wafer, named rather than applied to other cells.
+      const std::string at =
+          "trainer: the graph has its own geometry (" + std::to_string(pipeline.cells()) + " cells), not HGCAL's: ";
+      if (o.loss() == "surrogate" || o.loss() == "telescope")
+        throw Error(at + "training.loss '" + o.loss() + "' is HGCAL's (use sinkhorn, mse or weighted_mse)");
+      if (o.pileup_mu() > 0) throw Error(at + "training.pileup overlays HGCAL wafers (leave it out)");
+    }
     if (o.loss() == "surrogate") {
       surrogate_.reset(new EmdSurrogate(EmdSurrogate::load(o.surrogate())));
       surrogate_->to(o.device());
       for (auto& p : surrogate_->parameters()) p.requires_grad_(false);
       surrogate_->train_mode(false);
     }
-    reconstruction_ = reconstruction_loss(o, device_, surrogate_.get());
+    reconstruction_ = reconstruction_loss(o, device_, surrogate_.get(), pipeline);
     loader_.reset(new EventLoader(train_file, LoaderOptions()
+                                                  .cells(pipeline.cells())
                                                   .batch_size(o.batch_size() / world_)
                                                   .seed(o.seed())
                                                   .drop_last(true)
@@ -79,9 +88,9 @@ class TrainingRun {
     // Bad values anywhere in the file stop training before its first step
     // (not epochs later): the reader checks every charge, this every label.
     {
-      const EventFileReader reader(train_file);
+      const EventFileReader reader(train_file, pipeline.cells());
       constexpr int64_t kBlock = 65536;
-      std::vector<float> calq(static_cast<size_t>(kBlock) * 48);
+      std::vector<float> calq(static_cast<size_t>(kBlock) * pipeline.cells());
       std::vector<int32_t> labels(static_cast<size_t>(kBlock));
       for (int64_t first = 0; first < reader.size(); first += kBlock) {
         const int64_t rows = std::min(kBlock, reader.size() - first);
@@ -104,10 +113,11 @@ class TrainingRun {
       if (pool_.size() == 0) throw Error(o.pileup_pool() + ": the pileup pool has no wafers");
     }
     if (!o.validation().empty()) {
-      const EventFileReader reader(o.validation());
+      const EventFileReader reader(o.validation(), pipeline.cells());
       const int64_t n = std::min(o.validation_events(), reader.size());
       if (n <= 0) throw Error(o.validation() + ": no validation events");
-      validation_.calq.resize(static_cast<size_t>(n) * 48);
+      validation_.cells = pipeline.cells();
+      validation_.calq.resize(static_cast<size_t>(n) * pipeline.cells());
       reader.read(0, n, validation_.calq.data(), nullptr);
     }
     make_optimizer();
@@ -262,8 +272,8 @@ class TrainingRun {
   // The weighted terms of one batch (the graph is built here).
   void add_terms(EventBatch& batch, WeightedObjective& objective, bool with_budgets = true) {
     const int64_t n = batch.size();
-    const torch::Tensor calq =
-        torch::from_blob(batch.events.calq.data(), {n, 48}, torch::kFloat).to(device_, torch::kFloat, false, /*copy=*/true);
+    const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, batch.events.cells}, torch::kFloat)
+                                   .to(device_, torch::kFloat, false, /*copy=*/true);
     const PipelineResult r = pipeline_.forward(calq, with_costs_);
     torch::Tensor labels;
     if (batch.events.has_labels())
@@ -331,7 +341,9 @@ class TrainingRun {
       pipeline_.train(false);  // no range observation: the probe changes nothing
       for (int64_t r = 0; r < batch.size() && culprit < 0; ++r) {
         EventBatch one;
-        one.events.calq.assign(batch.events.calq.begin() + r * 48, batch.events.calq.begin() + (r + 1) * 48);
+        const int64_t c = batch.events.cells;
+        one.events.cells = batch.events.cells;
+        one.events.calq.assign(batch.events.calq.begin() + r * c, batch.events.calq.begin() + (r + 1) * c);
         if (batch.events.has_labels()) one.events.label = {batch.events.label[static_cast<size_t>(r)]};
         WeightedObjective o;
         add_terms(one, o, /*with_budgets=*/false);
@@ -346,9 +358,7 @@ class TrainingRun {
   }
 
   // The e-link budget's payload capacity (ECON-T frame).
-  int64_t payload_limit() const {
-    return AutoencoderFrame().payload_capacity(static_cast<int>(o_.budgets().at("elinks")));
-  }
+  int64_t payload_limit() const { return pipeline_.payload_capacity(static_cast<int>(o_.budgets().at("elinks"))); }
   // Budgets met by a projection onto an integer design: e-links (latent
   // width), LUT and FF (hidden units).
   std::map<std::string, double> fpga_limits() const {
@@ -370,12 +380,12 @@ class TrainingRun {
   // Units that would be zero on most of the training file's first 4,096
   // events get their bias raised (EconTPipeline::raise_silent_units).
   int64_t raise_silent_units() {
-    const EventFileReader reader(train_file_);
+    const EventFileReader reader(train_file_, pipeline_.cells());
     const int64_t n = std::min<int64_t>(4096, reader.size());
-    std::vector<float> calq(static_cast<size_t>(n) * 48);
+    std::vector<float> calq(static_cast<size_t>(n) * pipeline_.cells());
     reader.read(0, n, calq.data(), nullptr);
-    const torch::Tensor x =
-        torch::from_blob(calq.data(), {n, 48}, torch::kFloat).to(device_, torch::kFloat, false, /*copy=*/true);
+    const torch::Tensor x = torch::from_blob(calq.data(), {n, static_cast<int64_t>(pipeline_.cells())}, torch::kFloat)
+                                .to(device_, torch::kFloat, false, /*copy=*/true);
     return pipeline_.raise_silent_units(x, o_.frozen());
   }
   void project() {

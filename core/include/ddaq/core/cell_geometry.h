@@ -21,11 +21,16 @@ class CellGeometry {
   // header, a non-number, a cell out of order or two cells at one place.
   static CellGeometry load(const std::string& path);
   static CellGeometry parse(const std::string& csv, const std::string& source);
+  // From positions held elsewhere (a run's saved graph); the same checks.
+  static CellGeometry from_positions(const std::vector<std::array<double, 2>>& positions, const std::string& source);
 
   int size() const { return static_cast<int>(positions_.size()); }
   const std::vector<std::array<double, 2>>& positions() const { return positions_; }
   // Euclidean distances between positions, in units of `unit`.
   GroundMetric metric(double unit) const;
+  // The smallest distance between two cells: the unit in which ddaq reports
+  // this detector's EMD (cell pitches, as HGCAL's trigger-cell pitch).
+  double pitch() const;
 
  private:
   std::vector<std::array<double, 2>> positions_;

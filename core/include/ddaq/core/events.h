@@ -1,8 +1,10 @@
 // ddaq/core/events.h: event files (HDF5), the currency between every ddaq step.
 //
 // Format (h5py reads it as is):
-//   /calq   float32 [N, 48]  trigger-cell charges in the source's CALQ units,
-//                            column = tc of the wafer geometry
+//   /calq   float32 [N, C]   charges in the source's units (CALQ for HGCAL),
+//                            column = cell of the detector's geometry: C = 48
+//                            HGCAL trigger cells (tc of the wafer geometry)
+//                            unless a graph's `geometry` says otherwise
 //   /label  int32   [N]      optional class label (1 = electron, 0 = jet by
 //                            convention of `ddaq data synth`)
 //   root attributes          format = "ddaq-events-1", ddaq_version, creator
@@ -24,23 +26,24 @@ namespace ddaq {
 
 // Events held in memory, row-major.
 struct EventTable {
-  std::vector<float> calq;     // size() * 48
+  std::vector<float> calq;     // size() * cells
   std::vector<int32_t> label;  // empty, or size()
-  int64_t size() const { return static_cast<int64_t>(calq.size()) / kCellsPerWafer; }
+  int cells = kCellsPerWafer;  // charges per event
+  int64_t size() const { return static_cast<int64_t>(calq.size()) / cells; }
   bool has_labels() const { return !label.empty(); }
 };
 
 class EventFileWriter {
  public:
-  // Opens "<path>.tmp-<pid>" for writing. Throws ddaq::Error if the folder
-  // is not writable.
-  EventFileWriter(const std::string& path, bool with_labels);
+  // Opens "<path>.tmp-<pid>" for writing events of `cells` charges. Throws
+  // ddaq::Error if the folder is not writable.
+  EventFileWriter(const std::string& path, bool with_labels, int cells = kCellsPerWafer);
   ~EventFileWriter();  // without commit(): removes the temporary file
   EventFileWriter(const EventFileWriter&) = delete;
   EventFileWriter& operator=(const EventFileWriter&) = delete;
 
-  // Appends `rows` wafers (rows x 48 charges; labels ignored unless the file
-  // has labels, then required).
+  // Appends `rows` events (rows x cells charges; labels ignored unless the
+  // file has labels, then required).
   void append(const float* calq, const int32_t* labels, int64_t rows);
   void append(const EventTable& table);
 
@@ -63,9 +66,13 @@ class EventFileWriter {
 
 class EventFileReader {
  public:
+  // Every column count, for readers that take any detector.
+  static constexpr int kAnyCells = 0;
   // Throws ddaq::Error naming the file when it is missing, not HDF5, or has
-  // no /calq of shape [N, 48].
-  explicit EventFileReader(const std::string& path);
+  // no /calq of shape [N, cells] (any column count for kAnyCells). The
+  // default is HGCAL's 48: steps built on the wafer (synth, overlay,
+  // classical formats, the surrogate) refuse other detectors by name.
+  explicit EventFileReader(const std::string& path, int cells = kCellsPerWafer);
   ~EventFileReader();
   EventFileReader(EventFileReader&&) noexcept;
   EventFileReader& operator=(EventFileReader&&) noexcept;
@@ -73,7 +80,8 @@ class EventFileReader {
   const std::string& path() const;
   int64_t size() const;
   bool has_labels() const;
-  // Reads rows [first, first + count) into calq (count x 48) and, when
+  int cells() const;  // columns of /calq
+  // Reads rows [first, first + count) into calq (count x cells) and, when
   // `labels` is non-null and the file has labels, into labels (count).
   void read(int64_t first, int64_t count, float* calq, int32_t* labels) const;
   EventTable read_all() const;

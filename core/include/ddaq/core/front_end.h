@@ -7,15 +7,21 @@
 //   grid_k     = kept_{grid_to_cell[k]} / scale          (float32, exact)
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace ddaq {
 
 struct EconTFrontEnd {
   float threshold = 0.0f;             // CALQ
-  std::vector<int64_t> grid_to_cell;  // encoder input position -> trigger cell (0..47)
+  std::vector<int64_t> grid_to_cell;  // encoder input position -> trigger cell (0..cells-1)
+  // A graph's front end on another detector: its cell count and the
+  // front_end stage's normalization ("econt" as above, "sum": kept_c / sum
+  // (float64), "none"). The emulator library is ECON-T's: 48 cells, "econt".
+  int cells = 48;
+  std::string normalization = "econt";
 
-  // calq: the 48 raw charges of one module; grid: grid_to_cell.size() values.
+  // calq: the `cells` raw charges of one module; grid: grid_to_cell.size() values.
   void apply(const float* calq, float* grid) const;
 };
 

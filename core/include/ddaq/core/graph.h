@@ -33,6 +33,7 @@
 // and one line in its own .cpp: DDAQ_REGISTER_STAGE("my_type", Class);
 // (docs/extending.md). The built-in types are in stages.h.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -105,6 +106,11 @@ struct ObjectiveSpec {
 struct GraphSpec {
   std::string input = "calq";
   std::vector<int64_t> input_shape{48};  // per event
+  // The detector's cells (optional `geometry`: a cell,x,y CSV file, or
+  // {"positions": [[x, y], ...]}; saved runs hold the positions): one per
+  // input value, the ground metric of the exact EMD and of Sinkhorn. Empty:
+  // HGCAL's 48 trigger cells (then the input must hold 48 values).
+  std::vector<std::array<double, 2>> cell_positions;
   std::vector<StageSpec> stages;
   std::vector<ObjectiveSpec> objectives;  // empty: the ECON-T roles' defaults
   std::string json;    // the section as given (saved with runs, hashed into run ids)
@@ -114,6 +120,8 @@ struct GraphSpec {
   static GraphSpec parse(const Config& graph_section);
   // Every tensor name the stages write, in order.
   std::vector<std::string> written() const;
+  // Values per event of the input (the product of input_shape).
+  int64_t input_cells() const;
 };
 
 // The stages of a GraphSpec, built and owned; runs them in order.

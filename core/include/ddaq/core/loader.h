@@ -8,7 +8,7 @@
 // batches of R ranks with batch b is exactly the i-th batch of one rank with
 // batch R*b: data-parallel runs see the same samples per step as a single
 // process. Memory: one window (window_blocks * block_rows wafers).
-// Every rank reads the whole file each epoch (rows are 192 bytes; cheap next
+// Every rank reads the whole file each epoch (HGCAL rows are 192 bytes; cheap next
 // to training).
 #pragma once
 #include <cstdint>
@@ -30,12 +30,15 @@ struct LoaderOptions {
   DDAQ_OPTION(int, world_size) = 1;
   DDAQ_OPTION(int64_t, block_rows) = 1024;
   DDAQ_OPTION(int64_t, window_blocks) = 8;
+  // Charges per event the file must hold (EventFileReader::kAnyCells: any).
+  DDAQ_OPTION(int, cells) = kCellsPerWafer;
+
  public:
   void validate() const;
 };
 
 struct EventBatch {
-  EventTable events;           // rows x 48 charges, labels if the file has them
+  EventTable events;           // rows x cells charges, labels if the file has them
   std::vector<int64_t> index;  // row of each wafer in the file
   int64_t size() const { return events.size(); }
 };

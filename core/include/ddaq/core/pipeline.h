@@ -27,6 +27,7 @@
 #include "ddaq/core/stage.h"
 #include "ddaq/options.h"
 #include "ddaq/quant/description.h"
+#include "ddaq/surrogates/ground_metric.h"
 
 namespace ddaq {
 
@@ -99,7 +100,7 @@ class EconTPipeline {
   ~EconTPipeline();
   EconTPipeline(EconTPipeline&&) noexcept;
 
-  // calq: [N, 48] raw charges (CALQ). Outputs: "target" (unit-sum wafer after
+  // calq: [N, cells()] raw charges (CALQ for HGCAL), or [N, input shape]. Outputs: "target" (unit-sum wafer after
   // the front end), "reconstruction" (unit-sum), "latent" [N, latent],
   // "logits" [N] (absent when the graph has no classification),
   // "payload_bits", "elinks" (relaxed), "ebops" (scalars); with declared
@@ -139,7 +140,18 @@ class EconTPipeline {
   // the payload is their sum, the e-links the ECON-T frame's count for it.
   std::vector<int> latent_widths() const;
   int64_t payload_bits() const;
+  // Links of the graph's link stage for payload_bits(): ECON-T e-links, or
+  // a generic link_budget's links (the trainer's "elinks" budget counts them).
   int elinks() const;
+  // The largest payload that `links` links of that stage carry.
+  int64_t payload_capacity(int links) const;
+  // Charges per event (the graph input's values) and the detector's cells:
+  // the ground metric of the exact EMD and of Sinkhorn, in cell pitches.
+  int cells() const;
+  GroundMetric metric() const;
+  // true for HGCAL's 48 trigger cells (no `geometry`): the classical
+  // formats, the overlay and the EMD surrogate apply.
+  bool hgcal() const;
   // Learned latent bits: the widest integer latent width (at most 16) whose
   // payload, latents x width, is at most
   // `max_payload_bits`; sets the fractional bits to it and freezes the

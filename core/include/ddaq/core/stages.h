@@ -72,6 +72,8 @@ class FrontEndStage : public ModuleStage {
   void forward(NamedTensors& flow) override;
   at::Tensor threshold;  // CALQ (a parameter when learned)
 
+  const std::string& normalization() const { return normalization_; }
+
  protected:
   torch::nn::Module& module() const override { return *holder_; }
 
@@ -138,6 +140,8 @@ class LinkBudgetStage : public ModuleStage {
   NamedTensors costs() const override;
   // Exact links for a payload; throws ddaq::Error above max_links.
   virtual int links_for_payload(int64_t payload_bits) const;
+  // The largest payload that `links` links carry.
+  virtual int64_t payload_capacity(int links) const;
   const QuantizedStackStage& encoder() const { return *encoder_; }
 
  protected:
@@ -159,6 +163,7 @@ class EconTLinkBudgetStage : public LinkBudgetStage {
   EconTLinkBudgetStage(const StageSpec& spec, const Graph& built) : LinkBudgetStage(spec, built) {}
   NamedTensors costs() const override;
   int links_for_payload(int64_t payload_bits) const override;
+  int64_t payload_capacity(int links) const override;
 };
 
 // float_stack: off-detector float layers (decoders, trigger heads).
