@@ -17,6 +17,9 @@
 #include "ddaq/core/config.h"
 #include "ddaq/core/evaluation.h"
 #include "ddaq/core/events.h"
+#include "ddaq/core/front_end.h"
+#include "ddaq/core/graph.h"
+#include "ddaq/core/layouts.h"
 #include "ddaq/core/pipeline.h"
 #include "ddaq/core/synth.h"
 #include "ddaq/core/trainer.h"
@@ -44,6 +47,16 @@ ddaq::Config example_with(const std::string& from, const std::string& to) {
   if (at == std::string::npos) throw std::runtime_error("test: '" + from + "' not in the example");
   text.replace(at, from.size(), to);
   return ddaq::Config::parse(text, kExample);
+}
+
+// The message of the ddaq::Error `f` throws ("no error" when none).
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ddaq::Error& e) {
+    return std::string(e.what());
+  }
+  return std::string("no error");
 }
 
 }  // namespace
@@ -135,14 +148,7 @@ DOCTEST_TEST_SUITE("graph") {
     write_clusters(dir.file("pixels.h5"), 128, 1);
     ddaq::synthesize_to_file(ddaq::SynthOptions().events(128).seed(1), dir.file("wafers.h5"));
     ddaq::EconTPipeline p = ddaq::EconTPipeline::from_config(ddaq::Config::load(kExample), 1);
-    auto message = [](const std::function<void()>& f) {
-      try {
-        f();
-      } catch (const ddaq::Error& e) {
-        return std::string(e.what());
-      }
-      return std::string("no error");
-    };
+    const auto message = error_of;
     // HGCAL wafers into the pixel graph, and pixels into an HGCAL step.
     DOCTEST_CHECK(message([&] {
                     ddaq::evaluate_pipeline(p, dir.file("wafers.h5"));
@@ -174,5 +180,167 @@ DOCTEST_TEST_SUITE("graph") {
     // The emulator library is the ECON-T front end's.
     DOCTEST_CHECK(p.front_end().normalization == "sum");
     DOCTEST_CHECK(p.front_end().cells == 256);
+  }
+}
+
+DOCTEST_TEST_SUITE("graph") {
+  DOCTEST_TEST_CASE("layout geometry: a detector's cells gathered onto its square grid") {
+    const ddaq::CellGeometry pixels = ddaq::CellGeometry::load(kCells);
+    const ddaq::CellLayout l = ddaq::CellLayout::from_positions(pixels.positions());
+    DOCTEST_CHECK(l.name() == "geometry");
+    DOCTEST_CHECK(l.grid_shape() == std::array<int64_t, 3>{1, 16, 16});
+    // The file is row-major (x = column, y = row): the gather is a reshape.
+    torch::manual_seed(3);
+    const torch::Tensor x = torch::rand({5, 256});
+    DOCTEST_CHECK(torch::equal(l.to_grid(x), x.reshape({5, 1, 16, 16})));
+    DOCTEST_CHECK(torch::equal(l.to_cells(l.to_grid(x)), x));
+
+    // A ring of 8 cells (a 3 x 3 grid without its centre), listed out of
+    // grid order: the centre reads 0 and is not in the mask.
+    const std::vector<std::array<double, 2>> ring = {{2, 2}, {0, 0}, {1, 0}, {2, 0}, {0, 1}, {2, 1}, {0, 2}, {1, 2}};
+    const ddaq::CellLayout r = ddaq::CellLayout::from_positions(ring);
+    DOCTEST_CHECK(r.grid_shape() == std::array<int64_t, 3>{1, 3, 3});
+    const torch::Tensor cells = torch::arange(1, 9, torch::kFloat).reshape({1, 8});
+    const torch::Tensor expected = torch::tensor({2.f, 3.f, 4.f, 5.f, 0.f, 6.f, 7.f, 8.f, 1.f}).reshape({1, 1, 3, 3});
+    DOCTEST_CHECK(torch::equal(r.to_grid(cells), expected));
+    DOCTEST_CHECK(torch::equal(r.to_cells(r.to_grid(cells)), cells));
+    DOCTEST_CHECK(r.mask().reshape({9})[4].item<float>() == 0.0f);
+    DOCTEST_CHECK(r.mask().sum().item<float>() == 8.0f);
+    // The front end the testbenches use reads 0 there too.
+    ddaq::EconTFrontEnd fe;
+    fe.cells = 8;
+    fe.normalization = "none";
+    fe.grid_to_cell = r.grid_to_cell();
+    std::vector<float> grid(9);
+    const std::vector<float> q = {1, 2, 3, 4, 5, 6, 7, 8};
+    fe.apply(q.data(), grid.data());
+    DOCTEST_CHECK(grid == std::vector<float>{2, 3, 4, 5, 0, 6, 7, 8, 1});
+
+    // Offset rows (a hexagonal arrangement) are not a square grid.
+    const std::vector<std::array<double, 2>> hexagonal = {{0, 0}, {1, 0}, {0.5, 0.866}, {1.5, 0.866}};
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::CellLayout::from_positions(hexagonal),
+                                 doctest::Contains("cell 2 is not on a square grid"), ddaq::Error);
+  }
+
+  DOCTEST_TEST_CASE("layout geometry in a graph equals the reshape it replaces and its errors name the key") {
+    auto pipeline = [](const std::string& from, const std::string& to) {
+      return ddaq::EconTPipeline::from_config(example_with(from, to), 7);
+    };
+    ddaq::EconTPipeline reshaped = pipeline("\"input_shape\": [1, 16, 16],", "\"input_shape\": [1, 16, 16],");
+    ddaq::EconTPipeline gathered = pipeline("\"input_shape\": [1, 16, 16],", "\"layout\": \"geometry\",");
+    torch::manual_seed(4);
+    const torch::Tensor x = torch::rand({6, 256}) * 50;
+    reshaped.train(false);
+    gathered.train(false);
+    torch::NoGradGuard no_grad;
+    DOCTEST_CHECK(torch::equal(reshaped.forward(x).get("latent"), gathered.forward(x).get("latent")));
+    DOCTEST_CHECK(gathered.front_end().grid_to_cell.size() == 256);
+    auto message = [&](const std::string& to) {
+      return error_of([&] { pipeline("\"input_shape\": [1, 16, 16],", to); });
+    };
+    DOCTEST_CHECK(message("\"layout\": \"8x8\",").find("graph.stages[1].layout: '8x8' is HGCAL's wafer layout") !=
+                  std::string::npos);
+    DOCTEST_CHECK(message("\"layout\": \"hex\",").find("(expected \"8x8\", \"4x4x3\" or \"geometry\")") !=
+                  std::string::npos);
+  }
+}
+
+namespace {
+// Pair-counting AUC (ties count one half): independent of evaluation's ranks.
+double pair_auc(const std::vector<double>& score, const std::vector<bool>& positive) {
+  double wins = 0, pairs = 0;
+  for (size_t i = 0; i < score.size(); ++i)
+    for (size_t j = 0; j < score.size(); ++j)
+      if (positive[i] && !positive[j]) {
+        wins += score[i] > score[j] ? 1.0 : score[i] == score[j] ? 0.5 : 0.0;
+        pairs += 1;
+      }
+  return wins / pairs;
+}
+}  // namespace
+
+DOCTEST_TEST_SUITE("graph") {
+  DOCTEST_TEST_CASE("a multi-class head: cross-entropy on labels 0..K-1 and accuracy and one-vs-rest AUC") {
+    ddaq_test::TempDir dir;
+    const ddaq::CellGeometry cells = ddaq::CellGeometry::load(kCells);
+    auto write = [&](const std::string& path, int64_t n, uint64_t seed) {
+      const ddaq::EventTable t = ddaq::synthesize_clusters(
+          ddaq::ClusterOptions().events(n).seed(seed).two_cluster_fraction(0.33).three_cluster_fraction(0.33), cells);
+      ddaq::EventFileWriter w(path, true, t.cells);
+      w.append(t);
+      w.commit();
+      return t;
+    };
+    write(dir.file("train.h5"), 1024, 1);
+    const ddaq::EventTable test = write(dir.file("test.h5"), 300, 2);
+    const std::string head = "{\"type\": \"dense\", \"units\": 1, \"weight\": {\"bits\": 6, \"integer_bits\": 1}}";
+    const std::string three = "{\"type\": \"dense\", \"units\": 3, \"weight\": {\"bits\": 6, \"integer_bits\": 1}}";
+    auto config = [&](const std::string& units, const std::string& classes) {
+      std::string text = ddaq_test::read_text(kExample);
+      text.replace(text.find(head), head.size(), units);
+      const std::string objective = "\"logits\": \"two_clusters\", \"weight\": 0.1}";
+      text.replace(text.find(objective), objective.size(),
+                   "\"logits\": \"two_clusters\", \"weight\": 1.0" + classes + "}");
+      return ddaq::Config::parse(text, kExample);
+    };
+    ddaq::EconTPipeline p = ddaq::EconTPipeline::from_config(config(three, ", \"classes\": 3"), 1);
+    const ddaq::TrainerOptions o =
+        ddaq::TrainerOptions().loss("mse").epochs(8).learning_rate(0.01).batch_size(64).seed(4).threads(1);
+    ddaq::train_pipeline(p, dir.file("train.h5"), o);
+    const ddaq::EvaluationReport rep = ddaq::evaluate_pipeline(p, dir.file("test.h5"));
+    DOCTEST_REQUIRE(rep.accuracies.size() == 1);
+    DOCTEST_REQUIRE(rep.aucs.size() == 1);
+    // The same numbers from the logits, computed here.
+    at::Tensor logits;
+    {
+      torch::NoGradGuard no_grad;
+      p.train(false);
+      logits = p.forward(torch::from_blob(const_cast<float*>(test.calq.data()), {300, 256})).get("logits");
+    }
+    DOCTEST_REQUIRE(logits.sizes() == std::vector<int64_t>{300, 3});
+    const at::Tensor prob = torch::softmax(logits.to(torch::kDouble), 1);
+    double correct = 0, macro = 0;
+    for (int64_t i = 0; i < 300; ++i) correct += prob[i].argmax().item<int64_t>() == test.label[i];
+    for (int c = 0; c < 3; ++c) {
+      std::vector<double> score;
+      std::vector<bool> positive;
+      for (int64_t i = 0; i < 300; ++i) {
+        score.push_back(prob[i][c].item<double>());
+        positive.push_back(test.label[i] == c);
+      }
+      macro += pair_auc(score, positive) / 3;
+    }
+    DOCTEST_CHECK(rep.accuracies[0].second == doctest::Approx(correct / 300).epsilon(1e-12));
+    DOCTEST_CHECK(rep.aucs[0].second == doctest::Approx(macro).epsilon(1e-9));
+    DOCTEST_CHECK(rep.auc == rep.aucs[0].second);
+    DOCTEST_MESSAGE("3 classes after 8 epochs: accuracy ", rep.accuracies[0].second, ", one-vs-rest AUC ", macro);
+    // Trained on the labels: better than guessing the most common class.
+    DOCTEST_CHECK(rep.accuracies[0].second > 0.45);
+
+    const auto message = error_of;
+    // A label beyond the classes, a head of the wrong width, mixed classes.
+    {
+      ddaq::EventTable bad = test;
+      bad.label[7] = 3;
+      ddaq::EventFileWriter w(dir.file("bad.h5"), true, 256);
+      w.append(bad);
+      w.commit();
+    }
+    DOCTEST_CHECK(message([&] {
+                    ddaq::evaluate_pipeline(p, dir.file("bad.h5"));
+                  }).find("row 7: label 3 (the classification has 3 classes: 0..2)") != std::string::npos);
+    ddaq::EconTPipeline narrow = ddaq::EconTPipeline::from_config(config(head, ", \"classes\": 3"), 1);
+    DOCTEST_CHECK(message([&] {
+                    ddaq::train_pipeline(narrow, dir.file("train.h5"), ddaq::TrainerOptions(o).max_steps(1));
+                  }).find("logits 'two_clusters' must be [N, 3] (one value per class), not 1 values per event") !=
+                  std::string::npos);
+    std::string mixed = ddaq_test::read_text(kExample);
+    const std::string last = "\"weight\": 0.1}";
+    mixed.replace(mixed.find(last), last.size(),
+                  "\"weight\": 0.1, \"classes\": 3},\n {\"name\": \"binary\", \"type\": \"classification\", "
+                  "\"logits\": \"two_clusters\"}");
+    DOCTEST_CHECK(message([&] {
+                    ddaq::EconTPipeline::from_config(ddaq::Config::parse(mixed, kExample), 1);
+                  }).find("objectives[2].classes: 2, but objective 'two_clusters' has 3") != std::string::npos);
   }
 }

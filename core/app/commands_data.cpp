@@ -81,9 +81,10 @@ void add_data_commands(CLI::App& app) {
     auto events = std::make_shared<int64_t>(10000);
     auto seed = std::make_shared<uint64_t>(1);
     auto two = std::make_shared<double>(0.5);
+    auto three = std::make_shared<double>(0.0);
     CLI::App* c = data->add_subcommand(
         "clusters",
-        "Generate Gaussian clusters on any detector's cells (a cell,x,y geometry file; label 1: two clusters)");
+        "Generate Gaussian clusters on any detector's cells (a cell,x,y geometry file; label: clusters - 1)");
     c->add_option("--geometry", *geometry, "cell geometry CSV (header cell,x,y)")->required();
     c->add_option("-o,--output", *output, "output event file (.h5)")->required();
     c->add_option("--events", *events, "number of events")
@@ -95,8 +96,12 @@ void add_data_commands(CLI::App& app) {
     c->add_option("--two-cluster-fraction", *two, "fraction of events with two clusters (label 1)")
         ->capture_default_str()
         ->check(number_in(0, 1));
+    c->add_option("--three-cluster-fraction", *three, "fraction of events with three clusters (label 2)")
+        ->capture_default_str()
+        ->check(number_in(0, 1));
     c->callback([=] {
-      const ClusterOptions options = ClusterOptions().events(*events).seed(*seed).two_cluster_fraction(*two);
+      const ClusterOptions options =
+          ClusterOptions().events(*events).seed(*seed).two_cluster_fraction(*two).three_cluster_fraction(*three);
       options.validate();
       check_outputs({*geometry}, {*output});
       const CellGeometry cells = CellGeometry::load(*geometry);

@@ -497,6 +497,9 @@ void add_run_command(CLI::App& app) {
       const int64_t cells = pipeline.cells();
       std::vector<float> calq(static_cast<size_t>(kBlock * cells));
       std::vector<int32_t> labels(kBlock);
+      // More than two classes: a probability per class ([N, classes]).
+      const int classes = label_classes(pipeline.objectives());
+      const int64_t per_event = classes > 2 ? classes : 1;
       Progress progress("predict", n);
       for (int64_t first = 0; first < n; first += kBlock) {
         const int64_t rows = std::min(kBlock, n - first);
@@ -508,19 +511,23 @@ void add_run_command(CLI::App& app) {
         const at::Tensor decoded = (r.get("reconstruction") * x.sum(1, true)).contiguous();
         // No classification in the graph: no scores.
         const at::Tensor lat = r.get("latent").index_select(1, sent_index).contiguous(),
-                         score = r.has("logits") ? at::sigmoid(r.get("logits")).contiguous() : at::zeros({0});
+                         score = !r.has("logits") ? at::zeros({0})
+                                 : classes > 2    ? at::softmax(r.get("logits"), 1).contiguous()
+                                                  : at::sigmoid(r.get("logits")).contiguous();
         for (const auto& t : {decoded, lat, score})
           if (!at::isfinite(t).all().item<bool>())
             throw Error(*data + ": rows " + std::to_string(first) + ".." + std::to_string(first + rows - 1) +
                         ": the run gives non-finite outputs (nothing written)");
         out.append(decoded.data_ptr<float>(), labels.data(), rows);
         latents.insert(latents.end(), lat.data_ptr<float>(), lat.data_ptr<float>() + rows * latent);
-        if (score.numel() > 0) scores.insert(scores.end(), score.data_ptr<float>(), score.data_ptr<float>() + rows);
+        if (score.numel() > 0)
+          scores.insert(scores.end(), score.data_ptr<float>(), score.data_ptr<float>() + rows * per_event);
         progress.advance(rows);
       }
       progress.finish();
       out.add_dataset("latent", latents, {n, latent});
-      if (!scores.empty() || n == 0) out.add_dataset("score", scores, {n});
+      if (!scores.empty() || n == 0)
+        out.add_dataset("score", scores, per_event > 1 ? std::vector<int64_t>{n, per_event} : std::vector<int64_t>{n});
       out.set_attribute("creator", std::string("ddaq predict"));
       out.set_attribute("elinks", static_cast<int64_t>(pipeline.elinks()));
       out.set_attribute("bits_per_bx", static_cast<int64_t>(32 * pipeline.elinks()));

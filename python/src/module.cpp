@@ -380,7 +380,10 @@ PYBIND11_MODULE(_ddaq, m) {
             py::dict d;
             d["reconstruction"] = r.get("reconstruction");
             d["latent"] = r.get("latent");
-            if (r.has("logits")) d["score"] = at::sigmoid(r.get("logits"));  // absent without a classification
+            // absent without a classification; [N, classes] probabilities above two classes
+            if (r.has("logits"))
+              d["score"] = ddaq::label_classes(p.pipeline.objectives()) > 2 ? at::softmax(r.get("logits"), 1)
+                                                                            : at::sigmoid(r.get("logits"));
             return d;
           },
           py::arg("calq"), "As below, for a torch tensor: returns torch tensors (no gradient).")
@@ -400,7 +403,10 @@ PYBIND11_MODULE(_ddaq, m) {
               // The latents sent (a latent whose learned gate closed is not), as `ddaq predict`.
               const std::vector<int64_t> sent = p.pipeline.transmitted_latents();
               lat = r.get("latent").index_select(1, at::tensor(sent, at::kLong)).contiguous();
-              if (r.has("logits")) score = at::sigmoid(r.get("logits")).contiguous();
+              if (r.has("logits"))
+                score = (ddaq::label_classes(p.pipeline.objectives()) > 2 ? at::softmax(r.get("logits"), 1)
+                                                                          : at::sigmoid(r.get("logits")))
+                            .contiguous();
             }
             auto copy = [](const at::Tensor& t) {
               std::vector<py::ssize_t> shape(t.sizes().begin(), t.sizes().end());

@@ -15,7 +15,9 @@ void ClusterOptions::validate() const {
     if (!ok) throw Error("clusters: " + what);
   };
   need(events() >= 1, "events must be at least 1");
-  need(two_cluster_fraction() >= 0 && two_cluster_fraction() <= 1, "two_cluster_fraction must be in [0, 1]");
+  need(two_cluster_fraction() >= 0 && three_cluster_fraction() >= 0 &&
+           two_cluster_fraction() + three_cluster_fraction() <= 1,
+       "two_cluster_fraction and three_cluster_fraction must be >= 0 with a sum <= 1");
   need(sigma_min() > 0 && sigma_max() >= sigma_min() && std::isfinite(sigma_max()),
        "sigma_min and sigma_max must satisfy 0 < sigma_min <= sigma_max");
   need(energy_min() > 0 && energy_max() >= energy_min() && std::isfinite(energy_max()),
@@ -28,6 +30,7 @@ std::string ClusterOptions::to_json() const {
                         {"events", events()},
                         {"seed", seed()},
                         {"two_cluster_fraction", two_cluster_fraction()},
+                        {"three_cluster_fraction", three_cluster_fraction()},
                         {"sigma_min", sigma_min()},
                         {"sigma_max", sigma_max()},
                         {"energy_min", energy_min()},
@@ -54,7 +57,10 @@ EventTable synthesize_clusters(const ClusterOptions& o, const CellGeometry& cell
     for (int attempt = 0;; ++attempt) {
       if (attempt == 1000) throw Error("clusters: no cell above zero_suppression after 1000 draws (lower it)");
       std::fill(charge.begin(), charge.end(), 0.0);
-      const int k = rng.uniform() < o.two_cluster_fraction() ? 2 : 1;
+      const double u = rng.uniform();
+      const int k = u < o.two_cluster_fraction()                                ? 2
+                    : u < o.two_cluster_fraction() + o.three_cluster_fraction() ? 3
+                                                                                : 1;
       for (int c = 0; c < k; ++c) {
         const double cx = x0 + (x1 - x0) * rng.uniform(), cy = y0 + (y1 - y0) * rng.uniform();
         const double sigma = pitch * (o.sigma_min() + (o.sigma_max() - o.sigma_min()) * rng.uniform());
@@ -75,7 +81,7 @@ EventTable synthesize_clusters(const ClusterOptions& o, const CellGeometry& cell
         row[j] = q >= o.zero_suppression() && q > 0 ? static_cast<float>(q) : 0.0f;
         any = any || row[j] > 0;
       }
-      t.label[static_cast<size_t>(i)] = k == 2 ? 1 : 0;
+      t.label[static_cast<size_t>(i)] = k - 1;
       if (any) break;
     }
   }

@@ -374,11 +374,13 @@ std::map<std::string, std::string> EventFileReader::attributes() const {
   });
 }
 
-void check_binary_labels(const std::string& file, const int32_t* labels, const int64_t* rows, int64_t n) {
+void check_labels(const std::string& file, const int32_t* labels, const int64_t* rows, int64_t n, int classes) {
   for (int64_t r = 0; r < n; ++r)
-    if (labels[r] != 0 && labels[r] != 1)
+    if (labels[r] < 0 || labels[r] >= classes)
       throw Error(file + ": row " + std::to_string(rows ? rows[r] : r) + ": label " + std::to_string(labels[r]) +
-                  " (the classifier is binary: 0 jet, 1 electron)");
+                  (classes == 2 ? std::string(" (the classifier is binary: 0 jet, 1 electron)")
+                                : " (the classification has " + std::to_string(classes) + " classes: 0.." +
+                                      std::to_string(classes - 1) + ")"));
 }
 
 // ---------------------------------------------------------------- results

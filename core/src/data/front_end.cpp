@@ -16,7 +16,7 @@ void EconTFrontEnd::apply(const float* calq, float* grid) const {
   if (normalization != "econt") {
     const double scale = normalization == "sum" ? std::max(sum, 1e-6) : 1.0;
     for (size_t k = 0; k < grid_to_cell.size(); ++k)
-      grid[k] = static_cast<float>(kept[static_cast<size_t>(grid_to_cell[k])] / scale);
+      grid[k] = grid_to_cell[k] < 0 ? 0.0f : static_cast<float>(kept[static_cast<size_t>(grid_to_cell[k])] / scale);
     return;
   }
   int exponent = 0;

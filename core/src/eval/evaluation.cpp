@@ -124,19 +124,25 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   t.calq.resize(static_cast<size_t>(n) * cells);
   if (reader.has_labels()) t.label.resize(static_cast<size_t>(n));
   reader.read(0, n, t.calq.data(), reader.has_labels() ? t.label.data() : nullptr);
-  if (t.has_labels()) check_binary_labels(data_file, t.label.data(), nullptr, n);
+  if (t.has_labels()) check_labels(data_file, t.label.data(), nullptr, n, label_classes(pipeline.objectives()));
   pipeline.train(false);
   at::Tensor recon, logits;
   std::vector<std::pair<std::string, std::vector<double>>> objective_logits;
+  std::vector<std::pair<const ObjectiveSpec*, std::vector<double>>> objective_probabilities;  // [n, classes]
   std::vector<std::pair<std::string, double>> regression_rmse;
   {
     c10::NoGradGuard no_grad;
     const PipelineResult r =
         pipeline.forward(at::from_blob(t.calq.data(), {n, static_cast<int64_t>(cells)}, at::kFloat));
     recon = r.get("reconstruction").contiguous();
-    if (r.has("logits")) logits = r.get("logits").to(at::kDouble).contiguous();
+    if (r.has("logits") && label_classes(pipeline.objectives()) == 2)
+      logits = r.get("logits").to(at::kDouble).contiguous();
     for (const ObjectiveSpec& o : pipeline.objectives())
-      if (o.type == "classification") {
+      if (o.type == "classification" && o.classes > 2) {
+        const at::Tensor p = at::softmax(class_logits(o, r), 1).to(at::kDouble).contiguous();
+        objective_probabilities.emplace_back(
+            &o, std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel()));
+      } else if (o.type == "classification") {
         const at::Tensor l = r.get(objective_output(o, "logits")).to(at::kDouble).contiguous();
         if (l.numel() != n)
           throw Error("evaluation: objective '" + o.name + "': logits '" + o.tensor("logits") +
@@ -168,6 +174,28 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
                 : NAN;
   for (const auto& kv : objective_logits)
     rep.aucs.emplace_back(kv.first, t.has_labels() ? auc(kv.second, t.label) : NAN);
+  // More than two classes: the accuracy of the most probable class, and the
+  // mean over classes of the AUC of its probability, that class against the rest.
+  for (const auto& kv : objective_probabilities) {
+    const int k = kv.first->classes;
+    double macro = 0.0, correct = 0.0;
+    for (int c = 0; c < k && t.has_labels(); ++c) {
+      std::vector<double> score(static_cast<size_t>(n));
+      std::vector<int32_t> is_c(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        score[i] = kv.second[static_cast<size_t>(i * k + c)];
+        is_c[i] = t.label[i] == c;
+      }
+      macro += auc(score, is_c) / k;
+    }
+    for (int64_t i = 0; i < n && t.has_labels(); ++i) {
+      const double* p = &kv.second[static_cast<size_t>(i * k)];
+      correct += std::max_element(p, p + k) - p == t.label[i];
+    }
+    rep.aucs.emplace_back(kv.first->name, t.has_labels() ? macro : NAN);
+    rep.accuracies.emplace_back(kv.first->name, t.has_labels() ? correct / static_cast<double>(n) : NAN);
+    if (&kv == &objective_probabilities.front()) rep.auc = rep.aucs.back().second;  // the run's "logits"
+  }
   rep.rmse = regression_rmse;
   // The classical formats are HGCAL's (48-cell wafer, ECON-T frame).
   if (pipeline.hgcal()) add_classical_formats(t, metric, emd, rep);
@@ -201,22 +229,19 @@ std::string EvaluationReport::to_text() const {
                 "autoencoder: exact EMD mean %.4f, median %.4f (sensor-cell pitches); classifier AUC %.4f\n", emd_mean,
                 emd_median, auc);
   s += buf;
-  if (!aucs.empty()) {
-    s += "AUC by classification objective:";
-    for (const auto& kv : aucs) {
-      std::snprintf(buf, sizeof buf, " %s %.4f", kv.first.c_str(), kv.second);
+  // One line per kind of named figure: "TITLE: name value name value".
+  auto named = [&](const char* title, const std::vector<std::pair<std::string, double>>& values, const char* format) {
+    if (values.empty()) return;
+    s += title;
+    for (const auto& kv : values) {
+      std::snprintf(buf, sizeof buf, format, kv.first.c_str(), kv.second);
       s += buf;
     }
     s += "\n";
-  }
-  if (!rmse.empty()) {
-    s += "RMSE by regression objective:";
-    for (const auto& kv : rmse) {
-      std::snprintf(buf, sizeof buf, " %s %.4g", kv.first.c_str(), kv.second);
-      s += buf;
-    }
-    s += "\n";
-  }
+  };
+  named("AUC by classification objective:", aucs, " %s %.4f");
+  named("accuracy by classification objective (most probable class):", accuracies, " %s %.4f");
+  named("RMSE by regression objective:", rmse, " %s %.4g");
   s += "by occupancy (non-zero input cells): events, autoencoder EMD, Best Choice EMD at the same e-links\n";
   for (const auto& b : by_occupancy) {
     std::snprintf(buf, sizeof buf, "  %2d-%2d cells: %6lld events, EMD %.4f vs %.4f\n", b.min_cells, b.max_cells,
@@ -281,9 +306,9 @@ std::string EvaluationReport::to_json() const {
   nlohmann::json rmse_json = nlohmann::json::object();
   for (const auto& kv : rmse)
     rmse_json[kv.first] = std::isfinite(kv.second) ? nlohmann::json(kv.second) : nlohmann::json(nullptr);
-  nlohmann::json aucs_json = nlohmann::json::object();
-  for (const auto& kv : aucs)
-    aucs_json[kv.first] = std::isfinite(kv.second) ? nlohmann::json(kv.second) : nlohmann::json(nullptr);
+  nlohmann::json aucs_json = nlohmann::json::object(), accuracy_json = nlohmann::json::object();
+  for (const auto& kv : aucs) aucs_json[kv.first] = number(kv.second);
+  for (const auto& kv : accuracies) accuracy_json[kv.first] = number(kv.second);
   return nlohmann::json({{"events", events},
                          {"empty_wafers", empty_wafers},
                          {"by_occupancy", occupancy},
@@ -302,6 +327,7 @@ std::string EvaluationReport::to_json() const {
                          {"emd_median", emd_median},
                          {"auc", std::isfinite(auc) ? nlohmann::json(auc) : nlohmann::json(nullptr)},
                          {"aucs", aucs_json},
+                         {"accuracies", accuracy_json},
                          {"rmse", rmse_json},
                          {"best_choice", bc},
                          {"classical", other},

@@ -104,6 +104,7 @@ std::vector<ObjectiveSpec> parse_objectives(const Config& g, const std::map<std:
       throw Error(here + ".type: " + (o.type.empty() ? std::string("required") : "unknown objective '" + o.type + "'") +
                   " (known: classification, reconstruction, regression)");
     std::vector<std::string> known{"name", "type", "weight"};
+    if (o.type == "classification") known.push_back("classes");
     known.insert(known.end(), roles_of->second.begin(), roles_of->second.end());
     c.reject_unknown(known);
     o.name = c.string("name", "");
@@ -116,6 +117,12 @@ std::vector<ObjectiveSpec> parse_objectives(const Config& g, const std::map<std:
     for (const ObjectiveSpec& before : out)
       if (before.name == o.name) throw Error(here + ".name: '" + o.name + "' is used by another objective");
     o.weight = c.number("weight", 1.0, 0.0, 1e12);
+    o.classes = static_cast<int>(c.integer("classes", 2, 2, 4096));
+    // One label per event: every classification reads the same classes.
+    for (const ObjectiveSpec& before : out)
+      if (o.type == "classification" && before.type == "classification" && before.classes != o.classes)
+        throw Error(here + ".classes: " + std::to_string(o.classes) + ", but objective '" + before.name + "' has " +
+                    std::to_string(before.classes) + " (the event labels are one set of classes)");
     for (const std::string& role : roles_of->second) {
       const std::string tensor = c.string(role, "");
       if (tensor.empty()) throw Error(here + "." + role + ": required (a tensor name)");
@@ -229,6 +236,12 @@ GraphSpec GraphSpec::parse(const Config& g) {
   }
   if (g.has("objectives")) spec.objectives = parse_objectives(g, writer);
   return spec;
+}
+
+int label_classes(const std::vector<ObjectiveSpec>& objectives) {
+  for (const ObjectiveSpec& o : objectives)
+    if (o.type == "classification") return o.classes;
+  return 2;
 }
 
 int64_t GraphSpec::input_cells() const {

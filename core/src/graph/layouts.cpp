@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "ddaq/error.h"
 
 namespace ddaq {
@@ -36,6 +39,46 @@ CellLayout CellLayout::blocks4x4x3(const WaferGeometry& g) {
   return l;
 }
 
+CellLayout CellLayout::from_positions(const std::vector<std::array<double, 2>>& positions) {
+  if (positions.size() < 2) throw Error("layout geometry: needs at least 2 cells");
+  double pitch = INFINITY, x0 = INFINITY, y0 = INFINITY;
+  for (size_t i = 0; i < positions.size(); ++i) {
+    x0 = std::min(x0, positions[i][0]);
+    y0 = std::min(y0, positions[i][1]);
+    for (size_t j = i + 1; j < positions.size(); ++j)
+      pitch = std::min(pitch, std::hypot(positions[i][0] - positions[j][0], positions[i][1] - positions[j][1]));
+  }
+  std::vector<std::array<int64_t, 2>> at(positions.size());
+  int64_t rows = 0, cols = 0;
+  for (size_t i = 0; i < positions.size(); ++i) {
+    const double u = (positions[i][0] - x0) / pitch, v = (positions[i][1] - y0) / pitch;
+    const double cu = std::round(u), cv = std::round(v);
+    // A hexagonal or irregular detector has cells between grid points.
+    if (std::abs(u - cu) > 1e-3 || std::abs(v - cv) > 1e-3)
+      throw Error("layout geometry: cell " + std::to_string(i) + " is not on a square grid at the cells' pitch " +
+                  std::to_string(pitch) + " (use input_shape or a dense encoder)");
+    at[i] = {static_cast<int64_t>(cv), static_cast<int64_t>(cu)};
+    rows = std::max(rows, at[i][0] + 1);
+    cols = std::max(cols, at[i][1] + 1);
+  }
+  const int64_t n = static_cast<int64_t>(positions.size());
+  if (rows * cols > 16 * n)
+    throw Error("layout geometry: a " + std::to_string(rows) + " x " + std::to_string(cols) + " grid for " +
+                std::to_string(n) + " cells (over 16 positions per cell)");
+  CellLayout l;
+  l.name_ = "geometry";
+  l.shape_ = {1, rows, cols};
+  l.grid_to_cell_.assign(static_cast<size_t>(rows * cols), -1);
+  l.cell_to_grid_.resize(positions.size());
+  for (size_t i = 0; i < positions.size(); ++i) {
+    const int64_t p = at[i][0] * cols + at[i][1];
+    l.grid_to_cell_[static_cast<size_t>(p)] = static_cast<int64_t>(i);
+    l.cell_to_grid_[i] = p;
+  }
+  l.has_empty_ = static_cast<int64_t>(positions.size()) < rows * cols;
+  return l;
+}
+
 CellLayout CellLayout::by_name(const std::string& name, const WaferGeometry& g) {
   if (name == "8x8") return image8x8(g);
   if (name == "4x4x3") return blocks4x4x3(g);
@@ -43,10 +86,19 @@ CellLayout CellLayout::by_name(const std::string& name, const WaferGeometry& g) 
 }
 
 at::Tensor CellLayout::to_grid(const at::Tensor& cells) const {
-  if (cells.dim() != 2 || cells.size(1) != kCellsPerWafer)
-    throw Error("layout " + name_ + ": expected cells of shape [N, 48], got " + std::to_string(cells.dim()) +
-                "-D tensor");
-  const at::Tensor grid = cells.index_select(1, index_tensor(grid_to_cell_, cells.device()));
+  if (cells.dim() != 2 || cells.size(1) != this->cells())
+    throw Error("layout " + name_ + ": expected cells of shape [N, " + std::to_string(this->cells()) + "]");
+  at::Tensor grid;
+  if (has_empty_) {
+    // Positions without a cell gather from an appended zero column.
+    std::vector<int64_t> index(grid_to_cell_);
+    for (int64_t& i : index)
+      if (i < 0) i = this->cells();
+    grid = at::cat({cells, at::zeros({cells.size(0), 1}, cells.options())}, 1)
+               .index_select(1, index_tensor(index, cells.device()));
+  } else {
+    grid = cells.index_select(1, index_tensor(grid_to_cell_, cells.device()));
+  }
   return grid.reshape({cells.size(0), shape_[0], shape_[1], shape_[2]});
 }
 

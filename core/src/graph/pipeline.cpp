@@ -284,6 +284,15 @@ at::Tensor regression_mse(const ObjectiveSpec& objective, const NamedTensors& re
   return (p.reshape({-1}) - y.reshape({-1})).pow(2).mean();
 }
 
+at::Tensor class_logits(const ObjectiveSpec& objective, const NamedTensors& result) {
+  const at::Tensor l = result.get(objective_output(objective, "logits"));
+  if (l.dim() != 2 || l.size(1) != objective.classes)
+    throw Error("objective '" + objective.name + "': logits '" + objective.tensor("logits") + "' must be [N, " +
+                std::to_string(objective.classes) + "] (one value per class), not " +
+                std::to_string(l.numel() / std::max<int64_t>(l.dim() > 0 ? l.size(0) : 1, 1)) + " values per event");
+  return l;
+}
+
 std::vector<Stage*> EconTPipeline::stages() const { return impl_->graph.stages(); }
 
 PipelineResult EconTPipeline::forward(const at::Tensor& calq_in) { return forward(calq_in, true); }

@@ -48,14 +48,27 @@ torch::Tensor econt_normalization_scale(const torch::Tensor& kept) {
   return torch::ldexp(torch::ones_like(sum), exponent - 1).to(kept.scalar_type());
 }
 
-std::shared_ptr<CellLayout> layout_option(const Config& c, const std::string& key, bool required) {
+std::shared_ptr<CellLayout> layout_option(const Config& c, const std::string& key, bool required, const Graph& built) {
+  const std::string at = c.source() + ": " + c.where() + "." + key;
   if (!c.has(key)) {
-    if (required) throw Error(c.source() + ": " + c.where() + "." + key + ": required (\"8x8\" or \"4x4x3\")");
+    if (required) throw Error(at + ": required (\"8x8\", \"4x4x3\" or \"geometry\")");
     return nullptr;
   }
   const std::string name = c.string(key, "");
+  if (name == "geometry") {
+    // The graph's own cells on a square grid (GraphSpec::cell_positions).
+    if (built.spec().cell_positions.empty())
+      throw Error(at + ": \"geometry\" needs the graph's geometry (HGCAL's cells: \"8x8\" or \"4x4x3\")");
+    try {
+      return std::make_shared<CellLayout>(CellLayout::from_positions(built.spec().cell_positions));
+    } catch (const Error& e) {
+      throw Error(at + ": " + e.what());
+    }
+  }
   if (name != "8x8" && name != "4x4x3")
-    throw Error(c.source() + ": " + c.where() + "." + key + ": '" + name + "' (expected \"8x8\" or \"4x4x3\")");
+    throw Error(at + ": '" + name + "' (expected \"8x8\", \"4x4x3\" or \"geometry\")");
+  if (!built.spec().cell_positions.empty())
+    throw Error(at + ": '" + name + "' is HGCAL's wafer layout; this graph has its own geometry (use \"geometry\")");
   return std::make_shared<CellLayout>(CellLayout::by_name(name));
 }
 
@@ -226,7 +239,7 @@ DDAQ_REGISTER_STAGE("front_end", FrontEndStage);
 QuantizedStackStage::QuantizedStackStage(const StageSpec& spec, const Graph& built)
     : ModuleStage(spec.name), stack(nullptr), input_(spec.read("input")), output_(spec.write("output")) {
   const Config& c = spec.options;
-  layout_ = layout_option(c, "layout", false);
+  layout_ = layout_option(c, "layout", false, built);
   std::vector<int64_t> shape;
   if (layout_) {
     const auto g = layout_->grid_shape();
@@ -383,7 +396,7 @@ struct EconTDecoderStage::Net : torch::nn::Module {
 EconTDecoderStage::EconTDecoderStage(const StageSpec& spec, const Graph& built)
     : ModuleStage(spec.name), latent_(spec.read("latent")), reconstruction_(spec.write("reconstruction")) {
   const Config& c = spec.options;
-  layout_ = layout_option(c, "layout", true);
+  layout_ = layout_option(c, "layout", true, built);
   // Default size: the quantized stack that writes what this decoder reads.
   const int64_t latent = c.integer("latent", stack_output_size(built, latent_), 1, 4096);
   if (latent < 1)
@@ -436,7 +449,7 @@ FloatStackStage::FloatStackStage(const StageSpec& spec, const Graph& built)
     : ModuleStage(spec.name), net_(std::make_shared<Net>()), input_(spec.read("input")), output_(spec.write("output")) {
   const Config& c = spec.options;
   auto at = [&](const Config& k, const std::string& key) { return k.source() + ": " + k.where() + "." + key; };
-  layout_ = layout_option(c, "layout", false);
+  layout_ = layout_option(c, "layout", false, built);
   head_ = c.string("head", "none");
   if (head_ != "softmax" && head_ != "sigmoid" && head_ != "none")
     throw Error(at(c, "head") + ": '" + head_ + "' (expected \"softmax\", \"sigmoid\" or \"none\")");

@@ -98,7 +98,7 @@ class TrainingRun {
         if (reader.has_labels()) {
           std::vector<int64_t> index(static_cast<size_t>(rows));
           std::iota(index.begin(), index.end(), first);
-          check_binary_labels(train_file, labels.data(), index.data(), rows);
+          check_labels(train_file, labels.data(), index.data(), rows, label_classes(pipeline.objectives()));
         }
       }
     }
@@ -275,11 +275,12 @@ class TrainingRun {
     const torch::Tensor calq = torch::from_blob(batch.events.calq.data(), {n, batch.events.cells}, torch::kFloat)
                                    .to(device_, torch::kFloat, false, /*copy=*/true);
     const PipelineResult r = pipeline_.forward(calq, with_costs_);
-    torch::Tensor labels;
-    if (batch.events.has_labels())
-      labels = torch::from_blob(batch.events.label.data(), {n}, torch::kInt)
-                   .to(device_, torch::kFloat, false, true)
-                   .clamp(0, 1);
+    torch::Tensor labels, classes;
+    if (batch.events.has_labels()) {
+      const torch::Tensor l = torch::from_blob(batch.events.label.data(), {n}, torch::kInt);
+      labels = l.to(device_, torch::kFloat, false, true).clamp(0, 1);
+      classes = l.to(device_, torch::kLong, false, true);
+    }
     if (pipeline_.objectives().empty()) {
       objective.add(reconstruction_.first, o_.reconstruction_weight(),
                     reconstruction_.second(r.get("target"), r.get("reconstruction")));
@@ -294,6 +295,8 @@ class TrainingRun {
             reconstruction_.second(r.get(objective_output(o, "target")), r.get(objective_output(o, "reconstruction"))));
       else if (o.type == "regression")
         objective.add(o.name, o.weight, regression_mse(o, r));
+      else if (labels.defined() && o.classes > 2)
+        objective.add(o.name, o.weight, torch::nll_loss(torch::log_softmax(class_logits(o, r), 1), classes));
       else if (labels.defined())
         objective.add(o.name, o.weight, binary_cross_entropy_logits(r.get(objective_output(o, "logits")), labels));
     }

@@ -2,9 +2,10 @@
 // geometry (cell_geometry.h), so a non-HGCAL graph trains and is judged with
 // no external data (`ddaq data clusters`).
 //
-// The model: each event holds one Gaussian cluster, or two with probability
-// `two_cluster_fraction` (label 1 when it has two, else 0: a classification
-// task for trigger heads); each cluster's centre is uniform in the bounding
+// The model: each event holds one Gaussian cluster, two with probability
+// `two_cluster_fraction`, three with probability `three_cluster_fraction`;
+// its label is the number of clusters less one (0, 1, 2: a classification
+// task for trigger heads, binary without three-cluster events); each cluster's centre is uniform in the bounding
 // box of the cells, its width uniform in [sigma_min, sigma_max] cell pitches,
 // its energy uniform in [energy_min, energy_max]; each cell receives the
 // cluster's energy in proportion to the Gaussian at its centre, rounded to
@@ -24,6 +25,7 @@ struct ClusterOptions {
   DDAQ_OPTION(int64_t, events) = 10000;
   DDAQ_OPTION(uint64_t, seed) = 1;
   DDAQ_OPTION(double, two_cluster_fraction) = 0.5;
+  DDAQ_OPTION(double, three_cluster_fraction) = 0.0;
   DDAQ_OPTION(double, sigma_min) = 0.6;  // cell pitches
   DDAQ_OPTION(double, sigma_max) = 1.5;
   DDAQ_OPTION(double, energy_min) = 50.0;  // counts
@@ -36,7 +38,7 @@ struct ClusterOptions {
   std::string to_json() const;
 };
 
-// Events [0, options.events()) on `cells` (labels: 1 = two clusters).
+// Events [0, options.events()) on `cells` (label: clusters - 1).
 EventTable synthesize_clusters(const ClusterOptions& options, const CellGeometry& cells);
 
 }  // namespace ddaq

@@ -36,7 +36,11 @@ struct EvaluationReport {
   std::vector<OccupancyBin> by_occupancy;
   double auc = 0.0;  // of "logits"; NaN without labels or a classification
   // With declared objectives: each classification objective's AUC, in order.
+  // (more than two classes: the mean one-vs-rest AUC).
   std::vector<std::pair<std::string, double>> aucs;
+  // Each classification objective of more than two classes: the accuracy of
+  // its most probable class.
+  std::vector<std::pair<std::string, double>> accuracies;
   // With declared objectives: each regression objective's RMSE (the target's units).
   std::vector<std::pair<std::string, double>> rmse;
   std::vector<BaselineRow> best_choice;  // 1..5 e-links, and the pipeline's e-links when above 5

@@ -94,10 +94,10 @@ class EventFileReader {
   std::unique_ptr<Impl> impl_;
 };
 
-// ddaq's classifier is binary: a label other than 0 (jet) or 1 (electron)
-// would silently become a BCE target of 0 or 1 and an AUC of NaN. Throws
+// Labels are classes 0..classes-1 (binary by default: 0 jet, 1 electron);
+// any other would silently become a wrong target and an AUC of NaN. Throws
 // naming the file and row (rows[r], or r when rows is null).
-void check_binary_labels(const std::string& file, const int32_t* labels, const int64_t* rows, int64_t n);
+void check_labels(const std::string& file, const int32_t* labels, const int64_t* rows, int64_t n, int classes = 2);
 
 // Per-event results (EMD values, scores): named 1-D float64 datasets plus
 // string attributes, written atomically like event files.

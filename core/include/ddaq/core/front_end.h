@@ -14,7 +14,7 @@ namespace ddaq {
 
 struct EconTFrontEnd {
   float threshold = 0.0f;             // CALQ
-  std::vector<int64_t> grid_to_cell;  // encoder input position -> trigger cell (0..cells-1)
+  std::vector<int64_t> grid_to_cell;  // encoder input position -> cell (0..cells-1; -1: none, reads 0)
   // A graph's front end on another detector: its cell count and the
   // front_end stage's normalization ("econt" as above, "sum": kept_c / sum
   // (float64), "none"). The emulator library is ECON-T's: 48 cells, "econt".

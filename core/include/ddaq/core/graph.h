@@ -99,8 +99,15 @@ struct ObjectiveSpec {
   std::string name, type;
   std::map<std::string, std::string> tensors;  // role -> tensor name
   double weight = 1.0;
+  // classification: 2 (binary: one logit per event, BCE, AUC) or more
+  // (`classes`: logits [N, classes], softmax cross-entropy on labels
+  // 0..classes-1; evaluation gives the accuracy and the mean one-vs-rest AUC).
+  int classes = 2;
   const std::string& tensor(const std::string& role) const { return tensors.at(role); }
 };
+
+// Classes of the event labels: the classifications' (all alike), else 2.
+int label_classes(const std::vector<ObjectiveSpec>& objectives);
 
 // A checked graph description.
 struct GraphSpec {

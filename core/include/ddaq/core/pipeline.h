@@ -83,6 +83,9 @@ std::string objective_output(const ObjectiveSpec& objective, const std::string& 
 // A regression objective's mean squared error in `result` (prediction and
 // target compared value by value; ddaq::Error when their sizes differ).
 at::Tensor regression_mse(const ObjectiveSpec& objective, const NamedTensors& result);
+// A classification objective with more than 2 classes: its logits [N,
+// classes] in `result` (ddaq::Error naming the objective for another shape).
+at::Tensor class_logits(const ObjectiveSpec& objective, const NamedTensors& result);
 
 class EconTPipeline {
  public:

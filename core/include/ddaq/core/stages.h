@@ -83,8 +83,10 @@ class FrontEndStage : public ModuleStage {
 };
 
 // quantized_stack. Options:
-//   layout   "8x8" or "4x4x3": the input is [N, 48] cells, gathered onto that
-//            grid; without it the input is [N, input_shape...]
+//   layout   "8x8" or "4x4x3" (HGCAL: the input is [N, 48] cells, gathered
+//            onto that grid), or "geometry" (the graph's own cells on a
+//            square grid at their pitch, CellLayout::from_positions);
+//            without it the input is [N, input_shape...]
 //   input_shape  per event (default: the graph input's, or the grid's)
 //   input    quantizer of the input: {bits, integer_bits, signed (false),
 //            rounding ("TRN"), overflow ("SAT"), learnable (false)}
@@ -171,7 +173,7 @@ class EconTLinkBudgetStage : public LinkBudgetStage {
 // {type: "conv2d" | "conv_transpose", filters, kernel, stride (1), padding
 // (0), output_padding (0)}, {type: "batchnorm"} (per feature or channel),
 // {type: "relu"}, {type: "reshape", shape}]),
-// layout ("8x8" / "4x4x3": the last layer's grid read back as cells),
+// layout ("8x8" / "4x4x3" / "geometry": the last layer's grid read back as cells),
 // head: "softmax" (a unit-sum output per event), "sigmoid" or "none".
 // Writes [N, outputs] ([N] for one value per event).
 class FloatStackStage : public ModuleStage {
@@ -193,7 +195,7 @@ class FloatStackStage : public ModuleStage {
   std::vector<int64_t> input_shape_;
 };
 
-// econt_decoder. Options: filters (8), layout ("8x8" or "4x4x3"), latent
+// econt_decoder. Options: filters (8), layout ("8x8", "4x4x3" or "geometry"), latent
 // (inputs; default: the size of the tensor it reads, from the encoder).
 class EconTDecoderStage : public ModuleStage {
  public:
