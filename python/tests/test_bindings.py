@@ -249,3 +249,35 @@ def test_graph_configs_build_pipelines_and_their_errors_are_ddaq_errors(tmp_path
     bad["graph"]["stages"][1]["reads"]["input"] = "normalised"
     with pytest.raises(ddaq.Error, match=r"graph.stages\[1\].reads.input: tensor 'normalised' is not written"):
         ddaq.Pipeline(bad)
+
+
+def test_any_detector_trains_predicts_and_evaluates_at_its_own_width(tmp_path):
+    """experiments/graphs/pixel16.json (256 pixels, its own geometry file) through the Python module: event files of
+    256 columns read back as such, trained, predicted and evaluated at that width (no HGCAL baselines); an array
+    of HGCAL's 48 cells is refused naming the expected shape."""
+    import numpy as np
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(1)
+    n = 512
+    calq = np.zeros((n, 16, 16), np.float32)
+    labels = rng.integers(0, 2, n).astype(np.int32)
+    for i in range(n):  # one or two 2x2 blobs
+        for _ in range(1 + labels[i]):
+            r, c = rng.integers(0, 15, 2)
+            calq[i, r:r + 2, c:c + 2] += rng.integers(5, 50)
+    path = str(tmp_path / "pixels.h5")
+    with h5py.File(path, "w") as f:
+        f["calq"] = calq.reshape(n, 256)
+        f["label"] = labels
+    events = ddaq.read_events(path)
+    assert events["calq"].shape == (n, 256) and np.array_equal(events["calq"], calq.reshape(n, 256))
+    p = ddaq.Pipeline(os.path.join(ROOT, "experiments", "graphs", "pixel16.json"))
+    p.train(path, max_steps=4)
+    out = p.predict(calq[:10].reshape(10, 256))
+    assert out["reconstruction"].shape == (10, 256) and out["score"].shape == (10,)
+    assert np.allclose(out["reconstruction"].sum(1), 1.0, atol=1e-5)
+    with pytest.raises(ddaq.Error, match=r"expected an array of shape \[N, 256\]"):
+        p.predict(np.zeros((3, 48), np.float32))
+    report = p.evaluate(path)
+    assert report["events"] == n and report["best_choice"] == [] and report["emd_mean"] > 0
+    assert set(report["aucs"]) == {"two_clusters"}
