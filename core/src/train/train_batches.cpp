@@ -18,6 +18,15 @@
 
 namespace ddaq {
 
+void check_detector_options(const EconTPipeline& pipeline, const TrainerOptions& o) {
+  if (pipeline.hgcal()) return;
+  const std::string at =
+      "trainer: the graph has its own geometry (" + std::to_string(pipeline.cells()) + " cells), not HGCAL's: ";
+  if (o.loss() == "surrogate" || o.loss() == "telescope")
+    throw Error(at + "training.loss '" + o.loss() + "' is HGCAL's (use sinkhorn, mse or weighted_mse)");
+  if (o.pileup_mu() > 0) throw Error(at + "training.pileup overlays HGCAL wafers (leave it out)");
+}
+
 // Removes the wafers whose charges sum to 0; returns how many.
 int64_t drop_empty_wafers(EventBatch& batch) {
   const int64_t n = batch.size(), cells = batch.events.cells;

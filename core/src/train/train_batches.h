@@ -16,6 +16,11 @@ namespace ddaq {
 
 class EmdSurrogate;
 
+// A graph with its own geometry (not HGCAL's wafer): the HGCAL-only
+// augmentation (pileup overlay) and losses (surrogate, telescope) are
+// refused in one line rather than applied to other cells.
+void check_detector_options(const EconTPipeline& pipeline, const TrainerOptions& o);
+
 // Removes the wafers whose charges sum to 0; returns how many.
 int64_t drop_empty_wafers(EventBatch& batch);
 

@@ -63,14 +63,7 @@ class TrainingRun {
     torch::manual_seed(o.seed());
     pipeline.to(o.device());  // checks the device name and CUDA availability
     device_ = torch::Device(o.device());
-    if (!pipeline.hgcal()) {
-      // What is built on HGCAL's wafer, named rather than applied to other cells.
-      const std::string at =
-          "trainer: the graph has its own geometry (" + std::to_string(pipeline.cells()) + " cells), not HGCAL's: ";
-      if (o.loss() == "surrogate" || o.loss() == "telescope")
-        throw Error(at + "training.loss '" + o.loss() + "' is HGCAL's (use sinkhorn, mse or weighted_mse)");
-      if (o.pileup_mu() > 0) throw Error(at + "training.pileup overlays HGCAL wafers (leave it out)");
-    }
+    check_detector_options(pipeline, o);
     if (o.loss() == "surrogate") {
       surrogate_.reset(new EmdSurrogate(EmdSurrogate::load(o.surrogate())));
       surrogate_->to(o.device());
