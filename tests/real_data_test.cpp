@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ddaq/core/detector.h"
 #include "ddaq/core/events.h"
 #include "ddaq/core/geometry.h"
 #include "ddaq/core/overlay.h"
@@ -68,6 +69,26 @@ DOCTEST_TEST_SUITE("real data") {
       DOCTEST_CHECK(shared.cell(tc).block4x4 == embedded.cell(tc).block4x4);
     }
     DOCTEST_CHECK(shared.layout8x8() == embedded.layout8x8());
+  }
+
+  DOCTEST_TEST_CASE("the module table holds the real e-link allocations (issue 19: 22416 and 22176 e-links)") {
+    const ddaq::ModuleTable t = ddaq::ModuleTable::load(kHgcal + "modules.csv");
+    DOCTEST_CHECK(t.modules().size() == 10392);
+    DOCTEST_CHECK(t.total_elinks_pu() == 22416);
+    DOCTEST_CHECK(t.total_elinks_signal() == 22176);
+    int64_t with_trigger = 0, at2 = 0, without_eta = 0, layer9_signal = 0;
+    for (const ddaq::ModuleRecord& m : t.modules()) {
+      with_trigger += m.elinks_pu > 0;
+      at2 += m.elinks_pu == 2;
+      without_eta += !m.has_eta_phi;
+      if (m.layer == 9 && m.elinks_signal > 0) layer9_signal += m.elinks_signal != 5;
+    }
+    // domain-facts.md: 9,882 modules with trigger data, 7,878 of them at 2
+    // e-links; PROVENANCE.md: 969 modules without eta/phi; signal table: 5 at layer 9.
+    DOCTEST_CHECK(with_trigger == 9882);
+    DOCTEST_CHECK(at2 == 7878);
+    DOCTEST_CHECK(without_eta == 969);
+    DOCTEST_CHECK(layer9_signal == 0);
   }
 
   DOCTEST_TEST_CASE("overlay of the jet sample reproduces the documented occupancy (mu 10: 15.9 / mu 40: 36.9)") {
