@@ -167,6 +167,7 @@ EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& d
   std::vector<double> finite;
   for (double e : emd)
     if (std::isfinite(e)) finite.push_back(e);
+  if (!pipeline.hgcal()) rep.emd_unit = "cell pitches";
   rep.emd_mean = mean(finite);
   rep.emd_median = median(finite);
   rep.auc = t.has_labels() && logits.defined()
@@ -225,9 +226,8 @@ std::string EvaluationReport::to_text() const {
   if (empty_wafers > 0)
     s += std::to_string(empty_wafers) +
          " empty wafers (all charges 0) left out of every EMD (it is undefined for them)\n";
-  std::snprintf(buf, sizeof buf,
-                "autoencoder: exact EMD mean %.4f, median %.4f (sensor-cell pitches); classifier AUC %.4f\n", emd_mean,
-                emd_median, auc);
+  std::snprintf(buf, sizeof buf, "autoencoder: exact EMD mean %.4f, median %.4f (%s); classifier AUC %.4f\n", emd_mean,
+                emd_median, emd_unit.c_str(), auc);
   s += buf;
   // One line per kind of named figure: "TITLE: name value name value".
   auto named = [&](const char* title, const std::vector<std::pair<std::string, double>>& values, const char* format) {
@@ -242,19 +242,22 @@ std::string EvaluationReport::to_text() const {
   named("AUC by classification objective:", aucs, " %s %.4f");
   named("accuracy by classification objective (most probable class):", accuracies, " %s %.4f");
   named("RMSE by regression objective:", rmse, " %s %.4g");
-  s += "by occupancy (non-zero input cells): events, autoencoder EMD, Best Choice EMD at the same e-links\n";
+  // The HGCAL formats (none for a detector with its own geometry).
+  if (best_choice.empty()) s += "no classical formats: they are HGCAL's (the graph has its own geometry)\n";
+  if (!by_occupancy.empty())
+    s += "by occupancy (non-zero input cells): events, autoencoder EMD, Best Choice EMD at the same e-links\n";
   for (const auto& b : by_occupancy) {
     std::snprintf(buf, sizeof buf, "  %2d-%2d cells: %6lld events, EMD %.4f vs %.4f\n", b.min_cells, b.max_cells,
                   static_cast<long long>(b.events), b.emd_mean, b.best_choice_emd_mean);
     s += buf;
   }
-  s += "Best Choice (same events):\n";
+  if (!best_choice.empty()) s += "Best Choice (same events):\n";
   for (const auto& b : best_choice) {
     std::snprintf(buf, sizeof buf, "  %d e-link(s), %2d cells: EMD mean %.4f, median %.4f%s\n", b.elinks, b.cells,
                   b.emd_mean, b.emd_median, b.elinks == elinks ? "   <- same bandwidth" : "");
     s += buf;
   }
-  s += "other classical formats (same events):\n";
+  if (!classical.empty()) s += "other classical formats (same events):\n";
   for (const auto& b : classical) {
     std::snprintf(buf, sizeof buf, "  %-10s %d e-link(s), %2d cells: EMD mean %.4f, median %.4f\n", b.name.c_str(),
                   b.elinks, b.cells, b.emd_mean, b.emd_median);
@@ -324,6 +327,7 @@ std::string EvaluationReport::to_json() const {
                          {"latent_bits", latent_bits},
                          {"elinks", elinks},
                          {"emd_mean", emd_mean},
+                         {"emd_unit", emd_unit},
                          {"emd_median", emd_median},
                          {"auc", std::isfinite(auc) ? nlohmann::json(auc) : nlohmann::json(nullptr)},
                          {"aucs", aucs_json},

@@ -29,7 +29,8 @@ class CellGeometry {
   // Euclidean distances between positions, in units of `unit`.
   GroundMetric metric(double unit) const;
   // The smallest distance between two cells: the unit in which ddaq reports
-  // this detector's EMD (cell pitches, as HGCAL's trigger-cell pitch).
+  // this detector's EMD ("cell pitches"; HGCAL's built-in metric is in
+  // sensor-cell pitches, half its trigger-cell pitch).
   double pitch() const;
 
  private:

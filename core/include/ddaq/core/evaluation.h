@@ -32,7 +32,10 @@ struct EvaluationReport {
   int64_t events = 0;
   int64_t empty_wafers = 0;  // all charges 0: no EMD (left out of every mean), counted here
   int latent_bits = 0, elinks = 0;
-  double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), sensor-cell pitches
+  double emd_mean = 0.0, emd_median = 0.0;  // exact EMD(input, reconstruction), in emd_unit
+  // HGCAL: sensor-cell pitches (half the trigger-cell pitch); a graph with
+  // its own geometry: cell pitches (the smallest distance between two cells).
+  std::string emd_unit = "sensor-cell pitches";
   std::vector<OccupancyBin> by_occupancy;
   double auc = 0.0;  // of "logits"; NaN without labels or a classification
   // With declared objectives: each classification objective's AUC, in order.
