@@ -13,25 +13,9 @@ mkdir -p "$out"
 log() { echo "== $*" | tee -a "$out/summary.txt"; }
 nproc_=$(nproc)
 
-prefix=/tmp/ddaq-prefix
-rm -rf "$prefix"; mkdir -p "$prefix"
-for f in "$deps"/*.deb; do dpkg -x "$f" "$prefix"; done
-L=$prefix/usr/lib/x86_64-linux-gnu
-# Debian's BLAS/LAPACK live in alternatives folders; dpkg -x makes no links.
-for lib in blas lapack; do
-  ln -sf "$lib/lib$lib.so.3" "$L/lib$lib.so.3"; ln -sf "$lib/lib$lib.so.3" "$L/lib$lib.so"
-done
-for lib in atlas f77blas cblas; do ln -sf "lib$lib.so.3" "$L/lib$lib.so"; done
-# The packages' CMake files name /usr in places (glog's find modules, Ceres's BLAS).
-grep -rlZ '/usr/' "$L/cmake" "$prefix/usr/share/cmake" "$prefix/usr/lib/cmake" 2>/dev/null |
-  xargs -0 sed -i -e "s|/usr/lib/x86_64-linux-gnu/lib|$L/lib|g" -e "s|/usr/share/glog|$prefix/usr/share/glog|g"
-export LD_LIBRARY_PATH=$L:$L/hdf5/serial:$L/blas:$L/lapack:${LD_LIBRARY_PATH:-}
+source "$root/scripts/gpu_prefix.sh"
 
-torch_cmake=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
-torch_root=$(python3 -c 'import torch, os; print(os.path.dirname(torch.__file__))')
 log "torch $(python3 -c 'import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")') abi $(python3 -c 'import torch; print(torch._C._GLIBCXX_USE_CXX11_ABI)')"
-gloo=()
-[ -f "$torch_root/include/gloo/config.h" ] && gloo=(-DGLOO_INCLUDE_DIR="$torch_root/include")
 t0=$(date +%s)
 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DDDAQ_BUILD_TESTS=OFF -DDDAQ_BUILD_PYTHON=OFF \
   -DCMAKE_POLICY_VERSION_MINIMUM=3.5 -DCMAKE_PREFIX_PATH="$torch_cmake;$prefix/usr" \

@@ -88,6 +88,7 @@ mutations=(
   "label-check-skipped-in-eval|core/src/eval/evaluation.cpp|  if (t.has_labels()) check_labels(|  if (false) check_labels(|a multi-class head"
   "allocation-ties-take-more-elinks|core/src/detector/allocation.cpp|(a.cost == b.cost && a.elinks < b.elinks)|(a.cost == b.cost && a.elinks > b.elinks)|allocation: the dynamic program"
   "allocation-ignores-what-it-spends|core/src/detector/allocation.cpp|        const Best& before = best[b - static_cast<size_t>(w)];|        const Best& before = best[b];|allocation: the dynamic program"
+  "remove-tree-follows-links|core/base/src/files.cpp|FTW_PHYS);  // children first|0);  // children first|remove_tree removes"
   "clusters-label-ignored|core/src/data/clusters.cpp|      t.label[static_cast<size_t>(i)] = k - 1;|      t.label[static_cast<size_t>(i)] = 0;|clusters on any geometry"
   "floor-set-not-lifted|quant/src/layer_impls.h|    w_.gate_logits.index_copy_(0, top, w_.gate_logits.index_select(0, top).clamp_min(0.0));|    (void)top;|stay the same from step to step"
   "unit-floor-not-set|core/src/train/trainer.cpp|if (!unit_limits.empty()) pipeline_.keep_units_that_fit(unit_limits, fixed_energy_pj_);|(void)0;|keeps the filters"

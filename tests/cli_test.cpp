@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "ddaq/core/events.h"
+#include "ddaq/files.h"
 #include "test_support.h"
 
 using ddaq_test::run_ddaq;
@@ -263,7 +264,9 @@ DOCTEST_TEST_SUITE("cli") {
     // Devices, launchers, resume: clear one-line errors.
     const std::string train2 = "train " + dir.file("tiny.json") + " -o " + dir.file("run6") + " --data " + dir.file("run/train.h5");
     expect_error(run_ddaq(train2 + " --device tpu"), "device 'tpu'");
-    r = run_ddaq(train2 + " --device cuda --max-steps 1");
+    // Into its own folder: with CUDA LibTorch and a GPU this trains and leaves a run.
+    r = run_ddaq("train " + dir.file("tiny.json") + " -o " + dir.file("run7") + " --data " + dir.file("run/train.h5") +
+                 " --device cuda --max-steps 1");
     if (r.exit_code != 0) expect_error(r, "sees no CUDA device");  // CPU LibTorch (Debian): refused by name
     expect_error(run_ddaq(train2 + " --launcher slurm"), "slurm launch needs environment variable SLURM_NTASKS");
     expect_error(run_ddaq("train " + dir.file("tiny.json") + " -o " + dir.file("run5") + " --data " + dir.file("run/train.h5") +
@@ -344,7 +347,7 @@ DOCTEST_TEST_SUITE("cli") {
     DOCTEST_CHECK(count("'train'") == 1);
     DOCTEST_CHECK(count("'eval'") == 2);
     // A point that fails: the others still reported, one line, exit 1.
-    std::filesystem::remove_all(dir.file("s/runs/elinks3"));
+    ddaq::remove_tree(dir.file("s/runs/elinks3"));
     ddaq_test::write_text(dir.file("s/runs/elinks3"), "in the way");
     r = run_ddaq(sweep + " --events 300 --resume");
     expect_error(r, "1 of 2 points did not finish (elinks3: ");

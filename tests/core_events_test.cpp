@@ -1,7 +1,8 @@
 #include <doctest/doctest.h>
+#include <unistd.h>
 
-#include "ddaq/error.h"
 #include "ddaq/core/events.h"
+#include "ddaq/error.h"
 #include "ddaq/files.h"
 #include "test_support.h"
 
@@ -69,5 +70,22 @@ DOCTEST_TEST_SUITE("events") {
     ddaq::make_directories(dir.file("p/q"));
     DOCTEST_CHECK(ddaq_test::exists(dir.file("p/q")));
     DOCTEST_CHECK_THROWS_AS(ddaq::make_directories(dir.file("a.txt/sub")), ddaq::Error);
+  }
+
+  DOCTEST_TEST_CASE("remove_tree removes a folder's contents and links, never what a link points to") {
+    ddaq_test::TempDir dir;
+    ddaq::make_directories(dir.file("keep"));
+    ddaq_test::write_text(dir.file("keep/precious.txt"), "x");
+    ddaq::make_directories(dir.file("tree/a/b"));
+    ddaq_test::write_text(dir.file("tree/a/b/f.txt"), "y");
+    ddaq_test::write_text(dir.file("tree/g.txt"), "z");
+    DOCTEST_REQUIRE(::symlink(dir.file("keep").c_str(), dir.file("tree/a/link").c_str()) == 0);
+    DOCTEST_CHECK(ddaq::remove_tree(dir.file("tree")));
+    DOCTEST_CHECK(!ddaq_test::exists(dir.file("tree")));
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("keep/precious.txt")) == "x");
+    ddaq_test::write_text(dir.file("file.txt"), "w");
+    DOCTEST_CHECK(ddaq::remove_tree(dir.file("file.txt")));
+    DOCTEST_CHECK(ddaq::remove_tree(dir.file("never-there")));
+    DOCTEST_CHECK(dir.entries() == std::vector<std::string>{"keep"});
   }
 }

@@ -10,6 +10,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "ddaq/files.h"
+
 namespace ddaq_test {
 
 TempDir::TempDir() {
@@ -19,8 +21,7 @@ TempDir::TempDir() {
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  ddaq::remove_tree(path_);  // not std::filesystem::remove_all (ddaq/files.h says why)
 }
 
 std::vector<std::string> TempDir::entries() const {

@@ -252,13 +252,13 @@ class RunFolderGuard {
     std::error_code ec;
     if (fs::exists(fs::path(run_) / "checkpoint.pt", ec)) return;  // resumable: keep
     if (!existed_) {
-      fs::remove_all(run_, ec);
+      remove_tree(run_);
       return;
     }
     std::vector<fs::path> created;
     for (const auto& e : fs::directory_iterator(run_, ec))
       if (!before_.count(e.path().filename().string())) created.push_back(e.path());
-    for (const auto& p : created) fs::remove_all(p, ec);
+    for (const auto& p : created) remove_tree(p.string());
   }
   void done() { done_ = true; }
 

@@ -85,7 +85,7 @@ void claim_folder(const SweepPlan& plan, const SweepRequest& r) {
   if (held && r.overwrite)
     for (const char* f :
          {"sweep.json", "runs", "logs", "data", "pareto.csv", "pareto.png", "sweep.slurm", "state.json"})
-      fs::remove_all(fs::path(plan.dir) / f, ec);
+      remove_tree((fs::path(plan.dir) / f).string());
 }
 
 void sweep(const SweepRequest& r) {
@@ -123,8 +123,7 @@ void sweep(const SweepRequest& r) {
     std::string dir;
     bool armed;
     ~Cleanup() {
-      std::error_code e;
-      if (armed) fs::remove_all(dir, e);
+      if (armed) remove_tree(dir);
     }
   } cleanup{plan.dir, !fs::exists(plan.dir, ec)};
   const int cpus =

@@ -316,14 +316,14 @@ void write_project_folder(const std::string& dir_as_given, bool replace, const s
   remove_abandoned_temporaries(dir);
   const fs::path tmp = dir + ".tmp-" + std::to_string(::getpid());
   std::error_code ec;
-  fs::remove_all(tmp, ec);
+  remove_tree(tmp.string());
   if (!fs::create_directories(tmp, ec) || ec)
     throw Error(what + ": cannot create " + tmp.string() + " (is the parent writable?)");
   track_temporary(tmp.string());
   try {
     fill(tmp.string());
   } catch (...) {
-    fs::remove_all(tmp, ec);
+    remove_tree(tmp.string());
     untrack_temporary(tmp.string());
     throw;
   }
@@ -335,7 +335,7 @@ void write_project_folder(const std::string& dir_as_given, bool replace, const s
     try {
       if (occupied) {
         const fs::path old = dir + ".old-" + std::to_string(::getpid());
-        fs::remove_all(old, ec);
+        remove_tree(old.string());
         fs::rename(dir, old);
         try {
           fs::rename(tmp, dir);
@@ -343,13 +343,13 @@ void write_project_folder(const std::string& dir_as_given, bool replace, const s
           fs::rename(old, dir, ec);
           throw;
         }
-        fs::remove_all(old, ec);
+        remove_tree(old.string());
       } else {
         if (fs::exists(dir)) fs::remove(dir);  // the empty folder
         fs::rename(tmp, dir);
       }
     } catch (const fs::filesystem_error& e) {
-      fs::remove_all(tmp, ec);
+      remove_tree(tmp.string());
       throw Error(dir + ": cannot move the finished folder into place: " + e.code().message());
     }
   });

@@ -1,16 +1,16 @@
 #include "ddaq/files.h"
 
 #include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <signal.h>
-
 #include <cerrno>
-#include <cstdlib>
-#include <ctime>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -42,9 +42,11 @@ struct Pending {
 };
 std::vector<Pending>* g_transaction = nullptr;
 
-void remove_path(const std::string& p) {
-  std::error_code ec;
-  fs::remove_all(p, ec);
+void remove_path(const std::string& p) { remove_tree(p); }
+
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) {
+  ::remove(path);  // what cannot be removed is seen by the caller's final check
+  return 0;
 }
 
 }  // namespace
@@ -228,8 +230,19 @@ void remove_abandoned_temporaries(const std::string& target) {
     if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
     struct stat st;
     if (::lstat(entry.path().c_str(), &st) != 0 || std::time(nullptr) - st.st_mtime < 600) continue;
-    fs::remove_all(entry.path(), ec);
+    remove_tree(entry.path().string());
   }
+}
+
+bool remove_tree(const std::string& path) noexcept {
+  if (path.empty()) return true;
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return true;
+  if (S_ISDIR(st.st_mode))
+    ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);  // children first, links not followed
+  else
+    ::remove(path.c_str());
+  return ::lstat(path.c_str(), &st) != 0;
 }
 
 void make_directories(const std::string& path) {

@@ -66,6 +66,14 @@ void remove_stale_temporaries(const std::string& path);
 // system keeps its temporary fresh). Every writer calls it first.
 void remove_abandoned_temporaries(const std::string& target);
 
+// Removes `path` and, for a folder, everything under it; symlinks are removed,
+// never followed. Never throws (callers are cleaning up); returns whether
+// nothing is left at `path`. Why not std::filesystem::remove_all: PyTorch's
+// wheels (2.5 and later) export a statically linked copy of libstdc++'s
+// filesystem code, a process that loads that LibTorch may call it, and
+// remove_all crashed there (pytorch/pytorch#133437, docs/gpu.md).
+bool remove_tree(const std::string& path) noexcept;
+
 // Creates `path` and missing parents; throws ddaq::Error if that fails or a
 // non-folder is in the way.
 void make_directories(const std::string& path);
