@@ -22,6 +22,7 @@ void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 // ddaq run, train, eval: add_run_command registers all three.
 void add_sweep_command(CLI::App& app);  // ddaq sweep CONFIG --budget NAME=V1,V2 -o DIR
 void add_graph_command(CLI::App& app);  // ddaq graph CONFIG [--json] | --types
+void add_detector_commands(CLI::App& app);  // ddaq detector plan|compare
 
 // Shared by run, train and sweep (commands_run.cpp):
 // the top-level keys a configuration may have;

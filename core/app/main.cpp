@@ -24,9 +24,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("ddaq ") + ddaq::version());
   app.callback([&app] {
     if (app.get_subcommands().empty())
-      throw CLI::ValidationError("a command is required: data, emd, eval, export, predict, run, surrogate, sweep or train");
+      throw CLI::ValidationError(
+          "a command is required: data, detector, emd, eval, export, predict, run, surrogate, sweep or train");
   });
   ddaq::cli::add_data_commands(app);
+  ddaq::cli::add_detector_commands(app);
   ddaq::cli::add_emd_command(app);
   ddaq::cli::add_export_command(app);
   ddaq::cli::add_graph_command(app);

@@ -138,6 +138,18 @@ std::vector<int64_t> Config::integers(const std::string& key, const std::vector<
   return out;
 }
 
+std::vector<std::string> Config::strings(const std::string& key, const std::vector<std::string>& fallback) const {
+  if (!has(key)) return fallback;
+  const auto& v = node_->json.at(key);
+  if (!v.is_array() || v.empty()) fail(key, "expected a non-empty array of strings, got " + v.dump());
+  std::vector<std::string> out;
+  for (const auto& e : v) {
+    if (!e.is_string()) fail(key, "expected strings, got " + e.dump());
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
 std::vector<std::string> Config::keys() const {
   std::vector<std::string> out;
   for (const auto& kv : node_->json.items()) out.push_back(kv.key());

@@ -341,6 +341,16 @@ std::string EvaluationReport::to_json() const {
       .dump(2);
 }
 
+void deployed_reconstruction(EconTPipeline& pipeline, const float* in, int64_t rows, float* out) {
+  c10::NoGradGuard no_grad;
+  pipeline.train(false);
+  pipeline.set_quantization(true);
+  const at::Tensor x =
+      at::from_blob(const_cast<float*>(in), {rows, static_cast<int64_t>(pipeline.cells())}, at::kFloat);
+  const at::Tensor recon = pipeline.forward(x).get("reconstruction").cpu().contiguous();
+  std::copy(recon.data_ptr<float>(), recon.data_ptr<float>() + recon.numel(), out);
+}
+
 double deployed_mean_emd(EconTPipeline& pipeline, const EventTable& v, const std::string& device) {
   const int64_t n = v.size();
   at::Tensor recon;

@@ -33,6 +33,8 @@ class Config {
   // An array of integers, each in [min, max]; absent: `fallback`.
   std::vector<int64_t> integers(const std::string& key, const std::vector<int64_t>& fallback, int64_t min = INT64_MIN,
                                 int64_t max = INT64_MAX) const;
+  // An array of strings; absent: `fallback`.
+  std::vector<std::string> strings(const std::string& key, const std::vector<std::string>& fallback) const;
   // The keys of this object (sorted: the JSON library orders them).
   std::vector<std::string> keys() const;
   // A config from a JSON object held elsewhere (a run's saved graph).

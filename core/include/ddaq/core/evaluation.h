@@ -81,6 +81,10 @@ BudgetMap load_budgets(const std::string& run_dir);
 // per inference and power (45 nm Horowitz), FPGA LUT/FF/DSP and latency.
 EvaluationReport evaluate_pipeline(EconTPipeline& pipeline, const std::string& data_file, int64_t max_events = 20000);
 
+// The pipeline's reconstruction as deployed (evaluation mode, quantization
+// on, CPU) of `rows` events: out is rows x pipeline.cells().
+void deployed_reconstruction(EconTPipeline& pipeline, const float* in, int64_t rows, float* out);
+
 // Mean exact EMD of the pipeline as deployed (evaluation mode, quantization
 // on) between the wafers of `events` and their reconstructions, on
 // `device`; wafers whose EMD is undefined (empty) are left out, NaN when

@@ -1,0 +1,391 @@
+// `ddaq detector plan CONFIG -o PLAN [--budget elinks=N]`: the detector-wide
+// plan of issue 19 (docs/detector.md); `ddaq detector compare PLAN [--json]`:
+// the plan against the two hand-made e-link tables, from PLAN's files alone.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "ddaq/core/detector_plan.h"
+#include "ddaq/core/evaluation.h"
+#include "ddaq/core/events.h"
+#include "ddaq/core/pipeline.h"
+#include "ddaq/core/plot.h"
+#include "ddaq/error.h"
+#include "ddaq/files.h"
+#include "ddaq/quant/hls.h"
+
+namespace ddaq {
+namespace cli {
+namespace {
+
+constexpr const char* kPlanKind = "ddaq detector plan";
+
+int64_t parse_budget(const std::string& spec) {
+  const std::string key = "elinks=";
+  if (spec.rfind(key, 0) != 0) throw Error("--budget '" + spec + "': expected elinks=N");
+  char* end = nullptr;
+  const long long v = std::strtoll(spec.c_str() + key.size(), &end, 10);
+  if (*end != '\0' || v <= 0) throw Error("--budget '" + spec + "': N must be a whole number above 0");
+  return v;
+}
+
+AllocationProblem problem_of(const std::vector<GroupTable>& groups, int64_t budget) {
+  AllocationProblem p;
+  p.budget_elinks = budget;
+  for (const auto& g : groups) p.groups.push_back({g.name, g.modules, g.choices});
+  return p;
+}
+
+// The least total at which the learned plan's mean EMD is at most `emd`
+// (the optimum never rises with the budget); `hi` when none below it does.
+int64_t elinks_to_match(const std::vector<GroupTable>& groups, int64_t lo, int64_t hi, double emd) {
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (solve_allocation(problem_of(groups, mid)).emd_mean <= emd + 1e-12)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
+std::string fmt(double v, int digits = 4) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", digits, v);
+  return b;
+}
+
+nlohmann::json layer_json(const TableScore& t) {
+  nlohmann::json j = nlohmann::json::object();
+  for (size_t l = 0; l < t.emd_by_layer.size(); ++l)
+    if (std::isfinite(t.emd_by_layer[l])) j[std::to_string(l)] = t.emd_by_layer[l];
+  return j;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+  if (!out) throw Error(path + ": cannot write");
+}
+
+uint32_t palette(size_t i) {
+  static const uint32_t colors[] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b,
+                                    0xe377c2, 0x7f7f7f, 0xbcbd22, 0x17becf, 0x000000, 0xaec7e8};
+  return colors[i % (sizeof colors / sizeof colors[0])];
+}
+
+// The comparison printed by plan and compare.
+std::string comparison_text(const TableScore& learned, const TableScore& pu, const TableScore& signal) {
+  std::ostringstream s;
+  s << "detector-wide mean exact EMD (sensor-cell pitches), e-links, lpGBT uplinks:\n";
+  for (const TableScore* t : {&learned, &pu, &signal})
+    s << "  " << t->name << std::string(22 - std::min<size_t>(21, t->name.size()), ' ') << fmt(t->emd_mean) << "  "
+      << t->elinks << " e-links  " << t->uplinks << " uplinks\n";
+  for (const TableScore* t : {&pu, &signal})
+    s << "  learned vs " << t->name << ": " << fmt(100.0 * (1.0 - learned.emd_mean / t->emd_mean), 1)
+      << "% lower EMD\n";
+  return s.str();
+}
+
+nlohmann::json comparison_json(const TableScore& learned, const TableScore& pu, const TableScore& signal) {
+  return {
+      {"elinks_total", learned.elinks},
+      {"learned_emd_mean", learned.emd_mean},
+      {"pu_allocation_emd_mean", pu.emd_mean},
+      {"signal_allocation_emd_mean", signal.emd_mean},
+      {"pu_allocation_elinks", pu.elinks},
+      {"signal_allocation_elinks", signal.elinks},
+      {"uplinks", {{"learned", learned.uplinks}, {"pu_allocation", pu.uplinks}, {"signal_allocation", signal.uplinks}}},
+      {"emd_by_layer",
+       {{"learned", layer_json(learned)},
+        {"pu_allocation", layer_json(pu)},
+        {"signal_allocation", layer_json(signal)}}}};
+}
+
+void plan(const std::string& config_path, const std::string& out_dir, const std::vector<std::string>& budgets,
+          bool overwrite, bool json) {
+  const DetectorConfig config = DetectorConfig::load(config_path);
+  int64_t budget = config.budget_elinks;
+  for (const auto& b : budgets) budget = parse_budget(b);
+  const ModuleTable modules = ModuleTable::load(config.modules_file);
+  const EventTable signal = EventFileReader(config.signal_file).read_all();
+  const EventTable pool = EventFileReader(config.pool_file).read_all();
+  DetectorModel model = build_detector_model(config, modules, signal, pool);
+  // Trained autoencoders, each a choice at its own e-links.
+  std::vector<std::shared_ptr<EconTPipeline>> pipelines;
+  std::vector<PlanAlgorithm> autoencoders;
+  std::set<int> seen;
+  for (const std::string& run : config.autoencoder_runs) {
+    auto p = std::make_shared<EconTPipeline>(EconTPipeline::load(run));
+    if (!p->hgcal() || p->cells() != kCellsPerWafer)
+      throw Error(run + ": autoencoders: not an HGCAL wafer pipeline (48 trigger cells)");
+    const int e = p->elinks();
+    const std::string name = seen.insert(e).second ? "autoencoder" : "autoencoder:" + run;
+    autoencoders.push_back(
+        {name, e, [p](const float* in, int64_t rows, float* out) { deployed_reconstruction(*p, in, rows, out); }});
+    pipelines.push_back(p);
+  }
+  std::vector<GroupTable> groups = build_group_tables(config, model, signal, pool, autoencoders);
+  std::vector<int> pu, sig;
+  for (const auto& s : model.sites) pu.push_back(s.elinks_pu), sig.push_back(s.elinks_signal);
+  const TableScore pu_score = score_table("PU allocation", model, groups, pu, config.lpgbt_user_bits);
+  const TableScore sig_score = score_table("signal allocation", model, groups, sig, config.lpgbt_user_bits);
+  if (budget == 0) budget = pu_score.elinks;
+  const AllocationSummary best = solve_allocation(problem_of(groups, budget));
+  std::vector<int> learned_elinks;
+  for (const auto& s : model.sites)
+    learned_elinks.push_back(groups[static_cast<size_t>(s.group)]
+                                 .choices[static_cast<size_t>(best.choice[static_cast<size_t>(s.group)])]
+                                 .elinks);
+  const TableScore learned = score_table("learned plan", model, groups, learned_elinks, config.lpgbt_user_bits);
+  int64_t least = 0, most = 0;  // the fewest and most e-links the choices allow
+  for (const auto& g : groups) {
+    int lo = config.max_elinks, hi = 0;
+    for (const auto& c : g.choices) lo = std::min(lo, c.elinks), hi = std::max(hi, c.elinks);
+    least += g.modules * lo, most += g.modules * hi;
+  }
+  const int64_t match_pu = elinks_to_match(groups, least, most, pu_score.emd_mean);
+  const int64_t match_sig = elinks_to_match(groups, least, most, sig_score.emd_mean);
+
+  // Pareto: learned plans and the two tables scaled to the same totals.
+  std::vector<std::vector<double>> pareto;  // total, learned, pu elinks, pu emd, signal elinks, signal emd
+  for (int64_t total : config.pareto_elinks) {
+    if (total < least) continue;
+    const TableScore p = score_table("pu", model, groups, scale_table(pu, total), config.lpgbt_user_bits);
+    const TableScore q = score_table("signal", model, groups, scale_table(sig, total), config.lpgbt_user_bits);
+    pareto.push_back({static_cast<double>(total), solve_allocation(problem_of(groups, total)).emd_mean,
+                      static_cast<double>(p.elinks), p.emd_mean, static_cast<double>(q.elinks), q.emd_mean});
+  }
+
+  nlohmann::json report = {{"kind", kPlanKind},
+                           {"name", config.name},
+                           {"config", config_path},
+                           {"modules", static_cast<int64_t>(model.sites.size())},
+                           {"groups", static_cast<int64_t>(groups.size())},
+                           {"budget_elinks", budget},
+                           {"occupancy_model",
+                            {{"mu_per_flux", model.mu_per_flux},
+                             {"mean_occupancy", model.mean_occupancy},
+                             {"target_mean_occupancy", config.target_mean_occupancy},
+                             {"mean_wafer_sum", model.mean_sum},
+                             {"reference_mean_wafer_sum", config.reference_mean_sum},
+                             {"eta_estimated_modules", model.eta_estimated}}},
+                           {"elinks_to_match_pu_allocation", match_pu},
+                           {"elinks_to_match_signal_allocation", match_sig},
+                           {"lpgbt_user_bits", config.lpgbt_user_bits},
+                           {"seed", config.seed}};
+  report.update(comparison_json(learned, pu_score, sig_score));
+  std::ostringstream text;
+  text << "detector plan '" << config.name << "': " << model.sites.size() << " trigger modules in " << groups.size()
+       << " groups, budget " << budget << " e-links\n"
+       << "occupancy model: mu = " << fmt(model.mu_per_flux, 4) << " x tanh(eta) sinh^2(eta) / z^2; mean occupancy "
+       << fmt(model.mean_occupancy, 2) << " cells (target " << fmt(config.target_mean_occupancy, 2)
+       << "), mean wafer sum " << fmt(model.mean_sum, 1)
+       << " CALQ (real 200-pileup sample: " << fmt(config.reference_mean_sum, 1) << "); eta estimated for "
+       << model.eta_estimated << " modules\n"
+       << comparison_text(learned, pu_score, sig_score) << "  e-links the learned plan needs to match: PU allocation "
+       << match_pu << " (" << fmt(100.0 * (1.0 - double(match_pu) / double(pu_score.elinks)), 1)
+       << "% fewer), signal allocation " << match_sig << " ("
+       << fmt(100.0 * (1.0 - double(match_sig) / double(sig_score.elinks)), 1) << "% fewer)\n";
+  std::map<std::string, int64_t> by_algorithm;
+  for (size_t g = 0; g < groups.size(); ++g)
+    by_algorithm[groups[g].choices[static_cast<size_t>(best.choice[g])].algorithm] += groups[g].modules;
+  text << "modules by algorithm:";
+  for (const auto& [a, n] : by_algorithm) text << " " << a << " " << n;
+  text << "\n";
+  if (!pareto.empty()) {
+    text << "pareto (total e-links: learned EMD | PU table scaled: e-links EMD | signal table scaled: e-links EMD):\n";
+    for (const auto& r : pareto)
+      text << "  " << int64_t(r[0]) << ": " << fmt(r[1]) << " | " << int64_t(r[2]) << " " << fmt(r[3]) << " | "
+           << int64_t(r[4]) << " " << fmt(r[5]) << "\n";
+  }
+
+  const auto ours = [](const std::string& dir) {
+    std::ifstream in(dir + "/report.json");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str().find(kPlanKind) != std::string::npos;
+  };
+  write_project_folder(
+      out_dir, overwrite, "detector plan", "a detector plan (report.json)", ours, [&](const std::string& tmp) {
+        std::ostringstream a;
+        a << "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,expected_emd,elinks_pu,elinks_signal\n";
+        for (size_t i = 0; i < model.sites.size(); ++i) {
+          const ModuleSite& s = model.sites[i];
+          const auto& c = groups[static_cast<size_t>(s.group)]
+                              .choices[static_cast<size_t>(best.choice[static_cast<size_t>(s.group)])];
+          a << s.layer << ',' << s.u << ',' << s.v << ',' << s.motherboard << ',' << fmt(s.eta, 5) << ','
+            << (s.eta_estimated ? 1 : 0) << ',' << fmt(s.mu, 4) << ',' << s.group << ',' << c.algorithm << ','
+            << c.elinks << ',' << fmt(c.emd, 6) << ',' << s.elinks_pu << ',' << s.elinks_signal << "\n";
+        }
+        write_text(tmp + "/allocation.csv", a.str());
+        std::ostringstream t, gcsv;
+        t << "group,algorithm,elinks,emd\n";
+        gcsv << "group,name,layer,eta_min,eta_max,modules,mu_mean,occupancy_mean,wafer_sum_mean,algorithm,elinks,emd\n";
+        for (size_t g = 0; g < groups.size(); ++g) {
+          const GroupTable& G = groups[g];
+          for (const auto& c : G.choices)
+            t << g << ',' << c.algorithm << ',' << c.elinks << ',' << fmt(c.emd, 8) << "\n";
+          const auto& c = G.choices[static_cast<size_t>(best.choice[g])];
+          gcsv << g << ',' << G.name << ',' << G.layer << ',' << fmt(G.eta_min, 2) << ',' << fmt(G.eta_max, 2) << ','
+               << G.modules << ',' << fmt(G.mu_mean, 4) << ',' << fmt(G.occupancy_mean, 3) << ',' << fmt(G.sum_mean, 1)
+               << ',' << c.algorithm << ',' << c.elinks << ',' << fmt(c.emd, 6) << "\n";
+        }
+        write_text(tmp + "/tables.csv", t.str());
+        write_text(tmp + "/groups.csv", gcsv.str());
+        std::ostringstream p;
+        p << "elinks_total,learned_emd,pu_scaled_elinks,pu_scaled_emd,signal_scaled_elinks,signal_scaled_emd\n";
+        for (const auto& r : pareto)
+          p << int64_t(r[0]) << ',' << fmt(r[1], 6) << ',' << int64_t(r[2]) << ',' << fmt(r[3], 6) << ','
+            << int64_t(r[4]) << ',' << fmt(r[5], 6) << "\n";
+        write_text(tmp + "/pareto.csv", p.str());
+        write_text(tmp + "/report.json", report.dump(2) + "\n");
+        write_text(tmp + "/report.txt", text.str());
+        // Maps: e-links and algorithm by layer and eta, EMD by layer.
+        std::map<int, PlotSeries> by_elinks;
+        std::map<std::string, PlotSeries> by_alg;
+        for (size_t i = 0; i < model.sites.size(); ++i) {
+          const ModuleSite& s = model.sites[i];
+          const auto& c = groups[static_cast<size_t>(s.group)]
+                              .choices[static_cast<size_t>(best.choice[static_cast<size_t>(s.group)])];
+          PlotSeries& e = by_elinks[c.elinks];
+          e.x.push_back(s.eta), e.y.push_back(s.layer);
+          PlotSeries& al = by_alg[c.algorithm];
+          al.x.push_back(s.eta), al.y.push_back(s.layer);
+        }
+        PlotPanel pe{"e-links per module", "eta", "layer", {}}, pa{"algorithm", "eta", "layer", {}},
+            pl{"mean exact EMD by layer", "layer", "EMD (sensor-cell pitches)", {}};
+        for (auto& [e, s] : by_elinks)
+          s.label = std::to_string(e) + " e-links", s.line = false, s.color = palette(pe.series.size()),
+          pe.series.push_back(s);
+        for (auto& [a, s] : by_alg)
+          s.label = a, s.line = false, s.color = palette(pa.series.size()), pa.series.push_back(s);
+        for (const TableScore* sc : {&learned, &pu_score, &sig_score}) {
+          PlotSeries s;
+          s.label = sc->name;
+          s.color = palette(pl.series.size());
+          for (size_t l = 0; l < sc->emd_by_layer.size(); ++l)
+            if (std::isfinite(sc->emd_by_layer[l])) s.x.push_back(double(l)), s.y.push_back(sc->emd_by_layer[l]);
+          pl.series.push_back(s);
+        }
+        write_png_chart(tmp + "/maps.png", {pe, pa, pl}, "detector plan " + config.name);
+        if (!pareto.empty()) {
+          PlotPanel pp{"detector-wide mean EMD vs total e-links", "total e-links", "mean exact EMD", {}};
+          PlotSeries l{"learned plan"}, a2{"PU table scaled"}, b2{"signal table scaled"};
+          l.color = palette(0), a2.color = palette(1), b2.color = palette(2), a2.hollow = b2.hollow = true;
+          for (const auto& r : pareto)
+            l.x.push_back(r[0]), l.y.push_back(r[1]), a2.x.push_back(r[2]), a2.y.push_back(r[3]), b2.x.push_back(r[4]),
+                b2.y.push_back(r[5]);
+          pp.series = {l, a2, b2};
+          write_png_chart(tmp + "/pareto.png", {pp}, "detector plan " + config.name);
+        }
+      });
+  if (json) {
+    std::printf("%s\n", report.dump().c_str());
+    return;
+  }
+  std::printf("%s", text.str().c_str());
+  std::printf("wrote %s (allocation.csv, groups.csv, tables.csv, pareto.csv, report.json, report.txt, maps.png%s)\n",
+              out_dir.c_str(), pareto.empty() ? "" : ", pareto.png");
+}
+
+std::vector<std::vector<std::string>> read_csv(const std::string& path, const std::string& header) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open (is this a detector plan folder?)");
+  std::string line;
+  std::getline(in, line);
+  if (line != header) throw Error(path + ":1: expected the header '" + header + "'");
+  std::vector<std::vector<std::string>> rows;
+  for (int n = 2; std::getline(in, line); ++n) {
+    std::vector<std::string> row;
+    std::stringstream s(line);
+    for (std::string cell; std::getline(s, cell, ',');) row.push_back(cell);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+void compare(const std::string& dir, bool json) {
+  // The model as the plan saved it: sites with their groups, groups' tables.
+  DetectorModel model;
+  std::vector<int> learned, pu, sig;
+  std::vector<GroupTable> groups;
+  const std::string alloc = dir + "/allocation.csv", tables = dir + "/tables.csv";
+  for (const auto& r : read_csv(alloc,
+                                "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,"
+                                "expected_emd,elinks_pu,elinks_signal")) {
+    if (r.size() != 13) throw Error(alloc + ": a row without 13 fields");
+    ModuleSite s;
+    s.layer = std::stoi(r[0]), s.u = std::stoi(r[1]), s.v = std::stoi(r[2]), s.motherboard = std::stoi(r[3]);
+    s.group = std::stoi(r[7]);
+    learned.push_back(std::stoi(r[9])), pu.push_back(std::stoi(r[11])), sig.push_back(std::stoi(r[12]));
+    model.sites.push_back(s);
+  }
+  for (const auto& r : read_csv(tables, "group,algorithm,elinks,emd")) {
+    if (r.size() != 4) throw Error(tables + ": a row without 4 fields");
+    const size_t g = static_cast<size_t>(std::stoi(r[0]));
+    if (groups.size() <= g) groups.resize(g + 1);
+    groups[g].choices.push_back({r[1], std::stoi(r[2]), std::stod(r[3])});
+  }
+  for (const auto& s : model.sites)
+    if (s.group < 0 || static_cast<size_t>(s.group) >= groups.size())
+      throw Error(alloc + ": group " + std::to_string(s.group) + " is not in " + tables);
+  int user_bits = 230;
+  try {
+    std::ifstream rj(dir + "/report.json");
+    user_bits = nlohmann::json::parse(rj).at("lpgbt_user_bits").get<int>();
+  } catch (const std::exception&) {
+    throw Error(dir + "/report.json: missing, or without lpgbt_user_bits (is this a detector plan folder?)");
+  }
+  const TableScore l = score_table("learned plan", model, groups, learned, user_bits);
+  const TableScore p = score_table("PU allocation", model, groups, pu, user_bits);
+  const TableScore q = score_table("signal allocation", model, groups, sig, user_bits);
+  if (json) {
+    std::printf("%s\n", comparison_json(l, p, q).dump().c_str());
+    return;
+  }
+  std::printf("%s", comparison_text(l, p, q).c_str());
+}
+
+}  // namespace
+
+void add_detector_commands(CLI::App& app) {
+  CLI::App* d = app.add_subcommand("detector", "Detector-wide plans: e-links and algorithms for every module");
+  d->require_subcommand(1);
+  {
+    struct Args {
+      std::string config, out;
+      std::vector<std::string> budgets;
+      bool overwrite = false, json = false;
+    };
+    auto a = std::make_shared<Args>();
+    CLI::App* c = d->add_subcommand("plan", "Plan a detector: groups, algorithms and e-links under a total budget");
+    c->add_option("config", a->config, "detector configuration (JSON)")->required();
+    c->add_option("-o,--output", a->out, "plan folder to write")->required();
+    c->add_option("--budget", a->budgets, "elinks=N: total e-links (default: the config's, else the PU table's)");
+    c->add_flag("--overwrite", a->overwrite, "replace an earlier plan in the folder");
+    c->add_flag("--json", a->json, "print report.json's content as one JSON object on stdout");
+    c->callback([a] { plan(a->config, a->out, a->budgets, a->overwrite, a->json); });
+  }
+  {
+    auto dir = std::make_shared<std::string>();
+    auto json = std::make_shared<bool>(false);
+    CLI::App* c = d->add_subcommand("compare", "A plan against the PU and signal allocations under its model");
+    c->add_option("plan", *dir, "plan folder (ddaq detector plan)")->required();
+    c->add_flag("--json", *json, "one JSON object on stdout");
+    c->callback([dir, json] { compare(*dir, *json); });
+  }
+}
+
+}  // namespace cli
+}  // namespace ddaq

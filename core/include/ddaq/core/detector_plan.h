@@ -1,0 +1,141 @@
+// ddaq/core/detector_plan.h: a detector-wide plan (issue 19): what each HGCAL
+// module sees, from an occupancy model by position, and which ECON-T
+// algorithm and how many e-links each group of modules gets under one total.
+//
+//   DetectorConfig::load(json)       modules, event samples, occupancy, groups
+//   build_detector_model(...)        per trigger module: eta (estimated where
+//                                    the map lacks it), flux, pileup mu; the
+//                                    scale calibrated to a mean occupancy
+//   build_group_tables(...)          per group (layer x eta ring): wafers
+//                                    drawn at its modules' mu, exact EMD of
+//                                    every algorithm at every e-link count
+//   plan_detector(...)               solve_allocation at the budget, the two
+//                                    hand-made tables under the same model,
+//                                    a Pareto over totals, lpGBT uplinks
+//
+// The occupancy model (docs/detector.md): for a pileup density flat in eta
+// (dN/deta constant), the particles crossing a module of fixed area at
+// pseudorapidity eta on a plane at distance z scale as
+// tanh(eta) sinh^2(eta) / z^2. Each module's wafers are a signal wafer plus
+// Poisson(mu) pileup wafers from the pool (the overlay of core/overlay.h),
+// with mu = scale x that flux; the scale is the one whose detector average
+// occupancy (cells > 0, over trigger modules) equals the target (18 trigger
+// cells: the real 200-pileup ECON-T sample). The mean wafer sum is then a
+// check against the same sample's 951 CALQ, not fitted.
+//
+// Plain C++ (no LibTorch): the classical algorithms are exact functions.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ddaq/core/detector.h"
+#include "ddaq/core/events.h"
+
+namespace ddaq {
+
+struct DetectorConfig {
+  std::string name = "detector";
+  std::string modules_file;  // modules.csv (paths relative to the config's folder)
+  std::string signal_file;   // event file: each module's own deposit (0 pileup)
+  std::string pool_file;     // event file: the pileup wafers overlaid
+  double target_mean_occupancy = 18.0;
+  double reference_mean_sum = 951.0;
+  int64_t calibration_wafers = 2000;  // per point of the occupancy curve
+  double eta_ring_width = 0.2;        // groups: layer x ring of this width
+  std::vector<int> layers;            // empty: every layer with trigger data
+  int64_t wafers_per_group = 400;
+  std::vector<std::string> algorithms{"best_choice", "threshold", "stc4", "stc16"};
+  std::vector<std::string> autoencoder_runs;  // trained runs (ddaq run/sweep), each at its own e-links
+  int max_elinks = 13;
+  int64_t budget_elinks = 0;           // 0: the PU table's total over the modules planned
+  std::vector<int64_t> pareto_elinks;  // totals for the Pareto (empty: none)
+  int lpgbt_user_bits = 230;           // 10.24 Gb/s, FEC5: 7 e-links per uplink
+  uint64_t seed = 1;
+  int threads = 0;  // exact EMD threads (0: all)
+
+  // Throws ddaq::Error naming the file and key for unknown keys, bad values.
+  static DetectorConfig load(const std::string& path);
+};
+
+// One module with trigger data, as the model sees it.
+struct ModuleSite {
+  int layer = 0, u = 0, v = 0, motherboard = 0;
+  double eta = 0.0;
+  bool eta_estimated = false;  // not in the eta/phi map: from the same (u,v) in another layer
+  double z = 1.0;              // the layer's distance, relative to layer 1's
+  double flux = 0.0;           // tanh(eta) sinh^2(eta) / z^2
+  double mu = 0.0;             // pileup wafers overlaid (scale x flux)
+  int elinks_pu = 0, elinks_signal = 0;
+  int group = -1;
+};
+
+struct DetectorModel {
+  std::vector<ModuleSite> sites;
+  std::vector<double> layer_z;  // index = layer (0 unused); relative to layer 1
+  double mu_per_flux = 0.0;     // the calibrated scale
+  double mean_occupancy = 0.0;  // detector average, trigger modules
+  double mean_sum = 0.0;        // detector average wafer sum, CALQ
+  int64_t eta_estimated = 0;
+  std::vector<double> curve_mu, curve_occupancy, curve_sum;  // the overlay's curve
+};
+
+class Rng;
+// One wafer of a module with pileup `mu`: a signal wafer plus Poisson(mu)
+// pool wafers, each drawn uniformly with replacement (the overlay of
+// core/overlay.h with a per-module mu).
+void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out);
+
+// Layer distances come from the table itself: for modules at the same (u,v)
+// in layers L and 1, z_L / z_1 = sinh(eta_L) / sinh(eta_1) (same transverse
+// radius), the median over those modules.
+DetectorModel build_detector_model(const DetectorConfig& config, const ModuleTable& modules, const EventTable& signal,
+                                   const EventTable& pool);
+
+struct GroupTable {
+  std::string name;  // "L09 eta 2.0-2.2"
+  int layer = 0;
+  double eta_min = 0.0, eta_max = 0.0;
+  int64_t modules = 0;
+  double mu_mean = 0.0, occupancy_mean = 0.0, sum_mean = 0.0;  // of its drawn wafers
+  std::vector<AllocationChoice> choices;                       // algorithm x e-links, mean exact EMD
+};
+
+// An algorithm beyond the ECON-T's classical ones (a trained autoencoder):
+// `compress` maps rows x 48 charges to their reconstruction at `elinks`.
+struct PlanAlgorithm {
+  std::string name;
+  int elinks = 0;
+  std::function<void(const float* in, int64_t rows, float* out)> compress;
+};
+
+// Assigns site.group and draws config.wafers_per_group wafers per group
+// (module uniform in the group, its own mu; row j of group g depends only on
+// (seed, g, j)); exact EMD in sensor-cell pitches.
+std::vector<GroupTable> build_group_tables(const DetectorConfig& config, DetectorModel& model, const EventTable& signal,
+                                           const EventTable& pool, const std::vector<PlanAlgorithm>& more = {});
+
+// The best a module of group g can do with `elinks` e-links: the least EMD
+// among the group's choices that need no more (NaN when none fits).
+const AllocationChoice* best_choice_within(const GroupTable& group, int elinks);
+
+struct TableScore {  // a per-module e-link table judged under the model
+  std::string name;
+  int64_t elinks = 0, uplinks = 0;
+  double emd_mean = 0.0;
+  std::vector<double> emd_by_layer;  // index = layer, NaN where none
+};
+
+// Each module runs the best algorithm its group has within its e-links
+// (`elinks[i]` for site i); uplinks: per (layer, motherboard), e-links packed
+// onto lpGBT uplinks of floor(user_bits / 32) e-links each.
+TableScore score_table(const std::string& name, const DetectorModel& model, const std::vector<GroupTable>& groups,
+                       const std::vector<int>& elinks, int lpgbt_user_bits);
+
+// A table scaled to exactly `total` e-links (total >= modules): each module
+// max(1, floor(e x total / sum)), then the rest one by one to the largest
+// fractions (ties: the earlier module); throws when total < modules.
+std::vector<int> scale_table(const std::vector<int>& elinks, int64_t total);
+
+}  // namespace ddaq

@@ -1,0 +1,198 @@
+// The detector plan's configuration and occupancy model (detector_plan.h).
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <utility>
+
+#include "ddaq/core/config.h"
+#include "ddaq/core/detector_plan.h"
+#include "ddaq/core/random.h"
+#include "ddaq/error.h"
+
+namespace ddaq {
+
+namespace {
+
+std::string beside(const std::string& config_path, const std::string& file) {
+  if (file.empty() || std::filesystem::path(file).is_absolute()) return file;
+  return (std::filesystem::path(config_path).parent_path() / file).lexically_normal().string();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Linear interpolation of `y` over `x` (increasing); clamped at the ends.
+double interpolate(const std::vector<double>& x, const std::vector<double>& y, double at) {
+  if (at <= x.front()) return y.front();
+  if (at >= x.back()) return y.back();
+  const size_t i = static_cast<size_t>(std::upper_bound(x.begin(), x.end(), at) - x.begin());
+  const double t = (at - x[i - 1]) / (x[i] - x[i - 1]);
+  return y[i - 1] + t * (y[i] - y[i - 1]);
+}
+
+}  // namespace
+
+void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out) {
+  const float* s = signal.calq.data() + rng.below(static_cast<uint64_t>(signal.size())) * kCellsPerWafer;
+  std::copy(s, s + kCellsPerWafer, out);
+  const int64_t k = rng.poisson(mu);
+  for (int64_t i = 0; i < k; ++i) {
+    const float* p = pool.calq.data() + rng.below(static_cast<uint64_t>(pool.size())) * kCellsPerWafer;
+    for (int c = 0; c < kCellsPerWafer; ++c) out[c] += p[c];
+  }
+}
+
+DetectorConfig DetectorConfig::load(const std::string& path) {
+  const Config c = Config::load(path);
+  c.reject_unknown({"name", "modules", "signal", "pool", "occupancy", "groups", "wafers_per_group", "algorithms",
+                    "autoencoders", "max_elinks", "budget_elinks", "pareto_elinks", "lpgbt_user_bits", "seed",
+                    "threads"});
+  DetectorConfig d;
+  d.name = c.string("name", d.name);
+  d.modules_file = beside(path, c.string("modules", ""));
+  d.signal_file = beside(path, c.string("signal", ""));
+  d.pool_file = beside(path, c.string("pool", ""));
+  if (d.modules_file.empty() || d.signal_file.empty() || d.pool_file.empty())
+    throw Error(path + ": 'modules', 'signal' and 'pool' are needed (a module table and two event files)");
+  const Config occ = c.section("occupancy");
+  occ.reject_unknown({"target_mean_occupancy", "reference_mean_sum", "calibration_wafers"});
+  d.target_mean_occupancy = occ.number("target_mean_occupancy", d.target_mean_occupancy, 0.01, 47.99);
+  d.reference_mean_sum = occ.number("reference_mean_sum", d.reference_mean_sum, 0.0);
+  d.calibration_wafers = occ.integer("calibration_wafers", d.calibration_wafers, 10, 1000000);
+  const Config groups = c.section("groups");
+  groups.reject_unknown({"eta_ring_width", "layers"});
+  d.eta_ring_width = groups.number("eta_ring_width", d.eta_ring_width, 0.01, 10.0);
+  for (int64_t l : groups.integers("layers", {}, 1, 60)) d.layers.push_back(static_cast<int>(l));
+  d.wafers_per_group = c.integer("wafers_per_group", d.wafers_per_group, 10, 1000000);
+  d.algorithms = c.strings("algorithms", d.algorithms);
+  for (const std::string& a : d.algorithms)
+    if (a != "best_choice" && a != "threshold" && a != "stc4" && a != "stc16")
+      throw Error(path + ": algorithms: '" + a + "' is not one of best_choice, threshold, stc4, stc16");
+  for (const std::string& run : c.strings("autoencoders", {})) d.autoencoder_runs.push_back(beside(path, run));
+  d.max_elinks = static_cast<int>(c.integer("max_elinks", d.max_elinks, 1, 13));
+  d.budget_elinks = c.integer("budget_elinks", 0, 0);
+  d.pareto_elinks = c.integers("pareto_elinks", {}, 1);
+  d.lpgbt_user_bits = static_cast<int>(c.integer("lpgbt_user_bits", d.lpgbt_user_bits, 32, 100000));
+  d.seed = static_cast<uint64_t>(c.integer("seed", 1, 0));
+  d.threads = static_cast<int>(c.integer("threads", 0, 0, 1024));
+  return d;
+}
+
+DetectorModel build_detector_model(const DetectorConfig& config, const ModuleTable& modules, const EventTable& signal,
+                                   const EventTable& pool) {
+  if (signal.size() == 0 || pool.size() == 0) throw Error("detector: the signal and pool event files need wafers");
+  DetectorModel m;
+  const auto& rows = modules.modules();
+  // Eta by (layer, u, v) where the map has it.
+  std::map<int, std::map<std::pair<int, int>, double>> eta;
+  int max_layer = 0;
+  for (const auto& r : rows) {
+    max_layer = std::max(max_layer, r.layer);
+    if (r.has_eta_phi) eta[r.layer][{r.u, r.v}] = r.eta;
+  }
+  if (!eta.count(1)) throw Error(config.modules_file + ": no eta for layer 1 (the reference for layer distances)");
+  // Layer distances relative to layer 1, from modules at the same (u,v);
+  // chained from the previous placed layer where layer 1 shares too few.
+  m.layer_z.assign(static_cast<size_t>(max_layer) + 1, NAN);
+  m.layer_z[1] = 1.0;
+  int previous = 1;
+  for (const auto& [layer, cells] : eta) {
+    if (layer == 1) continue;
+    auto ratios_to = [&](int ref) {
+      std::vector<double> r;
+      for (const auto& [uv, e] : cells) {
+        auto it = eta[ref].find(uv);
+        if (it != eta[ref].end()) r.push_back(std::sinh(e) / std::sinh(it->second));
+      }
+      return r;
+    };
+    std::vector<double> r = ratios_to(1);
+    int ref = 1;
+    if (r.size() < 10) r = ratios_to(ref = previous);
+    if (r.size() < 10)
+      throw Error(config.modules_file + ": layer " + std::to_string(layer) +
+                  " shares fewer than 10 module positions with the layers before it: cannot place it in z");
+    m.layer_z[static_cast<size_t>(layer)] = m.layer_z[static_cast<size_t>(ref)] * median(r);
+    previous = layer;
+  }
+  // The trigger modules of the planned layers, with eta (estimated: the
+  // mean eta of the nearest modules of the same layer that have it).
+  std::vector<bool> wanted(static_cast<size_t>(max_layer) + 1, config.layers.empty());
+  for (int l : config.layers) {
+    if (l > max_layer) throw Error(config.modules_file + ": groups.layers: no layer " + std::to_string(l));
+    wanted[static_cast<size_t>(l)] = true;
+  }
+  for (const auto& r : rows) {
+    if (r.elinks_pu <= 0 || !wanted[static_cast<size_t>(r.layer)]) continue;
+    ModuleSite s;
+    s.layer = r.layer, s.u = r.u, s.v = r.v, s.motherboard = r.motherboard;
+    s.elinks_pu = r.elinks_pu, s.elinks_signal = r.elinks_signal;
+    if (r.has_eta_phi) {
+      s.eta = r.eta;
+    } else {
+      const auto& known = eta[r.layer];
+      if (known.empty())
+        throw Error(config.modules_file + ": layer " + std::to_string(r.layer) + " has no module with eta");
+      int best = 1 << 30;
+      double sum = 0;
+      int n = 0;
+      for (const auto& [uv, e] : known) {
+        const int du = uv.first - r.u, dv = uv.second - r.v;
+        const int d = (std::abs(du) + std::abs(dv) + std::abs(du - dv)) / 2;  // hexagonal distance
+        if (d < best) best = d, sum = 0, n = 0;
+        if (d == best) sum += e, ++n;
+      }
+      s.eta = sum / n;
+      s.eta_estimated = true;
+      ++m.eta_estimated;
+    }
+    s.z = m.layer_z[static_cast<size_t>(r.layer)];
+    if (!std::isfinite(s.z))
+      throw Error(config.modules_file + ": layer " + std::to_string(r.layer) + " has no module with eta");
+    const double sh = std::sinh(s.eta);
+    s.flux = std::tanh(s.eta) * sh * sh / (s.z * s.z);
+    m.sites.push_back(s);
+  }
+  if (m.sites.empty()) throw Error(config.modules_file + ": no module with trigger data in the planned layers");
+  // The overlay's occupancy and wafer sum as functions of mu.
+  m.curve_mu.push_back(0.0);
+  for (double mu = 0.01; mu < 20000.0; mu *= 1.25) m.curve_mu.push_back(mu);
+  std::vector<float> w(kCellsPerWafer);
+  for (size_t k = 0; k < m.curve_mu.size(); ++k) {
+    double occ = 0, sum = 0;
+    for (int64_t j = 0; j < config.calibration_wafers; ++j) {
+      Rng rng(config.seed, (static_cast<uint64_t>(k) << 40) + static_cast<uint64_t>(j));
+      draw_module_wafer(rng, m.curve_mu[k], signal, pool, w.data());
+      for (float x : w) occ += x > 0, sum += x;
+    }
+    m.curve_occupancy.push_back(occ / static_cast<double>(config.calibration_wafers));
+    m.curve_sum.push_back(sum / static_cast<double>(config.calibration_wafers));
+  }
+  auto mean_over_sites = [&](double scale, const std::vector<double>& curve) {
+    double t = 0;
+    for (const auto& s : m.sites) t += interpolate(m.curve_mu, curve, scale * s.flux);
+    return t / static_cast<double>(m.sites.size());
+  };
+  double lo = 1e-9, hi = 1e6;
+  if (mean_over_sites(lo, m.curve_occupancy) > config.target_mean_occupancy ||
+      mean_over_sites(hi, m.curve_occupancy) < config.target_mean_occupancy)
+    throw Error("detector: occupancy.target_mean_occupancy " + std::to_string(config.target_mean_occupancy) +
+                " is outside what the signal and pool wafers reach (" +
+                std::to_string(mean_over_sites(lo, m.curve_occupancy)) + " to " +
+                std::to_string(mean_over_sites(hi, m.curve_occupancy)) + ")");
+  for (int it = 0; it < 200; ++it) {  // bisection in log(scale)
+    const double mid = std::sqrt(lo * hi);
+    (mean_over_sites(mid, m.curve_occupancy) < config.target_mean_occupancy ? lo : hi) = mid;
+  }
+  m.mu_per_flux = std::sqrt(lo * hi);
+  for (auto& s : m.sites) s.mu = m.mu_per_flux * s.flux;
+  m.mean_occupancy = mean_over_sites(m.mu_per_flux, m.curve_occupancy);
+  m.mean_sum = mean_over_sites(m.mu_per_flux, m.curve_sum);
+  return m;
+}
+
+}  // namespace ddaq

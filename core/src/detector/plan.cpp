@@ -1,0 +1,185 @@
+// Groups, their EMD tables and the judging of e-link tables (detector_plan.h).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <tuple>
+
+#include "ddaq/core/baselines.h"
+#include "ddaq/core/detector_plan.h"
+#include "ddaq/core/random.h"
+#include "ddaq/core/wafer_metric.h"
+#include "ddaq/error.h"
+#include "ddaq/surrogates/emd.h"
+#include "ddaq/surrogates/link_budget.h"
+
+namespace ddaq {
+
+namespace {
+
+struct Algorithm {
+  std::string name;
+  int elinks, cells;  // cells: Best Choice / threshold cells, or STC group size
+};
+
+std::vector<Algorithm> algorithms_of(const DetectorConfig& config) {
+  const ClassicalFormats f;
+  std::vector<Algorithm> out;
+  for (const std::string& a : config.algorithms) {
+    if (a == "best_choice")
+      for (int e = 1; e <= config.max_elinks; ++e) out.push_back({a, e, f.best_choice_cells_for(e)});
+    if (a == "threshold")  // header + 48-bit map + 7 bits per kept cell (link_budget.h)
+      for (int e = 1; e <= config.max_elinks; ++e) {
+        const int cells = std::min(48, (f.elink_bits * e - f.header_bits - f.map_bits) / f.threshold_cell_bits);
+        if (cells > 0) out.push_back({a, e, cells});
+      }
+    if (a == "stc4" || a == "stc16") {
+      const int group = a == "stc4" ? 4 : 16;
+      if (f.stc_elinks(group) <= config.max_elinks) out.push_back({a, f.stc_elinks(group), group});
+    }
+  }
+  return out;
+}
+
+void compress(const Algorithm& a, const float* in, int64_t rows, float* out) {
+  if (a.name == "best_choice") best_choice(in, rows, a.cells, out);
+  if (a.name == "threshold") threshold_truncated(in, rows, 0.0f, a.cells, out);
+  if (a.name == "stc4" || a.name == "stc16") super_trigger_cells(in, rows, a.cells, out);
+}
+
+}  // namespace
+
+std::vector<GroupTable> build_group_tables(const DetectorConfig& config, DetectorModel& model, const EventTable& signal,
+                                           const EventTable& pool, const std::vector<PlanAlgorithm>& more) {
+  // Groups: layer x eta ring, in that order.
+  std::map<std::pair<int, int>, int> index;
+  for (const auto& s : model.sites) index[{s.layer, static_cast<int>(std::floor(s.eta / config.eta_ring_width))}] = 0;
+  std::vector<GroupTable> groups;
+  for (auto& [key, g] : index) {
+    g = static_cast<int>(groups.size());
+    GroupTable t;
+    t.layer = key.first;
+    t.eta_min = key.second * config.eta_ring_width;
+    t.eta_max = t.eta_min + config.eta_ring_width;
+    char name[64];
+    std::snprintf(name, sizeof name, "L%02d eta %.2f-%.2f", t.layer, t.eta_min, t.eta_max);
+    t.name = name;
+    groups.push_back(t);
+  }
+  std::vector<std::vector<const ModuleSite*>> members(groups.size());
+  for (auto& s : model.sites) {
+    s.group = index.at({s.layer, static_cast<int>(std::floor(s.eta / config.eta_ring_width))});
+    members[static_cast<size_t>(s.group)].push_back(&s);
+    ++groups[static_cast<size_t>(s.group)].modules;
+  }
+  std::vector<PlanAlgorithm> algorithms;
+  for (const Algorithm& a : algorithms_of(config))
+    algorithms.push_back(
+        {a.name, a.elinks, [a](const float* in, int64_t rows, float* out) { compress(a, in, rows, out); }});
+  for (const PlanAlgorithm& a : more)
+    if (a.elinks >= 1 && a.elinks <= config.max_elinks) algorithms.push_back(a);
+  const GroundMetric metric = trigger_cell_metric();
+  const int64_t n = config.wafers_per_group;
+  std::vector<float> wafers(static_cast<size_t>(n) * kCellsPerWafer), out(wafers.size());
+  std::vector<double> emd(static_cast<size_t>(n));
+  for (size_t g = 0; g < groups.size(); ++g) {
+    GroupTable& t = groups[g];
+    double mu = 0, occ = 0, sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      Rng rng(config.seed + 1, (static_cast<uint64_t>(g) << 32) + static_cast<uint64_t>(j));
+      const ModuleSite& s = *members[g][rng.below(members[g].size())];
+      float* w = wafers.data() + j * kCellsPerWafer;
+      draw_module_wafer(rng, s.mu, signal, pool, w);
+      mu += s.mu;
+      for (int c = 0; c < kCellsPerWafer; ++c) occ += w[c] > 0, sum += w[c];
+    }
+    t.mu_mean = mu / static_cast<double>(n);
+    t.occupancy_mean = occ / static_cast<double>(n);
+    t.sum_mean = sum / static_cast<double>(n);
+    for (const PlanAlgorithm& a : algorithms) {
+      a.compress(wafers.data(), n, out.data());
+      emd_exact_rows(metric, wafers.data(), out.data(), n, emd.data(), config.threads);
+      double total = 0;
+      int64_t finite = 0;
+      for (double e : emd)
+        if (std::isfinite(e)) total += e, ++finite;
+      const AllocationChoice c{a.name, a.elinks, finite ? total / static_cast<double>(finite) : NAN};
+      // Threshold keeping as many cells as Best Choice sends the same cells:
+      // one choice, named by the first algorithm listed.
+      bool same = false;
+      for (const auto& d : t.choices) same = same || (d.elinks == c.elinks && d.emd == c.emd);
+      if (!same) t.choices.push_back(c);
+    }
+  }
+  return groups;
+}
+
+const AllocationChoice* best_choice_within(const GroupTable& group, int elinks) {
+  const AllocationChoice* best = nullptr;
+  for (const auto& c : group.choices)
+    if (c.elinks <= elinks && std::isfinite(c.emd) && (!best || c.emd < best->emd)) best = &c;
+  return best;
+}
+
+TableScore score_table(const std::string& name, const DetectorModel& model, const std::vector<GroupTable>& groups,
+                       const std::vector<int>& elinks, int lpgbt_user_bits) {
+  if (elinks.size() != model.sites.size()) throw Error("score_table: one e-link count per module is needed");
+  TableScore t;
+  t.name = name;
+  int max_layer = 0;
+  for (const auto& s : model.sites) max_layer = std::max(max_layer, s.layer);
+  std::vector<double> layer_sum(static_cast<size_t>(max_layer) + 1, 0.0);
+  std::vector<int64_t> layer_n(layer_sum.size(), 0);
+  std::map<std::pair<int, int>, int64_t> per_motherboard;
+  double total = 0;
+  for (size_t i = 0; i < elinks.size(); ++i) {
+    const ModuleSite& s = model.sites[i];
+    const AllocationChoice* c = best_choice_within(groups.at(static_cast<size_t>(s.group)), elinks[i]);
+    if (!c)
+      throw Error(name + ": module layer " + std::to_string(s.layer) + " (" + std::to_string(s.u) + "," +
+                  std::to_string(s.v) + ") has " + std::to_string(elinks[i]) + " e-links: no algorithm fits");
+    total += c->emd;
+    layer_sum[static_cast<size_t>(s.layer)] += c->emd;
+    ++layer_n[static_cast<size_t>(s.layer)];
+    t.elinks += elinks[i];
+    per_motherboard[{s.layer, s.motherboard}] += elinks[i];
+  }
+  const int64_t per_uplink = lpgbt_user_bits / 32;
+  for (const auto& [key, e] : per_motherboard) t.uplinks += (e + per_uplink - 1) / per_uplink;
+  t.emd_mean = total / static_cast<double>(elinks.size());
+  for (size_t l = 0; l < layer_sum.size(); ++l)
+    t.emd_by_layer.push_back(layer_n[l] ? layer_sum[l] / static_cast<double>(layer_n[l]) : NAN);
+  return t;
+}
+
+std::vector<int> scale_table(const std::vector<int>& elinks, int64_t total) {
+  int64_t sum = 0;
+  for (int e : elinks) sum += e;
+  const int64_t n = static_cast<int64_t>(elinks.size());
+  if (sum <= 0 || total < n)
+    throw Error("scale_table: " + std::to_string(total) + " e-links cannot give each of " + std::to_string(n) +
+                " modules one");
+  // Largest remainders: floor of the scaled count (at least 1), then the
+  // e-links left over to the largest fractions (ties: the earlier module).
+  const double f = static_cast<double>(total) / static_cast<double>(sum);
+  std::vector<int> out(elinks.size());
+  std::vector<double> rest(elinks.size());
+  int64_t given = 0;
+  for (size_t i = 0; i < elinks.size(); ++i) {
+    const double x = elinks[i] * f;
+    out[i] = std::max(1, static_cast<int>(std::floor(x)));
+    rest[i] = x - out[i];
+    given += out[i];
+  }
+  std::vector<size_t> order(elinks.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return rest[a] > rest[b]; });
+  for (size_t k = 0; given < total; k = (k + 1) % order.size()) ++out[order[k]], ++given;
+  for (size_t k = order.size(); given > total;) {  // the floor of 1 gave too many: take from the smallest fractions
+    k = (k == 0 ? order.size() : k) - 1;
+    if (out[order[k]] > 1) --out[order[k]], --given;
+  }
+  return out;
+}
+
+}  // namespace ddaq

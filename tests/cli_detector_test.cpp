@@ -1,0 +1,120 @@
+// `ddaq detector plan` and `ddaq detector compare`, run as a user would:
+// files, budgets kept, compare recomputing the plan's numbers from its files,
+// the same seed giving the same allocation, one-line errors leaving nothing.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "test_support.h"
+
+namespace {
+
+void expect_error(const ddaq_test::CommandResult& r, const std::string& fragment) {
+  DOCTEST_INFO("stderr: " << r.err);
+  DOCTEST_CHECK(r.exit_code == 1);
+  DOCTEST_CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  DOCTEST_CHECK(r.err.find(fragment) != std::string::npos);
+}
+
+std::vector<std::vector<std::string>> csv_rows(const std::string& text) {
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream in(text);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::vector<std::string> row;
+    std::istringstream l(line);
+    for (std::string cell; std::getline(l, cell, ',');) row.push_back(cell);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+}  // namespace
+
+DOCTEST_TEST_SUITE("cli") {
+  DOCTEST_TEST_CASE("detector plan and compare: budget kept, compare agrees, reproducible, clean errors") {
+    ddaq_test::TempDir dir;
+    std::ostringstream modules;
+    modules
+        << "layer,u,v,density,mod_type,motherboard,cassette,econt_elinks_pu,econt_elinks_signal,econd_elinks,eta,phi\n";
+    for (int layer : {1, 3})
+      for (int u = 0; u < 12; ++u)
+        modules << layer << "," << u << ",0,LD,a," << u / 4 << ",1," << (u < 8 ? 2 : 4) << "," << (layer == 1 ? 3 : 2)
+                << ",1," << 1.55 + 0.13 * u + (layer == 3 ? 0.05 : 0.0) << ",0.1\n";
+    ddaq_test::write_text(dir.file("modules.csv"), modules.str());
+    DOCTEST_REQUIRE(ddaq_test::run_ddaq("data synth --events 300 --seed 1 -o " + dir.file("s.h5")).exit_code == 0);
+    DOCTEST_REQUIRE(ddaq_test::run_ddaq("data synth --events 300 --seed 2 -o " + dir.file("p.h5")).exit_code == 0);
+    ddaq_test::write_text(dir.file("d.json"),
+                          R"({"name": "t", "modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
+        "occupancy": {"target_mean_occupancy": 20, "calibration_wafers": 200},
+        "groups": {"eta_ring_width": 0.5}, "wafers_per_group": 40, "max_elinks": 6,
+        "pareto_elinks": [30, 50, 70]})");
+    const std::string plan = "detector plan " + dir.file("d.json");
+    auto r = ddaq_test::run_ddaq(plan + " -o " + dir.file("P") + " --budget elinks=66 --json");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto report = nlohmann::json::parse(r.out);
+    for (const char* f : {"allocation.csv", "groups.csv", "tables.csv", "pareto.csv", "report.json", "report.txt",
+                          "maps.png", "pareto.png"})
+      DOCTEST_CHECK(ddaq_test::exists(dir.file("P/") + f));
+    // The budget holds module by module, and each module's expected EMD is
+    // its group's table entry for what it runs.
+    std::map<std::string, double> table;
+    for (const auto& row : csv_rows(ddaq_test::read_text(dir.file("P/tables.csv"))))
+      table[row[0] + "/" + row[1] + "/" + row[2]] = std::stod(row[3]);
+    int64_t elinks = 0;
+    double emd = 0;
+    const auto allocation = csv_rows(ddaq_test::read_text(dir.file("P/allocation.csv")));
+    DOCTEST_REQUIRE(allocation.size() == 24);
+    for (const auto& row : allocation) {
+      elinks += std::stoi(row[9]);
+      emd += std::stod(row[10]);
+      DOCTEST_CHECK(std::stod(row[10]) ==
+                    doctest::Approx(table.at(row[7] + "/" + row[8] + "/" + row[9])).epsilon(1e-5));
+    }
+    DOCTEST_CHECK(elinks <= 66);
+    DOCTEST_CHECK(report.at("elinks_total").get<int64_t>() == elinks);
+    DOCTEST_CHECK(report.at("learned_emd_mean").get<double>() == doctest::Approx(emd / 24.0).epsilon(1e-5));
+    DOCTEST_CHECK(report.at("pu_allocation_elinks").get<int64_t>() == 8 * 2 * 2 + 4 * 4 * 2);
+    // 66 e-links give every group the most its modules have in the PU table,
+    // so the optimum is at least as good as the PU table.
+    DOCTEST_CHECK(report.at("learned_emd_mean").get<double>() <=
+                  report.at("pu_allocation_emd_mean").get<double>() + 1e-12);
+    // compare: the same numbers from the plan's files alone.
+    r = ddaq_test::run_ddaq("detector compare " + dir.file("P") + " --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto cmp = nlohmann::json::parse(r.out);
+    for (const char* k : {"learned_emd_mean", "pu_allocation_emd_mean", "signal_allocation_emd_mean"})
+      DOCTEST_CHECK(cmp.at(k).get<double>() == doctest::Approx(report.at(k).get<double>()).epsilon(1e-6));
+    DOCTEST_CHECK(cmp.at("elinks_total") == report.at("elinks_total"));
+    DOCTEST_CHECK(cmp.at("uplinks") == report.at("uplinks"));
+    // Same config and seed: the same allocation, byte for byte.
+    DOCTEST_REQUIRE(ddaq_test::run_ddaq(plan + " -o " + dir.file("P2") + " --budget elinks=66").exit_code == 0);
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("P2/allocation.csv")) ==
+                  ddaq_test::read_text(dir.file("P/allocation.csv")));
+    // Errors: one line, nothing written or replaced.
+    const std::string before = ddaq_test::read_text(dir.file("P/allocation.csv"));
+    expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("P") + " --budget elinks=40"), "exists");
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("P/allocation.csv")) == before);
+    expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget elinks=5"), "budget");
+    expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget links=5"), "elinks=N");
+    ddaq_test::write_text(dir.file("bad.json"),
+                          R"({"modules": "modules.csv", "signal": "s.h5", "pool": "p.h5", "wafers": 3})");
+    expect_error(ddaq_test::run_ddaq("detector plan " + dir.file("bad.json") + " -o " + dir.file("Q")), "wafers");
+    ddaq_test::write_text(dir.file("bad2.json"), R"({"modules": "modules.csv", "signal": "none.h5", "pool": "p.h5"})");
+    expect_error(ddaq_test::run_ddaq("detector plan " + dir.file("bad2.json") + " -o " + dir.file("Q")), "none.h5");
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("Q")));
+    expect_error(ddaq_test::run_ddaq("detector compare " + dir.file("s.h5")), "s.h5");
+    // --overwrite replaces a plan with a new one at the new budget.
+    r = ddaq_test::run_ddaq(plan + " -o " + dir.file("P") + " --budget elinks=40 --overwrite --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK(nlohmann::json::parse(r.out).at("elinks_total").get<int64_t>() <= 40);
+  }
+}

@@ -1,0 +1,183 @@
+// The detector plan (detector_plan.h): the occupancy model against its
+// definitions and an independent Monte Carlo, the group tables against EMDs
+// computed here, and the judging and scaling of e-link tables by hand.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ddaq/core/detector_plan.h"
+#include "ddaq/core/random.h"
+#include "ddaq/core/wafer_metric.h"
+#include "ddaq/error.h"
+#include "ddaq/surrogates/emd.h"
+#include "ddaq/surrogates/link_budget.h"
+
+namespace {
+
+const char* kHeader =
+    "layer,u,v,density,mod_type,motherboard,cassette,econt_elinks_pu,econt_elinks_signal,econd_elinks,eta,phi\n";
+
+// Layers 1 and 3, modules (u, 0) for u = 0..11; in layer 3 sinh(eta) is 1.1
+// times layer 1's at the same (u, v) (z 1.1 times farther), and (5, 0) has no eta.
+std::string two_layer_table() {
+  std::ostringstream s;
+  s << kHeader;
+  s.precision(17);
+  for (int layer : {1, 3})
+    for (int u = 0; u < 12; ++u) {
+      const double eta1 = 1.6 + 0.1 * u;
+      const double eta = layer == 1 ? eta1 : std::asinh(1.1 * std::sinh(eta1));
+      s << layer << "," << u << ",0,LD,a," << u / 4 << ",1,2,3,1,";
+      if (layer == 3 && u == 5)
+        s << ",\n";
+      else
+        s << eta << ",0.1\n";
+    }
+  return s.str();
+}
+
+ddaq::EventTable wafers(int64_t n, int cells_on, uint64_t seed) {
+  ddaq::EventTable t;
+  t.calq.assign(static_cast<size_t>(n) * 48, 0.0f);
+  std::mt19937_64 g(seed);
+  for (int64_t i = 0; i < n; ++i)
+    for (int k = 0; k < cells_on; ++k) t.calq[static_cast<size_t>(i * 48 + static_cast<int64_t>(g() % 48))] = 1.0f + k;
+  return t;
+}
+
+}  // namespace
+
+DOCTEST_TEST_SUITE("detector") {
+  DOCTEST_TEST_CASE("occupancy model: layer distances, estimated eta, flux and the calibrated occupancy") {
+    const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
+    const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
+    ddaq::DetectorConfig config;
+    config.modules_file = "t.csv";
+    config.target_mean_occupancy = 6.0;
+    config.calibration_wafers = 2000;
+    const ddaq::DetectorModel m = ddaq::build_detector_model(config, table, signal, pool);
+    DOCTEST_REQUIRE(m.sites.size() == 24);
+    DOCTEST_CHECK(m.layer_z[3] == doctest::Approx(1.1).epsilon(1e-12));
+    DOCTEST_CHECK(m.eta_estimated == 1);
+    for (const auto& s : m.sites) {
+      if (s.layer == 3 && s.u == 5) {
+        // Its nearest modules with eta in layer 3: (4, 0) and (6, 0).
+        const double e4 = std::asinh(1.1 * std::sinh(2.0)), e6 = std::asinh(1.1 * std::sinh(2.2));
+        DOCTEST_CHECK(s.eta_estimated);
+        DOCTEST_CHECK(s.eta == doctest::Approx(0.5 * (e4 + e6)).epsilon(1e-12));
+      }
+      const double sh = std::sinh(s.eta), z = s.layer == 1 ? 1.0 : 1.1;
+      DOCTEST_CHECK(s.flux == doctest::Approx(std::tanh(s.eta) * sh * sh / (z * z)).epsilon(1e-9));
+      DOCTEST_CHECK(s.mu == doctest::Approx(m.mu_per_flux * s.flux));
+    }
+    DOCTEST_CHECK(m.mean_occupancy == doctest::Approx(6.0).epsilon(1e-3));
+    // An independent Monte Carlo of the same overlay at the calibrated mu.
+    std::mt19937_64 g(7);
+    double occupied = 0;
+    const int per_site = 3000;
+    for (const auto& s : m.sites) {
+      std::poisson_distribution<int> k(s.mu);
+      for (int j = 0; j < per_site; ++j) {
+        float w[48];
+        const float* sig = signal.calq.data() + (g() % 50) * 48;
+        std::copy(sig, sig + 48, w);
+        for (int i = k(g); i > 0; --i) {
+          const float* p = pool.calq.data() + (g() % 200) * 48;
+          for (int c = 0; c < 48; ++c) w[c] += p[c];
+        }
+        for (float x : w) occupied += x > 0;
+      }
+    }
+    DOCTEST_CHECK(occupied / (24.0 * per_site) == doctest::Approx(6.0).epsilon(0.02));
+    // A pool that adds nothing cannot reach 6 cells on average.
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::build_detector_model(config, table, signal, wafers(10, 0, 3)),
+                                 doctest::Contains("target_mean_occupancy 6"), ddaq::Error);
+  }
+
+  DOCTEST_TEST_CASE("group tables: layer x eta ring, and each algorithm's exact EMD on the drawn wafers") {
+    // One signal wafer and a pool of empty wafers: every drawn wafer is W.
+    ddaq::EventTable signal, pool = wafers(5, 0, 1);
+    for (int c = 0; c < 48; ++c) signal.calq.push_back(c % 3 == 0 ? 0.0f : static_cast<float>((c * 37) % 101 + 1));
+    ddaq::DetectorModel model;
+    for (const auto& [layer, eta] :
+         std::vector<std::pair<int, double>>{{1, 1.55}, {1, 1.65}, {1, 1.7}, {1, 1.85}, {3, 1.5}}) {
+      ddaq::ModuleSite s;
+      s.layer = layer, s.eta = eta, s.mu = 2.0;
+      model.sites.push_back(s);
+    }
+    ddaq::DetectorConfig config;
+    config.wafers_per_group = 20;
+    config.max_elinks = 6;
+    const auto groups = ddaq::build_group_tables(config, model, signal, pool);
+    DOCTEST_REQUIRE(groups.size() == 4);
+    DOCTEST_CHECK(groups[0].name == "L01 eta 1.40-1.60");
+    DOCTEST_CHECK(groups[1].modules == 2);
+    DOCTEST_CHECK(groups[3].name == "L03 eta 1.40-1.60");
+    DOCTEST_CHECK(model.sites[2].group == 1);
+    int occupied = 0;
+    double sum = 0;
+    for (float x : signal.calq) occupied += x > 0, sum += x;
+    ddaq::ExactEmd emd(ddaq::trigger_cell_metric());
+    const ddaq::ClassicalFormats formats;
+    for (const auto& g : groups) {
+      DOCTEST_CHECK(g.occupancy_mean == occupied);
+      DOCTEST_CHECK(g.sum_mean == doctest::Approx(sum));
+      for (int e = 1; e <= 6; ++e) {
+        // Best Choice written here: the k largest cells (all charges differ).
+        std::vector<float> sorted = signal.calq, kept(48, 0.0f);
+        std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+        const float cut = sorted[static_cast<size_t>(formats.best_choice_cells_for(e) - 1)];
+        for (int c = 0; c < 48; ++c)
+          kept[static_cast<size_t>(c)] =
+              signal.calq[static_cast<size_t>(c)] >= cut ? signal.calq[static_cast<size_t>(c)] : 0.0f;
+        const double expected = emd(signal.calq.data(), kept.data());
+        bool found = false;
+        for (const auto& c : g.choices)
+          if (c.algorithm == "best_choice" && c.elinks == e) {
+            found = true;
+            DOCTEST_CHECK(c.emd == doctest::Approx(expected).epsilon(1e-9));
+          }
+        DOCTEST_CHECK(found);
+      }
+      // Threshold keeping as many cells as Best Choice is the same choice: listed once.
+      for (const auto& c : g.choices)
+        for (const auto& d : g.choices)
+          if (&c != &d) DOCTEST_CHECK_FALSE((c.elinks == d.elinks && c.emd == d.emd));
+      const ddaq::AllocationChoice* best = ddaq::best_choice_within(g, 3);
+      DOCTEST_REQUIRE(best);
+      for (const auto& c : g.choices)
+        if (c.elinks <= 3) DOCTEST_CHECK(best->emd <= c.emd);
+    }
+  }
+
+  DOCTEST_TEST_CASE("e-link tables judged under the model, uplinks per motherboard, tables scaled exactly") {
+    ddaq::DetectorModel model;
+    std::vector<ddaq::GroupTable> groups(2);
+    groups[0].choices = {{"best_choice", 1, 3.0}, {"best_choice", 2, 2.0}, {"threshold", 4, 0.5}};
+    groups[1].choices = {{"stc16", 2, 1.0}, {"best_choice", 3, 1.5}};
+    for (const auto& [layer, mb, group] : std::vector<std::tuple<int, int, int>>{{1, 0, 0}, {1, 0, 0}, {3, 0, 1}}) {
+      ddaq::ModuleSite s;
+      s.layer = layer, s.motherboard = mb, s.group = group;
+      model.sites.push_back(s);
+    }
+    // 5 e-links: threshold (0.5); 4: threshold (0.5); 3 in group 1: stc16 at 2 (1.0) beats best_choice at 3.
+    const ddaq::TableScore t = ddaq::score_table("t", model, groups, {5, 4, 3}, 230);
+    DOCTEST_CHECK(t.emd_mean == doctest::Approx((0.5 + 0.5 + 1.0) / 3.0));
+    DOCTEST_CHECK(t.elinks == 12);
+    DOCTEST_CHECK(t.uplinks == 3);  // layer 1 board: 9 e-links -> 2 uplinks of 7; layer 3 board: 1
+    DOCTEST_CHECK(t.emd_by_layer[1] == doctest::Approx(0.5));
+    DOCTEST_CHECK(t.emd_by_layer[3] == doctest::Approx(1.0));
+    DOCTEST_CHECK(std::isnan(t.emd_by_layer[2]));
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::score_table("t", model, groups, {5, 4, 1}, 230),
+                                 doctest::Contains("1 e-links: no algorithm fits"), ddaq::Error);
+    DOCTEST_CHECK(ddaq::scale_table({2, 2, 2, 5}, 22) == std::vector<int>({4, 4, 4, 10}));
+    DOCTEST_CHECK(ddaq::scale_table({2, 2, 2, 5}, 7) == std::vector<int>({2, 1, 1, 3}));
+    DOCTEST_CHECK(ddaq::scale_table({1, 1, 1, 9}, 4) == std::vector<int>({1, 1, 1, 1}));
+    DOCTEST_CHECK_THROWS_AS(ddaq::scale_table({2, 2, 2, 5}, 3), ddaq::Error);
+  }
+}
