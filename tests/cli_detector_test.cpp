@@ -112,6 +112,28 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(ddaq_test::run_ddaq("detector plan " + dir.file("bad2.json") + " -o " + dir.file("Q")), "none.h5");
     DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("Q")));
     expect_error(ddaq_test::run_ddaq("detector compare " + dir.file("s.h5")), "s.h5");
+    // eval: wafers of unknown position, against Best Choice at the same e-links.
+    r = ddaq_test::run_ddaq("detector eval " + dir.file("P") + " --data " + dir.file("s.h5") + " --json");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    auto ev = nlohmann::json::parse(r.out);
+    DOCTEST_CHECK(ev.at("events").get<int64_t>() == 300);
+    int64_t binned = 0;
+    for (const auto& b : ev.at("by_occupancy")) binned += b.at("events").get<int64_t>();
+    DOCTEST_CHECK(binned == 300);
+    // A plan of Best Choice alone at 2 e-links per module: eval is Best Choice.
+    ddaq_test::write_text(dir.file("bc.json"), R"({"modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
+        "occupancy": {"target_mean_occupancy": 20, "calibration_wafers": 200}, "wafers_per_group": 40,
+        "algorithms": ["best_choice"], "max_elinks": 2, "budget_elinks": 48})");
+    DOCTEST_REQUIRE(ddaq_test::run_ddaq("detector plan " + dir.file("bc.json") + " -o " + dir.file("B")).exit_code ==
+                    0);
+    r = ddaq_test::run_ddaq("detector eval " + dir.file("B") + " --data " + dir.file("p.h5") + " --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    ev = nlohmann::json::parse(r.out);
+    DOCTEST_CHECK(ev.at("elinks_mean").get<double>() == 2.0);
+    DOCTEST_CHECK(ev.at("emd_mean").get<double>() == ev.at("best_choice_emd_mean").get<double>());
+    DOCTEST_CHECK(ev.at("emd_mean").get<double>() > 0.0);
+    expect_error(ddaq_test::run_ddaq("detector eval " + dir.path() + " --data " + dir.file("s.h5")), "groups.csv");
     // --overwrite replaces a plan with a new one at the new budget.
     r = ddaq_test::run_ddaq(plan + " -o " + dir.file("P") + " --budget elinks=40 --overwrite --json");
     DOCTEST_REQUIRE(r.exit_code == 0);

@@ -22,7 +22,9 @@ void add_surrogate_commands(CLI::App& app);  // ddaq surrogate emd train|eval
 // ddaq run, train, eval: add_run_command registers all three.
 void add_sweep_command(CLI::App& app);  // ddaq sweep CONFIG --budget NAME=V1,V2 -o DIR
 void add_graph_command(CLI::App& app);  // ddaq graph CONFIG [--json] | --types
-void add_detector_commands(CLI::App& app);  // ddaq detector plan|compare
+void add_detector_commands(CLI::App& app);  // ddaq detector plan|compare|eval
+// ddaq detector eval (commands_detector_eval.cpp).
+void detector_eval(const std::string& plan_dir, const std::string& data, int64_t max_events, bool json);
 
 // Shared by run, train and sweep (commands_run.cpp):
 // the top-level keys a configuration may have;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -125,6 +126,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   std::vector<std::shared_ptr<EconTPipeline>> pipelines;
   std::vector<PlanAlgorithm> autoencoders;
   std::set<int> seen;
+  nlohmann::json runs = nlohmann::json::array();  // name, e-links, run: what eval loads
   for (const std::string& run : config.autoencoder_runs) {
     auto p = std::make_shared<EconTPipeline>(EconTPipeline::load(run));
     if (!p->hgcal() || p->cells() != kCellsPerWafer)
@@ -134,6 +136,8 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
     autoencoders.push_back(
         {name, e, [p](const float* in, int64_t rows, float* out) { deployed_reconstruction(*p, in, rows, out); }});
     pipelines.push_back(p);
+    runs.push_back(
+        {{"name", name}, {"elinks", e}, {"run", std::filesystem::absolute(run).lexically_normal().string()}});
   }
   std::vector<GroupTable> groups = build_group_tables(config, model, signal, pool, autoencoders);
   std::vector<int> pu, sig;
@@ -183,6 +187,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
                            {"elinks_to_match_pu_allocation", match_pu},
                            {"elinks_to_match_signal_allocation", match_sig},
                            {"lpgbt_user_bits", config.lpgbt_user_bits},
+                           {"autoencoders", runs},
                            {"seed", config.seed}};
   report.update(comparison_json(learned, pu_score, sig_score));
   std::ostringstream text;
@@ -384,6 +389,17 @@ void add_detector_commands(CLI::App& app) {
     c->add_option("plan", *dir, "plan folder (ddaq detector plan)")->required();
     c->add_flag("--json", *json, "one JSON object on stdout");
     c->callback([dir, json] { compare(*dir, *json); });
+  }
+  {
+    auto dir = std::make_shared<std::string>(), data = std::make_shared<std::string>();
+    auto events = std::make_shared<int64_t>(20000);
+    auto json = std::make_shared<bool>(false);
+    CLI::App* c = d->add_subcommand("eval", "A plan on wafers of unknown position, against Best Choice");
+    c->add_option("plan", *dir, "plan folder (ddaq detector plan)")->required();
+    c->add_option("--data", *data, "event file (.h5) of 48-cell wafers")->required();
+    c->add_option("--events", *events, "at most this many wafers")->check(whole_number_in(1, int64_t(1) << 40));
+    c->add_flag("--json", *json, "one JSON object on stdout");
+    c->callback([=] { detector_eval(*dir, *data, *events, *json); });
   }
 }
 

@@ -49,6 +49,16 @@ void compress(const Algorithm& a, const float* in, int64_t rows, float* out) {
 
 }  // namespace
 
+PlanAlgorithm classical_algorithm(const std::string& name, int elinks) {
+  DetectorConfig one;
+  one.algorithms = {name};
+  one.max_elinks = 13;
+  for (const Algorithm& a : algorithms_of(one))
+    if (a.elinks == elinks)
+      return {a.name, a.elinks, [a](const float* in, int64_t rows, float* out) { compress(a, in, rows, out); }};
+  throw Error("algorithm '" + name + "' at " + std::to_string(elinks) + " e-links is not one the ECON-T offers here");
+}
+
 std::vector<GroupTable> build_group_tables(const DetectorConfig& config, DetectorModel& model, const EventTable& signal,
                                            const EventTable& pool, const std::vector<PlanAlgorithm>& more) {
   // Groups: layer x eta ring, in that order.

@@ -110,6 +110,11 @@ struct PlanAlgorithm {
   std::function<void(const float* in, int64_t rows, float* out)> compress;
 };
 
+// A classical ECON-T algorithm ("best_choice", "threshold", "stc4",
+// "stc16") at `elinks`; throws ddaq::Error naming an unknown one or a count
+// it cannot use (threshold below 2 e-links, STC at another count).
+PlanAlgorithm classical_algorithm(const std::string& name, int elinks);
+
 // Assigns site.group and draws config.wafers_per_group wafers per group
 // (module uniform in the group, its own mu; row j of group g depends only on
 // (seed, g, j)); exact EMD in sensor-cell pitches.
