@@ -134,6 +134,34 @@ DOCTEST_TEST_SUITE("cli") {
     DOCTEST_CHECK(ev.at("emd_mean").get<double>() == ev.at("best_choice_emd_mean").get<double>());
     DOCTEST_CHECK(ev.at("emd_mean").get<double>() > 0.0);
     expect_error(ddaq_test::run_ddaq("detector eval " + dir.path() + " --data " + dir.file("s.h5")), "groups.csv");
+    // A trained run as a choice ("NAME=PATH"): in every group's table at its
+    // e-links, loaded again by eval; two runs of one name and e-links refused.
+    ddaq_test::write_text(dir.file("tiny.json"),
+                          std::string(R"({"data": {}, "pipeline": {"latent": 16, "latent_bits": 3},
+        "training": {"epochs": 1, "batch_size": 64, "surrogate": ")") +
+                              DDAQ_SOURCE_DIR + "/surrogates/models/emd_surrogate.pt\"}}");
+    r = ddaq_test::run_ddaq("train " + dir.file("tiny.json") + " -o " + dir.file("ae") + " --data " + dir.file("p.h5") +
+                            " --max-steps 2");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    ddaq_test::write_text(dir.file("ae.json"), R"({"modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
+        "occupancy": {"target_mean_occupancy": 20, "calibration_wafers": 200}, "wafers_per_group": 40,
+        "max_elinks": 4, "autoencoders": ["ae2=ae"], "table_algorithms": ["best_choice", "ae2"]})");
+    r = ddaq_test::run_ddaq("detector plan " + dir.file("ae.json") + " -o " + dir.file("A") + " --json");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    int with_ae = 0;
+    for (const auto& row : csv_rows(ddaq_test::read_text(dir.file("A/tables.csv"))))
+      if (row[1] == "ae2" && row[2] == "2" && std::stod(row[3]) > 0.0) ++with_ae;
+    DOCTEST_CHECK(with_ae == static_cast<int>(nlohmann::json::parse(r.out).at("groups").get<int64_t>()));
+    DOCTEST_CHECK(ddaq_test::run_ddaq("detector eval " + dir.file("A") + " --data " + dir.file("s.h5")).exit_code == 0);
+    ddaq_test::write_text(dir.file("ae2.json"), R"({"modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
+        "autoencoders": ["ae", "ae"]})");
+    expect_error(ddaq_test::run_ddaq("detector plan " + dir.file("ae2.json") + " -o " + dir.file("Q")),
+                 "two runs named 'autoencoder'");
+    ddaq_test::write_text(dir.file("ae3.json"), R"({"modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
+        "table_algorithms": ["best_choice", "nope"]})");
+    expect_error(ddaq_test::run_ddaq("detector plan " + dir.file("ae3.json") + " -o " + dir.file("Q")), "'nope'");
     // --overwrite replaces a plan with a new one at the new budget.
     r = ddaq_test::run_ddaq(plan + " -o " + dir.file("P") + " --budget elinks=40 --overwrite --json");
     DOCTEST_REQUIRE(r.exit_code == 0);

@@ -173,6 +173,9 @@ DOCTEST_TEST_SUITE("detector") {
     DOCTEST_CHECK(t.emd_by_layer[1] == doctest::Approx(0.5));
     DOCTEST_CHECK(t.emd_by_layer[3] == doctest::Approx(1.0));
     DOCTEST_CHECK(std::isnan(t.emd_by_layer[2]));
+    // Tables restricted to some algorithms: group 1 at 3 e-links must take best_choice (1.5).
+    const ddaq::TableScore r = ddaq::score_table("t", model, groups, {5, 4, 3}, 230, {"best_choice", "threshold"});
+    DOCTEST_CHECK(r.emd_mean == doctest::Approx((0.5 + 0.5 + 1.5) / 3.0));
     DOCTEST_CHECK_THROWS_WITH_AS(ddaq::score_table("t", model, groups, {5, 4, 1}, 230),
                                  doctest::Contains("1 e-links: no algorithm fits"), ddaq::Error);
     DOCTEST_CHECK(ddaq::scale_table({2, 2, 2, 5}, 22) == std::vector<int>({4, 4, 4, 10}));

@@ -125,14 +125,16 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   // Trained autoencoders, each a choice at its own e-links.
   std::vector<std::shared_ptr<EconTPipeline>> pipelines;
   std::vector<PlanAlgorithm> autoencoders;
-  std::set<int> seen;
+  std::set<std::pair<std::string, int>> seen;
   nlohmann::json runs = nlohmann::json::array();  // name, e-links, run: what eval loads
-  for (const std::string& run : config.autoencoder_runs) {
+  for (const auto& [name, run] : config.autoencoder_runs) {
     auto p = std::make_shared<EconTPipeline>(EconTPipeline::load(run));
     if (!p->hgcal() || p->cells() != kCellsPerWafer)
       throw Error(run + ": autoencoders: not an HGCAL wafer pipeline (48 trigger cells)");
     const int e = p->elinks();
-    const std::string name = seen.insert(e).second ? "autoencoder" : "autoencoder:" + run;
+    if (!seen.insert({name, e}).second)
+      throw Error(config_path + ": autoencoders: two runs named '" + name + "' at " + std::to_string(e) + " e-links (" +
+                  run + "): give them NAME=PATH names");
     autoencoders.push_back(
         {name, e, [p](const float* in, int64_t rows, float* out) { deployed_reconstruction(*p, in, rows, out); }});
     pipelines.push_back(p);
@@ -142,8 +144,15 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   std::vector<GroupTable> groups = build_group_tables(config, model, signal, pool, autoencoders);
   std::vector<int> pu, sig;
   for (const auto& s : model.sites) pu.push_back(s.elinks_pu), sig.push_back(s.elinks_signal);
-  const TableScore pu_score = score_table("PU allocation", model, groups, pu, config.lpgbt_user_bits);
-  const TableScore sig_score = score_table("signal allocation", model, groups, sig, config.lpgbt_user_bits);
+  const auto& allowed = config.table_algorithms;
+  for (const std::string& a : allowed) {
+    bool known = false;
+    for (const auto& g : groups)
+      for (const auto& c : g.choices) known = known || c.algorithm == a;
+    if (!known) throw Error(config_path + ": table_algorithms: '" + a + "' is none of the plan's algorithms");
+  }
+  const TableScore pu_score = score_table("PU allocation", model, groups, pu, config.lpgbt_user_bits, allowed);
+  const TableScore sig_score = score_table("signal allocation", model, groups, sig, config.lpgbt_user_bits, allowed);
   if (budget == 0) budget = pu_score.elinks;
   const AllocationSummary best = solve_allocation(problem_of(groups, budget));
   std::vector<int> learned_elinks;
@@ -165,8 +174,8 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   std::vector<std::vector<double>> pareto;  // total, learned, pu elinks, pu emd, signal elinks, signal emd
   for (int64_t total : config.pareto_elinks) {
     if (total < least) continue;
-    const TableScore p = score_table("pu", model, groups, scale_table(pu, total), config.lpgbt_user_bits);
-    const TableScore q = score_table("signal", model, groups, scale_table(sig, total), config.lpgbt_user_bits);
+    const TableScore p = score_table("pu", model, groups, scale_table(pu, total), config.lpgbt_user_bits, allowed);
+    const TableScore q = score_table("signal", model, groups, scale_table(sig, total), config.lpgbt_user_bits, allowed);
     pareto.push_back({static_cast<double>(total), solve_allocation(problem_of(groups, total)).emd_mean,
                       static_cast<double>(p.elinks), p.emd_mean, static_cast<double>(q.elinks), q.emd_mean});
   }
@@ -188,6 +197,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
                            {"elinks_to_match_signal_allocation", match_sig},
                            {"lpgbt_user_bits", config.lpgbt_user_bits},
                            {"autoencoders", runs},
+                           {"table_algorithms", config.table_algorithms},
                            {"seed", config.seed}};
   report.update(comparison_json(learned, pu_score, sig_score));
   std::ostringstream text;
@@ -205,6 +215,10 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   std::map<std::string, int64_t> by_algorithm;
   for (size_t g = 0; g < groups.size(); ++g)
     by_algorithm[groups[g].choices[static_cast<size_t>(best.choice[g])].algorithm] += groups[g].modules;
+  text << "the hand-made tables' modules run the best of: ";
+  if (allowed.empty()) text << "every algorithm the plan has";
+  for (size_t i = 0; i < allowed.size(); ++i) text << (i ? ", " : "") << allowed[i];
+  text << "\n";
   text << "modules by algorithm:";
   for (const auto& [a, n] : by_algorithm) text << " " << a << " " << n;
   text << "\n";
@@ -346,15 +360,20 @@ void compare(const std::string& dir, bool json) {
     if (s.group < 0 || static_cast<size_t>(s.group) >= groups.size())
       throw Error(alloc + ": group " + std::to_string(s.group) + " is not in " + tables);
   int user_bits = 230;
+  std::vector<std::string> allowed;
   try {
     std::ifstream rj(dir + "/report.json");
-    user_bits = nlohmann::json::parse(rj).at("lpgbt_user_bits").get<int>();
+    const nlohmann::json r = nlohmann::json::parse(rj);
+    user_bits = r.at("lpgbt_user_bits").get<int>();
+    allowed = r.at("table_algorithms").get<std::vector<std::string>>();
   } catch (const std::exception&) {
-    throw Error(dir + "/report.json: missing, or without lpgbt_user_bits (is this a detector plan folder?)");
+    throw Error(
+        dir +
+        "/report.json: missing, or without lpgbt_user_bits and table_algorithms (is this a detector plan folder?)");
   }
   const TableScore l = score_table("learned plan", model, groups, learned, user_bits);
-  const TableScore p = score_table("PU allocation", model, groups, pu, user_bits);
-  const TableScore q = score_table("signal allocation", model, groups, sig, user_bits);
+  const TableScore p = score_table("PU allocation", model, groups, pu, user_bits, allowed);
+  const TableScore q = score_table("signal allocation", model, groups, sig, user_bits, allowed);
   if (json) {
     std::printf("%s\n", comparison_json(l, p, q).dump().c_str());
     return;

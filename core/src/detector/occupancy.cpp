@@ -49,8 +49,8 @@ void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const Even
 DetectorConfig DetectorConfig::load(const std::string& path) {
   const Config c = Config::load(path);
   c.reject_unknown({"name", "modules", "signal", "pool", "occupancy", "groups", "wafers_per_group", "algorithms",
-                    "autoencoders", "max_elinks", "budget_elinks", "pareto_elinks", "lpgbt_user_bits", "seed",
-                    "threads"});
+                    "autoencoders", "table_algorithms", "max_elinks", "budget_elinks", "pareto_elinks",
+                    "lpgbt_user_bits", "seed", "threads"});
   DetectorConfig d;
   d.name = c.string("name", d.name);
   d.modules_file = beside(path, c.string("modules", ""));
@@ -72,7 +72,14 @@ DetectorConfig DetectorConfig::load(const std::string& path) {
   for (const std::string& a : d.algorithms)
     if (a != "best_choice" && a != "threshold" && a != "stc4" && a != "stc16")
       throw Error(path + ": algorithms: '" + a + "' is not one of best_choice, threshold, stc4, stc16");
-  for (const std::string& run : c.strings("autoencoders", {})) d.autoencoder_runs.push_back(beside(path, run));
+  for (const std::string& entry : c.strings("autoencoders", {})) {
+    const size_t eq = entry.find('=');
+    const std::string name = eq == std::string::npos ? "autoencoder" : entry.substr(0, eq);
+    if (name.empty() || name.find_first_of(", \"") != std::string::npos)
+      throw Error(path + ": autoencoders: '" + entry + "': NAME must be non-empty, without commas, spaces or quotes");
+    d.autoencoder_runs.push_back({name, beside(path, eq == std::string::npos ? entry : entry.substr(eq + 1))});
+  }
+  d.table_algorithms = c.strings("table_algorithms", {});
   d.max_elinks = static_cast<int>(c.integer("max_elinks", d.max_elinks, 1, 13));
   d.budget_elinks = c.integer("budget_elinks", 0, 0);
   d.pareto_elinks = c.integers("pareto_elinks", {}, 1);

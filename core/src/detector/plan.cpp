@@ -124,15 +124,18 @@ std::vector<GroupTable> build_group_tables(const DetectorConfig& config, Detecto
   return groups;
 }
 
-const AllocationChoice* best_choice_within(const GroupTable& group, int elinks) {
+const AllocationChoice* best_choice_within(const GroupTable& group, int elinks,
+                                           const std::vector<std::string>& allowed) {
   const AllocationChoice* best = nullptr;
   for (const auto& c : group.choices)
-    if (c.elinks <= elinks && std::isfinite(c.emd) && (!best || c.emd < best->emd)) best = &c;
+    if (c.elinks <= elinks && std::isfinite(c.emd) && (!best || c.emd < best->emd) &&
+        (allowed.empty() || std::find(allowed.begin(), allowed.end(), c.algorithm) != allowed.end()))
+      best = &c;
   return best;
 }
 
 TableScore score_table(const std::string& name, const DetectorModel& model, const std::vector<GroupTable>& groups,
-                       const std::vector<int>& elinks, int lpgbt_user_bits) {
+                       const std::vector<int>& elinks, int lpgbt_user_bits, const std::vector<std::string>& allowed) {
   if (elinks.size() != model.sites.size()) throw Error("score_table: one e-link count per module is needed");
   TableScore t;
   t.name = name;
@@ -144,7 +147,7 @@ TableScore score_table(const std::string& name, const DetectorModel& model, cons
   double total = 0;
   for (size_t i = 0; i < elinks.size(); ++i) {
     const ModuleSite& s = model.sites[i];
-    const AllocationChoice* c = best_choice_within(groups.at(static_cast<size_t>(s.group)), elinks[i]);
+    const AllocationChoice* c = best_choice_within(groups.at(static_cast<size_t>(s.group)), elinks[i], allowed);
     if (!c)
       throw Error(name + ": module layer " + std::to_string(s.layer) + " (" + std::to_string(s.u) + "," +
                   std::to_string(s.v) + ") has " + std::to_string(elinks[i]) + " e-links: no algorithm fits");

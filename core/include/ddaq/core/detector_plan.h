@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ddaq/core/detector.h"
@@ -47,7 +48,13 @@ struct DetectorConfig {
   std::vector<int> layers;            // empty: every layer with trigger data
   int64_t wafers_per_group = 400;
   std::vector<std::string> algorithms{"best_choice", "threshold", "stc4", "stc16"};
-  std::vector<std::string> autoencoder_runs;  // trained runs (ddaq run/sweep), each at its own e-links
+  // Trained runs (ddaq run/sweep), each a choice at its own e-links, as
+  // "NAME=PATH" or "PATH" (NAME "autoencoder"); one NAME per e-link count.
+  std::vector<std::pair<std::string, std::string>> autoencoder_runs;  // name, path
+  // What the hand-made tables' modules may run (e.g. the classical
+  // algorithms and the one autoencoder per e-link count of the published
+  // studies); empty: every choice the plan has.
+  std::vector<std::string> table_algorithms;
   int max_elinks = 13;
   int64_t budget_elinks = 0;           // 0: the PU table's total over the modules planned
   std::vector<int64_t> pareto_elinks;  // totals for the Pareto (empty: none)
@@ -123,7 +130,9 @@ std::vector<GroupTable> build_group_tables(const DetectorConfig& config, Detecto
 
 // The best a module of group g can do with `elinks` e-links: the least EMD
 // among the group's choices that need no more (NaN when none fits).
-const AllocationChoice* best_choice_within(const GroupTable& group, int elinks);
+// `allowed`: the algorithms that may be taken (empty: all).
+const AllocationChoice* best_choice_within(const GroupTable& group, int elinks,
+                                           const std::vector<std::string>& allowed = {});
 
 struct TableScore {  // a per-module e-link table judged under the model
   std::string name;
@@ -136,7 +145,8 @@ struct TableScore {  // a per-module e-link table judged under the model
 // (`elinks[i]` for site i); uplinks: per (layer, motherboard), e-links packed
 // onto lpGBT uplinks of floor(user_bits / 32) e-links each.
 TableScore score_table(const std::string& name, const DetectorModel& model, const std::vector<GroupTable>& groups,
-                       const std::vector<int>& elinks, int lpgbt_user_bits);
+                       const std::vector<int>& elinks, int lpgbt_user_bits,
+                       const std::vector<std::string>& allowed = {});
 
 // A table scaled to exactly `total` e-links (total >= modules): each module
 // max(1, floor(e x total / sum)), then the rest one by one to the largest

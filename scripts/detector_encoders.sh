@@ -1,0 +1,43 @@
+#!/bin/bash
+# Autoencoders for the detector plan (docs/detector.md): one `ddaq sweep` of
+# e-link budgets per pileup class, each trained on the real wafers with that
+# class's jet-pool overlay, so that sparse (low-eta, back) and dense modules
+# each get encoders matched to what they see. The runs are then listed in a
+# detector config's "autoencoders" (experiments/detector/hgcal.json).
+# Usage: bash scripts/detector_encoders.sh [OUT] [MU_LIST] [ELINKS] [EPOCHS]
+#   defaults: runs/detector_encoders "3 10" 1,2,3,4 20
+# Needs runs/data/econt (scripts/make_econt_real.sh). Rerunning resumes.
+# On a cluster: add --slurm to the sweep line (one job per point).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${1:-$root/runs/detector_encoders}"
+mus="${2:-3 10}"
+elinks="${3:-1,2,3,4}"
+epochs="${4:-20}"
+data="$root/runs/data/econt"
+ddaq="${DDAQ_BUILD_DIR:-$root/build}/core/ddaq"
+export DDAQ_PROGRESS=off
+mkdir -p "$out/data"
+for mu in $mus; do
+  seed=100
+  for part in fit val test; do  # a seed per part and class
+    seed=$(( seed + 1 ))
+    f="$out/data/${part}_mu$mu.h5"
+    [ -f "$f" ] || "$ddaq" data overlay "$data/${part}_0pu.h5" --pool "$data/pool.h5" --mu "$mu" \
+      --seed "$(( seed * 1000 + ${mu%.*} ))" -o "$f"
+  done
+  /usr/bin/python3 - "$root/experiments/econt/main.json" "$out/mu$mu.json" "$out/data" "$mu" "$epochs" "$root" <<'PY'
+import json, sys
+src, dst, data, mu, epochs, root = sys.argv[1:]
+c = json.load(open(src))
+c["name"] = f"econt-mu{mu}"
+c["description"] = f"main.json trained on the mu = {mu} overlay (scripts/detector_encoders.sh)"
+c["data"] = {"source": "files", "train": f"{data}/fit_mu{mu}.h5", "test": f"{data}/test_mu{mu}.h5"}
+c["training"].update(epochs=int(epochs), validation=f"{data}/val_mu{mu}.h5",
+                     surrogate=f"{root}/surrogates/models/emd_surrogate.pt")
+json.dump(c, open(dst, "w"), indent=2)
+PY
+  resume=()
+  [ -f "$out/mu$mu/sweep.json" ] && resume=(--resume)
+  "$ddaq" sweep "$out/mu$mu.json" --budget "elinks=$elinks" -o "$out/mu$mu" --jobs "${DDAQ_JOBS:-2}" "${resume[@]}"
+done
