@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "ddaq/core/detector.h"
@@ -146,6 +147,31 @@ DOCTEST_TEST_SUITE("real data") {
     DOCTEST_MESSAGE("model mean wafer sum " << m.mean_sum << " CALQ (real sample 951)");
     DOCTEST_CHECK(m.mean_sum > 0.7 * 951);
     DOCTEST_CHECK(m.mean_sum < 1.3 * 951);
+  }
+
+  DOCTEST_TEST_CASE("experiments/detector/quick.json plans within the PU table's total and compare agrees") {
+    // The PU table's e-links over quick.json's layers, summed here.
+    int64_t pu = 0, modules = 0;
+    const ddaq::ModuleTable table = ddaq::ModuleTable::load(kHgcal + "modules.csv");
+    for (const ddaq::ModuleRecord& m : table.modules())
+      if (m.elinks_pu > 0 && (m.layer == 1 || m.layer == 9 || m.layer == 29 || m.layer == 41))
+        pu += m.elinks_pu, ++modules;
+    ddaq_test::TempDir dir;
+    auto r = ddaq_test::run_ddaq("detector plan " + std::string(DDAQ_SOURCE_DIR) +
+                                 "/experiments/detector/quick.json -o " + dir.file("plan") + " --json");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto plan = nlohmann::json::parse(r.out);
+    DOCTEST_CHECK(plan.at("modules").get<int64_t>() == modules);
+    DOCTEST_CHECK(plan.at("budget_elinks").get<int64_t>() == pu);
+    DOCTEST_CHECK(plan.at("pu_allocation_elinks").get<int64_t>() == pu);
+    DOCTEST_CHECK(plan.at("elinks_total").get<int64_t>() <= pu);
+    DOCTEST_CHECK(plan.at("occupancy_model").at("mean_occupancy").get<double>() == doctest::Approx(18.0).epsilon(1e-3));
+    r = ddaq_test::run_ddaq("detector compare " + dir.file("plan") + " --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto cmp = nlohmann::json::parse(r.out);
+    for (const char* k : {"learned_emd_mean", "pu_allocation_emd_mean", "signal_allocation_emd_mean"})
+      DOCTEST_CHECK(cmp.at(k).get<double>() == doctest::Approx(plan.at(k).get<double>()).epsilon(1e-6));
   }
 
   DOCTEST_TEST_CASE("overlay of the jet sample reproduces the documented occupancy (mu 10: 15.9 / mu 40: 36.9)") {

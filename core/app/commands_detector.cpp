@@ -1,6 +1,8 @@
 // `ddaq detector plan CONFIG -o PLAN [--budget elinks=N]`: the detector-wide
 // plan of issue 19 (docs/detector.md); `ddaq detector compare PLAN [--json]`:
 // the plan against the two hand-made e-link tables, from PLAN's files alone.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "ddaq/core/csv_import.h"
 #include "ddaq/core/detector_plan.h"
 #include "ddaq/core/evaluation.h"
 #include "ddaq/core/events.h"
@@ -38,6 +41,26 @@ int64_t parse_budget(const std::string& spec) {
   const long long v = std::strtoll(spec.c_str() + key.size(), &end, 10);
   if (*end != '\0' || v <= 0) throw Error("--budget '" + spec + "': N must be a whole number above 0");
   return v;
+}
+
+// An event file, or a CALQ CSV (CMS HGCAL's samples) imported on the way.
+EventTable read_wafers(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext != ".csv") return EventFileReader(path).read_all();
+  const std::string tmp =
+      (std::filesystem::temp_directory_path() / ("ddaq-detector-" + std::to_string(::getpid()) + ".h5")).string();
+  track_temporary(tmp);  // removed if a signal ends the command here
+  try {
+    import_calq_csv({path}, tmp);
+    EventTable t = EventFileReader(tmp).read_all();
+    remove_tree(tmp);
+    untrack_temporary(tmp);
+    return t;
+  } catch (...) {
+    remove_tree(tmp);
+    untrack_temporary(tmp);
+    throw;
+  }
 }
 
 AllocationProblem problem_of(const std::vector<GroupTable>& groups, int64_t budget) {
@@ -92,9 +115,11 @@ std::string comparison_text(const TableScore& learned, const TableScore& pu, con
   for (const TableScore* t : {&learned, &pu, &signal})
     s << "  " << t->name << std::string(22 - std::min<size_t>(21, t->name.size()), ' ') << fmt(t->emd_mean) << "  "
       << t->elinks << " e-links  " << t->uplinks << " uplinks\n";
-  for (const TableScore* t : {&pu, &signal})
-    s << "  learned vs " << t->name << ": " << fmt(100.0 * (1.0 - learned.emd_mean / t->emd_mean), 1)
-      << "% lower EMD\n";
+  for (const TableScore* t : {&pu, &signal}) {
+    const double lower = 100.0 * (1.0 - learned.emd_mean / t->emd_mean);
+    s << "  learned vs " << t->name << " (at " << t->elinks << " e-links): EMD " << fmt(std::abs(lower), 1) << "% "
+      << (lower >= 0 ? "lower" : "higher") << "\n";
+  }
   return s.str();
 }
 
@@ -119,8 +144,8 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   int64_t budget = config.budget_elinks;
   for (const auto& b : budgets) budget = parse_budget(b);
   const ModuleTable modules = ModuleTable::load(config.modules_file);
-  const EventTable signal = EventFileReader(config.signal_file).read_all();
-  const EventTable pool = EventFileReader(config.pool_file).read_all();
+  const EventTable signal = read_wafers(config.signal_file);
+  const EventTable pool = read_wafers(config.pool_file);
   DetectorModel model = build_detector_model(config, modules, signal, pool);
   // Trained autoencoders, each a choice at its own e-links.
   std::vector<std::shared_ptr<EconTPipeline>> pipelines;
