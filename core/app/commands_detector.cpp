@@ -71,8 +71,9 @@ AllocationProblem problem_of(const std::vector<GroupTable>& groups, int64_t budg
 }
 
 // The least total at which the learned plan's mean EMD is at most `emd`
-// (the optimum never rises with the budget); `hi` when none below it does.
+// (the optimum never rises with the budget); -1 when even `hi` does not.
 int64_t elinks_to_match(const std::vector<GroupTable>& groups, int64_t lo, int64_t hi, double emd) {
+  if (solve_allocation(problem_of(groups, hi)).emd_mean > emd + 1e-12) return -1;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
     if (solve_allocation(problem_of(groups, mid)).emd_mean <= emd + 1e-12)
@@ -87,6 +88,12 @@ std::string fmt(double v, int digits = 4) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*f", digits, v);
   return b;
+}
+
+std::string match_text(int64_t need, int64_t table) {
+  if (need < 0) return "not reachable with these choices";
+  const double fewer = 100.0 * (1.0 - double(need) / double(table));
+  return std::to_string(need) + " (" + fmt(std::abs(fewer), 1) + (fewer >= 0 ? "% fewer)" : "% more)");
 }
 
 nlohmann::json layer_json(const TableScore& t) {
@@ -141,6 +148,13 @@ nlohmann::json comparison_json(const TableScore& learned, const TableScore& pu, 
 void plan(const std::string& config_path, const std::string& out_dir, const std::vector<std::string>& budgets,
           bool overwrite, bool json) {
   const DetectorConfig config = DetectorConfig::load(config_path);
+  {  // Refused now rather than after the work (write_project_folder checks again).
+    std::error_code ec;
+    const bool occupied = std::filesystem::exists(out_dir, ec) &&
+                          !(std::filesystem::is_directory(out_dir, ec) && std::filesystem::is_empty(out_dir, ec));
+    if (occupied && !overwrite)
+      throw Error("detector plan: " + out_dir + " exists and is not an empty folder (--overwrite replaces a plan)");
+  }
   int64_t budget = config.budget_elinks;
   for (const auto& b : budgets) budget = parse_budget(b);
   const ModuleTable modules = ModuleTable::load(config.modules_file);
@@ -234,9 +248,8 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
        << " CALQ (real 200-pileup sample: " << fmt(config.reference_mean_sum, 1) << "); eta estimated for "
        << model.eta_estimated << " modules\n"
        << comparison_text(learned, pu_score, sig_score) << "  e-links the learned plan needs to match: PU allocation "
-       << match_pu << " (" << fmt(100.0 * (1.0 - double(match_pu) / double(pu_score.elinks)), 1)
-       << "% fewer), signal allocation " << match_sig << " ("
-       << fmt(100.0 * (1.0 - double(match_sig) / double(sig_score.elinks)), 1) << "% fewer)\n";
+       << match_text(match_pu, pu_score.elinks) << ", signal allocation " << match_text(match_sig, sig_score.elinks)
+       << "\n";
   std::map<std::string, int64_t> by_algorithm;
   for (size_t g = 0; g < groups.size(); ++g)
     by_algorithm[groups[g].choices[static_cast<size_t>(best.choice[g])].algorithm] += groups[g].modules;
