@@ -18,6 +18,7 @@ data="$root/runs/data/econt"
 ddaq="${DDAQ_BUILD_DIR:-$root/build}/core/ddaq"
 export DDAQ_PROGRESS=off
 mkdir -p "$out/data"
+out="$(cd "$out" && pwd)"  # the generated configs name their data by absolute path
 for mu in $mus; do
   seed=100
   for part in fit val test; do  # a seed per part and class
