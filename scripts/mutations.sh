@@ -47,7 +47,7 @@ mutations=(
   "run-id-of-siblings-unchecked|core/src/graph/pipeline.cpp|    if (!expected_id.empty() && id != expected_id)|    if (false)|reliability.run_files"
   "edited-pipeline-json-accepted|core/src/graph/pipeline.cpp|  if (!expected_id.empty() && p.run_id() != expected_id)|  if (false)|reliability.run_files"
   "geometry-cell-moved|core/data/hgcal_geometry.csv|1,6,4,0.0,-2.4168015,12|1,6,4,0.3,-2.4168015,12|three-fold symmetric"
-  "abandoned-temporaries-kept|core/base/src/files.cpp|    fs::remove_all(entry.path(), ec);|    (void)0;|reliability.temporaries_of_killed"
+  "abandoned-temporaries-kept|core/base/src/files.cpp|    remove_tree(entry.path().string());|    (void)0;|reliability.temporaries_of_killed"
   "hdf5-timestamps-back|core/src/data/events.cpp|    H5::DSetCreatPropList props = untimed_dataset();|    H5::DSetCreatPropList props;|reliability.the_main_job"
   "latent-gates-not-in-payload|core/src/graph/stages.cpp|  const torch::Tensor sent = output_unit_mask(encoder_->stack);|    const torch::Tensor sent = torch::ones({48});|latent gates"
   "classifier-reads-every-latent|quant/src/layers.cpp|  if (!kept_inputs.empty() && static_cast<int64_t>(kept_inputs.size()) != input_shape_[0]) {|  if (false) {|latent gates"
