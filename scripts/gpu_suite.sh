@@ -8,6 +8,8 @@
 #   3. the EMD surrogate's throughput on the GPU at training-sized inputs,
 #   4. --resume of an interrupted training on the GPU.
 # Usage: bash scripts/gpu_suite.sh DEPS OUT   (writes OUT/*.log, OUT/summary.txt)
+# Env: SUITE_FIRST=REGEX (those tests first, output kept), SUITE_LIMIT=S,
+#      SKIP_MEASURE=1 (steps 1-2 only).
 set -uo pipefail
 deps=$(realpath "$1"); out=$(realpath "$2"); root=$(pwd)
 mkdir -p "$out"
@@ -39,12 +41,23 @@ cmake --build build-cuda -j"$nproc_" -- -k 0 >"$out/build.log" 2>&1 || log "buil
 grep -E "error:|FAILED" "$out/build.log" | head -20 | tee -a "$out/summary.txt"
 log "1. build: $(( $(date +%s) - t0 )) s on $nproc_ cores"
 
+# SUITE_FIRST=REGEX runs those entries first, with their output kept
+# (ctest-first.log), then the rest.
+if [ -n "${SUITE_FIRST:-}" ]; then
+  t0=$(date +%s)
+  (cd build-cuda && timeout ${FIRST_LIMIT:-240} ctest -j"$nproc_" --timeout 200 -R "$SUITE_FIRST" \
+    --output-on-failure >"$out/ctest-first.log" 2>&1)
+  log "2a. ctest -R '$SUITE_FIRST' (rc $?, $(( $(date +%s) - t0 )) s): $(grep -E 'tests passed|tests failed' "$out/ctest-first.log")"
+  grep -E "\*\*\*Failed|\*\*\*Timeout|Not Run|\*\*\*Exception" "$out/ctest-first.log" | head -30 | tee -a "$out/summary.txt"
+fi
 t0=$(date +%s)
-(cd build-cuda && timeout ${SUITE_LIMIT:-300} ctest -j"$nproc_" --timeout 240 >"$out/ctest.log" 2>&1)
+(cd build-cuda && timeout ${SUITE_LIMIT:-300} ctest -j"$nproc_" --timeout 240 ${SUITE_FIRST:+-E "$SUITE_FIRST"} \
+  >"$out/ctest.log" 2>&1)
 log "2. ctest (rc $?, $(( $(date +%s) - t0 )) s, -j$nproc_): $(grep -E 'tests passed|tests failed' "$out/ctest.log")"
 grep -E "\*\*\*Failed|\*\*\*Timeout|Not Run|\*\*\*Exception" "$out/ctest.log" | head -30 | tee -a "$out/summary.txt"
 log "skipped: $(grep -c '\*\*\*Skipped' "$out/ctest.log")"
 
+[ -n "${SKIP_MEASURE:-}" ] && exit 0
 ddaq=$root/build-cuda/core/ddaq
 work=/tmp/ddaq-gpu; rm -rf "$work"; mkdir -p "$work"
 log "3. EMD surrogate at ${PAIRS:-400000} wafers (GPU) against the exact solver ($nproc_ threads)"

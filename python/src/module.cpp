@@ -87,6 +87,8 @@ py::object json_to_py(const std::string& text) { return py::module_::import("jso
 PYBIND11_MODULE(_ddaq, m) {
   m.doc() = "ddaq: event files, exact and learned EMD, link budget, FPGA and energy cost models";
   m.attr("__version__") = ddaq::version();
+  // PyErr_SetString rather than error(msg): the call form is deprecated in
+  // pybind11 3 and py::set_error is missing in Debian's 2.10.
   static py::exception<ddaq::Error> error(m, "Error");
   // Every failure of ddaq code is ddaq.Error with the command line's one-line
   // message; Python's own exceptions (KeyboardInterrupt from a step, errors
@@ -99,13 +101,13 @@ PYBIND11_MODULE(_ddaq, m) {
     } catch (const py::builtin_exception&) {
       throw;
     } catch (const ddaq::Error& e) {
-      error(e.what());
+      PyErr_SetString(error.ptr(), e.what());
     } catch (const c10::Error& e) {
-      error(ddaq::first_line(e.what_without_backtrace()).c_str());
+      PyErr_SetString(error.ptr(), ddaq::first_line(e.what_without_backtrace()).c_str());
     } catch (const std::bad_alloc&) {
-      error("out of memory");
+      PyErr_SetString(error.ptr(), "out of memory");
     } catch (const std::exception& e) {
-      error(ddaq::first_line(e.what()).c_str());
+      PyErr_SetString(error.ptr(), ddaq::first_line(e.what()).c_str());
     }
   });
 

@@ -7,8 +7,11 @@
 // the trainer writes a checkpoint at the next step boundary and stops (the
 // run continues with --resume); a second signal ends the process at once.
 //
-// Handling is done by a thread that waits for the signals (they are blocked
-// in every other thread), so the cleanup runs as ordinary code.
+// Handling is done by a thread that waits for the signals, so the cleanup
+// runs as ordinary code: a handler only passes the signal's number to it
+// through a pipe. Threads started after installation block the signals;
+// threads that libraries start before main() (LibTorch 2.x wheels do) may
+// receive them, and the handler serves them too.
 #pragma once
 #include <exception>
 #include <string>
@@ -16,8 +19,8 @@
 
 namespace ddaq {
 
-// Blocks the signals in this thread (and the threads it starts later) and
-// starts the waiting thread. Call first in main(), before any other thread.
+// Installs the handler, blocks the signals in this thread (and the threads it
+// starts later) and starts the waiting thread. Call first in main().
 // `program` prefixes the message ("ddaq: interrupted by SIGTERM").
 void install_interrupt_handling(const std::string& program);
 
