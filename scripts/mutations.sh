@@ -97,6 +97,7 @@ mutations=(
   "plan-choice-beyond-elinks|core/src/detector/plan.cpp|    if (c.elinks <= elinks && std::isfinite(c.emd)|    if (std::isfinite(c.emd)|e-link tables judged"
   "plan-scaling-smallest-first|core/src/detector/plan.cpp|{ return rest[a] > rest[b]; });|{ return rest[a] < rest[b]; });|e-link tables judged"
   "remove-tree-follows-links|core/base/src/files.cpp|FTW_PHYS);  // children first|0);  // children first|remove_tree removes"
+  "signal-handler-not-installed|core/base/src/interrupts.cpp|for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &action, nullptr);|(void)action;|a signal on a thread started before installation"
   "clusters-label-ignored|core/src/data/clusters.cpp|      t.label[static_cast<size_t>(i)] = k - 1;|      t.label[static_cast<size_t>(i)] = 0;|clusters on any geometry"
   "floor-set-not-lifted|quant/src/layer_impls.h|    w_.gate_logits.index_copy_(0, top, w_.gate_logits.index_select(0, top).clamp_min(0.0));|    (void)top;|stay the same from step to step"
   "unit-floor-not-set|core/src/train/trainer.cpp|if (!unit_limits.empty()) pipeline_.keep_units_that_fit(unit_limits, fixed_energy_pj_);|(void)0;|keeps the filters"
