@@ -36,26 +36,32 @@ std::vector<std::vector<std::string>> csv_rows(const std::string& text) {
   return rows;
 }
 
+// 24 modules (layers 1 and 3, 3 motherboards each), synthetic wafers, and
+// d.json planning them in a few groups.
+void write_small_detector(const ddaq_test::TempDir& dir) {
+  std::ostringstream modules;
+  modules
+      << "layer,u,v,density,mod_type,motherboard,cassette,econt_elinks_pu,econt_elinks_signal,econd_elinks,eta,phi\n";
+  for (int layer : {1, 3})
+    for (int u = 0; u < 12; ++u)
+      modules << layer << "," << u << ",0,LD,a," << u / 4 << ",1," << (u < 8 ? 2 : 4) << "," << (layer == 1 ? 3 : 2)
+              << ",1," << 1.55 + 0.13 * u + (layer == 3 ? 0.05 : 0.0) << ",0.1\n";
+  ddaq_test::write_text(dir.file("modules.csv"), modules.str());
+  DOCTEST_REQUIRE(ddaq_test::run_ddaq("data synth --events 300 --seed 1 -o " + dir.file("s.h5")).exit_code == 0);
+  DOCTEST_REQUIRE(ddaq_test::run_ddaq("data synth --events 300 --seed 2 -o " + dir.file("p.h5")).exit_code == 0);
+  ddaq_test::write_text(dir.file("d.json"),
+                        R"({"name": "t", "modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
+      "occupancy": {"target_mean_occupancy": 20, "calibration_wafers": 200},
+      "groups": {"eta_ring_width": 0.5}, "wafers_per_group": 40, "max_elinks": 6,
+      "pareto_elinks": [30, 50, 70]})");
+}
+
 }  // namespace
 
 DOCTEST_TEST_SUITE("cli") {
   DOCTEST_TEST_CASE("detector plan and compare: budget kept, compare agrees, reproducible, clean errors") {
     ddaq_test::TempDir dir;
-    std::ostringstream modules;
-    modules
-        << "layer,u,v,density,mod_type,motherboard,cassette,econt_elinks_pu,econt_elinks_signal,econd_elinks,eta,phi\n";
-    for (int layer : {1, 3})
-      for (int u = 0; u < 12; ++u)
-        modules << layer << "," << u << ",0,LD,a," << u / 4 << ",1," << (u < 8 ? 2 : 4) << "," << (layer == 1 ? 3 : 2)
-                << ",1," << 1.55 + 0.13 * u + (layer == 3 ? 0.05 : 0.0) << ",0.1\n";
-    ddaq_test::write_text(dir.file("modules.csv"), modules.str());
-    DOCTEST_REQUIRE(ddaq_test::run_ddaq("data synth --events 300 --seed 1 -o " + dir.file("s.h5")).exit_code == 0);
-    DOCTEST_REQUIRE(ddaq_test::run_ddaq("data synth --events 300 --seed 2 -o " + dir.file("p.h5")).exit_code == 0);
-    ddaq_test::write_text(dir.file("d.json"),
-                          R"({"name": "t", "modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
-        "occupancy": {"target_mean_occupancy": 20, "calibration_wafers": 200},
-        "groups": {"eta_ring_width": 0.5}, "wafers_per_group": 40, "max_elinks": 6,
-        "pareto_elinks": [30, 50, 70]})");
+    write_small_detector(dir);
     const std::string plan = "detector plan " + dir.file("d.json");
     auto r = ddaq_test::run_ddaq(plan + " -o " + dir.file("P") + " --budget elinks=66 --json");
     DOCTEST_INFO(r.err);
@@ -166,5 +172,52 @@ DOCTEST_TEST_SUITE("cli") {
     r = ddaq_test::run_ddaq(plan + " -o " + dir.file("P") + " --budget elinks=40 --overwrite --json");
     DOCTEST_REQUIRE(r.exit_code == 0);
     DOCTEST_CHECK(nlohmann::json::parse(r.out).at("elinks_total").get<int64_t>() <= 40);
+  }
+  DOCTEST_TEST_CASE(
+      "detector plan under an lpGBT uplink budget: both totals kept and each module the best within its e-links") {
+    ddaq_test::TempDir dir;
+    write_small_detector(dir);
+    const std::string plan = "detector plan " + dir.file("d.json");
+    auto r = ddaq_test::run_ddaq(plan + " -o " + dir.file("U0") + " --budget elinks=66 --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const int64_t free_uplinks = nlohmann::json::parse(r.out).at("uplinks").at("learned").get<int64_t>();
+    const int64_t limit = free_uplinks - 2;
+    r = ddaq_test::run_ddaq(plan + " -o " + dir.file("U") + " --budget elinks=66,uplinks=" + std::to_string(limit) +
+                            " --json");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto report = nlohmann::json::parse(r.out);
+    DOCTEST_CHECK(report.at("uplinks_fit").at("binding").get<bool>());
+    std::map<std::string, std::vector<std::pair<int, double>>> table;  // group -> (e-links, emd)
+    for (const auto& row : csv_rows(ddaq_test::read_text(dir.file("U/tables.csv"))))
+      table[row[0]].push_back({std::stoi(row[2]), std::stod(row[3])});
+    std::map<std::string, int64_t> per_board;  // uplinks recomputed here: ceil(e-links / 7) per (layer, motherboard)
+    int64_t elinks = 0;
+    double emd = 0;
+    for (const auto& row : csv_rows(ddaq_test::read_text(dir.file("U/allocation.csv")))) {
+      const int e = std::stoi(row[9]);
+      elinks += e;
+      emd += std::stod(row[10]);
+      per_board[row[0] + "/" + row[3]] += e;
+      double least = INFINITY;
+      for (const auto& [ce, cv] : table.at(row[7]))
+        if (ce <= e) least = std::min(least, cv);
+      DOCTEST_CHECK(std::stod(row[10]) == doctest::Approx(least).epsilon(1e-5));
+    }
+    int64_t uplinks = 0;
+    for (const auto& [board, e] : per_board) uplinks += (e + 6) / 7;
+    DOCTEST_CHECK(elinks <= 66);
+    DOCTEST_CHECK(uplinks <= limit);
+    DOCTEST_CHECK(report.at("uplinks").at("learned").get<int64_t>() == uplinks);
+    DOCTEST_CHECK(report.at("learned_emd_mean").get<double>() == doctest::Approx(emd / 24.0).epsilon(1e-5));
+    // compare recomputes the same from the module rows.
+    r = ddaq_test::run_ddaq("detector compare " + dir.file("U") + " --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK(nlohmann::json::parse(r.out).at("learned_emd_mean").get<double>() ==
+                  doctest::Approx(emd / 24.0).epsilon(1e-6));
+    // 6 boards need at least 6 uplinks; fewer is a one-line error, nothing written.
+    expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget uplinks=5"), "uplinks=5");
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("Q")));
+    expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget uplinks=x"), "uplinks");
   }
 }

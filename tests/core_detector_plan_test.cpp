@@ -183,4 +183,90 @@ DOCTEST_TEST_SUITE("detector") {
     DOCTEST_CHECK(ddaq::scale_table({1, 1, 1, 9}, 4) == std::vector<int>({1, 1, 1, 1}));
     DOCTEST_CHECK_THROWS_AS(ddaq::scale_table({2, 2, 2, 5}, 3), ddaq::Error);
   }
+  DOCTEST_TEST_CASE("fill_uplinks spends only free uplink slots and equals brute force on convex tables") {
+    // By hand: layer 1 board with 3 modules at 2 e-links (6 of 7 slots: 1
+    // free), layer 2 board with 7 at 1 (full). The free slot goes to a
+    // layer-1 module (2 -> 3 e-links: EMD 1.0 -> 0.4); budget room 5.
+    ddaq::DetectorModel model;
+    std::vector<ddaq::GroupTable> groups(2);
+    groups[0].choices = {{"best_choice", 1, 3.0}, {"best_choice", 2, 1.0}, {"best_choice", 3, 0.4}};
+    groups[1].choices = {{"best_choice", 1, 2.0}, {"best_choice", 2, 0.1}};
+    std::vector<int> elinks;
+    for (int i = 0; i < 10; ++i) {
+      ddaq::ModuleSite s;
+      s.layer = i < 3 ? 1 : 2, s.motherboard = 0, s.group = i < 3 ? 0 : 1;
+      model.sites.push_back(s);
+      elinks.push_back(i < 3 ? 2 : 1);
+    }
+    std::vector<int> filled = elinks;
+    DOCTEST_CHECK(ddaq::fill_uplinks(model, groups, filled, 13 + 5, 230) == 1);
+    DOCTEST_CHECK(filled == std::vector<int>({3, 2, 2, 1, 1, 1, 1, 1, 1, 1}));
+    DOCTEST_CHECK(ddaq::count_uplinks(model, filled, 230) == ddaq::count_uplinks(model, elinks, 230));
+    std::vector<int> no_room = elinks;
+    DOCTEST_CHECK(ddaq::fill_uplinks(model, groups, no_room, 13, 230) == 0);  // the budget is spent
+    DOCTEST_CHECK(no_room == elinks);
+
+    // Random small detectors, tables convex in e-links: the fill equals the
+    // best of every assignment with e-links >= the start, no board's uplinks
+    // above its start, and the total within the budget (enumerated here).
+    std::mt19937 gen(11);
+    for (int trial = 0; trial < 60; ++trial) {
+      ddaq::DetectorModel m;
+      std::vector<ddaq::GroupTable> g(2);
+      for (auto& G : g) {
+        double emd = 4.0, step = 1.0 + std::uniform_real_distribution<double>(0.0, 1.5)(gen);
+        for (int e = 1; e <= 6; ++e) {
+          G.choices.push_back({"best_choice", e, emd});
+          emd -= step, step *= std::uniform_real_distribution<double>(0.3, 0.9)(gen);
+        }
+      }
+      const int n = 5;
+      std::vector<int> start;
+      for (int i = 0; i < n; ++i) {
+        ddaq::ModuleSite s;
+        s.layer = 1 + static_cast<int>(gen() % 2), s.motherboard = 0, s.group = static_cast<int>(gen() % 2);
+        m.sites.push_back(s);
+        start.push_back(1 + static_cast<int>(gen() % 3));
+      }
+      int64_t start_total = 0;
+      for (int e : start) start_total += e;
+      const int64_t budget = start_total + static_cast<int64_t>(gen() % 6);
+      auto emd_of = [&](const std::vector<int>& e) {
+        double t = 0;
+        for (int i = 0; i < n; ++i)
+          t += g[static_cast<size_t>(m.sites[static_cast<size_t>(i)].group)].choices[static_cast<size_t>(e[i] - 1)].emd;
+        return t;
+      };
+      auto uplinks_by_layer = [&](const std::vector<int>& e, int layer) {
+        int64_t sum = 0;
+        for (int i = 0; i < n; ++i)
+          if (m.sites[static_cast<size_t>(i)].layer == layer) sum += e[static_cast<size_t>(i)];
+        return (sum + 6) / 7;
+      };
+      double best = emd_of(start);
+      std::vector<int> e(n);
+      for (int code = 0; code < 7776; ++code) {  // 6^5 assignments
+        int c = code;
+        bool ok = true;
+        int64_t total = 0;
+        for (int i = 0; i < n; ++i, c /= 6) {
+          e[static_cast<size_t>(i)] = 1 + c % 6;
+          ok = ok && e[static_cast<size_t>(i)] >= start[static_cast<size_t>(i)];
+          total += e[static_cast<size_t>(i)];
+        }
+        if (!ok || total > budget) continue;
+        if (uplinks_by_layer(e, 1) > uplinks_by_layer(start, 1) || uplinks_by_layer(e, 2) > uplinks_by_layer(start, 2))
+          continue;
+        best = std::min(best, emd_of(e));
+      }
+      std::vector<int> got = start;
+      ddaq::fill_uplinks(m, g, got, budget, 230);
+      int64_t got_total = 0;
+      for (int x : got) got_total += x;
+      DOCTEST_CHECK(got_total <= budget);
+      DOCTEST_CHECK(uplinks_by_layer(got, 1) <= uplinks_by_layer(start, 1));
+      DOCTEST_CHECK(uplinks_by_layer(got, 2) <= uplinks_by_layer(start, 2));
+      DOCTEST_CHECK(emd_of(got) == doctest::Approx(best).epsilon(1e-12));
+    }
+  }
 }

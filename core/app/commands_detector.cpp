@@ -1,4 +1,4 @@
-// `ddaq detector plan CONFIG -o PLAN [--budget elinks=N]`: the detector-wide
+// `ddaq detector plan CONFIG -o PLAN [--budget elinks=N,uplinks=U]`: the detector-wide
 // plan of issue 19 (docs/detector.md); `ddaq detector compare PLAN [--json]`:
 // the plan against the two hand-made e-link tables, from PLAN's files alone.
 #include <unistd.h>
@@ -34,13 +34,25 @@ namespace {
 
 constexpr const char* kPlanKind = "ddaq detector plan";
 
-int64_t parse_budget(const std::string& spec) {
-  const std::string key = "elinks=";
-  if (spec.rfind(key, 0) != 0) throw Error("--budget '" + spec + "': expected elinks=N");
-  char* end = nullptr;
-  const long long v = std::strtoll(spec.c_str() + key.size(), &end, 10);
-  if (*end != '\0' || v <= 0) throw Error("--budget '" + spec + "': N must be a whole number above 0");
-  return v;
+struct Budgets {
+  int64_t elinks = 0, uplinks = 0;  // 0: the config's
+};
+
+// "elinks=N", "uplinks=U" or both, comma-separated; later ones win.
+void parse_budget(const std::string& spec, Budgets& b) {
+  std::stringstream items(spec);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    if (eq == std::string::npos || (key != "elinks" && key != "uplinks"))
+      throw Error("--budget '" + spec + "': expected elinks=N and/or uplinks=U");
+    char* end = nullptr;
+    const long long v = std::strtoll(item.c_str() + eq + 1, &end, 10);
+    if (eq + 1 == item.size() || *end != '\0' || v <= 0)
+      throw Error("--budget '" + spec + "': " + key + " must be a whole number above 0");
+    (key == "elinks" ? b.elinks : b.uplinks) = v;
+  }
 }
 
 // An event file, or a CALQ CSV (CMS HGCAL's samples) imported on the way.
@@ -82,6 +94,53 @@ int64_t elinks_to_match(const std::vector<GroupTable>& groups, int64_t lo, int64
       lo = mid + 1;
   }
   return lo;
+}
+
+// The plan under an e-link total and (when uplinks > 0) an lpGBT uplink
+// total: the group plan at `elinks`; if it needs more uplinks, the group
+// plan at the largest total that fits (bisection: uplinks grow with the
+// total, though not strictly), then its free uplink slots filled up to
+// `elinks` (fill_uplinks).
+struct UplinkFit {
+  AllocationSummary group_plan;
+  std::vector<int> elinks;        // per module
+  int64_t group_plan_elinks = 0;  // the total the group plan was solved at
+  int64_t elinks_filled = 0;
+  bool uplinks_binding = false;
+};
+
+UplinkFit plan_within(const std::vector<GroupTable>& groups, const DetectorModel& model, int64_t elinks,
+                      int64_t uplinks, int64_t least, int user_bits) {
+  auto at = [&](int64_t total) {
+    UplinkFit f;
+    f.group_plan = solve_allocation(problem_of(groups, total));
+    f.group_plan_elinks = total;
+    for (const auto& s : model.sites)
+      f.elinks.push_back(groups[static_cast<size_t>(s.group)]
+                             .choices[static_cast<size_t>(f.group_plan.choice[static_cast<size_t>(s.group)])]
+                             .elinks);
+    return f;
+  };
+  UplinkFit f = at(elinks);
+  if (uplinks <= 0) return f;
+  if (count_uplinks(model, f.elinks, user_bits) <= uplinks) return f;
+  UplinkFit low = at(least);
+  const int64_t need = count_uplinks(model, low.elinks, user_bits);
+  if (need > uplinks)
+    throw Error("--budget uplinks=" + std::to_string(uplinks) + ": even the fewest e-links (" +
+                std::to_string(low.group_plan.elinks) + ") need " + std::to_string(need) + " lpGBT uplinks");
+  int64_t lo = least, hi = elinks;  // lo fits, hi does not
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    UplinkFit m = at(mid);
+    if (count_uplinks(model, m.elinks, user_bits) <= uplinks)
+      lo = mid, low = std::move(m);
+    else
+      hi = mid;
+  }
+  low.uplinks_binding = true;
+  low.elinks_filled = fill_uplinks(model, groups, low.elinks, elinks, user_bits);
+  return low;
 }
 
 std::string fmt(double v, int digits = 4) {
@@ -155,8 +214,9 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
     if (occupied && !overwrite)
       throw Error("detector plan: " + out_dir + " exists and is not an empty folder (--overwrite replaces a plan)");
   }
-  int64_t budget = config.budget_elinks;
-  for (const auto& b : budgets) budget = parse_budget(b);
+  Budgets limits{config.budget_elinks, config.budget_uplinks};
+  for (const auto& b : budgets) parse_budget(b, limits);
+  int64_t budget = limits.elinks;
   const ModuleTable modules = ModuleTable::load(config.modules_file);
   const EventTable signal = read_wafers(config.signal_file);
   const EventTable pool = read_wafers(config.pool_file);
@@ -193,19 +253,23 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   const TableScore pu_score = score_table("PU allocation", model, groups, pu, config.lpgbt_user_bits, allowed);
   const TableScore sig_score = score_table("signal allocation", model, groups, sig, config.lpgbt_user_bits, allowed);
   if (budget == 0) budget = pu_score.elinks;
-  const AllocationSummary best = solve_allocation(problem_of(groups, budget));
-  std::vector<int> learned_elinks;
-  for (const auto& s : model.sites)
-    learned_elinks.push_back(groups[static_cast<size_t>(s.group)]
-                                 .choices[static_cast<size_t>(best.choice[static_cast<size_t>(s.group)])]
-                                 .elinks);
-  const TableScore learned = score_table("learned plan", model, groups, learned_elinks, config.lpgbt_user_bits);
   int64_t least = 0, most = 0;  // the fewest and most e-links the choices allow
   for (const auto& g : groups) {
     int lo = config.max_elinks, hi = 0;
     for (const auto& c : g.choices) lo = std::min(lo, c.elinks), hi = std::max(hi, c.elinks);
     least += g.modules * lo, most += g.modules * hi;
   }
+  const UplinkFit fit = plan_within(groups, model, budget, limits.uplinks, least, config.lpgbt_user_bits);
+  const AllocationSummary& best = fit.group_plan;
+  const std::vector<int>& learned_elinks = fit.elinks;
+  // Each module's choice: its group's, or after a fill the best its group has within its e-links.
+  std::vector<const AllocationChoice*> chosen;
+  for (size_t i = 0; i < model.sites.size(); ++i) {
+    const GroupTable& G = groups[static_cast<size_t>(model.sites[i].group)];
+    const AllocationChoice& c = G.choices[static_cast<size_t>(best.choice[static_cast<size_t>(model.sites[i].group)])];
+    chosen.push_back(c.elinks == learned_elinks[i] ? &c : best_choice_within(G, learned_elinks[i]));
+  }
+  const TableScore learned = score_table("learned plan", model, groups, learned_elinks, config.lpgbt_user_bits);
   const int64_t match_pu = elinks_to_match(groups, least, most, pu_score.emd_mean);
   const int64_t match_sig = elinks_to_match(groups, least, most, sig_score.emd_mean);
 
@@ -225,6 +289,11 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
                            {"modules", static_cast<int64_t>(model.sites.size())},
                            {"groups", static_cast<int64_t>(groups.size())},
                            {"budget_elinks", budget},
+                           {"budget_uplinks", limits.uplinks},
+                           {"uplinks_fit",
+                            {{"binding", fit.uplinks_binding},
+                             {"group_plan_elinks", fit.group_plan_elinks},
+                             {"elinks_filled", fit.elinks_filled}}},
                            {"occupancy_model",
                             {{"mu_per_flux", model.mu_per_flux},
                              {"mean_occupancy", model.mean_occupancy},
@@ -250,9 +319,17 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
        << comparison_text(learned, pu_score, sig_score) << "  e-links the learned plan needs to match: PU allocation "
        << match_text(match_pu, pu_score.elinks) << ", signal allocation " << match_text(match_sig, sig_score.elinks)
        << "\n";
+  if (limits.uplinks > 0) {
+    text << "lpGBT budget " << limits.uplinks << " uplinks: ";
+    if (fit.uplinks_binding)
+      text << "the group plan at " << fit.group_plan_elinks << " e-links fits; " << fit.elinks_filled
+           << " e-links then filled into free uplink slots (" << learned.uplinks << " uplinks, " << learned.elinks
+           << " e-links)\n";
+    else
+      text << "not binding (" << learned.uplinks << " uplinks)\n";
+  }
   std::map<std::string, int64_t> by_algorithm;
-  for (size_t g = 0; g < groups.size(); ++g)
-    by_algorithm[groups[g].choices[static_cast<size_t>(best.choice[g])].algorithm] += groups[g].modules;
+  for (const AllocationChoice* c : chosen) by_algorithm[c->algorithm] += 1;
   text << "the hand-made tables' modules run the best of: ";
   if (allowed.empty()) text << "every algorithm the plan has";
   for (size_t i = 0; i < allowed.size(); ++i) text << (i ? ", " : "") << allowed[i];
@@ -279,8 +356,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
         a << "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,expected_emd,elinks_pu,elinks_signal\n";
         for (size_t i = 0; i < model.sites.size(); ++i) {
           const ModuleSite& s = model.sites[i];
-          const auto& c = groups[static_cast<size_t>(s.group)]
-                              .choices[static_cast<size_t>(best.choice[static_cast<size_t>(s.group)])];
+          const AllocationChoice& c = *chosen[i];
           a << s.layer << ',' << s.u << ',' << s.v << ',' << s.motherboard << ',' << fmt(s.eta, 5) << ','
             << (s.eta_estimated ? 1 : 0) << ',' << fmt(s.mu, 4) << ',' << s.group << ',' << c.algorithm << ','
             << c.elinks << ',' << fmt(c.emd, 6) << ',' << s.elinks_pu << ',' << s.elinks_signal << "\n";
@@ -313,8 +389,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
         std::map<std::string, PlotSeries> by_alg;
         for (size_t i = 0; i < model.sites.size(); ++i) {
           const ModuleSite& s = model.sites[i];
-          const auto& c = groups[static_cast<size_t>(s.group)]
-                              .choices[static_cast<size_t>(best.choice[static_cast<size_t>(s.group)])];
+          const AllocationChoice& c = *chosen[i];
           PlotSeries& e = by_elinks[c.elinks];
           e.x.push_back(s.eta), e.y.push_back(s.layer);
           PlotSeries& al = by_alg[c.algorithm];
@@ -434,7 +509,9 @@ void add_detector_commands(CLI::App& app) {
     CLI::App* c = d->add_subcommand("plan", "Plan a detector: groups, algorithms and e-links under a total budget");
     c->add_option("config", a->config, "detector configuration (JSON)")->required();
     c->add_option("-o,--output", a->out, "plan folder to write")->required();
-    c->add_option("--budget", a->budgets, "elinks=N: total e-links (default: the config's, else the PU table's)");
+    c->add_option(
+        "--budget", a->budgets,
+        "elinks=N: total e-links (default: the config's, else the PU table's); uplinks=U: lpGBT uplinks at most");
     c->add_flag("--overwrite", a->overwrite, "replace an earlier plan in the folder");
     c->add_flag("--json", a->json, "print report.json's content as one JSON object on stdout");
     c->callback([a] { plan(a->config, a->out, a->budgets, a->overwrite, a->json); });

@@ -49,8 +49,8 @@ void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const Even
 DetectorConfig DetectorConfig::load(const std::string& path) {
   const Config c = Config::load(path);
   c.reject_unknown({"name", "modules", "signal", "pool", "occupancy", "groups", "wafers_per_group", "algorithms",
-                    "autoencoders", "table_algorithms", "max_elinks", "budget_elinks", "pareto_elinks",
-                    "lpgbt_user_bits", "seed", "threads"});
+                    "autoencoders", "table_algorithms", "max_elinks", "budget_elinks", "budget_uplinks",
+                    "pareto_elinks", "lpgbt_user_bits", "seed", "threads"});
   DetectorConfig d;
   d.name = c.string("name", d.name);
   d.modules_file = beside(path, c.string("modules", ""));
@@ -82,6 +82,7 @@ DetectorConfig DetectorConfig::load(const std::string& path) {
   d.table_algorithms = c.strings("table_algorithms", {});
   d.max_elinks = static_cast<int>(c.integer("max_elinks", d.max_elinks, 1, 13));
   d.budget_elinks = c.integer("budget_elinks", 0, 0);
+  d.budget_uplinks = c.integer("budget_uplinks", 0, 0);
   d.pareto_elinks = c.integers("pareto_elinks", {}, 1);
   d.lpgbt_user_bits = static_cast<int>(c.integer("lpgbt_user_bits", d.lpgbt_user_bits, 32, 100000));
   d.seed = static_cast<uint64_t>(c.integer("seed", 1, 0));

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <queue>
 #include <tuple>
 
 #include "ddaq/core/baselines.h"
@@ -134,6 +135,88 @@ const AllocationChoice* best_choice_within(const GroupTable& group, int elinks,
   return best;
 }
 
+int64_t count_uplinks(const DetectorModel& model, const std::vector<int>& elinks, int lpgbt_user_bits) {
+  if (elinks.size() != model.sites.size()) throw Error("count_uplinks: one e-link count per module is needed");
+  const int64_t per_uplink = lpgbt_user_bits / 32;
+  if (per_uplink < 1) throw Error("lpgbt_user_bits: " + std::to_string(lpgbt_user_bits) + " carry no 32-bit e-link");
+  std::map<std::pair<int, int>, int64_t> per_motherboard;
+  for (size_t i = 0; i < elinks.size(); ++i)
+    per_motherboard[{model.sites[i].layer, model.sites[i].motherboard}] += elinks[i];
+  int64_t uplinks = 0;
+  for (const auto& [key, e] : per_motherboard) uplinks += (e + per_uplink - 1) / per_uplink;
+  return uplinks;
+}
+
+int64_t fill_uplinks(const DetectorModel& model, const std::vector<GroupTable>& groups, std::vector<int>& elinks,
+                     int64_t budget_elinks, int lpgbt_user_bits) {
+  if (elinks.size() != model.sites.size()) throw Error("fill_uplinks: one e-link count per module is needed");
+  const int64_t per_uplink = lpgbt_user_bits / 32;
+  if (per_uplink < 1) throw Error("lpgbt_user_bits: " + std::to_string(lpgbt_user_bits) + " carry no 32-bit e-link");
+  std::map<std::pair<int, int>, std::vector<size_t>> boards;
+  int64_t total = 0;
+  for (size_t i = 0; i < elinks.size(); ++i) {
+    boards[{model.sites[i].layer, model.sites[i].motherboard}].push_back(i);
+    total += elinks[i];
+  }
+  auto emd_at = [&](size_t i, int e) {
+    const AllocationChoice* c = best_choice_within(groups.at(static_cast<size_t>(model.sites[i].group)), e);
+    return c ? c->emd : NAN;
+  };
+  struct Board {
+    std::vector<size_t> sites;
+    int64_t slack = 0;  // e-link slots left on its last uplink
+  };
+  std::vector<Board> list;
+  for (auto& [key, sites] : boards) {
+    int64_t e = 0;
+    for (size_t i : sites) e += elinks[i];
+    list.push_back({sites, (per_uplink - e % per_uplink) % per_uplink});
+  }
+  // A board's best upgrade within its slack and the e-links left: the module
+  // and extra e-links with the largest EMD gain per e-link (ties: the first).
+  struct Upgrade {
+    double rate = 0.0;
+    size_t board = 0, site = 0;
+    int extra = 0;
+  };
+  auto best_upgrade = [&](size_t b, int64_t room) {
+    Upgrade u;
+    u.board = b;
+    const int64_t most = std::min(list[b].slack, room);
+    for (size_t i : list[b].sites)
+      for (int d = 1; d <= most; ++d) {
+        const double gain = emd_at(i, elinks[i]) - emd_at(i, elinks[i] + d);
+        if (gain > 0 && gain / d > u.rate) u = {gain / d, b, i, d};
+      }
+    return u;
+  };
+  // Largest rate first; each board has one entry, computed with the room
+  // then left (room only shrinks: an entry that still fits stays the best).
+  auto worse = [](const Upgrade& a, const Upgrade& b) {
+    return a.rate != b.rate ? a.rate < b.rate : a.board > b.board;
+  };
+  std::priority_queue<Upgrade, std::vector<Upgrade>, decltype(worse)> heap(worse);
+  int64_t room = budget_elinks - total;
+  for (size_t b = 0; b < list.size(); ++b) {
+    const Upgrade u = best_upgrade(b, room);
+    if (u.extra > 0) heap.push(u);
+  }
+  int64_t added = 0;
+  while (!heap.empty() && room > 0) {
+    const Upgrade u = heap.top();
+    heap.pop();
+    if (u.extra <= room) {
+      elinks[u.site] += u.extra;
+      list[u.board].slack -= u.extra;
+      room -= u.extra;
+      added += u.extra;
+    }
+    const Upgrade next = best_upgrade(u.board, room);
+    if (next.extra > 0) heap.push(next);
+  }
+  return added;
+}
+
 TableScore score_table(const std::string& name, const DetectorModel& model, const std::vector<GroupTable>& groups,
                        const std::vector<int>& elinks, int lpgbt_user_bits, const std::vector<std::string>& allowed) {
   if (elinks.size() != model.sites.size()) throw Error("score_table: one e-link count per module is needed");
@@ -143,7 +226,6 @@ TableScore score_table(const std::string& name, const DetectorModel& model, cons
   for (const auto& s : model.sites) max_layer = std::max(max_layer, s.layer);
   std::vector<double> layer_sum(static_cast<size_t>(max_layer) + 1, 0.0);
   std::vector<int64_t> layer_n(layer_sum.size(), 0);
-  std::map<std::pair<int, int>, int64_t> per_motherboard;
   double total = 0;
   for (size_t i = 0; i < elinks.size(); ++i) {
     const ModuleSite& s = model.sites[i];
@@ -155,10 +237,8 @@ TableScore score_table(const std::string& name, const DetectorModel& model, cons
     layer_sum[static_cast<size_t>(s.layer)] += c->emd;
     ++layer_n[static_cast<size_t>(s.layer)];
     t.elinks += elinks[i];
-    per_motherboard[{s.layer, s.motherboard}] += elinks[i];
   }
-  const int64_t per_uplink = lpgbt_user_bits / 32;
-  for (const auto& [key, e] : per_motherboard) t.uplinks += (e + per_uplink - 1) / per_uplink;
+  t.uplinks = count_uplinks(model, elinks, lpgbt_user_bits);
   t.emd_mean = total / static_cast<double>(elinks.size());
   for (size_t l = 0; l < layer_sum.size(); ++l)
     t.emd_by_layer.push_back(layer_n[l] ? layer_sum[l] / static_cast<double>(layer_n[l]) : NAN);

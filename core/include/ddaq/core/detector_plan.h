@@ -57,6 +57,7 @@ struct DetectorConfig {
   std::vector<std::string> table_algorithms;
   int max_elinks = 13;
   int64_t budget_elinks = 0;           // 0: the PU table's total over the modules planned
+  int64_t budget_uplinks = 0;          // lpGBT uplinks at most (0: no limit)
   std::vector<int64_t> pareto_elinks;  // totals for the Pareto (empty: none)
   int lpgbt_user_bits = 230;           // 10.24 Gb/s, FEC5: 7 e-links per uplink
   uint64_t seed = 1;
@@ -147,6 +148,20 @@ struct TableScore {  // a per-module e-link table judged under the model
 TableScore score_table(const std::string& name, const DetectorModel& model, const std::vector<GroupTable>& groups,
                        const std::vector<int>& elinks, int lpgbt_user_bits,
                        const std::vector<std::string>& allowed = {});
+
+// lpGBT uplinks of a per-module e-link table: per (layer, motherboard), the
+// modules' e-links packed onto uplinks of floor(user_bits / 32) e-links.
+int64_t count_uplinks(const DetectorModel& model, const std::vector<int>& elinks, int lpgbt_user_bits);
+
+// Spends e-links that cost no uplink: on each (layer, motherboard) whose
+// e-links leave its last uplink part empty, the free slots go, one upgrade
+// at a time, to the module of that board (its group's table, any
+// algorithm) whose EMD falls most per added e-link, largest first over all
+// boards, while sum(elinks) stays <= budget_elinks. Uplinks never rise;
+// modules of one group may end with different e-links. Returns the e-links
+// added. With tables convex in e-links this is the optimum of such fills.
+int64_t fill_uplinks(const DetectorModel& model, const std::vector<GroupTable>& groups, std::vector<int>& elinks,
+                     int64_t budget_elinks, int lpgbt_user_bits);
 
 // A table scaled to exactly `total` e-links (total >= modules): each module
 // max(1, floor(e x total / sum)), then the rest one by one to the largest
