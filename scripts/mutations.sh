@@ -98,6 +98,7 @@ mutations=(
   "plan-scaling-smallest-first|core/src/detector/plan.cpp|{ return rest[a] > rest[b]; });|{ return rest[a] < rest[b]; });|e-link tables judged"
   "remove-tree-follows-links|core/base/src/files.cpp|FTW_PHYS);  // children first|0);  // children first|remove_tree removes"
   "signal-handler-not-installed|core/base/src/interrupts.cpp|for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &action, nullptr);|(void)action;|a signal on a thread started before installation"
+  "target-after-threshold|core/src/graph/stages.cpp|  flow.set(target_, calq / calq.sum(1, true).clamp_min(1e-6));|  flow.set(target_, kept / sum.clamp_min(1e-6));|the loss target is the wafer before the threshold"
   "fill-ignores-uplink-slack|core/src/detector/plan.cpp|const int64_t most = std::min(list[b].slack, room);|const int64_t most = room;|fill_uplinks spends"
   "uplink-budget-ignored|core/app/commands_detector.cpp|  if (count_uplinks(model, f.elinks, user_bits) <= uplinks) return f;|  if (true) return f;|lpGBT uplink budget"
   "clusters-label-ignored|core/src/data/clusters.cpp|      t.label[static_cast<size_t>(i)] = k - 1;|      t.label[static_cast<size_t>(i)] = 0;|clusters on any geometry"

@@ -154,4 +154,32 @@ DOCTEST_TEST_SUITE("graph") {
     }
     DOCTEST_CHECK(refused);
   }
+  DOCTEST_TEST_CASE("front end: the loss target is the wafer before the threshold and the encoder input is after it") {
+    // A learned threshold must not hide cells from the loss: the target is
+    // the arriving wafer at unit sum whatever the threshold, in training and
+    // in evaluation; only the encoder's input loses the cells below it.
+    ddaq::EconTPipeline p(ddaq::PipelineOptions().threshold(2.0).learn_threshold(true), 3);
+    ddaq::Stage* front = p.stages()[0];
+    torch::Tensor calq = torch::zeros({2, 48});
+    calq[0][3] = 10.0, calq[0][4] = 1.0, calq[0][5] = 0.5;  // two cells below the threshold
+    calq[1][40] = 4.0, calq[1][41] = 4.0;
+    for (bool training : {true, false}) {
+      p.train(training);
+      ddaq::NamedTensors flow;
+      flow.set("calq", calq);
+      front->forward(flow);
+      const torch::Tensor target = flow.get("target"), normalized = flow.get("normalized");
+      for (int i = 0; i < 2; ++i) {
+        double sum = 0;
+        for (int c = 0; c < 48; ++c) sum += calq[i][c].item<double>();
+        for (int c = 0; c < 48; ++c)
+          DOCTEST_CHECK(target[i][c].item<double>() == doctest::Approx(calq[i][c].item<double>() / sum));
+      }
+      if (!training) {  // the hard gate: cells below 2 CALQ do not reach the encoder
+        DOCTEST_CHECK(normalized[0][4].item<double>() == 0.0);
+        DOCTEST_CHECK(normalized[0][5].item<double>() == 0.0);
+        DOCTEST_CHECK(normalized[0][3].item<double>() > 0.0);
+      }
+    }
+  }
 }

@@ -223,7 +223,7 @@ void FrontEndStage::forward(NamedTensors& flow) {
       training_ ? torch::sigmoid((calq - threshold) / kGate) : (calq > threshold).to(torch::kFloat);
   const torch::Tensor kept = calq * gate;
   const torch::Tensor sum = kept.sum(1, true);
-  flow.set(target_, kept / sum.clamp_min(1e-6));
+  flow.set(target_, calq / calq.sum(1, true).clamp_min(1e-6));
   if (normalization_ == "econt")
     flow.set(normalized_, kept / econt_normalization_scale(kept.detach()));
   else if (normalization_ == "sum")

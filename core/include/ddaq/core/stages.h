@@ -62,7 +62,13 @@ class ModuleStage : public Stage {
 };
 
 // front_end. Options: threshold (CALQ, default 0), learn_threshold (default
-// true), normalization ("econt" default, "sum", "none").
+// true), normalization ("econt" default, "sum", "none"). Writes `normalized`
+// (the encoder's input: cells below the threshold suppressed) and `target`
+// (the wafer as it arrived, unit sum, threshold NOT applied: what the
+// deployed evaluation compares with). A target after the threshold let a
+// learned threshold hide cells from the loss: a 60-epoch mu-10 encoder
+// raised it until half the cells were gone, its loss fell while its exact
+// EMD doubled.
 class FrontEndStage : public ModuleStage {
  public:
   static std::vector<std::string> reads() { return {"charges"}; }
