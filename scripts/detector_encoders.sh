@@ -5,15 +5,16 @@
 # each get encoders matched to what they see. The runs are then listed in a
 # detector config's "autoencoders" (experiments/detector/hgcal.json).
 # Usage: bash scripts/detector_encoders.sh [OUT] [MU_LIST] [ELINKS] [EPOCHS]
-#   defaults: runs/detector_encoders "3 10" 1,2,3,4 20
+#   defaults: runs/detector_encoders 10 1,2,3,4 60 (mu 40 comes from the
+#   main sweep; mu 3 encoders never beat Best Choice at 2+ e-links there)
 # Needs runs/data/econt (scripts/make_econt_real.sh). Rerunning resumes.
 # On a cluster: add --slurm to the sweep line (one job per point).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/runs/detector_encoders}"
-mus="${2:-3 10}"
+mus="${2:-10}"
 elinks="${3:-1,2,3,4}"
-epochs="${4:-20}"
+epochs="${4:-60}"
 data="$root/runs/data/econt"
 ddaq="${DDAQ_BUILD_DIR:-$root/build}/core/ddaq"
 export DDAQ_PROGRESS=off
