@@ -135,10 +135,17 @@ const AllocationChoice* best_choice_within(const GroupTable& group, int elinks,
   return best;
 }
 
+namespace {
+// 32-bit e-links an lpGBT uplink carries in `user_bits` per bunch crossing.
+int64_t elinks_per_uplink(int user_bits) {
+  if (user_bits < 32) throw Error("lpgbt_user_bits: " + std::to_string(user_bits) + " carry no 32-bit e-link");
+  return user_bits / 32;
+}
+}  // namespace
+
 int64_t count_uplinks(const DetectorModel& model, const std::vector<int>& elinks, int lpgbt_user_bits) {
   if (elinks.size() != model.sites.size()) throw Error("count_uplinks: one e-link count per module is needed");
-  const int64_t per_uplink = lpgbt_user_bits / 32;
-  if (per_uplink < 1) throw Error("lpgbt_user_bits: " + std::to_string(lpgbt_user_bits) + " carry no 32-bit e-link");
+  const int64_t per_uplink = elinks_per_uplink(lpgbt_user_bits);
   std::map<std::pair<int, int>, int64_t> per_motherboard;
   for (size_t i = 0; i < elinks.size(); ++i)
     per_motherboard[{model.sites[i].layer, model.sites[i].motherboard}] += elinks[i];
@@ -150,8 +157,7 @@ int64_t count_uplinks(const DetectorModel& model, const std::vector<int>& elinks
 int64_t fill_uplinks(const DetectorModel& model, const std::vector<GroupTable>& groups, std::vector<int>& elinks,
                      int64_t budget_elinks, int lpgbt_user_bits) {
   if (elinks.size() != model.sites.size()) throw Error("fill_uplinks: one e-link count per module is needed");
-  const int64_t per_uplink = lpgbt_user_bits / 32;
-  if (per_uplink < 1) throw Error("lpgbt_user_bits: " + std::to_string(lpgbt_user_bits) + " carry no 32-bit e-link");
+  const int64_t per_uplink = elinks_per_uplink(lpgbt_user_bits);
   std::map<std::pair<int, int>, std::vector<size_t>> boards;
   int64_t total = 0;
   for (size_t i = 0; i < elinks.size(); ++i) {
