@@ -101,6 +101,7 @@ mutations=(
   "target-after-threshold|core/src/graph/stages.cpp|  flow.set(target_, calq / calq.sum(1, true).clamp_min(1e-6));|  flow.set(target_, kept / sum.clamp_min(1e-6));|the loss target is the wafer before the threshold"
   "fill-ignores-uplink-slack|core/src/detector/plan.cpp|const int64_t most = std::min(list[b].slack, room);|const int64_t most = room;|fill_uplinks spends"
   "uplink-budget-ignored|core/app/commands_detector.cpp|  if (count_uplinks(model, f.elinks, user_bits) <= uplinks) return f;|  if (true) return f;|lpGBT uplink budget"
+  "decoder-hidden-ignored|core/src/graph/pipeline.cpp|            {\"hidden\", o.decoder_hidden()},|            {\"hidden\", 0},|decoder size"
   "clusters-label-ignored|core/src/data/clusters.cpp|      t.label[static_cast<size_t>(i)] = k - 1;|      t.label[static_cast<size_t>(i)] = 0;|clusters on any geometry"
   "floor-set-not-lifted|quant/src/layer_impls.h|    w_.gate_logits.index_copy_(0, top, w_.gate_logits.index_select(0, top).clamp_min(0.0));|    (void)top;|stay the same from step to step"
   "unit-floor-not-set|core/src/train/trainer.cpp|if (!unit_limits.empty()) pipeline_.keep_units_that_fit(unit_limits, fixed_energy_pj_);|(void)0;|keeps the filters"

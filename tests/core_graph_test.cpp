@@ -94,9 +94,16 @@ DOCTEST_TEST_SUITE("graph") {
   }
 
   DOCTEST_TEST_CASE("the ECON-T graph config builds the pipeline its options build, tensor for tensor") {
-    for (const auto& po : {ddaq::PipelineOptions(),
-                           ddaq::PipelineOptions().layout("4x4x3").learn_latent_bits(true).per_latent_bits(true)
-                               .learn_weight_bits(true).learn_latent_gates(true).learn_conv_filters(true).latent(24)}) {
+    for (const auto& po : {ddaq::PipelineOptions(), ddaq::PipelineOptions()
+                                                        .layout("4x4x3")
+                                                        .learn_latent_bits(true)
+                                                        .per_latent_bits(true)
+                                                        .learn_weight_bits(true)
+                                                        .learn_latent_gates(true)
+                                                        .learn_conv_filters(true)
+                                                        .latent(24)
+                                                        .decoder_filters(5)
+                                                        .decoder_hidden(7)}) {
       ddaq::EconTPipeline a(po, 7);
       ddaq::EconTPipeline b = ddaq::EconTPipeline::from_graph(graph_section(ddaq::econt_graph_json(po)), 7);
       const auto sa = a.named_state(), sb = b.named_state();
@@ -181,5 +188,49 @@ DOCTEST_TEST_SUITE("graph") {
         DOCTEST_CHECK(normalized[0][3].item<double>() > 0.0);
       }
     }
+  }
+
+  DOCTEST_TEST_CASE("decoder size: decoder_filters and decoder_hidden shape the off-detector decoder only") {
+    ddaq_test::TempDir dir;
+    const auto small = ddaq::PipelineOptions().conv_filters(8).latent(16);
+    const auto large = ddaq::PipelineOptions(small).decoder_filters(12).decoder_hidden(20);
+    ddaq::EconTPipeline a(small, 5), b(large, 5);
+    auto shapes = [](const ddaq::EconTPipeline& p) {
+      std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+      for (const auto& kv : p.named_parameters())
+        if (kv.first.rfind("decoder.", 0) == 0) out.emplace_back(kv.first, kv.second.sizes().vec());
+      return out;
+    };
+    // By hand: 8x8 grid -> a 4x4 hidden image; dense 16 -> F*4*4, a 3x3
+    // transposed conv F -> F, a 3x3 conv F -> 1 without bias.
+    const std::vector<std::pair<std::string, std::vector<int64_t>>> want_small = {{"decoder.dense.weight", {128, 16}},
+                                                                                  {"decoder.dense.bias", {128}},
+                                                                                  {"decoder.up.weight", {8, 8, 3, 3}},
+                                                                                  {"decoder.up.bias", {8}},
+                                                                                  {"decoder.out.weight", {1, 8, 3, 3}}};
+    const std::vector<std::pair<std::string, std::vector<int64_t>>> want_large = {
+        {"decoder.hidden.weight", {20, 16}},   {"decoder.hidden.bias", {20}},
+        {"decoder.dense.weight", {192, 20}},   {"decoder.dense.bias", {192}},
+        {"decoder.up.weight", {12, 12, 3, 3}}, {"decoder.up.bias", {12}},
+        {"decoder.out.weight", {1, 12, 3, 3}}};
+    DOCTEST_CHECK(shapes(a) == want_small);
+    DOCTEST_CHECK(shapes(b) == want_large);
+    // The encoder (on detector) is the same network, initialized the same.
+    for (const auto& ka : a.named_parameters())
+      if (ka.first.rfind("encoder.", 0) == 0)
+        for (const auto& kb : b.named_parameters())
+          if (kb.first == ka.first) DOCTEST_CHECK(torch::equal(ka.second, kb.second));
+    // Options at their defaults are not written: earlier runs keep their ids.
+    DOCTEST_CHECK(small.to_json().find("decoder_") == std::string::npos);
+    DOCTEST_CHECK(large.to_json().find("\"decoder_hidden\": 20") != std::string::npos);
+    // Saved and loaded with its decoder.
+    b.save(dir.file("run"));
+    ddaq::EconTPipeline c = ddaq::EconTPipeline::load(dir.file("run"));
+    DOCTEST_CHECK(shapes(c) == want_large);
+    const ddaq::EventTable t = ddaq::synthesize(ddaq::SynthOptions().events(16).seed(5).pileup_mu(5));
+    const torch::Tensor x = torch::from_blob(const_cast<float*>(t.calq.data()), {16, 48}, torch::kFloat).clone();
+    b.train(false);
+    c.train(false);
+    DOCTEST_CHECK(torch::equal(b.forward(x).get("reconstruction"), c.forward(x).get("reconstruction")));
   }
 }

@@ -29,8 +29,9 @@ namespace ddaq {
 
 PipelineOptions PipelineOptions::from_config(const Config& c) {
   c.reject_unknown({"layout", "conv_filters", "latent", "latent_bits", "latent_integer_bits", "learn_latent_bits",
-                    "weight_bits", "learn_weight_bits", "input_bits", "learn_input_bits", "threshold", "learn_threshold",
-                    "classifier_hidden", "learn_conv_filters", "learn_latent_gates", "per_latent_bits"});
+                    "weight_bits", "learn_weight_bits", "input_bits", "learn_input_bits", "threshold",
+                    "learn_threshold", "classifier_hidden", "learn_conv_filters", "learn_latent_gates",
+                    "per_latent_bits", "decoder_filters", "decoder_hidden"});
   PipelineOptions o;
   o.layout(c.string("layout", o.layout()))
       .conv_filters(c.integer("conv_filters", o.conv_filters(), 1, 256))
@@ -47,7 +48,9 @@ PipelineOptions PipelineOptions::from_config(const Config& c) {
       .classifier_hidden(c.integer("classifier_hidden", o.classifier_hidden(), 1, 256))
       .learn_conv_filters(c.boolean("learn_conv_filters", o.learn_conv_filters()))
       .learn_latent_gates(c.boolean("learn_latent_gates", o.learn_latent_gates()))
-      .per_latent_bits(c.boolean("per_latent_bits", o.per_latent_bits()));
+      .per_latent_bits(c.boolean("per_latent_bits", o.per_latent_bits()))
+      .decoder_filters(c.integer("decoder_filters", o.decoder_filters(), 0, 1024))
+      .decoder_hidden(c.integer("decoder_hidden", o.decoder_hidden(), 0, 4096));
   if (o.per_latent_bits() && !o.learn_latent_bits())
     throw Error(c.source() + ": " + c.where() + ".per_latent_bits: needs learn_latent_bits: true (the widths are learned)");
   if (o.layout() != "8x8" && o.layout() != "4x4x3")
@@ -74,6 +77,8 @@ std::string PipelineOptions::to_json() const {
   if (learn_conv_filters_) j["learn_conv_filters"] = true;
   if (learn_latent_gates_) j["learn_latent_gates"] = true;
   if (per_latent_bits_) j["per_latent_bits"] = true;
+  if (decoder_filters_ > 0) j["decoder_filters"] = decoder_filters_;
+  if (decoder_hidden_ > 0) j["decoder_hidden"] = decoder_hidden_;
   return j.dump(2);
 }
 
@@ -186,7 +191,8 @@ std::string econt_graph_json(const PipelineOptions& o) {
             {"name", "decoder"},
             {"reads", {{"latent", "latent"}}},
             {"writes", {{"reconstruction", "reconstruction"}}},
-            {"filters", o.conv_filters()},
+            {"filters", o.decoder_filters() > 0 ? o.decoder_filters() : o.conv_filters()},
+            {"hidden", o.decoder_hidden()},
             {"layout", o.layout()}},
            classifier}}};
   (void)layout;

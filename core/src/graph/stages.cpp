@@ -368,14 +368,18 @@ DDAQ_REGISTER_STAGE("econt_link_budget", EconTLinkBudgetStage);
 // ------------------------------------------------------------ econt_decoder
 
 struct EconTDecoderStage::Net : torch::nn::Module {
+  torch::nn::Linear hidden{nullptr};  // optional: latent -> units -> grid
   torch::nn::Linear dense{nullptr};
   torch::nn::ConvTranspose2d up{nullptr};
   torch::nn::Conv2d out{nullptr};
   std::vector<int64_t> hidden_shape;  // [F, h, w]
-  Net(int64_t latent, int64_t filters, std::array<int64_t, 3> grid) {
+  Net(int64_t latent, int64_t filters, int64_t units, std::array<int64_t, 3> grid) {
     const int64_t h = (grid[1] + 1) / 2, w = (grid[2] + 1) / 2;
     hidden_shape = {filters, h, w};
-    dense = register_module("dense", torch::nn::Linear(latent, filters * h * w));
+    // Registered only when asked for: decoders saved without it keep their
+    // parameter names and load unchanged.
+    if (units > 0) hidden = register_module("hidden", torch::nn::Linear(latent, units));
+    dense = register_module("dense", torch::nn::Linear(units > 0 ? units : latent, filters * h * w));
     up = register_module("up", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(filters, filters, 3)
                                                               .stride(2)
                                                               .padding(1)
@@ -387,7 +391,8 @@ struct EconTDecoderStage::Net : torch::nn::Module {
         register_module("out", torch::nn::Conv2d(torch::nn::Conv2dOptions(filters, grid[0], 3).padding(1).bias(false)));
   }
   torch::Tensor forward(const torch::Tensor& latent, const CellLayout& layout) {
-    torch::Tensor h = torch::relu(dense->forward(latent)).view({-1, hidden_shape[0], hidden_shape[1], hidden_shape[2]});
+    torch::Tensor h = hidden ? torch::relu(hidden->forward(latent)) : latent;
+    h = torch::relu(dense->forward(h)).view({-1, hidden_shape[0], hidden_shape[1], hidden_shape[2]});
     h = torch::relu(up->forward(h));
     return torch::softmax(layout.to_cells(out->forward(h)), 1);
   }
@@ -402,7 +407,8 @@ EconTDecoderStage::EconTDecoderStage(const StageSpec& spec, const Graph& built)
   if (latent < 1)
     throw Error(c.source() + ": " + c.where() + ".latent: required (no quantized_stack before it writes '" + latent_ +
                 "')");
-  net_ = std::make_shared<Net>(latent, c.integer("filters", 8, 1, 1024), layout_->grid_shape());
+  net_ = std::make_shared<Net>(latent, c.integer("filters", 8, 1, 1024), c.integer("hidden", 0, 0, 4096),
+                               layout_->grid_shape());
 }
 
 torch::nn::Module& EconTDecoderStage::module() const { return *net_; }

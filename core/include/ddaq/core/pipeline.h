@@ -45,6 +45,10 @@ struct PipelineOptions {
   DDAQ_OPTION(double, threshold) = 0.0;  // zero suppression, CALQ
   DDAQ_OPTION(bool, learn_threshold) = true;
   DDAQ_OPTION(int64_t, classifier_hidden) = 8;
+  // The off-detector decoder's size (no ECON-T area): its filters (0: the
+  // encoder's conv_filters) and an optional hidden dense layer (0: none).
+  DDAQ_OPTION(int64_t, decoder_filters) = 0;
+  DDAQ_OPTION(int64_t, decoder_hidden) = 0;
   // Learned gates on the encoder's convolution filters (a lever for FPGA
   // budgets): a filter whose gate closes is removed at export, and the
   // dense layer after it shrinks.

@@ -201,13 +201,15 @@ class FloatStackStage : public ModuleStage {
   std::vector<int64_t> input_shape_;
 };
 
-// econt_decoder. Options: filters (8), layout ("8x8", "4x4x3" or "geometry"), latent
-// (inputs; default: the size of the tensor it reads, from the encoder).
+// econt_decoder. Options: filters (8), hidden (0: none; else a dense layer of
+// that many units before the one that fills the grid), layout ("8x8", "4x4x3"
+// or "geometry"), latent (inputs; default: the size of the tensor it reads,
+// from the encoder). Off detector, so its size costs no ECON-T area.
 class EconTDecoderStage : public ModuleStage {
  public:
   static std::vector<std::string> reads() { return {"latent"}; }
   static std::vector<std::string> writes() { return {"reconstruction"}; }
-  static std::vector<std::string> option_keys() { return {"filters", "layout", "latent"}; }
+  static std::vector<std::string> option_keys() { return {"filters", "hidden", "layout", "latent"}; }
   EconTDecoderStage(const StageSpec& spec, const Graph& built);
   void forward(NamedTensors& flow) override;
 
