@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -219,5 +220,75 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget uplinks=5"), "uplinks=5");
     DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("Q")));
     expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget uplinks=x"), "uplinks");
+  }
+
+  DOCTEST_TEST_CASE("detector plan under a power budget: kept module by module, compare agrees, clean errors") {
+    ddaq_test::TempDir dir;
+    write_small_detector(dir);
+    std::string config = ddaq_test::read_text(dir.file("d.json"));
+    const std::map<std::string, std::pair<double, double>> power = {
+        {"best_choice", {40, 5}}, {"threshold", {30, 5}}, {"stc4", {20, 5}}, {"stc16", {15, 5}}};
+    config.insert(config.rfind('}'), R"(, "power": {"best_choice": {"base_mw": 40, "per_elink_mw": 5},
+      "threshold": {"base_mw": 30, "per_elink_mw": 5}, "stc4": {"base_mw": 20, "per_elink_mw": 5},
+      "stc16": {"base_mw": 15, "per_elink_mw": 5}})");
+    ddaq_test::write_text(dir.file("dp.json"), config);
+    const std::string plan = "detector plan " + dir.file("dp.json");
+    // Each module's power from its row and the table, summed here (W).
+    auto recomputed = [&](const std::string& folder, double* emd_mean) {
+      std::map<std::string, double> table;  // group/algorithm/e-links -> emd
+      for (const auto& row : csv_rows(ddaq_test::read_text(folder + "/tables.csv")))
+        table[row[0] + "/" + row[1] + "/" + row[2]] = std::stod(row[3]);
+      double w = 0, emd = 0;
+      int64_t elinks = 0, n = 0;
+      for (const auto& row : csv_rows(ddaq_test::read_text(folder + "/allocation.csv"))) {
+        const int e = std::stoi(row[9]);
+        const auto& [base, per] = power.at(row[8]);
+        w += (base + per * e) / 1000.0, emd += std::stod(row[10]), elinks += e, ++n;
+        // The expected EMD is the table's entry for the row's own algorithm.
+        DOCTEST_CHECK(std::stod(row[10]) ==
+                      doctest::Approx(table.at(row[7] + "/" + row[8] + "/" + row[9])).epsilon(1e-5));
+      }
+      DOCTEST_CHECK(elinks <= 66);
+      *emd_mean = emd / static_cast<double>(n);
+      return w;
+    };
+    auto r = ddaq_test::run_ddaq(plan + " -o " + dir.file("P0") + " --budget elinks=66 --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    double emd0 = 0;
+    const double free_w = recomputed(dir.file("P0"), &emd0);
+    DOCTEST_CHECK(nlohmann::json::parse(r.out).at("power_w").at("learned").get<double>() == doctest::Approx(free_w));
+    const double limit = 0.9 * free_w;
+    char spec[64];
+    std::snprintf(spec, sizeof spec, "elinks=66,power=%.6f", limit);
+    r = ddaq_test::run_ddaq(plan + " -o " + dir.file("P") + " --budget " + spec + " --json");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto report = nlohmann::json::parse(r.out);
+    double emd = 0;
+    const double w = recomputed(dir.file("P"), &emd);
+    DOCTEST_CHECK(w <= limit + 1e-9);
+    DOCTEST_CHECK(report.at("power_fit").at("binding").get<bool>());
+    DOCTEST_CHECK(report.at("power_w").at("learned").get<double>() == doctest::Approx(w));
+    DOCTEST_CHECK(report.at("learned_emd_mean").get<double>() == doctest::Approx(emd).epsilon(1e-5));
+    DOCTEST_CHECK(emd >= emd0 - 1e-9);  // less power costs EMD
+    DOCTEST_CHECK(report.at("power_fit").at("emd_lower_bound").get<double>() <= emd + 1e-9);
+    r = ddaq_test::run_ddaq("detector compare " + dir.file("P") + " --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto compared = nlohmann::json::parse(r.out);
+    DOCTEST_CHECK(compared.at("learned_emd_mean").get<double>() == doctest::Approx(emd).epsilon(1e-6));
+    DOCTEST_CHECK(compared.at("power_w").at("learned").get<double>() == doctest::Approx(w));
+    // Errors: one line, nothing written.
+    expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget power=0.001"),
+                 "--budget power=0.001 W: the least power found");
+    expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget power=-1"), "power must be");
+    expect_error(
+        ddaq_test::run_ddaq("detector plan " + dir.file("d.json") + " -o " + dir.file("Q") + " --budget power=5"),
+        "has no \"power\" table");
+    std::string unknown = config;  // the table names stc_16, the plan has stc16
+    unknown.replace(unknown.find("\"stc16\": {"), 7, "\"stc_16\"");
+    ddaq_test::write_text(dir.file("dq.json"), unknown);
+    expect_error(ddaq_test::run_ddaq("detector plan " + dir.file("dq.json") + " -o " + dir.file("Q")),
+                 "power: no entry for 'stc16'");
+    DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("Q")));
   }
 }

@@ -1,4 +1,4 @@
-// `ddaq detector plan CONFIG -o PLAN [--budget elinks=N,uplinks=U]`: the detector-wide
+// `ddaq detector plan CONFIG -o PLAN [--budget elinks=N,uplinks=U,power=W]`: the detector-wide
 // plan of issue 19 (docs/detector.md); `ddaq detector compare PLAN [--json]`:
 // the plan against the two hand-made e-link tables, from PLAN's files alone.
 #include <unistd.h>
@@ -34,20 +34,23 @@ namespace {
 
 constexpr const char* kPlanKind = "ddaq detector plan";
 
-struct Budgets {
-  int64_t elinks = 0, uplinks = 0;  // 0: the config's
-};
-
-// "elinks=N", "uplinks=U" or both, comma-separated; later ones win.
-void parse_budget(const std::string& spec, Budgets& b) {
+// "elinks=N", "uplinks=U", "power=W" (watts), comma-separated; later ones win.
+void parse_budget(const std::string& spec, PlanBudgets& b) {
   std::stringstream items(spec);
   std::string item;
   while (std::getline(items, item, ',')) {
     const size_t eq = item.find('=');
     const std::string key = item.substr(0, eq);
-    if (eq == std::string::npos || (key != "elinks" && key != "uplinks"))
-      throw Error("--budget '" + spec + "': expected elinks=N and/or uplinks=U");
+    if (eq == std::string::npos || (key != "elinks" && key != "uplinks" && key != "power"))
+      throw Error("--budget '" + spec + "': expected elinks=N, uplinks=U and/or power=W");
     char* end = nullptr;
+    if (key == "power") {
+      const double w = std::strtod(item.c_str() + eq + 1, &end);
+      if (eq + 1 == item.size() || *end != '\0' || !(w > 0) || !std::isfinite(w))
+        throw Error("--budget '" + spec + "': power must be a number of watts above 0");
+      b.power_w = w;
+      continue;
+    }
     const long long v = std::strtoll(item.c_str() + eq + 1, &end, 10);
     if (eq + 1 == item.size() || *end != '\0' || v <= 0)
       throw Error("--budget '" + spec + "': " + key + " must be a whole number above 0");
@@ -75,72 +78,18 @@ EventTable read_wafers(const std::string& path) {
   }
 }
 
-AllocationProblem problem_of(const std::vector<GroupTable>& groups, int64_t budget) {
-  AllocationProblem p;
-  p.budget_elinks = budget;
-  for (const auto& g : groups) p.groups.push_back({g.name, g.modules, g.choices});
-  return p;
-}
-
 // The least total at which the learned plan's mean EMD is at most `emd`
 // (the optimum never rises with the budget); -1 when even `hi` does not.
 int64_t elinks_to_match(const std::vector<GroupTable>& groups, int64_t lo, int64_t hi, double emd) {
-  if (solve_allocation(problem_of(groups, hi)).emd_mean > emd + 1e-12) return -1;
+  if (solve_allocation(allocation_problem(groups, hi)).emd_mean > emd + 1e-12) return -1;
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo) / 2;
-    if (solve_allocation(problem_of(groups, mid)).emd_mean <= emd + 1e-12)
+    if (solve_allocation(allocation_problem(groups, mid)).emd_mean <= emd + 1e-12)
       hi = mid;
     else
       lo = mid + 1;
   }
   return lo;
-}
-
-// The plan under an e-link total and (when uplinks > 0) an lpGBT uplink
-// total: the group plan at `elinks`; if it needs more uplinks, the group
-// plan at the largest total that fits (bisection: uplinks grow with the
-// total, though not strictly), then its free uplink slots filled up to
-// `elinks` (fill_uplinks).
-struct UplinkFit {
-  AllocationSummary group_plan;
-  std::vector<int> elinks;        // per module
-  int64_t group_plan_elinks = 0;  // the total the group plan was solved at
-  int64_t elinks_filled = 0;
-  bool uplinks_binding = false;
-};
-
-UplinkFit plan_within(const std::vector<GroupTable>& groups, const DetectorModel& model, int64_t elinks,
-                      int64_t uplinks, int64_t least, int user_bits) {
-  auto at = [&](int64_t total) {
-    UplinkFit f;
-    f.group_plan = solve_allocation(problem_of(groups, total));
-    f.group_plan_elinks = total;
-    for (const auto& s : model.sites)
-      f.elinks.push_back(groups[static_cast<size_t>(s.group)]
-                             .choices[static_cast<size_t>(f.group_plan.choice[static_cast<size_t>(s.group)])]
-                             .elinks);
-    return f;
-  };
-  UplinkFit f = at(elinks);
-  if (uplinks <= 0) return f;
-  if (count_uplinks(model, f.elinks, user_bits) <= uplinks) return f;
-  UplinkFit low = at(least);
-  const int64_t need = count_uplinks(model, low.elinks, user_bits);
-  if (need > uplinks)
-    throw Error("--budget uplinks=" + std::to_string(uplinks) + ": even the fewest e-links (" +
-                std::to_string(low.group_plan.elinks) + ") need " + std::to_string(need) + " lpGBT uplinks");
-  int64_t lo = least, hi = elinks;  // lo fits, hi does not
-  while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    UplinkFit m = at(mid);
-    if (count_uplinks(model, m.elinks, user_bits) <= uplinks)
-      lo = mid, low = std::move(m);
-    else
-      hi = mid;
-  }
-  low.uplinks_binding = true;
-  low.elinks_filled = fill_uplinks(model, groups, low.elinks, elinks, user_bits);
-  return low;
 }
 
 std::string fmt(double v, int digits = 4) {
@@ -175,12 +124,17 @@ uint32_t palette(size_t i) {
 }
 
 // The comparison printed by plan and compare.
-std::string comparison_text(const TableScore& learned, const TableScore& pu, const TableScore& signal) {
+// With `power` (the plan had a power table): each one's ECON-T power too.
+std::string comparison_text(const TableScore& learned, const TableScore& pu, const TableScore& signal, bool power) {
   std::ostringstream s;
-  s << "detector-wide mean exact EMD (sensor-cell pitches), e-links, lpGBT uplinks:\n";
-  for (const TableScore* t : {&learned, &pu, &signal})
+  s << "detector-wide mean exact EMD (sensor-cell pitches), e-links, lpGBT uplinks" << (power ? ", ECON-T power" : "")
+    << ":\n";
+  for (const TableScore* t : {&learned, &pu, &signal}) {
     s << "  " << t->name << std::string(22 - std::min<size_t>(21, t->name.size()), ' ') << fmt(t->emd_mean) << "  "
-      << t->elinks << " e-links  " << t->uplinks << " uplinks\n";
+      << t->elinks << " e-links  " << t->uplinks << " uplinks";
+    if (power) s << "  " << fmt(t->power_w, 3) << " W";
+    s << "\n";
+  }
   for (const TableScore* t : {&pu, &signal}) {
     const double lower = 100.0 * (1.0 - learned.emd_mean / t->emd_mean);
     s << "  learned vs " << t->name << " (at " << t->elinks << " e-links): EMD " << fmt(std::abs(lower), 1) << "% "
@@ -189,8 +143,8 @@ std::string comparison_text(const TableScore& learned, const TableScore& pu, con
   return s.str();
 }
 
-nlohmann::json comparison_json(const TableScore& learned, const TableScore& pu, const TableScore& signal) {
-  return {
+nlohmann::json comparison_json(const TableScore& learned, const TableScore& pu, const TableScore& signal, bool power) {
+  nlohmann::json j = {
       {"elinks_total", learned.elinks},
       {"learned_emd_mean", learned.emd_mean},
       {"pu_allocation_emd_mean", pu.emd_mean},
@@ -202,6 +156,9 @@ nlohmann::json comparison_json(const TableScore& learned, const TableScore& pu, 
        {{"learned", layer_json(learned)},
         {"pu_allocation", layer_json(pu)},
         {"signal_allocation", layer_json(signal)}}}};
+  if (power)
+    j["power_w"] = {{"learned", learned.power_w}, {"pu_allocation", pu.power_w}, {"signal_allocation", signal.power_w}};
+  return j;
 }
 
 void plan(const std::string& config_path, const std::string& out_dir, const std::vector<std::string>& budgets,
@@ -214,8 +171,10 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
     if (occupied && !overwrite)
       throw Error("detector plan: " + out_dir + " exists and is not an empty folder (--overwrite replaces a plan)");
   }
-  Budgets limits{config.budget_elinks, config.budget_uplinks};
+  PlanBudgets limits{config.budget_elinks, config.budget_uplinks, config.budget_power_w};
   for (const auto& b : budgets) parse_budget(b, limits);
+  if (limits.power_w > 0 && config.power.empty())
+    throw Error("--budget power: " + config_path + " has no \"power\" table (mW per algorithm)");
   int64_t budget = limits.elinks;
   const ModuleTable modules = ModuleTable::load(config.modules_file);
   const EventTable signal = read_wafers(config.signal_file);
@@ -241,6 +200,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
         {{"name", name}, {"elinks", e}, {"run", std::filesystem::absolute(run).lexically_normal().string()}});
   }
   std::vector<GroupTable> groups = build_group_tables(config, model, signal, pool, autoencoders);
+  if (!config.power.empty()) apply_power_table(config.power, groups, config_path);
   std::vector<int> pu, sig;
   for (const auto& s : model.sites) pu.push_back(s.elinks_pu), sig.push_back(s.elinks_signal);
   const auto& allowed = config.table_algorithms;
@@ -253,23 +213,17 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   const TableScore pu_score = score_table("PU allocation", model, groups, pu, config.lpgbt_user_bits, allowed);
   const TableScore sig_score = score_table("signal allocation", model, groups, sig, config.lpgbt_user_bits, allowed);
   if (budget == 0) budget = pu_score.elinks;
+  limits.elinks = budget;
   int64_t least = 0, most = 0;  // the fewest and most e-links the choices allow
   for (const auto& g : groups) {
     int lo = config.max_elinks, hi = 0;
     for (const auto& c : g.choices) lo = std::min(lo, c.elinks), hi = std::max(hi, c.elinks);
     least += g.modules * lo, most += g.modules * hi;
   }
-  const UplinkFit fit = plan_within(groups, model, budget, limits.uplinks, least, config.lpgbt_user_bits);
+  const BudgetedPlan fit = plan_within(groups, model, limits, config.lpgbt_user_bits);
   const AllocationSummary& best = fit.group_plan;
-  const std::vector<int>& learned_elinks = fit.elinks;
-  // Each module's choice: its group's, or after a fill the best its group has within its e-links.
-  std::vector<const AllocationChoice*> chosen;
-  for (size_t i = 0; i < model.sites.size(); ++i) {
-    const GroupTable& G = groups[static_cast<size_t>(model.sites[i].group)];
-    const AllocationChoice& c = G.choices[static_cast<size_t>(best.choice[static_cast<size_t>(model.sites[i].group)])];
-    chosen.push_back(c.elinks == learned_elinks[i] ? &c : best_choice_within(G, learned_elinks[i]));
-  }
-  const TableScore learned = score_table("learned plan", model, groups, learned_elinks, config.lpgbt_user_bits);
+  const std::vector<const AllocationChoice*>& chosen = fit.chosen;  // per module
+  const TableScore learned = score_choices("learned plan", model, chosen, fit.elinks, config.lpgbt_user_bits);
   const int64_t match_pu = elinks_to_match(groups, least, most, pu_score.emd_mean);
   const int64_t match_sig = elinks_to_match(groups, least, most, sig_score.emd_mean);
 
@@ -279,7 +233,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
     if (total < least) continue;
     const TableScore p = score_table("pu", model, groups, scale_table(pu, total), config.lpgbt_user_bits, allowed);
     const TableScore q = score_table("signal", model, groups, scale_table(sig, total), config.lpgbt_user_bits, allowed);
-    pareto.push_back({static_cast<double>(total), solve_allocation(problem_of(groups, total)).emd_mean,
+    pareto.push_back({static_cast<double>(total), solve_allocation(allocation_problem(groups, total)).emd_mean,
                       static_cast<double>(p.elinks), p.emd_mean, static_cast<double>(q.elinks), q.emd_mean});
   }
 
@@ -307,7 +261,17 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
                            {"autoencoders", runs},
                            {"table_algorithms", config.table_algorithms},
                            {"seed", config.seed}};
-  report.update(comparison_json(learned, pu_score, sig_score));
+  const bool power = !config.power.empty();
+  if (power) {
+    nlohmann::json table = nlohmann::json::object();
+    for (const auto& [a, e] : config.power) table[a] = {{"base_mw", e.base_mw}, {"per_elink_mw", e.per_elink_mw}};
+    report["power_table"] = table;
+    report["budget_power_w"] = limits.power_w;
+    report["power_fit"] = {{"binding", fit.power_binding},
+                           {"price_emd_per_mw", fit.power_price},
+                           {"emd_lower_bound", fit.power_binding ? nlohmann::json(fit.emd_lower_bound) : nullptr}};
+  }
+  report.update(comparison_json(learned, pu_score, sig_score, power));
   std::ostringstream text;
   text << "detector plan '" << config.name << "': " << model.sites.size() << " trigger modules in " << groups.size()
        << " groups, budget " << budget << " e-links\n"
@@ -316,9 +280,9 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
        << "), mean wafer sum " << fmt(model.mean_sum, 1)
        << " CALQ (real 200-pileup sample: " << fmt(config.reference_mean_sum, 1) << "); eta estimated for "
        << model.eta_estimated << " modules\n"
-       << comparison_text(learned, pu_score, sig_score) << "  e-links the learned plan needs to match: PU allocation "
-       << match_text(match_pu, pu_score.elinks) << ", signal allocation " << match_text(match_sig, sig_score.elinks)
-       << "\n";
+       << comparison_text(learned, pu_score, sig_score, power)
+       << "  e-links the learned plan needs to match: PU allocation " << match_text(match_pu, pu_score.elinks)
+       << ", signal allocation " << match_text(match_sig, sig_score.elinks) << "\n";
   if (limits.uplinks > 0) {
     text << "lpGBT budget " << limits.uplinks << " uplinks: ";
     if (fit.uplinks_binding)
@@ -327,6 +291,14 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
            << " e-links)\n";
     else
       text << "not binding (" << learned.uplinks << " uplinks)\n";
+  }
+  if (limits.power_w > 0) {
+    text << "power budget " << fmt(limits.power_w, 3) << " W: ";
+    if (fit.power_binding)
+      text << "algorithms priced at " << fit.power_price << " EMD per mW (" << fmt(learned.power_w, 3)
+           << " W); no plan within the budgets has a mean EMD below " << fmt(fit.emd_lower_bound) << "\n";
+    else
+      text << "not binding (" << fmt(learned.power_w, 3) << " W)\n";
   }
   std::map<std::string, int64_t> by_algorithm;
   for (const AllocationChoice* c : chosen) by_algorithm[c->algorithm] += 1;
@@ -451,6 +423,7 @@ void compare(const std::string& dir, bool json) {
   // The model as the plan saved it: sites with their groups, groups' tables.
   DetectorModel model;
   std::vector<int> learned, pu, sig;
+  std::vector<std::pair<std::string, int>> learned_choice;  // algorithm, e-links per module
   std::vector<GroupTable> groups;
   const std::string alloc = dir + "/allocation.csv", tables = dir + "/tables.csv";
   for (const auto& r : read_csv(alloc,
@@ -461,6 +434,7 @@ void compare(const std::string& dir, bool json) {
     s.layer = std::stoi(r[0]), s.u = std::stoi(r[1]), s.v = std::stoi(r[2]), s.motherboard = std::stoi(r[3]);
     s.group = std::stoi(r[7]);
     learned.push_back(std::stoi(r[9])), pu.push_back(std::stoi(r[11])), sig.push_back(std::stoi(r[12]));
+    learned_choice.emplace_back(r[8], learned.back());
     model.sites.push_back(s);
   }
   for (const auto& r : read_csv(tables, "group,algorithm,elinks,emd")) {
@@ -474,24 +448,42 @@ void compare(const std::string& dir, bool json) {
       throw Error(alloc + ": group " + std::to_string(s.group) + " is not in " + tables);
   int user_bits = 230;
   std::vector<std::string> allowed;
+  std::map<std::string, PowerEntry> power;
   try {
     std::ifstream rj(dir + "/report.json");
     const nlohmann::json r = nlohmann::json::parse(rj);
     user_bits = r.at("lpgbt_user_bits").get<int>();
     allowed = r.at("table_algorithms").get<std::vector<std::string>>();
+    if (r.contains("power_table"))
+      for (const auto& [a, e] : r.at("power_table").items())
+        power[a] = {e.at("base_mw").get<double>(), e.at("per_elink_mw").get<double>()};
   } catch (const std::exception&) {
     throw Error(
         dir +
         "/report.json: missing, or without lpgbt_user_bits and table_algorithms (is this a detector plan folder?)");
   }
-  const TableScore l = score_table("learned plan", model, groups, learned, user_bits);
+  if (!power.empty()) apply_power_table(power, groups, dir + "/report.json");
+  // The learned plan as allocation.csv has it: each module's own algorithm
+  // (under a power budget not always the least EMD within its e-links).
+  std::vector<const AllocationChoice*> chosen;
+  for (size_t i = 0; i < model.sites.size(); ++i) {
+    const AllocationChoice* c = nullptr;
+    for (const auto& x : groups[static_cast<size_t>(model.sites[i].group)].choices)
+      if (x.algorithm == learned_choice[i].first && x.elinks == learned_choice[i].second) c = &x;
+    if (!c)
+      throw Error(alloc + ": row " + std::to_string(i + 2) + ": " + learned_choice[i].first + " at " +
+                  std::to_string(learned_choice[i].second) + " e-links is not in group " +
+                  std::to_string(model.sites[i].group) + "'s table (" + tables + ")");
+    chosen.push_back(c);
+  }
+  const TableScore l = score_choices("learned plan", model, chosen, learned, user_bits);
   const TableScore p = score_table("PU allocation", model, groups, pu, user_bits, allowed);
   const TableScore q = score_table("signal allocation", model, groups, sig, user_bits, allowed);
   if (json) {
-    std::printf("%s\n", comparison_json(l, p, q).dump().c_str());
+    std::printf("%s\n", comparison_json(l, p, q, !power.empty()).dump().c_str());
     return;
   }
-  std::printf("%s", comparison_text(l, p, q).c_str());
+  std::printf("%s", comparison_text(l, p, q, !power.empty()).c_str());
 }
 
 }  // namespace
@@ -511,7 +503,8 @@ void add_detector_commands(CLI::App& app) {
     c->add_option("-o,--output", a->out, "plan folder to write")->required();
     c->add_option(
         "--budget", a->budgets,
-        "elinks=N: total e-links (default: the config's, else the PU table's); uplinks=U: lpGBT uplinks at most");
+        "elinks=N: total e-links (default: the config's, else the PU table's); uplinks=U: lpGBT uplinks at most; "
+        "power=W: ECON-T power at most, watts (needs the config's power table)");
     c->add_flag("--overwrite", a->overwrite, "replace an earlier plan in the folder");
     c->add_flag("--json", a->json, "print report.json's content as one JSON object on stdout");
     c->callback([a] { plan(a->config, a->out, a->budgets, a->overwrite, a->json); });

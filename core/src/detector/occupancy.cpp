@@ -49,8 +49,8 @@ void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const Even
 DetectorConfig DetectorConfig::load(const std::string& path) {
   const Config c = Config::load(path);
   c.reject_unknown({"name", "modules", "signal", "pool", "occupancy", "groups", "wafers_per_group", "algorithms",
-                    "autoencoders", "table_algorithms", "max_elinks", "budget_elinks", "budget_uplinks",
-                    "pareto_elinks", "lpgbt_user_bits", "seed", "threads"});
+                    "autoencoders", "table_algorithms", "max_elinks", "budget_elinks", "budget_uplinks", "power",
+                    "budget_power_w", "pareto_elinks", "lpgbt_user_bits", "seed", "threads"});
   DetectorConfig d;
   d.name = c.string("name", d.name);
   d.modules_file = beside(path, c.string("modules", ""));
@@ -83,6 +83,17 @@ DetectorConfig DetectorConfig::load(const std::string& path) {
   d.max_elinks = static_cast<int>(c.integer("max_elinks", d.max_elinks, 1, 13));
   d.budget_elinks = c.integer("budget_elinks", 0, 0);
   d.budget_uplinks = c.integer("budget_uplinks", 0, 0);
+  if (c.has("power")) {
+    const Config power = c.section("power");
+    for (const std::string& algorithm : power.keys()) {
+      const Config e = power.section(algorithm);
+      e.reject_unknown({"base_mw", "per_elink_mw"});
+      d.power[algorithm] = {e.number("base_mw", 0.0, 0.0, 1e6), e.number("per_elink_mw", 0.0, 0.0, 1e6)};
+    }
+  }
+  d.budget_power_w = c.number("budget_power_w", 0.0, 0.0, 1e9);
+  if (d.budget_power_w > 0 && d.power.empty())
+    throw Error(path + ": budget_power_w: needs the \"power\" table (mW per algorithm: base_mw, per_elink_mw)");
   d.pareto_elinks = c.integers("pareto_elinks", {}, 1);
   d.lpgbt_user_bits = static_cast<int>(c.integer("lpgbt_user_bits", d.lpgbt_user_bits, 32, 100000));
   d.seed = static_cast<uint64_t>(c.integer("seed", 1, 0));

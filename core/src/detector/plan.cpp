@@ -226,29 +226,16 @@ int64_t fill_uplinks(const DetectorModel& model, const std::vector<GroupTable>& 
 TableScore score_table(const std::string& name, const DetectorModel& model, const std::vector<GroupTable>& groups,
                        const std::vector<int>& elinks, int lpgbt_user_bits, const std::vector<std::string>& allowed) {
   if (elinks.size() != model.sites.size()) throw Error("score_table: one e-link count per module is needed");
-  TableScore t;
-  t.name = name;
-  int max_layer = 0;
-  for (const auto& s : model.sites) max_layer = std::max(max_layer, s.layer);
-  std::vector<double> layer_sum(static_cast<size_t>(max_layer) + 1, 0.0);
-  std::vector<int64_t> layer_n(layer_sum.size(), 0);
-  double total = 0;
+  std::vector<const AllocationChoice*> chosen;
   for (size_t i = 0; i < elinks.size(); ++i) {
     const ModuleSite& s = model.sites[i];
     const AllocationChoice* c = best_choice_within(groups.at(static_cast<size_t>(s.group)), elinks[i], allowed);
     if (!c)
       throw Error(name + ": module layer " + std::to_string(s.layer) + " (" + std::to_string(s.u) + "," +
                   std::to_string(s.v) + ") has " + std::to_string(elinks[i]) + " e-links: no algorithm fits");
-    total += c->emd;
-    layer_sum[static_cast<size_t>(s.layer)] += c->emd;
-    ++layer_n[static_cast<size_t>(s.layer)];
-    t.elinks += elinks[i];
+    chosen.push_back(c);
   }
-  t.uplinks = count_uplinks(model, elinks, lpgbt_user_bits);
-  t.emd_mean = total / static_cast<double>(elinks.size());
-  for (size_t l = 0; l < layer_sum.size(); ++l)
-    t.emd_by_layer.push_back(layer_n[l] ? layer_sum[l] / static_cast<double>(layer_n[l]) : NAN);
-  return t;
+  return score_choices(name, model, chosen, elinks, lpgbt_user_bits);
 }
 
 std::vector<int> scale_table(const std::vector<int>& elinks, int64_t total) {

@@ -56,6 +56,7 @@ struct AllocationChoice {
   std::string algorithm;  // "autoencoder", "best_choice", "threshold", "stc4", ...
   int elinks = 0;         // per module
   double emd = 0.0;
+  double power_mw = 0.0;  // per module, from a user's power table (0 without one)
 };
 
 struct AllocationGroup {

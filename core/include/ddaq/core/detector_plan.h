@@ -9,9 +9,10 @@
 //   build_group_tables(...)          per group (layer x eta ring): wafers
 //                                    drawn at its modules' mu, exact EMD of
 //                                    every algorithm at every e-link count
-//   plan_detector(...)               solve_allocation at the budget, the two
-//                                    hand-made tables under the same model,
-//                                    a Pareto over totals, lpGBT uplinks
+//   plan_within(...)                 the plan under the budgets: e-links
+//                                    (exact), lpGBT uplinks, ECON-T power
+//   score_table(...)                 a per-module e-link table (the two
+//                                    hand-made ones) under the same model
 //
 // The occupancy model (docs/detector.md): for a pileup density flat in eta
 // (dN/deta constant), the particles crossing a module of fixed area at
@@ -25,8 +26,10 @@
 //
 // Plain C++ (no LibTorch): the classical algorithms are exact functions.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +38,13 @@
 #include "ddaq/core/events.h"
 
 namespace ddaq {
+
+// ECON-T power of one module running an algorithm: base_mw + per_elink_mw x
+// its e-links. From the user (measurements or the ASIC team's estimates):
+// ddaq ships no numbers (docs/detector.md).
+struct PowerEntry {
+  double base_mw = 0.0, per_elink_mw = 0.0;
+};
 
 struct DetectorConfig {
   std::string name = "detector";
@@ -58,6 +68,8 @@ struct DetectorConfig {
   int max_elinks = 13;
   int64_t budget_elinks = 0;           // 0: the PU table's total over the modules planned
   int64_t budget_uplinks = 0;          // lpGBT uplinks at most (0: no limit)
+  std::map<std::string, PowerEntry> power;  // by algorithm name (empty: no power model)
+  double budget_power_w = 0.0;              // total ECON-T power at most, W (0: no limit)
   std::vector<int64_t> pareto_elinks;  // totals for the Pareto (empty: none)
   int lpgbt_user_bits = 230;           // 10.24 Gb/s, FEC5: 7 e-links per uplink
   uint64_t seed = 1;
@@ -139,8 +151,55 @@ struct TableScore {  // a per-module e-link table judged under the model
   std::string name;
   int64_t elinks = 0, uplinks = 0;
   double emd_mean = 0.0;
+  double power_w = 0.0;              // sum of the modules' choices' power_mw / 1000
   std::vector<double> emd_by_layer;  // index = layer, NaN where none
 };
+
+// Sets each choice's power_mw from `table` (by algorithm); throws naming the
+// first algorithm the table lacks (`source`: the config, for the message).
+void apply_power_table(const std::map<std::string, PowerEntry>& table, std::vector<GroupTable>& groups,
+                       const std::string& source);
+
+// The allocation problem of group tables at an e-link total.
+AllocationProblem allocation_problem(const std::vector<GroupTable>& groups, int64_t budget_elinks);
+
+struct PlanBudgets {
+  int64_t elinks = 0;    // total e-links at most (> 0)
+  int64_t uplinks = 0;   // lpGBT uplinks at most (0: no limit)
+  double power_w = 0.0;  // total ECON-T power at most (0: no limit; needs power_mw in the tables)
+};
+
+struct BudgetedPlan {
+  AllocationSummary group_plan;                 // one choice per group (priced tables when power binds)
+  int64_t group_plan_elinks = 0;                // the total it was solved at
+  std::vector<int> elinks;                      // per module
+  std::vector<const AllocationChoice*> chosen;  // per module, into the groups given
+  int64_t elinks_filled = 0;                    // added by fill_uplinks
+  bool uplinks_binding = false, power_binding = false;
+  double power_price = 0.0;  // EMD per mW the tables were priced at (0: power not binding)
+  double power_w = 0.0;      // of the chosen algorithms
+  // When power binds: no plan within the e-link and power budgets has a
+  // lower mean EMD (Lagrangian bound at power_price); NaN otherwise.
+  double emd_lower_bound = NAN;
+};
+
+// The plan under the budgets. E-links: the exact group plan. Uplinks: if the
+// plan needs more, the group plan at the largest total that fits
+// (bisection), then its free uplink slots filled (fill_uplinks). Power: if
+// the plan needs more, every choice priced at lambda EMD per mW (emd +
+// lambda x power_mw) and the smallest lambda found (bisection) whose plan
+// fits taken: feasible, within emd_lower_bound of the optimum. A module's
+// algorithm is the least priced one within its e-links. Throws ddaq::Error
+// naming the budget when even the fewest e-links need more uplinks, or no
+// price brings the power within the budget.
+BudgetedPlan plan_within(const std::vector<GroupTable>& groups, const DetectorModel& model, const PlanBudgets& budgets,
+                         int lpgbt_user_bits);
+
+// A plan judged as it stands: module i has elinks[i] e-links (uplinks and
+// the total count them) and runs chosen[i] (its EMD and power).
+TableScore score_choices(const std::string& name, const DetectorModel& model,
+                         const std::vector<const AllocationChoice*>& chosen, const std::vector<int>& elinks,
+                         int lpgbt_user_bits);
 
 // Each module runs the best algorithm its group has within its e-links
 // (`elinks[i]` for site i); uplinks: per (layer, motherboard), e-links packed
