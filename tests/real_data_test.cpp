@@ -11,6 +11,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "ddaq/core/detector.h"
 #include "ddaq/core/detector_plan.h"
@@ -172,6 +174,36 @@ DOCTEST_TEST_SUITE("real data") {
     const auto cmp = nlohmann::json::parse(r.out);
     for (const char* k : {"learned_emd_mean", "pu_allocation_emd_mean", "signal_allocation_emd_mean"})
       DOCTEST_CHECK(cmp.at(k).get<double>() == doctest::Approx(plan.at(k).get<double>()).epsilon(1e-6));
+  }
+
+  DOCTEST_TEST_CASE("experiments/detector/quick_power.json keeps its power budget and compare agrees") {
+    const std::string config = std::string(DDAQ_SOURCE_DIR) + "/experiments/detector/quick_power.json";
+    ddaq_test::TempDir dir;
+    auto r = ddaq_test::run_ddaq("detector plan " + config + " -o " + dir.file("plan") + " --json");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto plan = nlohmann::json::parse(r.out);
+    const auto table = nlohmann::json::parse(ddaq_test::read_text(config)).at("power");
+    // Each module's power from its allocation row and the config's table.
+    double watts = 0;
+    std::istringstream rows(ddaq_test::read_text(dir.file("plan/allocation.csv")));
+    std::string line;
+    std::getline(rows, line);
+    while (std::getline(rows, line)) {
+      std::vector<std::string> f;
+      std::istringstream l(line);
+      for (std::string cell; std::getline(l, cell, ',');) f.push_back(cell);
+      const auto& e = table.at(f.at(8));
+      watts += (e.at("base_mw").get<double>() + e.at("per_elink_mw").get<double>() * std::stoi(f.at(9))) / 1000.0;
+    }
+    DOCTEST_CHECK(watts <= plan.at("budget_power_w").get<double>() + 1e-9);
+    DOCTEST_CHECK(plan.at("power_w").at("learned").get<double>() == doctest::Approx(watts));
+    r = ddaq_test::run_ddaq("detector compare " + dir.file("plan") + " --json");
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto cmp = nlohmann::json::parse(r.out);
+    DOCTEST_CHECK(cmp.at("learned_emd_mean").get<double>() ==
+                  doctest::Approx(plan.at("learned_emd_mean").get<double>()).epsilon(1e-6));
+    DOCTEST_CHECK(cmp.at("power_w").at("learned").get<double>() == doctest::Approx(watts));
   }
 
   DOCTEST_TEST_CASE("overlay of the jet sample reproduces the documented occupancy (mu 10: 15.9 / mu 40: 36.9)") {

@@ -300,6 +300,8 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
     else
       text << "not binding (" << fmt(learned.power_w, 3) << " W)\n";
   }
+  if (fit.power_binding || fit.uplinks_binding)
+    text << "(e-links to match and the Pareto are without the uplink and power budgets)\n";
   std::map<std::string, int64_t> by_algorithm;
   for (const AllocationChoice* c : chosen) by_algorithm[c->algorithm] += 1;
   text << "the hand-made tables' modules run the best of: ";

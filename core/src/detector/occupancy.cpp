@@ -48,11 +48,29 @@ void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const Even
 
 DetectorConfig DetectorConfig::load(const std::string& path) {
   const Config c = Config::load(path);
-  c.reject_unknown({"name", "modules", "signal", "pool", "occupancy", "groups", "wafers_per_group", "algorithms",
-                    "autoencoders", "table_algorithms", "max_elinks", "budget_elinks", "budget_uplinks", "power",
-                    "budget_power_w", "pareto_elinks", "lpgbt_user_bits", "seed", "threads"});
+  c.reject_unknown({"name",
+                    "description",
+                    "modules",
+                    "signal",
+                    "pool",
+                    "occupancy",
+                    "groups",
+                    "wafers_per_group",
+                    "algorithms",
+                    "autoencoders",
+                    "table_algorithms",
+                    "max_elinks",
+                    "budget_elinks",
+                    "budget_uplinks",
+                    "power",
+                    "budget_power_w",
+                    "pareto_elinks",
+                    "lpgbt_user_bits",
+                    "seed",
+                    "threads"});
   DetectorConfig d;
   d.name = c.string("name", d.name);
+  (void)c.string("description", "");  // for the reader; a string when present
   d.modules_file = beside(path, c.string("modules", ""));
   d.signal_file = beside(path, c.string("signal", ""));
   d.pool_file = beside(path, c.string("pool", ""));
