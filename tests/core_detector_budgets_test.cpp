@@ -145,4 +145,21 @@ DOCTEST_TEST_SUITE("detector") {
     }
     DOCTEST_CHECK(error == "d.json: power: no entry for 'ae_mu10' (every algorithm the plan has needs one)");
   }
+
+  DOCTEST_TEST_CASE("shipped power configs price every algorithm their plans offer") {
+    // A plan refuses a table without an entry for one of its algorithms:
+    // caught here, before an hour of planning, when a config gains one.
+    for (const char* name : {"quick_power.json", "hgcal_power.json"}) {
+      const ddaq::DetectorConfig c =
+          ddaq::DetectorConfig::load(std::string(DDAQ_SOURCE_DIR) + "/experiments/detector/" + name);
+      DOCTEST_INFO(name);
+      for (const std::string& a : c.algorithms) DOCTEST_CHECK(c.power.count(a) == 1);
+      for (const auto& run : c.autoencoder_runs) DOCTEST_CHECK(c.power.count(run.first) == 1);
+      DOCTEST_CHECK(c.power.size() == c.algorithms.size() + [&] {
+        std::map<std::string, int> names;
+        for (const auto& run : c.autoencoder_runs) names[run.first] = 1;
+        return names.size();
+      }());
+    }
+  }
 }
