@@ -106,6 +106,7 @@ mutations=(
   "power-bound-wrong-sign|core/src/detector/budgets.cpp|  fit.emd_lower_bound = priced_optimum - fit.power_price|  fit.emd_lower_bound = priced_optimum + fit.power_price|power budget: the plan fits"
   "power-choice-from-priced-table|core/src/detector/budgets.cpp|    const AllocationChoice& chosen = groups[g].choices[static_cast<size_t>(c - p[g].choices.data())];|    const AllocationChoice& chosen = *c;|power budget: the plan fits"
   "compare-ignores-row-algorithm|core/app/commands_detector.cpp|  const TableScore l = score_choices(\"learned plan\", model, chosen, learned, user_bits);|  const TableScore l = score_table(\"learned plan\", model, groups, learned, user_bits);|under a power budget"
+  "compare-budgets-not-echoed|core/app/commands_detector.cpp|    j.update(budgets);|    (void)budgets;|under a power budget"
   "clusters-label-ignored|core/src/data/clusters.cpp|      t.label[static_cast<size_t>(i)] = k - 1;|      t.label[static_cast<size_t>(i)] = 0;|clusters on any geometry"
   "floor-set-not-lifted|quant/src/layer_impls.h|    w_.gate_logits.index_copy_(0, top, w_.gate_logits.index_select(0, top).clamp_min(0.0));|    (void)top;|stay the same from step to step"
   "unit-floor-not-set|core/src/train/trainer.cpp|if (!unit_limits.empty()) pipeline_.keep_units_that_fit(unit_limits, fixed_energy_pj_);|(void)0;|keeps the filters"

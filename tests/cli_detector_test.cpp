@@ -277,6 +277,8 @@ DOCTEST_TEST_SUITE("cli") {
     const auto compared = nlohmann::json::parse(r.out);
     DOCTEST_CHECK(compared.at("learned_emd_mean").get<double>() == doctest::Approx(emd).epsilon(1e-6));
     DOCTEST_CHECK(compared.at("power_w").at("learned").get<double>() == doctest::Approx(w));
+    DOCTEST_CHECK(compared.at("budget_power_w").get<double>() == doctest::Approx(limit));  // the budgets echoed
+    DOCTEST_CHECK(compared.at("budget_elinks").get<int64_t>() == 66);
     // Errors: one line, nothing written.
     expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget power=0.001"),
                  "--budget power=0.001 W: the least power found");

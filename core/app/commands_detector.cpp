@@ -451,10 +451,13 @@ void compare(const std::string& dir, bool json) {
   int user_bits = 230;
   std::vector<std::string> allowed;
   std::map<std::string, PowerEntry> power;
+  nlohmann::json budgets = nlohmann::json::object();  // echoed by --json
   try {
     std::ifstream rj(dir + "/report.json");
     const nlohmann::json r = nlohmann::json::parse(rj);
     user_bits = r.at("lpgbt_user_bits").get<int>();
+    for (const char* k : {"budget_elinks", "budget_uplinks", "budget_power_w"})
+      if (r.contains(k)) budgets[k] = r.at(k);
     allowed = r.at("table_algorithms").get<std::vector<std::string>>();
     if (r.contains("power_table"))
       for (const auto& [a, e] : r.at("power_table").items())
@@ -482,7 +485,9 @@ void compare(const std::string& dir, bool json) {
   const TableScore p = score_table("PU allocation", model, groups, pu, user_bits, allowed);
   const TableScore q = score_table("signal allocation", model, groups, sig, user_bits, allowed);
   if (json) {
-    std::printf("%s\n", comparison_json(l, p, q, !power.empty()).dump().c_str());
+    nlohmann::json j = comparison_json(l, p, q, !power.empty());
+    j.update(budgets);
+    std::printf("%s\n", j.dump().c_str());
     return;
   }
   std::printf("%s", comparison_text(l, p, q, !power.empty()).c_str());
