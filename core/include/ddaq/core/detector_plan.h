@@ -188,7 +188,8 @@ struct BudgetedPlan {
 // (bisection), then its free uplink slots filled (fill_uplinks). Power: if
 // the plan needs more, every choice priced at lambda EMD per mW (emd +
 // lambda x power_mw) and the smallest lambda found (bisection) whose plan
-// fits taken: feasible, within emd_lower_bound of the optimum. A module's
+// fits taken: feasible, and the optimum lies between emd_lower_bound and
+// its EMD (not proven equal to the latter). A module's
 // algorithm is the least priced one within its e-links. Throws ddaq::Error
 // naming the budget when even the fewest e-links need more uplinks, or no
 // price brings the power within the budget.
