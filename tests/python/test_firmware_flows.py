@@ -97,14 +97,39 @@ def check_qonnx_and_hls4ml(tmp_path, part, ios):
         assert rc == 0 and "RESULT: PASS" in out and " 0 mismatch" in out.replace("mismatching", "mismatch"), out
 
 
-@pytest.mark.parametrize("io,reuse", [("parallel", 1), ("stream", 1), ("parallel", 4), ("stream", 8)])
+# Lines in which a reuse factor may change a project: pragmas and comments that g++ ignores.
+REUSE_LINES = re.compile(r"^(  #pragma HLS (PIPELINE II|ALLOCATION operation instances=mul limit)=\d+"
+                         r"|#define REUSE_FACTOR \d+|Integer-exact HLS C\+\+ of a quantized model .*)$")
+
+
+def changed_lines(a, b):
+    """The lines that differ between two project trees (which must hold the same files)."""
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    changed = []
+    for rel in files_a:
+        la, lb = (a / rel).read_text().splitlines(), (b / rel).read_text().splitlines()
+        assert len(la) == len(lb), rel
+        changed += [(str(rel), x, y) for x, y in zip(la, lb) if x != y]
+    return changed
+
+
+@pytest.mark.parametrize("io,reuse", [("parallel", 4), ("stream", 8)])
 def test_xilinx_headers_and_ddaq_headers_pass_the_same_testbench(tmp_path, io, reuse):
+    """A reuse factor changes only pragmas (II, multiplier limit), so the C simulation of the reuse-R project
+    stands for reuse 1 too (checked line by line); it runs under the real Xilinx headers and ddaq's own."""
     fwkit_or_skip()
     run = shared_run()
-    export(run, tmp_path, "--part", "all", "--hls", str(tmp_path / "prj"), "--io", io, "--reuse-factor", str(reuse),
-           "--tb-samples", "200")
+    for r in (1, reuse):
+        export(run, tmp_path, "--part", "all", "--hls", str(tmp_path / f"prj{r}"), "--io", io, "--reuse-factor",
+               str(r), "--tb-samples", "200")
+    changed = changed_lines(tmp_path / "prj1", tmp_path / f"prj{reuse}")
+    assert changed and all(REUSE_LINES.match(x) and REUSE_LINES.match(y) for _, x, y in changed), changed
+    assert any(y == f"#define REUSE_FACTOR {reuse}" for _, _, y in changed), changed
+    if io == "parallel":
+        assert any(y == f"  #pragma HLS PIPELINE II={reuse}" for _, _, y in changed), changed
     for part in ("encoder", "classifier"):
-        prj = tmp_path / "prj" / part
+        prj = tmp_path / f"prj{reuse}" / part
         rc, out = tool([os.path.join(FWKIT, "xilinx_csim.sh"), str(prj)], tmp_path)
         assert rc == 0 and ", 0 mismatching outputs" in out, out
         # ddaq's own ap_fixed subset on the same expected outputs: identical results.
