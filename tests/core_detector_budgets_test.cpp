@@ -64,13 +64,26 @@ DOCTEST_TEST_SUITE("detector") {
     }
     DOCTEST_CHECK(error.find("--budget power=0.015 W: the least power found") == 0);
 
+    // The bound by hand: one module, 1 e-link, 20 mW. A (1 e-link, EMD 1.0,
+    // 10 mW) is the only plan: B needs 2 e-links, C 30 mW. C gives way to A
+    // at the price 0.025 EMD per mW; there the dual is min(1.25 + mu, 0.25 +
+    // 2 mu, 1.25 + mu) - 0.5 - mu, largest (0.75) for mu >= 1. Without the
+    // e-link multiplier (mu = 0) it would be -0.25.
+    std::vector<ddaq::GroupTable> one(1);
+    one[0].modules = 1;
+    one[0].choices = {{"best_choice", 1, 1.0, 10.0}, {"ae", 2, 0.0, 10.0}, {"ae", 1, 0.5, 30.0}};
+    const ddaq::BudgetedPlan only = ddaq::plan_within(one, model_of({0}), {1, 0, 0.020}, 230);
+    DOCTEST_CHECK(only.chosen[0] == &one[0].choices[0]);
+    DOCTEST_CHECK(only.power_price == doctest::Approx(0.025).epsilon(1e-6));
+    DOCTEST_CHECK(only.emd_lower_bound == doctest::Approx(0.75).epsilon(1e-6));
+
     // Random detectors: 3 groups of 1-3 modules, 4 choices each (e-links
     // 1-3, EMD and power drawn); every assignment of choices to groups
-    // enumerated. Whenever one fits both budgets the plan fits them, its EMD
-    // is at least the enumerated optimum and its bound at most it; when none
-    // fits, the plan refuses.
+    // enumerated, per group and per module. Whenever a per-group one fits
+    // both budgets the plan fits them, its EMD is at least the per-module
+    // optimum and its bound at most it; when none fits, the plan refuses.
     std::mt19937 gen(23);
-    int binding = 0, refused_count = 0;
+    int binding = 0, refused_count = 0, filled = 0;
     for (int trial = 0; trial < 200; ++trial) {
       std::vector<ddaq::GroupTable> g(3);
       std::vector<int> group_of;
@@ -86,16 +99,25 @@ DOCTEST_TEST_SUITE("detector") {
       const int64_t n = static_cast<int64_t>(group_of.size());
       const int64_t elinks = n + static_cast<int64_t>(gen() % static_cast<unsigned>(2 * n + 1));
       const double power_w = std::uniform_real_distribution<double>(0.01, 0.07)(gen) * static_cast<double>(n);
-      double best = std::numeric_limits<double>::infinity();
-      for (int code = 0; code < 64; ++code) {
+      // The optimum with one choice per group (best), and with one per
+      // module (best_any: modules of a group may differ, as after the fill).
+      double best = std::numeric_limits<double>::infinity(), best_any = best;
+      int64_t codes = 1;
+      for (int64_t i = 0; i < n; ++i) codes *= 4;
+      std::vector<size_t> pick(static_cast<size_t>(n));
+      for (int64_t code = 0; code < codes; ++code) {
+        for (int64_t i = 0, c = code; i < n; ++i, c /= 4) pick[static_cast<size_t>(i)] = static_cast<size_t>(c % 4);
         int64_t e = 0;
         double emd = 0, mw = 0;
-        for (size_t k = 0, c = static_cast<size_t>(code); k < 3; ++k, c /= 4) {
-          const ddaq::AllocationChoice& x = g[k].choices[c % 4];
-          e += g[k].modules * x.elinks, emd += static_cast<double>(g[k].modules) * x.emd,
-              mw += static_cast<double>(g[k].modules) * x.power_mw;
+        bool per_group = true;
+        for (size_t i = 0; i < pick.size(); ++i) {
+          if (i > 0 && group_of[i - 1] == group_of[i] && pick[i - 1] != pick[i]) per_group = false;
+          const ddaq::AllocationChoice& x = g[static_cast<size_t>(group_of[i])].choices[pick[i]];
+          e += x.elinks, emd += x.emd, mw += x.power_mw;
         }
-        if (e <= elinks && mw <= power_w * 1000.0) best = std::min(best, emd / static_cast<double>(n));
+        if (e > elinks || mw > power_w * 1000.0) continue;
+        best_any = std::min(best_any, emd / static_cast<double>(n));
+        if (per_group) best = std::min(best, emd / static_cast<double>(n));
       }
       bool refused = false;
       ddaq::BudgetedPlan p;
@@ -120,14 +142,48 @@ DOCTEST_TEST_SUITE("detector") {
       }
       DOCTEST_CHECK(e <= elinks);
       DOCTEST_CHECK(mw <= power_w * 1000.0 + 1e-9);
-      DOCTEST_CHECK(emd / static_cast<double>(n) >= best - 1e-9);
+      // No power left that one module could spend on a better algorithm
+      // within its e-links (the fill's work, checked swap by swap).
+      for (size_t i = 0; i < group_of.size(); ++i)
+        for (const auto& c : g[static_cast<size_t>(group_of[i])].choices)
+          if (c.elinks <= p.elinks[i] && c.emd < p.chosen[i]->emd)
+            DOCTEST_CHECK(mw - p.chosen[i]->power_mw + c.power_mw > power_w * 1000.0 - 1e-6);
+      filled += p.modules_power_filled > 0;
+      DOCTEST_CHECK(emd / static_cast<double>(n) >= best_any - 1e-9);
       if (p.power_binding) {
         ++binding;
-        DOCTEST_CHECK(p.emd_lower_bound <= best + 1e-9);
+        DOCTEST_CHECK(p.emd_lower_bound <= best_any + 1e-9);
       }
     }
     DOCTEST_CHECK(binding > 50);  // the budgets drawn do bind
     DOCTEST_CHECK(refused_count > 5);
+    DOCTEST_CHECK(filled > 10);  // the price alone leaves power unspent
+  }
+
+  DOCTEST_TEST_CASE("power fill: the power left goes to the swaps worth most per mW within each module's e-links") {
+    // Four one-module groups at 1 e-link, all on Best Choice (40 mW), 55 mW
+    // left. By hand: D's threshold is better for no power (first); then C
+    // (0.5 EMD for 10 mW), then B (1.8 for 40); A's autoencoder (1.0 for 40)
+    // no longer fits, and A's 2-e-link choice is beyond its e-link. The
+    // best of every assignment within 95 mW, enumerated by hand: B, C and D
+    // swapped, EMD 2.0 + 1.2 + 0.5 + 0.8.
+    std::vector<ddaq::GroupTable> g(4);
+    g[0].choices = {{"best_choice", 1, 2.0, 10.0}, {"ae", 1, 1.0, 50.0}, {"ae", 2, 0.1, 11.0}};
+    g[1].choices = {{"best_choice", 1, 3.0, 10.0}, {"ae", 1, 1.2, 50.0}};
+    g[2].choices = {{"best_choice", 1, 1.0, 10.0}, {"ae", 1, 0.5, 20.0}};
+    g[3].choices = {{"best_choice", 1, 1.0, 10.0}, {"threshold", 1, 0.8, 10.0}};
+    for (auto& x : g) x.modules = 1;
+    const ddaq::DetectorModel model = model_of({0, 1, 2, 3});
+    std::vector<const ddaq::AllocationChoice*> chosen = {&g[0].choices[0], &g[1].choices[0], &g[2].choices[0],
+                                                         &g[3].choices[0]};
+    DOCTEST_CHECK(ddaq::fill_power(g, model, {1, 1, 1, 1}, chosen, 95.0) == 3);
+    DOCTEST_CHECK(chosen[0] == &g[0].choices[0]);
+    DOCTEST_CHECK(chosen[1] == &g[1].choices[1]);
+    DOCTEST_CHECK(chosen[2] == &g[2].choices[1]);
+    DOCTEST_CHECK(chosen[3] == &g[3].choices[1]);
+    const ddaq::TableScore s = ddaq::score_choices("filled", model, chosen, {1, 1, 1, 1}, 230);
+    DOCTEST_CHECK(s.emd_mean == doctest::Approx((2.0 + 1.2 + 0.5 + 0.8) / 4));
+    DOCTEST_CHECK(s.power_w == doctest::Approx(0.090));
   }
 
   DOCTEST_TEST_CASE("power table: each choice power from its algorithm and e-links and a missing one named") {

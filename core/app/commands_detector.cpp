@@ -269,6 +269,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
     report["budget_power_w"] = limits.power_w;
     report["power_fit"] = {{"binding", fit.power_binding},
                            {"price_emd_per_mw", fit.power_price},
+                           {"modules_filled", fit.modules_power_filled},
                            {"emd_lower_bound", fit.power_binding ? nlohmann::json(fit.emd_lower_bound) : nullptr}};
   }
   report.update(comparison_json(learned, pu_score, sig_score, power));
@@ -295,8 +296,9 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   if (limits.power_w > 0) {
     text << "power budget " << fmt(limits.power_w, 3) << " W: ";
     if (fit.power_binding)
-      text << "algorithms priced at " << fit.power_price << " EMD per mW (" << fmt(learned.power_w, 3)
-           << " W); no plan within the budgets has a mean EMD below " << fmt(fit.emd_lower_bound) << "\n";
+      text << "algorithms priced at " << fit.power_price << " EMD per mW (" << fmt(learned.power_w, 3) << " W, "
+           << fit.modules_power_filled << " modules then given the power left); no plan within the "
+           << "budgets has a mean EMD below " << fmt(fit.emd_lower_bound) << "\n";
     else
       text << "not binding (" << fmt(learned.power_w, 3) << " W)\n";
   }

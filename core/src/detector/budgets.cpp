@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <queue>
 #include <string>
 #include <utility>
 #include <vector>
@@ -104,7 +105,88 @@ BudgetedPlan plan_at_price(const std::vector<GroupTable>& groups, const Detector
   return f;
 }
 
+// Weak duality, module by module (the fill makes modules of one group
+// differ): for any plan within E e-links and P mW, and any mu >= 0,
+//   sum EMD >= sum over modules of min over choices (emd + lambda power +
+//   mu elinks) - lambda P - mu E,
+// a concave function of mu, maximized by golden-section search.
+double lagrangian_bound(const std::vector<GroupTable>& groups, double lambda, int64_t budget_elinks, double budget_mw) {
+  int64_t modules = 0;
+  double spread = 0.0;  // beyond this mu every module takes its fewest e-links
+  for (const auto& g : groups) {
+    modules += g.modules;
+    double lo = INFINITY, hi = -INFINITY;
+    for (const auto& c : g.choices)
+      lo = std::min(lo, c.emd + lambda * c.power_mw), hi = std::max(hi, c.emd + lambda * c.power_mw);
+    if (!g.choices.empty()) spread = std::max(spread, hi - lo);
+  }
+  auto dual = [&](double mu) {
+    double sum = -lambda * budget_mw - mu * static_cast<double>(budget_elinks);
+    for (const auto& g : groups) {
+      double best = INFINITY;
+      for (const auto& c : g.choices) best = std::min(best, c.emd + lambda * c.power_mw + mu * c.elinks);
+      sum += static_cast<double>(g.modules) * best;
+    }
+    return sum / static_cast<double>(modules);
+  };
+  const double phi = 0.5 * (std::sqrt(5.0) - 1.0);
+  double a = 0.0, b = spread + 1.0, c = b - phi * (b - a), d = a + phi * (b - a);
+  double fc = dual(c), fd = dual(d);
+  for (int i = 0; i < 100; ++i) {
+    if (fc < fd)
+      a = c, c = d, fc = fd, d = a + phi * (b - a), fd = dual(d);
+    else
+      b = d, d = c, fd = fc, c = b - phi * (b - a), fc = dual(c);
+  }
+  return std::max({dual(0.0), dual(a), dual(b), fc, fd});
+}
+
 }  // namespace
+
+int64_t fill_power(const std::vector<GroupTable>& groups, const DetectorModel& model, const std::vector<int>& elinks,
+                   std::vector<const AllocationChoice*>& chosen, double budget_mw) {
+  if (chosen.size() != model.sites.size() || elinks.size() != model.sites.size())
+    throw Error("fill_power: one choice and one e-link count per module are needed");
+  double room = budget_mw;
+  for (const AllocationChoice* c : chosen) room -= c->power_mw;
+  room -= 1e-9 * std::abs(budget_mw);  // the sum, added again later, stays within the budget
+  // A module's best swap within its e-links and the power left: the largest
+  // EMD gain per added mW (no added power: first of all).
+  struct Swap {
+    double rate = 0.0;
+    size_t site = 0;
+    const AllocationChoice* to = nullptr;
+  };
+  auto best_swap = [&](size_t i) {
+    Swap s;
+    s.site = i;
+    const AllocationChoice& now = *chosen[i];
+    for (const auto& c : groups[static_cast<size_t>(model.sites[i].group)].choices) {
+      const double gain = now.emd - c.emd, extra = c.power_mw - now.power_mw;
+      if (c.elinks > elinks[i] || !(gain > 0) || extra > room) continue;
+      const double rate = extra > 0 ? gain / extra : INFINITY;
+      if (!s.to || rate > s.rate) s = {rate, i, &c};
+    }
+    return s;
+  };
+  auto worse = [](const Swap& a, const Swap& b) { return a.rate != b.rate ? a.rate < b.rate : a.site > b.site; };
+  std::priority_queue<Swap, std::vector<Swap>, decltype(worse)> heap(worse);
+  for (size_t i = 0; i < chosen.size(); ++i)
+    if (const Swap s = best_swap(i); s.to) heap.push(s);
+  std::vector<char> changed(chosen.size(), 0);
+  while (!heap.empty()) {
+    const Swap s = heap.top();
+    heap.pop();
+    if (s.to->power_mw - chosen[s.site]->power_mw <= room) {
+      room -= s.to->power_mw - chosen[s.site]->power_mw;
+      chosen[s.site] = s.to;
+      changed[s.site] = 1;
+    }
+    // Room only shrinks: the module's next swap, if any, is found again.
+    if (const Swap next = best_swap(s.site); next.to) heap.push(next);
+  }
+  return std::count(changed.begin(), changed.end(), 1);
+}
 
 BudgetedPlan plan_within(const std::vector<GroupTable>& groups, const DetectorModel& model, const PlanBudgets& budgets,
                          int lpgbt_user_bits) {
@@ -134,14 +216,12 @@ BudgetedPlan plan_within(const std::vector<GroupTable>& groups, const DetectorMo
       lo = mid;
   }
   fit.power_binding = true;
-  // Weak duality: for any plan within both budgets, mean EMD >= mean priced
-  // EMD - price x power budget / modules, and the priced optimum under the
-  // e-link budget alone bounds the former from below.
-  int64_t modules = 0;
-  for (const auto& g : groups) modules += g.modules;
-  const double priced_optimum =
-      solve_allocation(allocation_problem(priced(groups, fit.power_price), budgets.elinks)).emd_mean;
-  fit.emd_lower_bound = priced_optimum - fit.power_price * budgets.power_w * 1000.0 / static_cast<double>(modules);
+  // The price leaves some power unspent (group choices are all or nothing):
+  // spent module by module on the swaps that lower the EMD most per mW.
+  fit.modules_power_filled = fill_power(groups, model, fit.elinks, fit.chosen, budgets.power_w * 1000.0);
+  fit.power_w = 0.0;
+  for (const AllocationChoice* c : fit.chosen) fit.power_w += c->power_mw / 1000.0;
+  fit.emd_lower_bound = lagrangian_bound(groups, fit.power_price, budgets.elinks, budgets.power_w * 1000.0);
   return fit;
 }
 

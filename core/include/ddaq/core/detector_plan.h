@@ -178,8 +178,10 @@ struct BudgetedPlan {
   bool uplinks_binding = false, power_binding = false;
   double power_price = 0.0;  // EMD per mW the tables were priced at (0: power not binding)
   double power_w = 0.0;      // of the chosen algorithms
-  // When power binds: no plan within the e-link and power budgets has a
-  // lower mean EMD (Lagrangian bound at power_price); NaN otherwise.
+  int64_t modules_power_filled = 0;  // modules whose algorithm fill_power changed
+  // When power binds: no plan within the e-link and power budgets, even one
+  // whose modules of a group differ, has a lower mean EMD (Lagrangian bound
+  // at power_price); NaN otherwise.
   double emd_lower_bound = NAN;
 };
 
@@ -188,13 +190,22 @@ struct BudgetedPlan {
 // (bisection), then its free uplink slots filled (fill_uplinks). Power: if
 // the plan needs more, every choice priced at lambda EMD per mW (emd +
 // lambda x power_mw) and the smallest lambda found (bisection) whose plan
-// fits taken: feasible, and the optimum lies between emd_lower_bound and
-// its EMD (not proven equal to the latter). A module's
-// algorithm is the least priced one within its e-links. Throws ddaq::Error
+// fits taken, then the power it leaves spent (fill_power): feasible, and
+// the optimum lies between emd_lower_bound and its EMD (not proven equal to
+// the latter). A module's algorithm is the least priced one within its
+// e-links, unless the fill changed it. Throws ddaq::Error
 // naming the budget when even the fewest e-links need more uplinks, or no
 // price brings the power within the budget.
 BudgetedPlan plan_within(const std::vector<GroupTable>& groups, const DetectorModel& model, const PlanBudgets& budgets,
                          int lpgbt_user_bits);
+
+// Spends power left under budget_mw: module by module, the swap of a
+// module's algorithm for another of its group's choices within its e-links
+// (elinks[i]) that lowers the EMD most per added mW (swaps that add none
+// first; ties: the earlier module), while the total stays within the
+// budget. E-links and uplinks do not change. Returns the modules changed.
+int64_t fill_power(const std::vector<GroupTable>& groups, const DetectorModel& model, const std::vector<int>& elinks,
+                   std::vector<const AllocationChoice*>& chosen, double budget_mw);
 
 // A plan judged as it stands: module i has elinks[i] e-links (uplinks and
 // the total count them) and runs chosen[i] (its EMD and power).
