@@ -99,6 +99,57 @@ DOCTEST_TEST_SUITE("detector") {
                                  doctest::Contains("target_mean_occupancy 6"), ddaq::Error);
   }
 
+  DOCTEST_TEST_CASE("occupancy model: pileup charges scaled to a reference mean wafer sum") {
+    const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
+    const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
+    ddaq::DetectorConfig config;
+    config.modules_file = "t.csv";
+    config.target_mean_occupancy = 6.0;
+    const ddaq::DetectorModel plain = ddaq::build_detector_model(config, table, signal, pool);
+    DOCTEST_CHECK(plain.pileup_scale == 1.0);
+    config.match_reference_sum = true;
+    config.reference_mean_sum = 1.5 * plain.mean_sum;
+    const ddaq::DetectorModel m = ddaq::build_detector_model(config, table, signal, pool);
+    DOCTEST_CHECK(m.mu_per_flux == plain.mu_per_flux);  // occupancy is calibrated first, unchanged
+    DOCTEST_CHECK(m.pileup_scale > 1.5);                // the signal's share is not scaled
+    DOCTEST_CHECK(m.mean_sum == doctest::Approx(config.reference_mean_sum).epsilon(1e-9));
+    // An independent Monte Carlo of the overlay with the pool's charges
+    // times the scale: its mean sum is the reference, its occupancy still 6.
+    std::mt19937_64 g(11);
+    double occupied = 0, sum = 0;
+    const int per_site = 3000;
+    for (const auto& s : m.sites) {
+      std::poisson_distribution<int> k(s.mu);
+      for (int j = 0; j < per_site; ++j) {
+        float w[48];
+        const float* sig = signal.calq.data() + (g() % 50) * 48;
+        std::copy(sig, sig + 48, w);
+        for (int i = k(g); i > 0; --i) {
+          const float* p = pool.calq.data() + (g() % 200) * 48;
+          for (int c = 0; c < 48; ++c) w[c] += static_cast<float>(m.pileup_scale) * p[c];
+        }
+        for (float x : w) occupied += x > 0, sum += x;
+      }
+    }
+    DOCTEST_CHECK(sum / (24.0 * per_site) == doctest::Approx(config.reference_mean_sum).epsilon(0.02));
+    DOCTEST_CHECK(occupied / (24.0 * per_site) == doctest::Approx(6.0).epsilon(0.02));
+    // The module wafers the plan draws carry the scale.
+    ddaq::Rng a(5, 1), b(5, 1);
+    float scaled[48], unscaled[48];
+    ddaq::draw_module_wafer(a, 40.0, signal, pool, scaled, m.pileup_scale);
+    ddaq::draw_module_wafer(b, 40.0, signal, pool, unscaled);
+    double s_scaled = 0, s_unscaled = 0, s_signal = 0;
+    for (int c = 0; c < 48; ++c) s_scaled += scaled[c], s_unscaled += unscaled[c];
+    ddaq::Rng r(5, 1);
+    const float* sig = signal.calq.data() + r.below(50) * 48;
+    for (int c = 0; c < 48; ++c) s_signal += sig[c];
+    DOCTEST_CHECK(s_scaled - s_signal == doctest::Approx(m.pileup_scale * (s_unscaled - s_signal)).epsilon(1e-5));
+    // A reference the signal alone exceeds: one line naming the key.
+    config.reference_mean_sum = 0.5;
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::build_detector_model(config, table, signal, pool),
+                                 doctest::Contains("occupancy.match_reference_sum"), ddaq::Error);
+  }
+
   DOCTEST_TEST_CASE("group tables: layer x eta ring, and each algorithm's exact EMD on the drawn wafers") {
     // One signal wafer and a pool of empty wafers: every drawn wafer is W.
     ddaq::EventTable signal, pool = wafers(5, 0, 1);

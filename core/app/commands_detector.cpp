@@ -254,6 +254,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
                              {"target_mean_occupancy", config.target_mean_occupancy},
                              {"mean_wafer_sum", model.mean_sum},
                              {"reference_mean_wafer_sum", config.reference_mean_sum},
+                             {"pileup_scale", model.pileup_scale},
                              {"eta_estimated_modules", model.eta_estimated}}},
                            {"elinks_to_match_pu_allocation", match_pu},
                            {"elinks_to_match_signal_allocation", match_sig},
@@ -279,7 +280,9 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
        << "occupancy model: mu = " << fmt(model.mu_per_flux, 4) << " x tanh(eta) sinh^2(eta) / z^2; mean occupancy "
        << fmt(model.mean_occupancy, 2) << " cells (target " << fmt(config.target_mean_occupancy, 2)
        << "), mean wafer sum " << fmt(model.mean_sum, 1)
-       << " CALQ (real 200-pileup sample: " << fmt(config.reference_mean_sum, 1) << "); eta estimated for "
+       << " CALQ (real 200-pileup sample: " << fmt(config.reference_mean_sum, 1)
+       << (config.match_reference_sum ? "; matched: pileup charges x " + fmt(model.pileup_scale, 4) : std::string())
+       << "); eta estimated for "
        << model.eta_estimated << " modules\n"
        << comparison_text(learned, pu_score, sig_score, power)
        << "  e-links the learned plan needs to match: PU allocation " << match_text(match_pu, pu_score.elinks)

@@ -36,13 +36,15 @@ double interpolate(const std::vector<double>& x, const std::vector<double>& y, d
 
 }  // namespace
 
-void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out) {
+void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out,
+                       double pileup_scale) {
+  const float scale = static_cast<float>(pileup_scale);
   const float* s = signal.calq.data() + rng.below(static_cast<uint64_t>(signal.size())) * kCellsPerWafer;
   std::copy(s, s + kCellsPerWafer, out);
   const int64_t k = rng.poisson(mu);
   for (int64_t i = 0; i < k; ++i) {
     const float* p = pool.calq.data() + rng.below(static_cast<uint64_t>(pool.size())) * kCellsPerWafer;
-    for (int c = 0; c < kCellsPerWafer; ++c) out[c] += p[c];
+    for (int c = 0; c < kCellsPerWafer; ++c) out[c] += scale * p[c];
   }
 }
 
@@ -77,9 +79,10 @@ DetectorConfig DetectorConfig::load(const std::string& path) {
   if (d.modules_file.empty() || d.signal_file.empty() || d.pool_file.empty())
     throw Error(path + ": 'modules', 'signal' and 'pool' are needed (a module table and two event files)");
   const Config occ = c.section("occupancy");
-  occ.reject_unknown({"target_mean_occupancy", "reference_mean_sum", "calibration_wafers"});
+  occ.reject_unknown({"target_mean_occupancy", "reference_mean_sum", "match_reference_sum", "calibration_wafers"});
   d.target_mean_occupancy = occ.number("target_mean_occupancy", d.target_mean_occupancy, 0.01, 47.99);
   d.reference_mean_sum = occ.number("reference_mean_sum", d.reference_mean_sum, 0.0);
+  d.match_reference_sum = occ.boolean("match_reference_sum", d.match_reference_sum);
   d.calibration_wafers = occ.integer("calibration_wafers", d.calibration_wafers, 10, 1000000);
   const Config groups = c.section("groups");
   groups.reject_unknown({"eta_ring_width", "layers"});
@@ -229,6 +232,18 @@ DetectorModel build_detector_model(const DetectorConfig& config, const ModuleTab
   for (auto& s : m.sites) s.mu = m.mu_per_flux * s.flux;
   m.mean_occupancy = mean_over_sites(m.mu_per_flux, m.curve_occupancy);
   m.mean_sum = mean_over_sites(m.mu_per_flux, m.curve_sum);
+  if (config.match_reference_sum) {
+    // The sum is the signal's (the curve at mu 0) plus the pileup's, which
+    // the scale multiplies: solved for the scale, the curve rescaled.
+    const double signal_sum = m.curve_sum.front(), pileup_sum = m.mean_sum - signal_sum;
+    if (!(config.reference_mean_sum > signal_sum) || !(pileup_sum > 0))
+      throw Error("detector: occupancy.match_reference_sum: the signal wafers alone average " +
+                  std::to_string(signal_sum) + " CALQ, the pileup " + std::to_string(pileup_sum) +
+                  ": no pileup scale reaches reference_mean_sum " + std::to_string(config.reference_mean_sum));
+    m.pileup_scale = (config.reference_mean_sum - signal_sum) / pileup_sum;
+    for (double& s : m.curve_sum) s = signal_sum + m.pileup_scale * (s - signal_sum);
+    m.mean_sum = mean_over_sites(m.mu_per_flux, m.curve_sum);
+  }
   return m;
 }
 

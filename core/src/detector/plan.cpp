@@ -100,7 +100,7 @@ std::vector<GroupTable> build_group_tables(const DetectorConfig& config, Detecto
       Rng rng(config.seed + 1, (static_cast<uint64_t>(g) << 32) + static_cast<uint64_t>(j));
       const ModuleSite& s = *members[g][rng.below(members[g].size())];
       float* w = wafers.data() + j * kCellsPerWafer;
-      draw_module_wafer(rng, s.mu, signal, pool, w);
+      draw_module_wafer(rng, s.mu, signal, pool, w, model.pileup_scale);
       mu += s.mu;
       for (int c = 0; c < kCellsPerWafer; ++c) occ += w[c] > 0, sum += w[c];
     }

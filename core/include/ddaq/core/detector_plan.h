@@ -53,6 +53,9 @@ struct DetectorConfig {
   std::string pool_file;     // event file: the pileup wafers overlaid
   double target_mean_occupancy = 18.0;
   double reference_mean_sum = 951.0;
+  // Scale the pool's charges so that the detector's mean wafer sum equals
+  // reference_mean_sum (occupancy does not change: no charge crosses zero).
+  bool match_reference_sum = false;
   int64_t calibration_wafers = 2000;  // per point of the occupancy curve
   double eta_ring_width = 0.2;        // groups: layer x ring of this width
   std::vector<int> layers;            // empty: every layer with trigger data
@@ -97,15 +100,17 @@ struct DetectorModel {
   double mu_per_flux = 0.0;     // the calibrated scale
   double mean_occupancy = 0.0;  // detector average, trigger modules
   double mean_sum = 0.0;        // detector average wafer sum, CALQ
+  double pileup_scale = 1.0;    // the pool's charges times this (match_reference_sum)
   int64_t eta_estimated = 0;
   std::vector<double> curve_mu, curve_occupancy, curve_sum;  // the overlay's curve
 };
 
 class Rng;
 // One wafer of a module with pileup `mu`: a signal wafer plus Poisson(mu)
-// pool wafers, each drawn uniformly with replacement (the overlay of
-// core/overlay.h with a per-module mu).
-void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out);
+// pool wafers, each drawn uniformly with replacement and its charges times
+// pileup_scale (the overlay of core/overlay.h with a per-module mu).
+void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out,
+                       double pileup_scale = 1.0);
 
 // Layer distances come from the table itself: for modules at the same (u,v)
 // in layers L and 1, z_L / z_1 = sinh(eta_L) / sinh(eta_1) (same transverse
