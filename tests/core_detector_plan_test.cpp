@@ -50,6 +50,36 @@ ddaq::EventTable wafers(int64_t n, int cells_on, uint64_t seed) {
   return t;
 }
 
+struct OverlayMeans {
+  double occupancy = 0, sum = 0;
+};
+
+// Mean occupancy and wafer sum over the model's sites by a Monte Carlo of
+// the overlay written here (std:: random numbers, not the model's): a signal
+// wafer of the 50 plus Poisson(mu) of the 200 pool wafers, times `scale`.
+OverlayMeans overlay_means(const ddaq::DetectorModel& m, const ddaq::EventTable& signal, const ddaq::EventTable& pool,
+                           float scale, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  OverlayMeans r;
+  const int per_site = 3000;
+  for (const auto& s : m.sites) {
+    std::poisson_distribution<int> k(s.mu);
+    for (int j = 0; j < per_site; ++j) {
+      float w[48];
+      const float* sig = signal.calq.data() + (g() % 50) * 48;
+      std::copy(sig, sig + 48, w);
+      for (int i = k(g); i > 0; --i) {
+        const float* p = pool.calq.data() + (g() % 200) * 48;
+        for (int c = 0; c < 48; ++c) w[c] += scale * p[c];
+      }
+      for (float x : w) r.occupancy += x > 0, r.sum += x;
+    }
+  }
+  const double n = static_cast<double>(m.sites.size()) * per_site;
+  r.occupancy /= n, r.sum /= n;
+  return r;
+}
+
 }  // namespace
 
 DOCTEST_TEST_SUITE("detector") {
@@ -77,23 +107,7 @@ DOCTEST_TEST_SUITE("detector") {
     }
     DOCTEST_CHECK(m.mean_occupancy == doctest::Approx(6.0).epsilon(1e-3));
     // An independent Monte Carlo of the same overlay at the calibrated mu.
-    std::mt19937_64 g(7);
-    double occupied = 0;
-    const int per_site = 3000;
-    for (const auto& s : m.sites) {
-      std::poisson_distribution<int> k(s.mu);
-      for (int j = 0; j < per_site; ++j) {
-        float w[48];
-        const float* sig = signal.calq.data() + (g() % 50) * 48;
-        std::copy(sig, sig + 48, w);
-        for (int i = k(g); i > 0; --i) {
-          const float* p = pool.calq.data() + (g() % 200) * 48;
-          for (int c = 0; c < 48; ++c) w[c] += p[c];
-        }
-        for (float x : w) occupied += x > 0;
-      }
-    }
-    DOCTEST_CHECK(occupied / (24.0 * per_site) == doctest::Approx(6.0).epsilon(0.02));
+    DOCTEST_CHECK(overlay_means(m, signal, pool, 1.0f, 7).occupancy == doctest::Approx(6.0).epsilon(0.02));
     // A pool that adds nothing cannot reach 6 cells on average.
     DOCTEST_CHECK_THROWS_WITH_AS(ddaq::build_detector_model(config, table, signal, wafers(10, 0, 3)),
                                  doctest::Contains("target_mean_occupancy 6"), ddaq::Error);
@@ -115,24 +129,9 @@ DOCTEST_TEST_SUITE("detector") {
     DOCTEST_CHECK(m.mean_sum == doctest::Approx(config.reference_mean_sum).epsilon(1e-9));
     // An independent Monte Carlo of the overlay with the pool's charges
     // times the scale: its mean sum is the reference, its occupancy still 6.
-    std::mt19937_64 g(11);
-    double occupied = 0, sum = 0;
-    const int per_site = 3000;
-    for (const auto& s : m.sites) {
-      std::poisson_distribution<int> k(s.mu);
-      for (int j = 0; j < per_site; ++j) {
-        float w[48];
-        const float* sig = signal.calq.data() + (g() % 50) * 48;
-        std::copy(sig, sig + 48, w);
-        for (int i = k(g); i > 0; --i) {
-          const float* p = pool.calq.data() + (g() % 200) * 48;
-          for (int c = 0; c < 48; ++c) w[c] += static_cast<float>(m.pileup_scale) * p[c];
-        }
-        for (float x : w) occupied += x > 0, sum += x;
-      }
-    }
-    DOCTEST_CHECK(sum / (24.0 * per_site) == doctest::Approx(config.reference_mean_sum).epsilon(0.02));
-    DOCTEST_CHECK(occupied / (24.0 * per_site) == doctest::Approx(6.0).epsilon(0.02));
+    const OverlayMeans mc = overlay_means(m, signal, pool, static_cast<float>(m.pileup_scale), 11);
+    DOCTEST_CHECK(mc.sum == doctest::Approx(config.reference_mean_sum).epsilon(0.02));
+    DOCTEST_CHECK(mc.occupancy == doctest::Approx(6.0).epsilon(0.02));
     // The module wafers the plan draws carry the scale.
     ddaq::Rng a(5, 1), b(5, 1);
     float scaled[48], unscaled[48];
@@ -203,6 +202,16 @@ DOCTEST_TEST_SUITE("detector") {
       DOCTEST_REQUIRE(best);
       for (const auto& c : g.choices)
         if (c.elinks <= 3) DOCTEST_CHECK(best->emd <= c.emd);
+    }
+    // With a pool that adds charge, the model's pileup scale reaches the
+    // drawn wafers: the same draws, the pileup's share of the sum doubled.
+    const ddaq::EventTable charged = wafers(5, 4, 3);
+    const auto once = ddaq::build_group_tables(config, model, signal, charged);
+    model.pileup_scale = 2.0;
+    const auto twice = ddaq::build_group_tables(config, model, signal, charged);
+    for (size_t k = 0; k < once.size(); ++k) {
+      DOCTEST_CHECK(once[k].sum_mean > sum + 1.0);
+      DOCTEST_CHECK(twice[k].sum_mean - sum == doctest::Approx(2.0 * (once[k].sum_mean - sum)).epsilon(1e-6));
     }
   }
 
