@@ -19,7 +19,12 @@ int main(int argc, char** argv) {
   // cost ~10% at batch 2048 (docs/benchmarks.md). Keep freed memory for reuse.
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  ddaq::install_interrupt_handling("ddaq");  // before any thread starts
+  try {
+    ddaq::install_interrupt_handling("ddaq");  // before any thread starts
+  } catch (const std::exception& e) {          // e.g. no file descriptor left for its pipe
+    std::fprintf(stderr, "ddaq: error: %s\n", ddaq::first_line(e.what()).c_str());
+    return 1;
+  }
   CLI::App app{"ddaq: differentiable full-DAQ optimization (front end -> compression -> links -> trigger)", "ddaq"};
   app.set_version_flag("--version", std::string("ddaq ") + ddaq::version());
   app.callback([&app] {

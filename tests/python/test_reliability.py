@@ -4,6 +4,7 @@ class of failure. Every command is the real executable; files are checked
 with h5py/numpy, independently of ddaq's own readers."""
 import json
 import os
+import resource
 import shutil
 import signal
 import stat
@@ -336,6 +337,17 @@ def test_a_signal_stops_training_with_a_checkpoint_and_resume_is_exact(work, sig
     straight = f"{work}/straight_{name}"
     assert ddaq("train", cfg, "-o", straight, "--data", f"{work}/w.h5", "--max-steps", steps).returncode == 0
     assert state_of(run) == state_of(straight)
+
+
+def test_no_file_descriptor_left_is_a_one_line_error(work):
+    # Four descriptors: the shared libraries still load (one open at a time),
+    # the signal pipe's two do not fit. It used to abort with a C++ stack.
+    def four_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4, 4))
+    r = subprocess.run([EXE, "data", "synth", "-o", f"{work}/fd.h5", "--events", "5"], env=env(),
+                       capture_output=True, text=True, timeout=60, preexec_fn=four_descriptors)
+    one_line_error(r, "cannot create the signal pipe")
+    assert not os.path.exists(f"{work}/fd.h5")
 
 
 def test_a_signal_during_other_commands_leaves_no_temporaries(work):
