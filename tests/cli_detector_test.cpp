@@ -128,9 +128,11 @@ DOCTEST_TEST_SUITE("cli") {
     int64_t binned = 0;
     for (const auto& b : ev.at("by_occupancy")) binned += b.at("events").get<int64_t>();
     DOCTEST_CHECK(binned == 300);
-    // A plan of Best Choice alone at 2 e-links per module: eval is Best Choice.
+    // A plan of Best Choice alone at 2 e-links per module (a group per
+    // layer, 12 modules each): eval is Best Choice.
     ddaq_test::write_text(dir.file("bc.json"), R"({"modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
         "occupancy": {"target_mean_occupancy": 20, "calibration_wafers": 200}, "wafers_per_group": 40,
+        "groups": {"eta_ring_width": 5.0},
         "algorithms": ["best_choice"], "max_elinks": 2, "budget_elinks": 48})");
     DOCTEST_REQUIRE(ddaq_test::run_ddaq("detector plan " + dir.file("bc.json") + " -o " + dir.file("B")).exit_code ==
                     0);
@@ -140,6 +142,33 @@ DOCTEST_TEST_SUITE("cli") {
     DOCTEST_CHECK(ev.at("elinks_mean").get<double>() == 2.0);
     DOCTEST_CHECK(ev.at("emd_mean").get<double>() == ev.at("best_choice_emd_mean").get<double>());
     DOCTEST_CHECK(ev.at("emd_mean").get<double>() > 0.0);
+    // eval follows allocation.csv module by module: the same plan with the
+    // modules of each group alternating 1 and 2 e-links (as after a fill)
+    // runs its wafers at 1 and 2 in turn; with every module at 1, at 1.
+    const std::string header =
+        "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,expected_emd,"
+        "elinks_pu,elinks_signal\n";
+    auto with_elinks = [&](bool alternate) {
+      std::map<std::string, int> seen;
+      std::string out = header;
+      for (auto row : csv_rows(ddaq_test::read_text(dir.file("B/allocation.csv")))) {
+        row[9] = alternate && seen[row[7]]++ % 2 ? "2" : "1";
+        for (size_t f = 0; f < row.size(); ++f) out += (f ? "," : "") + row[f];
+        out += "\n";
+      }
+      ddaq_test::write_text(dir.file("B/allocation.csv"), out);
+      r = ddaq_test::run_ddaq("detector eval " + dir.file("B") + " --data " + dir.file("p.h5") + " --json");
+      DOCTEST_INFO(r.err);
+      DOCTEST_REQUIRE(r.exit_code == 0);
+      return nlohmann::json::parse(r.out);
+    };
+    const double bc2 = ev.at("best_choice_emd_mean").get<double>();
+    ev = with_elinks(false);
+    DOCTEST_CHECK(ev.at("elinks_mean").get<double>() == 1.0);
+    DOCTEST_CHECK(ev.at("best_choice_emd_mean").get<double>() > bc2);  // 1 cell kept, not 4
+    ev = with_elinks(true);
+    DOCTEST_CHECK(ev.at("elinks_mean").get<double>() == doctest::Approx(1.5).epsilon(0.04));
+    DOCTEST_CHECK(ev.at("emd_mean").get<double>() == ev.at("best_choice_emd_mean").get<double>());
     expect_error(ddaq_test::run_ddaq("detector eval " + dir.path() + " --data " + dir.file("s.h5")), "groups.csv");
     // A trained run as a choice ("NAME=PATH"): in every group's table at its
     // e-links, loaded again by eval; two runs of one name and e-links refused.

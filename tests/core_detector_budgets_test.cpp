@@ -142,11 +142,11 @@ DOCTEST_TEST_SUITE("detector") {
       }
       DOCTEST_CHECK(e <= elinks);
       DOCTEST_CHECK(mw <= power_w * 1000.0 + 1e-9);
-      // No power left that one module could spend on a better algorithm
-      // within its e-links (the fill's work, checked swap by swap).
+      // No power left that one module could spend on a better algorithm at
+      // its e-links (the fill's work, checked swap by swap).
       for (size_t i = 0; i < group_of.size(); ++i)
         for (const auto& c : g[static_cast<size_t>(group_of[i])].choices)
-          if (c.elinks <= p.elinks[i] && c.emd < p.chosen[i]->emd)
+          if (c.elinks == p.elinks[i] && c.emd < p.chosen[i]->emd)
             DOCTEST_CHECK(mw - p.chosen[i]->power_mw + c.power_mw > power_w * 1000.0 - 1e-6);
       filled += p.modules_power_filled > 0;
       DOCTEST_CHECK(emd / static_cast<double>(n) >= best_any - 1e-9);
@@ -160,29 +160,31 @@ DOCTEST_TEST_SUITE("detector") {
     DOCTEST_CHECK(filled > 10);  // the price alone leaves power unspent
   }
 
-  DOCTEST_TEST_CASE("power fill: the power left goes to the swaps worth most per mW within each module's e-links") {
-    // Four one-module groups at 1 e-link, all on Best Choice (40 mW), 55 mW
-    // left. By hand: D's threshold is better for no power (first); then C
-    // (1.0 EMD for 20 mW: 0.05 per mW), then A (1.0 for 25: 0.04); B (1.8
-    // for 50: 0.036, the largest gain) no longer fits; A's 2-e-link choice
-    // is beyond its e-link. The best of every assignment within 95 mW, by
-    // hand: A, C and D swapped (B with C needs 70 mW), EMD 1.0 + 3.0 + 0.5 +
-    // 0.8.
+  DOCTEST_TEST_CASE("power fill: the power left goes to the swaps worth most per mW at each module's e-links") {
+    // Four one-module groups, A-C at 1 e-link and D at 2, all on Best Choice
+    // (40 mW), 55 mW left. By hand: D's threshold is better for no power
+    // (first); then C (1.0 EMD for 20 mW: 0.05 per mW), then A (1.0 for 25:
+    // 0.04); B (1.8 for 50: 0.036, the largest gain) no longer fits. A's
+    // 2-e-link choice is beyond its e-link, D's 1-e-link one below its two
+    // (a module runs at the e-links it holds, as allocation.csv says). The
+    // best of every such assignment within 95 mW, by hand: A, C and D
+    // swapped (B with C needs 70 mW), EMD 1.0 + 3.0 + 0.5 + 0.8.
     std::vector<ddaq::GroupTable> g(4);
     g[0].choices = {{"best_choice", 1, 2.0, 10.0}, {"ae", 1, 1.0, 35.0}, {"ae", 2, 0.1, 11.0}};
     g[1].choices = {{"best_choice", 1, 3.0, 10.0}, {"ae", 1, 1.2, 60.0}};
     g[2].choices = {{"best_choice", 1, 1.5, 10.0}, {"ae", 1, 0.5, 30.0}};
-    g[3].choices = {{"best_choice", 1, 1.0, 10.0}, {"threshold", 1, 0.8, 10.0}};
+    g[3].choices = {{"best_choice", 2, 1.0, 10.0}, {"threshold", 2, 0.8, 10.0}, {"ae", 1, 0.2, 12.0}};
     for (auto& x : g) x.modules = 1;
     const ddaq::DetectorModel model = model_of({0, 1, 2, 3});
     std::vector<const ddaq::AllocationChoice*> chosen = {&g[0].choices[0], &g[1].choices[0], &g[2].choices[0],
                                                          &g[3].choices[0]};
-    DOCTEST_CHECK(ddaq::fill_power(g, model, {1, 1, 1, 1}, chosen, 95.0) == 3);
+    const std::vector<int> elinks = {1, 1, 1, 2};
+    DOCTEST_CHECK(ddaq::fill_power(g, model, elinks, chosen, 95.0) == 3);
     DOCTEST_CHECK(chosen[0] == &g[0].choices[1]);
     DOCTEST_CHECK(chosen[1] == &g[1].choices[0]);
     DOCTEST_CHECK(chosen[2] == &g[2].choices[1]);
     DOCTEST_CHECK(chosen[3] == &g[3].choices[1]);
-    const ddaq::TableScore s = ddaq::score_choices("filled", model, chosen, {1, 1, 1, 1}, 230);
+    const ddaq::TableScore s = ddaq::score_choices("filled", model, chosen, elinks, 230);
     DOCTEST_CHECK(s.emd_mean == doctest::Approx((1.0 + 3.0 + 0.5 + 0.8) / 4));
     DOCTEST_CHECK(s.power_w == doctest::Approx(0.085));
   }

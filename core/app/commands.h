@@ -25,6 +25,9 @@ void add_graph_command(CLI::App& app);  // ddaq graph CONFIG [--json] | --types
 void add_detector_commands(CLI::App& app);  // ddaq detector plan|compare|eval
 // ddaq detector eval (commands_detector_eval.cpp).
 void detector_eval(const std::string& plan_dir, const std::string& data, int64_t max_events, bool json);
+// A plan folder's CSV (allocation.csv, tables.csv): its rows' fields, after
+// checking the header; throws ddaq::Error naming the file.
+std::vector<std::vector<std::string>> read_plan_csv(const std::string& path, const std::string& header);
 
 // Shared by run, train and sweep (commands_run.cpp):
 // the top-level keys a configuration may have;

@@ -410,22 +410,6 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
               out_dir.c_str(), pareto.empty() ? "" : ", pareto.png");
 }
 
-std::vector<std::vector<std::string>> read_csv(const std::string& path, const std::string& header) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot open (is this a detector plan folder?)");
-  std::string line;
-  std::getline(in, line);
-  if (line != header) throw Error(path + ":1: expected the header '" + header + "'");
-  std::vector<std::vector<std::string>> rows;
-  for (int n = 2; std::getline(in, line); ++n) {
-    std::vector<std::string> row;
-    std::stringstream s(line);
-    for (std::string cell; std::getline(s, cell, ',');) row.push_back(cell);
-    rows.push_back(row);
-  }
-  return rows;
-}
-
 void compare(const std::string& dir, bool json) {
   // The model as the plan saved it: sites with their groups, groups' tables.
   DetectorModel model;
@@ -433,9 +417,9 @@ void compare(const std::string& dir, bool json) {
   std::vector<std::pair<std::string, int>> learned_choice;  // algorithm, e-links per module
   std::vector<GroupTable> groups;
   const std::string alloc = dir + "/allocation.csv", tables = dir + "/tables.csv";
-  for (const auto& r : read_csv(alloc,
-                                "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,"
-                                "expected_emd,elinks_pu,elinks_signal")) {
+  for (const auto& r : read_plan_csv(alloc,
+                                     "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,"
+                                     "expected_emd,elinks_pu,elinks_signal")) {
     if (r.size() != 13) throw Error(alloc + ": a row without 13 fields");
     ModuleSite s;
     s.layer = std::stoi(r[0]), s.u = std::stoi(r[1]), s.v = std::stoi(r[2]), s.motherboard = std::stoi(r[3]);
@@ -444,7 +428,7 @@ void compare(const std::string& dir, bool json) {
     learned_choice.emplace_back(r[8], learned.back());
     model.sites.push_back(s);
   }
-  for (const auto& r : read_csv(tables, "group,algorithm,elinks,emd")) {
+  for (const auto& r : read_plan_csv(tables, "group,algorithm,elinks,emd")) {
     if (r.size() != 4) throw Error(tables + ": a row without 4 fields");
     const size_t g = static_cast<size_t>(std::stoi(r[0]));
     if (groups.size() <= g) groups.resize(g + 1);
@@ -499,6 +483,22 @@ void compare(const std::string& dir, bool json) {
 }
 
 }  // namespace
+
+std::vector<std::vector<std::string>> read_plan_csv(const std::string& path, const std::string& header) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot open (is this a detector plan folder?)");
+  std::string line;
+  std::getline(in, line);
+  if (line != header) throw Error(path + ":1: expected the header '" + header + "'");
+  std::vector<std::vector<std::string>> rows;
+  for (int n = 2; std::getline(in, line); ++n) {
+    std::vector<std::string> row;
+    std::stringstream s(line);
+    for (std::string cell; std::getline(s, cell, ',');) row.push_back(cell);
+    rows.push_back(row);
+  }
+  return rows;
+}
 
 void add_detector_commands(CLI::App& app) {
   CLI::App* d = app.add_subcommand("detector", "Detector-wide plans: e-links and algorithms for every module");

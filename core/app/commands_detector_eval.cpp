@@ -1,8 +1,11 @@
 // `ddaq detector eval PLAN --data X.h5 [--json]`: a plan on wafers of unknown
 // position. Each wafer goes to the group whose mean occupancy (groups.csv) is
-// nearest its own (ties: the first group), is compressed with that group's
-// algorithm at its e-links, and is compared with Best Choice at the same
-// e-links, overall and by occupancy (docs/detector.md).
+// nearest its own (ties: the first group), is compressed with the algorithm
+// and e-links of one of that group's modules (allocation.csv: the group's
+// k-th wafer takes its (k mod modules)-th module, so a group whose modules
+// differ after a fill is evaluated in their proportions), and is compared
+// with Best Choice at the same e-links, overall and by occupancy
+// (docs/detector.md).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -29,9 +32,7 @@ namespace cli {
 namespace {
 
 struct GroupRow {
-  double occupancy = 0;
-  std::string algorithm;
-  int elinks = 0;
+  double occupancy = 0;  // the mean of its drawn wafers
 };
 
 std::vector<GroupRow> read_groups(const std::string& path) {
@@ -49,7 +50,7 @@ std::vector<GroupRow> read_groups(const std::string& path) {
     for (std::string cell; std::getline(s, cell, ',');) f.push_back(cell);
     if (f.size() != 12) throw Error(path + ":" + std::to_string(n) + ": expected 12 fields");
     try {
-      out.push_back({std::stod(f[7]), f[9], std::stoi(f[10])});
+      out.push_back({std::stod(f[7])});
     } catch (const std::exception&) {
       throw Error(path + ":" + std::to_string(n) + ": bad number");
     }
@@ -58,10 +59,35 @@ std::vector<GroupRow> read_groups(const std::string& path) {
   return out;
 }
 
+// Each group's modules as allocation.csv has them: (algorithm, e-links).
+std::vector<std::vector<std::pair<std::string, int>>> read_module_choices(const std::string& path, size_t groups) {
+  std::vector<std::vector<std::pair<std::string, int>>> out(groups);
+  int line = 1;
+  for (const auto& r : read_plan_csv(path,
+                                     "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,"
+                                     "expected_emd,elinks_pu,elinks_signal")) {
+    ++line;
+    int g = -1, e = 0;
+    try {
+      if (r.size() != 13) throw Error("");
+      g = std::stoi(r[7]), e = std::stoi(r[9]);
+    } catch (const std::exception&) {
+      throw Error(path + ":" + std::to_string(line) + ": expected 13 fields with a group and e-links");
+    }
+    if (g < 0 || static_cast<size_t>(g) >= groups)
+      throw Error(path + ":" + std::to_string(line) + ": group " + std::to_string(g) + " is not in groups.csv");
+    out[static_cast<size_t>(g)].emplace_back(r[8], e);
+  }
+  for (size_t g = 0; g < groups; ++g)
+    if (out[g].empty()) throw Error(path + ": group " + std::to_string(g) + " has no module");
+  return out;
+}
+
 }  // namespace
 
 void detector_eval(const std::string& dir, const std::string& data, int64_t max_events, bool json) {
   const std::vector<GroupRow> groups = read_groups(dir + "/groups.csv");
+  const auto modules = read_module_choices(dir + "/allocation.csv", groups.size());
   nlohmann::json runs = nlohmann::json::array();
   try {
     std::ifstream rj(dir + "/report.json");
@@ -79,6 +105,7 @@ void detector_eval(const std::string& dir, const std::string& data, int64_t max_
   // Each wafer's group: the nearest mean occupancy.
   std::map<std::pair<std::string, int>, std::vector<int64_t>> by_choice;  // (algorithm, e-links) -> rows
   std::vector<int> occupancy(static_cast<size_t>(n)), elinks(static_cast<size_t>(n));
+  std::vector<size_t> taken(groups.size(), 0);  // wafers each group has had
   for (int64_t i = 0; i < n; ++i) {
     int o = 0;
     for (int c = 0; c < kCellsPerWafer; ++c) o += t.calq[static_cast<size_t>(i * kCellsPerWafer + c)] > 0;
@@ -86,8 +113,9 @@ void detector_eval(const std::string& dir, const std::string& data, int64_t max_
     for (size_t g = 1; g < groups.size(); ++g)
       if (std::abs(groups[g].occupancy - o) < std::abs(groups[best].occupancy - o)) best = g;
     occupancy[static_cast<size_t>(i)] = o;
-    elinks[static_cast<size_t>(i)] = groups[best].elinks;
-    by_choice[{groups[best].algorithm, groups[best].elinks}].push_back(i);
+    const auto& choice = modules[best][taken[best]++ % modules[best].size()];
+    elinks[static_cast<size_t>(i)] = choice.second;
+    by_choice[choice].push_back(i);
   }
   // Compress each set of rows with its algorithm and with Best Choice.
   std::vector<double> emd(static_cast<size_t>(n)), bc(static_cast<size_t>(n));

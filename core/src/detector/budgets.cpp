@@ -150,8 +150,9 @@ int64_t fill_power(const std::vector<GroupTable>& groups, const DetectorModel& m
   double room = budget_mw;
   for (const AllocationChoice* c : chosen) room -= c->power_mw;
   room -= 1e-9 * std::abs(budget_mw);  // the sum, added again later, stays within the budget
-  // A module's best swap within its e-links and the power left: the largest
-  // EMD gain per added mW (no added power: first of all).
+  // A module's best swap at its e-links (allocation.csv then still gives
+  // the e-links it holds) within the power left: the largest EMD gain per
+  // added mW (no added power: first of all).
   struct Swap {
     double rate = 0.0;
     size_t site = 0;
@@ -163,7 +164,7 @@ int64_t fill_power(const std::vector<GroupTable>& groups, const DetectorModel& m
     const AllocationChoice& now = *chosen[i];
     for (const auto& c : groups[static_cast<size_t>(model.sites[i].group)].choices) {
       const double gain = now.emd - c.emd, extra = c.power_mw - now.power_mw;
-      if (c.elinks > elinks[i] || !(gain > 0) || extra > room) continue;
+      if (c.elinks != elinks[i] || !(gain > 0) || extra > room) continue;
       const double rate = extra > 0 ? gain / extra : INFINITY;
       if (!s.to || rate > s.rate) s = {rate, i, &c};
     }

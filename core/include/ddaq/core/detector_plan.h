@@ -205,7 +205,7 @@ BudgetedPlan plan_within(const std::vector<GroupTable>& groups, const DetectorMo
                          int lpgbt_user_bits);
 
 // Spends power left under budget_mw: module by module, the swap of a
-// module's algorithm for another of its group's choices within its e-links
+// module's algorithm for another of its group's choices at its e-links
 // (elinks[i]) that lowers the EMD most per added mW (swaps that add none
 // first; ties: the earlier module), while the total stays within the
 // budget. E-links and uplinks do not change. Returns the modules changed.
