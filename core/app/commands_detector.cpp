@@ -282,8 +282,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
        << "), mean wafer sum " << fmt(model.mean_sum, 1)
        << " CALQ (real 200-pileup sample: " << fmt(config.reference_mean_sum, 1)
        << (config.match_reference_sum ? "; matched: pileup charges x " + fmt(model.pileup_scale, 4) : std::string())
-       << "); eta estimated for "
-       << model.eta_estimated << " modules\n"
+       << "); eta estimated for " << model.eta_estimated << " modules\n"
        << comparison_text(learned, pu_score, sig_score, power)
        << "  e-links the learned plan needs to match: PU allocation " << match_text(match_pu, pu_score.elinks)
        << ", signal allocation " << match_text(match_sig, sig_score.elinks) << "\n";
