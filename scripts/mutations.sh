@@ -107,6 +107,7 @@ mutations=(
   "pileup-scale-includes-signal|core/src/detector/occupancy.cpp|    m.pileup_scale = (config.reference_mean_sum - signal_sum) / pileup_sum;|    m.pileup_scale = config.reference_mean_sum / m.mean_sum;|occupancy model: pileup"
   "plan-draws-without-pileup-scale|core/src/detector/plan.cpp|      draw_module_wafer(rng, s.mu, signal, pool, w, model.pileup_scale);|      draw_module_wafer(rng, s.mu, signal, pool, w);|group tables: layer x eta ring"
   "eval-group-choice-not-module|core/app/commands_detector_eval.cpp|    const auto& choice = modules[best][taken[best]++ % modules[best].size()];|    const auto& choice = modules[best][0];|detector plan and compare"
+  "predict-bits-per-bx-as-econt|core/app/commands_run.cpp|static_cast<int64_t>(pipeline.link_bits()) * pipeline.elinks()|static_cast<int64_t>(32) * pipeline.elinks()|predict on a pixel graph"
   "power-bound-wrong-sign|core/src/detector/budgets.cpp|    double sum = -lambda * budget_mw - mu * static_cast<double>(budget_elinks);|    double sum = lambda * budget_mw - mu * static_cast<double>(budget_elinks);|power budget: the plan fits"
   "power-bound-not-maximized|core/src/detector/budgets.cpp|  return std::max({dual(0.0), dual(a), dual(b), fc, fd});|  return dual(0.0);|power budget: the plan fits"
   "power-fill-skipped|core/src/detector/budgets.cpp|  fit.modules_power_filled = fill_power(groups, model, fit.elinks, fit.chosen, budgets.power_w * 1000.0);|  fit.modules_power_filled = 0;|power budget: the plan fits"

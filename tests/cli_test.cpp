@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <map>
 #include <sstream>
+#include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "ddaq/core/events.h"
 #include "ddaq/files.h"
@@ -93,6 +96,32 @@ DOCTEST_TEST_SUITE("cli") {
       DOCTEST_CHECK(ddaq_test::exists(dir.file("run/") + f));
     DOCTEST_CHECK(ddaq::EventFileReader(dir.file("run/train.h5")).size() == 300);
     DOCTEST_CHECK(ddaq_test::read_text(dir.file("run/report.json")).find("\"occupancy\"") != std::string::npos);
+  }
+
+  DOCTEST_TEST_CASE("predict on a pixel graph with 48-bit links: bits_per_bx is its links x 48") {
+    // experiments/graphs/pixel16.json on 48-bit links, one short epoch: 16
+    // latents x 4 bits + an 8-bit header = 72 bits, 2 links of 48.
+    ddaq_test::TempDir dir;
+    const std::string graphs = std::string(DDAQ_SOURCE_DIR) + "/experiments/graphs/";
+    std::string text = ddaq_test::read_text(graphs + "pixel16.json");
+    for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+             {"\"link_bits\": 32", "\"link_bits\": 48"},
+             {"\"train_events\": 4000, \"test_events\": 1000", "\"train_events\": 256, \"test_events\": 64"},
+             {"\"epochs\": 20", "\"epochs\": 1"}}) {
+      const size_t at = text.find(from);
+      DOCTEST_REQUIRE(at != std::string::npos);
+      text.replace(at, from.size(), to);
+    }
+    ddaq_test::write_text(dir.file("pixel48.json"), text);
+    ddaq_test::write_text(dir.file("pixel16_cells.csv"), ddaq_test::read_text(graphs + "pixel16_cells.csv"));
+    auto r = run_ddaq("run " + dir.file("pixel48.json") + " -o " + dir.file("run"));
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    r = run_ddaq("predict " + dir.file("run") + " --data " + dir.file("run/test.h5") + " -o " + dir.file("p.h5"));
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    const auto attrs = ddaq::EventFileReader(dir.file("p.h5"), 256).attributes();
+    DOCTEST_CHECK(attrs.at("elinks") == "2");
+    DOCTEST_CHECK(attrs.at("bits_per_bx") == "96");
   }
 
   DOCTEST_TEST_CASE("emd: values / empty wafers counted / bad input is one error with no output") {

@@ -100,6 +100,12 @@ DOCTEST_TEST_SUITE("graph") {
     DOCTEST_CHECK(p.payload_bits() == 64);
     DOCTEST_CHECK(p.elinks() == 3);
     DOCTEST_CHECK(p.payload_capacity(3) == 3 * 32 - 8);  // the generic stage's rule, not the ECON-T frame's
+    DOCTEST_CHECK(p.link_bits() == 32);
+    // On 48-bit links the same 72 bits need 2 links of 48 bits.
+    const ddaq::EconTPipeline wide =
+        ddaq::EconTPipeline::from_config(example_with("\"link_bits\": 32", "\"link_bits\": 48"), 1);
+    DOCTEST_CHECK(wide.link_bits() == 48);
+    DOCTEST_CHECK(wide.elinks() == 2);
     const ddaq::TrainSummary s = ddaq::train_pipeline(
         p, dir.file("train.h5"),
         ddaq::TrainerOptions().loss("mse").epochs(1).max_steps(6).batch_size(64).seed(4).threads(1));

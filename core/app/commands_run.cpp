@@ -530,7 +530,7 @@ void add_run_command(CLI::App& app) {
         out.add_dataset("score", scores, per_event > 1 ? std::vector<int64_t>{n, per_event} : std::vector<int64_t>{n});
       out.set_attribute("creator", std::string("ddaq predict"));
       out.set_attribute("elinks", static_cast<int64_t>(pipeline.elinks()));
-      out.set_attribute("bits_per_bx", static_cast<int64_t>(32 * pipeline.elinks()));
+      out.set_attribute("bits_per_bx", static_cast<int64_t>(pipeline.link_bits()) * pipeline.elinks());
       if (latent != pipeline.options().latent())
         out.set_attribute("latent_units", nlohmann::json(sent).dump());  // which of the encoder's latents
       out.set_attribute("provenance", nlohmann::json({{"creator", "ddaq predict"}, {"run", *run_dir}, {"data", *data}}).dump());

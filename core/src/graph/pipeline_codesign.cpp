@@ -432,6 +432,7 @@ void EconTPipeline::pin_encoder_gates() {
 }
 
 int EconTPipeline::elinks() const { return impl_->link->links_for_payload(payload_bits()); }
+int EconTPipeline::link_bits() const { return impl_->link->link_bits(); }
 int64_t EconTPipeline::payload_capacity(int links) const { return impl_->link->payload_capacity(links); }
 
 }  // namespace ddaq

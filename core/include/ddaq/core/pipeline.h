@@ -150,6 +150,8 @@ class EconTPipeline {
   // Links of the graph's link stage for payload_bits(): ECON-T e-links, or
   // a generic link_budget's links (the trainer's "elinks" budget counts them).
   int elinks() const;
+  // Bits per bunch crossing of one such link (32 for ECON-T e-links).
+  int link_bits() const;
   // The largest payload that `links` links of that stage carry.
   int64_t payload_capacity(int links) const;
   // Charges per event (the graph input's values) and the detector's cells:

@@ -150,6 +150,8 @@ class LinkBudgetStage : public ModuleStage {
   virtual int links_for_payload(int64_t payload_bits) const;
   // The largest payload that `links` links carry.
   virtual int64_t payload_capacity(int links) const;
+  // Bits per link per bunch crossing (ECON-T e-links: 32).
+  int link_bits() const { return link_bits_; }
   const QuantizedStackStage& encoder() const { return *encoder_; }
 
  protected:
