@@ -50,6 +50,14 @@ ddaq::EventTable wafers(int64_t n, int cells_on, uint64_t seed) {
   return t;
 }
 
+// The model of two_layer_table() calibrated to 6 occupied cells.
+ddaq::DetectorConfig six_cells() {
+  ddaq::DetectorConfig config;
+  config.modules_file = "t.csv";
+  config.target_mean_occupancy = 6.0;
+  return config;
+}
+
 struct OverlayMeans {
   double occupancy = 0, sum = 0;
 };
@@ -86,9 +94,7 @@ DOCTEST_TEST_SUITE("detector") {
   DOCTEST_TEST_CASE("occupancy model: layer distances, estimated eta, flux and the calibrated occupancy") {
     const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
     const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
-    ddaq::DetectorConfig config;
-    config.modules_file = "t.csv";
-    config.target_mean_occupancy = 6.0;
+    ddaq::DetectorConfig config = six_cells();
     config.calibration_wafers = 2000;
     const ddaq::DetectorModel m = ddaq::build_detector_model(config, table, signal, pool);
     DOCTEST_REQUIRE(m.sites.size() == 24);
@@ -116,9 +122,7 @@ DOCTEST_TEST_SUITE("detector") {
   DOCTEST_TEST_CASE("occupancy model: pileup charges scaled to a reference mean wafer sum") {
     const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
     const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
-    ddaq::DetectorConfig config;
-    config.modules_file = "t.csv";
-    config.target_mean_occupancy = 6.0;
+    ddaq::DetectorConfig config = six_cells();
     const ddaq::DetectorModel plain = ddaq::build_detector_model(config, table, signal, pool);
     DOCTEST_CHECK(plain.pileup_scale == 1.0);
     config.match_reference_sum = true;
