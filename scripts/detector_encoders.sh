@@ -7,6 +7,10 @@
 # Usage: bash scripts/detector_encoders.sh [OUT] [MU_LIST] [ELINKS] [EPOCHS]
 #   defaults: runs/detector_encoders 10 1,2,3,4 60 (mu 40 comes from the
 #   main sweep; mu 3 encoders never beat Best Choice at 2+ e-links there)
+#   A class "mix" is the detector's own mix (`ddaq detector overlay` of
+#   $DETECTOR_CONFIG, default experiments/detector/hgcal.json): each wafer
+#   gets a random trigger module's pileup, the stand-in of the 200-pileup
+#   sample the published ECON-T autoencoders were trained on.
 # Needs runs/data/econt (scripts/make_econt_real.sh). Rerunning resumes.
 # On a cluster: add --slurm to the sweep line (one job per point).
 set -euo pipefail
@@ -25,15 +29,22 @@ for mu in $mus; do
   for part in fit val test; do  # a seed per part and class
     seed=$(( seed + 1 ))
     f="$out/data/${part}_mu$mu.h5"
-    [ -f "$f" ] || "$ddaq" data overlay "$data/${part}_0pu.h5" --pool "$data/pool.h5" --mu "$mu" \
-      --seed "$(( seed * 1000 + ${mu%.*} ))" -o "$f"
+    [ -f "$f" ] && continue
+    if [ "$mu" = mix ]; then
+      "$ddaq" detector overlay "${DETECTOR_CONFIG:-$root/experiments/detector/hgcal.json}" "$data/${part}_0pu.h5" \
+        --seed "$(( seed * 1000 + 999 ))" -o "$f"
+    else
+      "$ddaq" data overlay "$data/${part}_0pu.h5" --pool "$data/pool.h5" --mu "$mu" \
+        --seed "$(( seed * 1000 + ${mu%.*} ))" -o "$f"
+    fi
   done
   /usr/bin/python3 - "$root/experiments/econt/main.json" "$out/mu$mu.json" "$out/data" "$mu" "$epochs" "$root" <<'PY'
 import json, sys
 src, dst, data, mu, epochs, root = sys.argv[1:]
 c = json.load(open(src))
 c["name"] = f"econt-mu{mu}"
-c["description"] = f"main.json trained on the mu = {mu} overlay (scripts/detector_encoders.sh)"
+c["description"] = (f"main.json trained on the mu = {mu} overlay" if mu != "mix" else
+                    "main.json trained on the detector mix (ddaq detector overlay)") + " (scripts/detector_encoders.sh)"
 c["data"] = {"source": "files", "train": f"{data}/fit_mu{mu}.h5", "test": f"{data}/test_mu{mu}.h5"}
 c["training"].update(epochs=int(epochs), validation=f"{data}/val_mu{mu}.h5",
                      surrogate=f"{root}/surrogates/models/emd_surrogate.pt")

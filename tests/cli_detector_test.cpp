@@ -1,4 +1,4 @@
-// `ddaq detector plan` and `ddaq detector compare`, run as a user would:
+// `ddaq detector plan`, `compare` and `overlay`, run as a user would:
 // files, budgets kept, compare recomputing the plan's numbers from its files,
 // the same seed giving the same allocation, one-line errors leaving nothing.
 #include <doctest/doctest.h>
@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "ddaq/core/events.h"
 #include "test_support.h"
 
 namespace {
@@ -119,6 +121,26 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(ddaq_test::run_ddaq("detector plan " + dir.file("bad2.json") + " -o " + dir.file("Q")), "none.h5");
     DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("Q")));
     expect_error(ddaq_test::run_ddaq("detector compare " + dir.file("s.h5")), "s.h5");
+    // A damaged plan file: one line naming file, line and column.
+    std::filesystem::copy(dir.file("P"), dir.file("C"), std::filesystem::copy_options::recursive);
+    auto header_length = [&](const std::string& file) {
+      return ddaq_test::read_text(dir.file("P/" + file)).find('\n') + 1;
+    };
+    auto damage = [&](const std::string& file, size_t at, size_t count, const std::string& with) {
+      std::string text = ddaq_test::read_text(dir.file("P/" + file));
+      ddaq_test::write_text(dir.file("C/" + file), text.replace(at, count, with));
+      return text;
+    };
+    const std::string alloc = damage("allocation.csv", header_length("allocation.csv"), 1, "x");  // row 1's layer
+    expect_error(ddaq_test::run_ddaq("detector compare " + dir.file("C")), "allocation.csv:2: layer 'x");
+    damage("allocation.csv", alloc.find('\n', header_length("allocation.csv")), 0, ",7");
+    expect_error(ddaq_test::run_ddaq("detector compare " + dir.file("C")), "allocation.csv:2: 14 fields, expected 13");
+    expect_error(ddaq_test::run_ddaq("detector eval " + dir.file("C") + " --data " + dir.file("s.h5")),
+                 "allocation.csv:2: 14 fields");
+    damage("allocation.csv", 0, 0, "");
+    const std::string tables = ddaq_test::read_text(dir.file("P/tables.csv"));
+    damage("tables.csv", tables.find('\n', header_length("tables.csv")), 0, "e");  // row 1's emd
+    expect_error(ddaq_test::run_ddaq("detector compare " + dir.file("C")), "tables.csv:2: emd '");
     // eval: wafers of unknown position, against Best Choice at the same e-links.
     r = ddaq_test::run_ddaq("detector eval " + dir.file("P") + " --data " + dir.file("s.h5") + " --json");
     DOCTEST_INFO(r.err);
@@ -249,6 +271,57 @@ DOCTEST_TEST_SUITE("cli") {
     expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget uplinks=5"), "uplinks=5");
     DOCTEST_CHECK_FALSE(ddaq_test::exists(dir.file("Q")));
     expect_error(ddaq_test::run_ddaq(plan + " -o " + dir.file("Q") + " --budget uplinks=x"), "uplinks");
+  }
+
+  DOCTEST_TEST_CASE("detector overlay: each wafer gets a planned module's pileup, reproducible, clean errors") {
+    ddaq_test::TempDir dir;
+    write_small_detector(dir);
+    auto r = ddaq_test::run_ddaq("detector plan " + dir.file("d.json") + " -o " + dir.file("P"));
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    std::vector<double> module_mu;  // the plan's own model, module by module
+    for (const auto& row : csv_rows(ddaq_test::read_text(dir.file("P/allocation.csv"))))
+      module_mu.push_back(std::stod(row[6]));
+    DOCTEST_REQUIRE(module_mu.size() == 24);
+    const std::string overlay = "detector overlay " + dir.file("d.json") + " " + dir.file("s.h5");
+    r = ddaq_test::run_ddaq(overlay + " -o " + dir.file("o.h5") + " --seed 3");
+    DOCTEST_INFO(r.err);
+    DOCTEST_REQUIRE(r.exit_code == 0);
+    DOCTEST_CHECK(r.out.find("300 events") != std::string::npos);
+    const ddaq::EventTable in = ddaq::EventFileReader(dir.file("s.h5")).read_all();
+    const ddaq::EventTable out = ddaq::EventFileReader(dir.file("o.h5")).read_all();
+    DOCTEST_REQUIRE(out.size() == in.size());
+    DOCTEST_CHECK(out.label == in.label);
+    const std::vector<double> mu = ddaq::read_results_dataset(dir.file("o.h5"), "mu");
+    DOCTEST_REQUIRE(mu.size() == 300);
+    bool planned = true, only_added = true;
+    double mean = 0;
+    for (double m : mu) {  // allocation.csv prints mu to 4 decimals
+      planned = planned && std::any_of(module_mu.begin(), module_mu.end(),
+                                       [m](double x) { return std::abs(x - m) <= 5e-5 + 1e-6 * x; });
+      mean += m / 300.0;
+    }
+    for (size_t i = 0; i < in.calq.size(); ++i) only_added = only_added && out.calq[i] >= in.calq[i];
+    DOCTEST_CHECK(planned);
+    DOCTEST_CHECK(only_added);
+    // Modules drawn uniformly: the wafers' mean mu is the modules' mean
+    // within 4 standard errors.
+    double m_mean = 0, m_var = 0;
+    for (double x : module_mu) m_mean += x / 24.0;
+    for (double x : module_mu) m_var += (x - m_mean) * (x - m_mean) / 24.0;
+    DOCTEST_CHECK(std::abs(mean - m_mean) < 4 * std::sqrt(m_var / 300.0));
+    // The same seed gives the same wafers; another seed other wafers.
+    DOCTEST_REQUIRE(ddaq_test::run_ddaq(overlay + " -o " + dir.file("o2.h5") + " --seed 3").exit_code == 0);
+    DOCTEST_REQUIRE(ddaq_test::run_ddaq(overlay + " -o " + dir.file("o3.h5") + " --seed 4").exit_code == 0);
+    DOCTEST_CHECK(ddaq::EventFileReader(dir.file("o2.h5")).read_all().calq == out.calq);
+    DOCTEST_CHECK(ddaq::EventFileReader(dir.file("o3.h5")).read_all().calq != out.calq);
+    // Errors: one line, nothing written or clobbered.
+    const std::string before = ddaq_test::read_text(dir.file("s.h5"));
+    expect_error(ddaq_test::run_ddaq(overlay + " -o " + dir.file("s.h5")), "s.h5");
+    DOCTEST_CHECK(ddaq_test::read_text(dir.file("s.h5")) == before);
+    expect_error(ddaq_test::run_ddaq("detector overlay " + dir.file("d.json") + " " + dir.file("none.h5") + " -o " +
+                                     dir.file("n.h5")),
+                 "none.h5");
+    DOCTEST_CHECK(!ddaq_test::exists(dir.file("n.h5")));
   }
 
   DOCTEST_TEST_CASE("detector plan under a power budget: kept module by module, compare agrees, clean errors") {

@@ -153,6 +153,54 @@ DOCTEST_TEST_SUITE("detector") {
                                  doctest::Contains("occupancy.match_reference_sum"), ddaq::Error);
   }
 
+  DOCTEST_TEST_CASE("detector mix overlay: each wafer takes a uniformly drawn module's Poisson pileup") {
+    // Two modules, mu 0 and 30; every pool wafer is 1 CALQ in every cell and
+    // the charges are scaled by 0.5, so a wafer's added charge is k / 2 in
+    // each cell, k the number of pool wafers it got.
+    ddaq::DetectorModel m;
+    m.sites.resize(2);
+    m.sites[0].mu = 0.0, m.sites[1].mu = 30.0;
+    m.pileup_scale = 0.5;
+    ddaq::EventTable pool;
+    pool.calq.assign(7 * 48, 1.0f);
+    const int64_t n = 4000;
+    std::vector<float> calq(static_cast<size_t>(n * 48), 0.0f), mu(static_cast<size_t>(n), -1.0f);
+    for (int64_t i = 0; i < n; ++i) calq[static_cast<size_t>(i * 48 + i % 48)] = 2.0f;  // a signal cell
+    ddaq::overlay_detector_mix(m, pool, 9, 0, n, calq.data(), mu.data());
+    int64_t dense = 0;
+    double k_sum = 0, k_sq = 0;
+    bool uniform_cells = true, signal_kept = true;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* w = calq.data() + i * 48;
+      const int sig = static_cast<int>(i % 48);
+      const float added = w[(sig + 1) % 48];
+      for (int c = 0; c < 48; ++c) uniform_cells = uniform_cells && w[c] == added + (c == sig ? 2.0f : 0.0f);
+      signal_kept = signal_kept && w[sig] - added == 2.0f;
+      const double k = 2.0 * added;
+      DOCTEST_REQUIRE((mu[static_cast<size_t>(i)] == 0.0f || mu[static_cast<size_t>(i)] == 30.0f));
+      if (mu[static_cast<size_t>(i)] == 0.0f) {
+        DOCTEST_CHECK(k == 0.0);
+      } else {
+        ++dense, k_sum += k, k_sq += k * k;
+      }
+    }
+    DOCTEST_CHECK(uniform_cells);
+    DOCTEST_CHECK(signal_kept);
+    // Modules drawn uniformly: Binomial(4000, 1/2), sd 31.6; Poisson(30) counts.
+    DOCTEST_CHECK(std::abs(static_cast<double>(dense) - 2000.0) < 4 * 31.7);
+    const double mean = k_sum / static_cast<double>(dense), var = k_sq / static_cast<double>(dense) - mean * mean;
+    DOCTEST_CHECK(std::abs(mean - 30.0) < 4 * std::sqrt(30.0 / static_cast<double>(dense)));
+    DOCTEST_CHECK(var == doctest::Approx(30.0).epsilon(0.15));
+    // Wafer i depends only on (seed, i): rows 100..149 alone equal the same rows of the whole run.
+    std::vector<float> part(50 * 48, 0.0f);
+    for (int64_t i = 100; i < 150; ++i) part[static_cast<size_t>((i - 100) * 48 + i % 48)] = 2.0f;
+    ddaq::overlay_detector_mix(m, pool, 9, 100, 50, part.data());
+    DOCTEST_CHECK(std::equal(part.begin(), part.end(), calq.begin() + 100 * 48));
+    ddaq::EventTable empty;
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::overlay_detector_mix(m, empty, 9, 0, 1, part.data()),
+                                 doctest::Contains("pool has no events"), ddaq::Error);
+  }
+
   DOCTEST_TEST_CASE("group tables: layer x eta ring, and each algorithm's exact EMD on the drawn wafers") {
     // One signal wafer and a pool of empty wafers: every drawn wafer is W.
     ddaq::EventTable signal, pool = wafers(5, 0, 1);

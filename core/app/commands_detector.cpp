@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -30,6 +32,26 @@
 
 namespace ddaq {
 namespace cli {
+
+EventTable read_wafers(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext != ".csv") return EventFileReader(path).read_all();
+  const std::string tmp =
+      (std::filesystem::temp_directory_path() / ("ddaq-detector-" + std::to_string(::getpid()) + ".h5")).string();
+  track_temporary(tmp);  // removed if a signal ends the command here
+  try {
+    import_calq_csv({path}, tmp);
+    EventTable t = EventFileReader(tmp).read_all();
+    remove_tree(tmp);
+    untrack_temporary(tmp);
+    return t;
+  } catch (...) {
+    remove_tree(tmp);
+    untrack_temporary(tmp);
+    throw;
+  }
+}
+
 namespace {
 
 constexpr const char* kPlanKind = "ddaq detector plan";
@@ -55,26 +77,6 @@ void parse_budget(const std::string& spec, PlanBudgets& b) {
     if (eq + 1 == item.size() || *end != '\0' || v <= 0)
       throw Error("--budget '" + spec + "': " + key + " must be a whole number above 0");
     (key == "elinks" ? b.elinks : b.uplinks) = v;
-  }
-}
-
-// An event file, or a CALQ CSV (CMS HGCAL's samples) imported on the way.
-EventTable read_wafers(const std::string& path) {
-  const std::string ext = std::filesystem::path(path).extension().string();
-  if (ext != ".csv") return EventFileReader(path).read_all();
-  const std::string tmp =
-      (std::filesystem::temp_directory_path() / ("ddaq-detector-" + std::to_string(::getpid()) + ".h5")).string();
-  track_temporary(tmp);  // removed if a signal ends the command here
-  try {
-    import_calq_csv({path}, tmp);
-    EventTable t = EventFileReader(tmp).read_all();
-    remove_tree(tmp);
-    untrack_temporary(tmp);
-    return t;
-  } catch (...) {
-    remove_tree(tmp);
-    untrack_temporary(tmp);
-    throw;
   }
 }
 
@@ -331,7 +333,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   write_project_folder(
       out_dir, overwrite, "detector plan", "a detector plan (report.json)", ours, [&](const std::string& tmp) {
         std::ostringstream a;
-        a << "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,expected_emd,elinks_pu,elinks_signal\n";
+        a << kAllocationHeader << "\n";
         for (size_t i = 0; i < model.sites.size(); ++i) {
           const ModuleSite& s = model.sites[i];
           const AllocationChoice& c = *chosen[i];
@@ -416,22 +418,21 @@ void compare(const std::string& dir, bool json) {
   std::vector<std::pair<std::string, int>> learned_choice;  // algorithm, e-links per module
   std::vector<GroupTable> groups;
   const std::string alloc = dir + "/allocation.csv", tables = dir + "/tables.csv";
-  for (const auto& r : read_plan_csv(alloc,
-                                     "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,"
-                                     "expected_emd,elinks_pu,elinks_signal")) {
-    if (r.size() != 13) throw Error(alloc + ": a row without 13 fields");
+  const PlanCsv a(alloc, kAllocationHeader);
+  for (size_t i = 0; i < a.rows(); ++i) {
     ModuleSite s;
-    s.layer = std::stoi(r[0]), s.u = std::stoi(r[1]), s.v = std::stoi(r[2]), s.motherboard = std::stoi(r[3]);
-    s.group = std::stoi(r[7]);
-    learned.push_back(std::stoi(r[9])), pu.push_back(std::stoi(r[11])), sig.push_back(std::stoi(r[12]));
-    learned_choice.emplace_back(r[8], learned.back());
+    s.layer = a.whole(i, 0), s.u = a.whole(i, 1), s.v = a.whole(i, 2), s.motherboard = a.whole(i, 3);
+    s.group = a.whole(i, 7);
+    learned.push_back(a.whole(i, 9)), pu.push_back(a.whole(i, 11)), sig.push_back(a.whole(i, 12));
+    learned_choice.emplace_back(a.text(i, 8), learned.back());
     model.sites.push_back(s);
   }
-  for (const auto& r : read_plan_csv(tables, "group,algorithm,elinks,emd")) {
-    if (r.size() != 4) throw Error(tables + ": a row without 4 fields");
-    const size_t g = static_cast<size_t>(std::stoi(r[0]));
-    if (groups.size() <= g) groups.resize(g + 1);
-    groups[g].choices.push_back({r[1], std::stoi(r[2]), std::stod(r[3])});
+  const PlanCsv t(tables, "group,algorithm,elinks,emd");
+  for (size_t i = 0; i < t.rows(); ++i) {
+    const int g = t.whole(i, 0);
+    if (g < 0) throw Error(tables + ":" + std::to_string(i + 2) + ": group " + std::to_string(g) + " is negative");
+    if (groups.size() <= static_cast<size_t>(g)) groups.resize(static_cast<size_t>(g) + 1);
+    groups[static_cast<size_t>(g)].choices.push_back({t.text(i, 1), t.whole(i, 2), t.number(i, 3)});
   }
   for (const auto& s : model.sites)
     if (s.group < 0 || static_cast<size_t>(s.group) >= groups.size())
@@ -483,20 +484,51 @@ void compare(const std::string& dir, bool json) {
 
 }  // namespace
 
-std::vector<std::vector<std::string>> read_plan_csv(const std::string& path, const std::string& header) {
+namespace {
+std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> f;
+  std::stringstream s(line);
+  for (std::string cell; std::getline(s, cell, ',');) f.push_back(cell);
+  if (!line.empty() && line.back() == ',') f.emplace_back();  // getline drops a trailing empty field
+  return f;
+}
+}  // namespace
+
+PlanCsv::PlanCsv(const std::string& path, const std::string& header) : path_(path) {
   std::ifstream in(path);
   if (!in) throw Error(path + ": cannot open (is this a detector plan folder?)");
   std::string line;
   std::getline(in, line);
   if (line != header) throw Error(path + ":1: expected the header '" + header + "'");
-  std::vector<std::vector<std::string>> rows;
+  columns_ = csv_fields(header);
   for (int n = 2; std::getline(in, line); ++n) {
-    std::vector<std::string> row;
-    std::stringstream s(line);
-    for (std::string cell; std::getline(s, cell, ',');) row.push_back(cell);
-    rows.push_back(row);
+    rows_.push_back(csv_fields(line));
+    if (rows_.back().size() != columns_.size())
+      throw Error(path + ":" + std::to_string(n) + ": " + std::to_string(rows_.back().size()) + " fields, expected " +
+                  std::to_string(columns_.size()));
   }
-  return rows;
+}
+
+void PlanCsv::bad(size_t row, size_t column, const char* what) const {
+  throw Error(path_ + ":" + std::to_string(row + 2) + ": " + columns_[column] + " '" + rows_[row][column] +
+              "' is not " + what);
+}
+
+int PlanCsv::whole(size_t row, size_t column) const {
+  const std::string& t = rows_[row][column];
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(t.c_str(), &end, 10);
+  if (t.empty() || *end != '\0' || errno || v < INT_MIN || v > INT_MAX) bad(row, column, "a whole number");
+  return static_cast<int>(v);
+}
+
+double PlanCsv::number(size_t row, size_t column) const {
+  const std::string& t = rows_[row][column];
+  char* end = nullptr;
+  const double v = std::strtod(t.c_str(), &end);
+  if (t.empty() || *end != '\0' || !std::isfinite(v)) bad(row, column, "a finite number");
+  return v;
 }
 
 void add_detector_commands(CLI::App& app) {
@@ -539,6 +571,7 @@ void add_detector_commands(CLI::App& app) {
     c->add_flag("--json", *json, "one JSON object on stdout");
     c->callback([=] { detector_eval(*dir, *data, *events, *json); });
   }
+  add_detector_overlay_command(*d);
 }
 
 }  // namespace cli

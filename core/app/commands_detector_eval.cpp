@@ -62,21 +62,12 @@ std::vector<GroupRow> read_groups(const std::string& path) {
 // Each group's modules as allocation.csv has them: (algorithm, e-links).
 std::vector<std::vector<std::pair<std::string, int>>> read_module_choices(const std::string& path, size_t groups) {
   std::vector<std::vector<std::pair<std::string, int>>> out(groups);
-  int line = 1;
-  for (const auto& r : read_plan_csv(path,
-                                     "layer,u,v,motherboard,eta,eta_estimated,mu,group,algorithm,elinks,"
-                                     "expected_emd,elinks_pu,elinks_signal")) {
-    ++line;
-    int g = -1, e = 0;
-    try {
-      if (r.size() != 13) throw Error("");
-      g = std::stoi(r[7]), e = std::stoi(r[9]);
-    } catch (const std::exception&) {
-      throw Error(path + ":" + std::to_string(line) + ": expected 13 fields with a group and e-links");
-    }
+  const PlanCsv a(path, kAllocationHeader);
+  for (size_t i = 0; i < a.rows(); ++i) {
+    const int g = a.whole(i, 7), e = a.whole(i, 9);
     if (g < 0 || static_cast<size_t>(g) >= groups)
-      throw Error(path + ":" + std::to_string(line) + ": group " + std::to_string(g) + " is not in groups.csv");
-    out[static_cast<size_t>(g)].emplace_back(r[8], e);
+      throw Error(path + ":" + std::to_string(i + 2) + ": group " + std::to_string(g) + " is not in groups.csv");
+    out[static_cast<size_t>(g)].emplace_back(a.text(i, 8), e);
   }
   for (size_t g = 0; g < groups; ++g)
     if (out[g].empty()) throw Error(path + ": group " + std::to_string(g) + " has no module");

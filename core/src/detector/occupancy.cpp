@@ -34,17 +34,35 @@ double interpolate(const std::vector<double>& x, const std::vector<double>& y, d
   return y[i - 1] + t * (y[i] - y[i - 1]);
 }
 
-}  // namespace
-
-void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out,
-                       double pileup_scale) {
-  const float scale = static_cast<float>(pileup_scale);
-  const float* s = signal.calq.data() + rng.below(static_cast<uint64_t>(signal.size())) * kCellsPerWafer;
-  std::copy(s, s + kCellsPerWafer, out);
+// Poisson(mu) pool wafers, each drawn uniformly with replacement, added to
+// `out` with their charges times `scale`.
+void add_pileup(Rng& rng, double mu, const EventTable& pool, float scale, float* out) {
   const int64_t k = rng.poisson(mu);
   for (int64_t i = 0; i < k; ++i) {
     const float* p = pool.calq.data() + rng.below(static_cast<uint64_t>(pool.size())) * kCellsPerWafer;
     for (int c = 0; c < kCellsPerWafer; ++c) out[c] += scale * p[c];
+  }
+}
+
+}  // namespace
+
+void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out,
+                       double pileup_scale) {
+  const float* s = signal.calq.data() + rng.below(static_cast<uint64_t>(signal.size())) * kCellsPerWafer;
+  std::copy(s, s + kCellsPerWafer, out);
+  add_pileup(rng, mu, pool, static_cast<float>(pileup_scale), out);
+}
+
+void overlay_detector_mix(const DetectorModel& model, const EventTable& pool, uint64_t seed, int64_t first_index,
+                          int64_t rows, float* calq, float* mu_out) {
+  if (model.sites.empty()) throw Error("detector overlay: the model has no trigger modules");
+  if (pool.size() == 0) throw Error("detector overlay: the pileup pool has no events");
+  const float scale = static_cast<float>(model.pileup_scale);
+  for (int64_t r = 0; r < rows; ++r) {
+    Rng rng(seed, static_cast<uint64_t>(first_index + r));
+    const double mu = model.sites[rng.below(static_cast<uint64_t>(model.sites.size()))].mu;
+    add_pileup(rng, mu, pool, scale, calq + r * kCellsPerWafer);
+    if (mu_out) mu_out[r] = static_cast<float>(mu);
   }
 }
 

@@ -112,6 +112,17 @@ class Rng;
 void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const EventTable& pool, float* out,
                        double pileup_scale = 1.0);
 
+// The detector's mix as training data: each wafer of `calq` (rows x 48,
+// in place) gets the pileup of a trigger module drawn uniformly from the
+// model's sites (every module counts once, as in the plan's mean):
+// Poisson(its mu) pool wafers at the model's pileup_scale. Wafer i depends
+// only on (seed, first_index + i). mu_out, when given, receives each
+// wafer's module mu. An encoder trained on such wafers is the stand-in of
+// the published ECON-T autoencoders, trained on one 200-pileup sample of
+// the whole detector.
+void overlay_detector_mix(const DetectorModel& model, const EventTable& pool, uint64_t seed, int64_t first_index,
+                          int64_t rows, float* calq, float* mu_out = nullptr);
+
 // Layer distances come from the table itself: for modules at the same (u,v)
 // in layers L and 1, z_L / z_1 = sinh(eta_L) / sinh(eta_1) (same transverse
 // radius), the median over those modules.
