@@ -322,6 +322,19 @@ DOCTEST_TEST_SUITE("cli") {
                                      dir.file("n.h5")),
                  "none.h5");
     DOCTEST_CHECK(!ddaq_test::exists(dir.file("n.h5")));
+    // Layer weights: checked keys and values, one line naming them.
+    for (const auto& [weights, fragment] : std::vector<std::pair<std::string, std::string>>{
+             {R"({"x": 2})", "layer_weights: 'x' is not a layer number"},
+             {R"({"3": 0})", "layer_weights"},
+             {R"({"2": 2})", "layer_weights: layer 2 has no trigger module"}}) {
+      ddaq_test::write_text(dir.file("w.json"), R"({"modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
+          "occupancy": {"target_mean_occupancy": 20, "calibration_wafers": 200, "layer_weights": )" +
+                                                    weights + "}}");
+      expect_error(ddaq_test::run_ddaq("detector overlay " + dir.file("w.json") + " " + dir.file("s.h5") + " -o " +
+                                       dir.file("w.h5")),
+                   fragment);
+      DOCTEST_CHECK(!ddaq_test::exists(dir.file("w.h5")));
+    }
   }
 
   DOCTEST_TEST_CASE("detector plan under a power budget: kept module by module, compare agrees, clean errors") {

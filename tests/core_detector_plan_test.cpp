@@ -119,6 +119,32 @@ DOCTEST_TEST_SUITE("detector") {
                                  doctest::Contains("target_mean_occupancy 6"), ddaq::Error);
   }
 
+  DOCTEST_TEST_CASE("occupancy model: layer weights multiply a layer's flux before the calibration") {
+    const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
+    const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
+    ddaq::DetectorConfig config = six_cells();
+    const ddaq::DetectorModel flat = ddaq::build_detector_model(config, table, signal, pool);
+    config.layer_weights = {{3, 2.5}};
+    const ddaq::DetectorModel m = ddaq::build_detector_model(config, table, signal, pool);
+    DOCTEST_REQUIRE(m.sites.size() == flat.sites.size());
+    for (size_t i = 0; i < m.sites.size(); ++i)
+      DOCTEST_CHECK(m.sites[i].flux == doctest::Approx((m.sites[i].layer == 3 ? 2.5 : 1.0) * flat.sites[i].flux));
+    // Recalibrated: the same mean occupancy, so a smaller scale, and layer
+    // 3's share of the pileup grows.
+    DOCTEST_CHECK(m.mean_occupancy == doctest::Approx(6.0).epsilon(1e-3));
+    DOCTEST_CHECK(m.mu_per_flux < flat.mu_per_flux);
+    auto layer3_share = [](const ddaq::DetectorModel& x) {
+      double l3 = 0, all = 0;
+      for (const auto& s : x.sites) all += s.mu, l3 += s.layer == 3 ? s.mu : 0.0;
+      return l3 / all;
+    };
+    DOCTEST_CHECK(layer3_share(m) > layer3_share(flat));
+    DOCTEST_CHECK(overlay_means(m, signal, pool, 1.0f, 13).occupancy == doctest::Approx(6.0).epsilon(0.02));
+    config.layer_weights = {{2, 1.5}};  // no trigger module in layer 2
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::build_detector_model(config, table, signal, pool),
+                                 doctest::Contains("layer_weights: layer 2 has no trigger module"), ddaq::Error);
+  }
+
   DOCTEST_TEST_CASE("occupancy model: pileup charges scaled to a reference mean wafer sum") {
     const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
     const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);

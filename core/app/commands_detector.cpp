@@ -56,6 +56,12 @@ namespace {
 
 constexpr const char* kPlanKind = "ddaq detector plan";
 
+nlohmann::json layer_weights_json(const DetectorConfig& config) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [layer, w] : config.layer_weights) j[std::to_string(layer)] = w;
+  return j;
+}
+
 // "elinks=N", "uplinks=U", "power=W" (watts), comma-separated; later ones win.
 void parse_budget(const std::string& spec, PlanBudgets& b) {
   std::stringstream items(spec);
@@ -257,6 +263,7 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
                              {"mean_wafer_sum", model.mean_sum},
                              {"reference_mean_wafer_sum", config.reference_mean_sum},
                              {"pileup_scale", model.pileup_scale},
+                             {"layer_weights", layer_weights_json(config)},
                              {"eta_estimated_modules", model.eta_estimated}}},
                            {"elinks_to_match_pu_allocation", match_pu},
                            {"elinks_to_match_signal_allocation", match_sig},
@@ -279,7 +286,8 @@ void plan(const std::string& config_path, const std::string& out_dir, const std:
   std::ostringstream text;
   text << "detector plan '" << config.name << "': " << model.sites.size() << " trigger modules in " << groups.size()
        << " groups, budget " << budget << " e-links\n"
-       << "occupancy model: mu = " << fmt(model.mu_per_flux, 4) << " x tanh(eta) sinh^2(eta) / z^2; mean occupancy "
+       << "occupancy model: mu = " << fmt(model.mu_per_flux, 4)
+       << (config.layer_weights.empty() ? "" : " x layer weight") << " x tanh(eta) sinh^2(eta) / z^2; mean occupancy "
        << fmt(model.mean_occupancy, 2) << " cells (target " << fmt(config.target_mean_occupancy, 2)
        << "), mean wafer sum " << fmt(model.mean_sum, 1)
        << " CALQ (real 200-pileup sample: " << fmt(config.reference_mean_sum, 1)

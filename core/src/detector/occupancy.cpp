@@ -1,6 +1,7 @@
 // The detector plan's configuration and occupancy model (detector_plan.h).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <utility>
@@ -97,11 +98,22 @@ DetectorConfig DetectorConfig::load(const std::string& path) {
   if (d.modules_file.empty() || d.signal_file.empty() || d.pool_file.empty())
     throw Error(path + ": 'modules', 'signal' and 'pool' are needed (a module table and two event files)");
   const Config occ = c.section("occupancy");
-  occ.reject_unknown({"target_mean_occupancy", "reference_mean_sum", "match_reference_sum", "calibration_wafers"});
+  occ.reject_unknown(
+      {"target_mean_occupancy", "reference_mean_sum", "match_reference_sum", "calibration_wafers", "layer_weights"});
   d.target_mean_occupancy = occ.number("target_mean_occupancy", d.target_mean_occupancy, 0.01, 47.99);
   d.reference_mean_sum = occ.number("reference_mean_sum", d.reference_mean_sum, 0.0);
   d.match_reference_sum = occ.boolean("match_reference_sum", d.match_reference_sum);
   d.calibration_wafers = occ.integer("calibration_wafers", d.calibration_wafers, 10, 1000000);
+  if (occ.has("layer_weights")) {
+    const Config w = occ.section("layer_weights");
+    for (const std::string& key : w.keys()) {
+      char* end = nullptr;
+      const long layer = std::strtol(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || layer < 1 || layer > 60)
+        throw Error(path + ": occupancy.layer_weights: '" + key + "' is not a layer number (1..60)");
+      d.layer_weights[static_cast<int>(layer)] = w.number(key, 1.0, 1e-6, 1e6);
+    }
+  }
   const Config groups = c.section("groups");
   groups.reject_unknown({"eta_ring_width", "layers"});
   d.eta_ring_width = groups.number("eta_ring_width", d.eta_ring_width, 0.01, 10.0);
@@ -212,10 +224,17 @@ DetectorModel build_detector_model(const DetectorConfig& config, const ModuleTab
     if (!std::isfinite(s.z))
       throw Error(config.modules_file + ": layer " + std::to_string(r.layer) + " has no module with eta");
     const double sh = std::sinh(s.eta);
-    s.flux = std::tanh(s.eta) * sh * sh / (s.z * s.z);
+    const auto weight = config.layer_weights.find(r.layer);
+    s.flux = (weight == config.layer_weights.end() ? 1.0 : weight->second) * std::tanh(s.eta) * sh * sh / (s.z * s.z);
     m.sites.push_back(s);
   }
   if (m.sites.empty()) throw Error(config.modules_file + ": no module with trigger data in the planned layers");
+  for (const auto& [layer, weight] : config.layer_weights) {
+    (void)weight;
+    if (std::none_of(m.sites.begin(), m.sites.end(), [l = layer](const ModuleSite& s) { return s.layer == l; }))
+      throw Error("detector: occupancy.layer_weights: layer " + std::to_string(layer) + " has no trigger module in " +
+                  config.modules_file);
+  }
   // The overlay's occupancy and wafer sum as functions of mu.
   m.curve_mu.push_back(0.0);
   for (double mu = 0.01; mu < 20000.0; mu *= 1.25) m.curve_mu.push_back(mu);

@@ -56,6 +56,10 @@ struct DetectorConfig {
   // Scale the pool's charges so that the detector's mean wafer sum equals
   // reference_mean_sum (occupancy does not change: no charge crosses zero).
   bool match_reference_sum = false;
+  // A longitudinal profile: each listed layer's pileup flux times its
+  // weight (unlisted layers: 1) before the calibration, e.g. from a
+  // full simulation of the detector at 200 pileup (docs/detector.md).
+  std::map<int, double> layer_weights;
   int64_t calibration_wafers = 2000;  // per point of the occupancy curve
   double eta_ring_width = 0.2;        // groups: layer x ring of this width
   std::vector<int> layers;            // empty: every layer with trigger data
@@ -88,7 +92,7 @@ struct ModuleSite {
   double eta = 0.0;
   bool eta_estimated = false;  // not in the eta/phi map: from the same (u,v) in another layer
   double z = 1.0;              // the layer's distance, relative to layer 1's
-  double flux = 0.0;           // tanh(eta) sinh^2(eta) / z^2
+  double flux = 0.0;           // layer weight x tanh(eta) sinh^2(eta) / z^2
   double mu = 0.0;             // pileup wafers overlaid (scale x flux)
   int elinks_pu = 0, elinks_signal = 0;
   int group = -1;
