@@ -176,10 +176,15 @@ void detector_eval(const std::string& dir, const std::string& data, int64_t max_
               static_cast<long long>(bins[0].events), mean(bins[0].emd, bins[0].events),
               mean(bins[0].bc, bins[0].events), mean(bins[0].elinks, bins[0].events));
   std::printf("by occupancy (non-zero cells): events, plan EMD, Best Choice EMD, mean e-links\n");
-  for (size_t i = 1; i < bins.size(); ++i)
+  for (size_t i = 1; i < bins.size(); ++i) {
+    if (bins[i].events == 0) {  // no means to print (JSON: null)
+      std::printf("  %2d-%2d cells: %6d events\n", bins[i].lo, bins[i].hi, 0);
+      continue;
+    }
     std::printf("  %2d-%2d cells: %6lld events, %.4f vs %.4f, %.3f e-links\n", bins[i].lo, bins[i].hi,
                 static_cast<long long>(bins[i].events), mean(bins[i].emd, bins[i].events),
                 mean(bins[i].bc, bins[i].events), mean(bins[i].elinks, bins[i].events));
+  }
 }
 
 }  // namespace cli
