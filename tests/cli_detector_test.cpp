@@ -141,6 +141,8 @@ DOCTEST_TEST_SUITE("cli") {
     const std::string tables = ddaq_test::read_text(dir.file("P/tables.csv"));
     damage("tables.csv", tables.find('\n', header_length("tables.csv")), 0, "e");  // row 1's emd
     expect_error(ddaq_test::run_ddaq("detector compare " + dir.file("C")), "tables.csv:2: emd '");
+    damage("tables.csv", header_length("tables.csv"), 1, "2000000000");  // row 1's group
+    expect_error(ddaq_test::run_ddaq("detector compare " + dir.file("C")), "group 2000000000 is out of range");
     // eval: wafers of unknown position, against Best Choice at the same e-links.
     r = ddaq_test::run_ddaq("detector eval " + dir.file("P") + " --data " + dir.file("s.h5") + " --json");
     DOCTEST_INFO(r.err);
@@ -326,7 +328,8 @@ DOCTEST_TEST_SUITE("cli") {
     for (const auto& [weights, fragment] : std::vector<std::pair<std::string, std::string>>{
              {R"({"x": 2})", "layer_weights: 'x' is not a layer number"},
              {R"({"3": 0})", "layer_weights"},
-             {R"({"2": 2})", "layer_weights: layer 2 has no trigger module"}}) {
+             {R"({"2": 2})", "layer_weights: layer 2 has no trigger module"},
+             {R"({"3": 2, "03": 1})", "layer_weights: layer 3 is listed twice"}}) {
       ddaq_test::write_text(dir.file("w.json"), R"({"modules": "modules.csv", "signal": "s.h5", "pool": "p.h5",
           "occupancy": {"target_mean_occupancy": 20, "calibration_wafers": 200, "layer_weights": )" +
                                                     weights + "}}");

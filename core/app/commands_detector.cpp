@@ -438,7 +438,8 @@ void compare(const std::string& dir, bool json) {
   const PlanCsv t(tables, "group,algorithm,elinks,emd");
   for (size_t i = 0; i < t.rows(); ++i) {
     const int g = t.whole(i, 0);
-    if (g < 0) throw Error(tables + ":" + std::to_string(i + 2) + ": group " + std::to_string(g) + " is negative");
+    if (g < 0 || static_cast<size_t>(g) >= a.rows())  // a plan has fewer groups than modules
+      throw Error(tables + ":" + std::to_string(i + 2) + ": group " + std::to_string(g) + " is out of range");
     if (groups.size() <= static_cast<size_t>(g)) groups.resize(static_cast<size_t>(g) + 1);
     groups[static_cast<size_t>(g)].choices.push_back({t.text(i, 1), t.whole(i, 2), t.number(i, 3)});
   }

@@ -111,7 +111,8 @@ DetectorConfig DetectorConfig::load(const std::string& path) {
       const long layer = std::strtol(key.c_str(), &end, 10);
       if (key.empty() || *end != '\0' || layer < 1 || layer > 60)
         throw Error(path + ": occupancy.layer_weights: '" + key + "' is not a layer number (1..60)");
-      d.layer_weights[static_cast<int>(layer)] = w.number(key, 1.0, 1e-6, 1e6);
+      if (!d.layer_weights.emplace(static_cast<int>(layer), w.number(key, 1.0, 1e-6, 1e6)).second)
+        throw Error(path + ": occupancy.layer_weights: layer " + std::to_string(layer) + " is listed twice");
     }
   }
   const Config groups = c.section("groups");
