@@ -58,6 +58,15 @@ ddaq::DetectorConfig six_cells() {
   return config;
 }
 
+// two_layer_table() with 50 signal and 200 pool wafers, calibrated to 6
+// occupied cells: the occupancy-model tests' detector.
+struct TwoLayerDetector {
+  ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
+  ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
+  ddaq::DetectorConfig config = six_cells();
+  ddaq::DetectorModel model() const { return ddaq::build_detector_model(config, table, signal, pool); }
+};
+
 struct OverlayMeans {
   double occupancy = 0, sum = 0;
 };
@@ -92,11 +101,11 @@ OverlayMeans overlay_means(const ddaq::DetectorModel& m, const ddaq::EventTable&
 
 DOCTEST_TEST_SUITE("detector") {
   DOCTEST_TEST_CASE("occupancy model: layer distances, estimated eta, flux and the calibrated occupancy") {
-    const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
-    const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
-    ddaq::DetectorConfig config = six_cells();
+    TwoLayerDetector d;
+    ddaq::DetectorConfig& config = d.config;
+    const ddaq::EventTable &signal = d.signal, &pool = d.pool;
     config.calibration_wafers = 2000;
-    const ddaq::DetectorModel m = ddaq::build_detector_model(config, table, signal, pool);
+    const ddaq::DetectorModel m = d.model();
     DOCTEST_REQUIRE(m.sites.size() == 24);
     DOCTEST_CHECK(m.layer_z[3] == doctest::Approx(1.1).epsilon(1e-12));
     DOCTEST_CHECK(m.eta_estimated == 1);
@@ -115,17 +124,17 @@ DOCTEST_TEST_SUITE("detector") {
     // An independent Monte Carlo of the same overlay at the calibrated mu.
     DOCTEST_CHECK(overlay_means(m, signal, pool, 1.0f, 7).occupancy == doctest::Approx(6.0).epsilon(0.02));
     // A pool that adds nothing cannot reach 6 cells on average.
-    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::build_detector_model(config, table, signal, wafers(10, 0, 3)),
+    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::build_detector_model(config, d.table, signal, wafers(10, 0, 3)),
                                  doctest::Contains("target_mean_occupancy 6"), ddaq::Error);
   }
 
   DOCTEST_TEST_CASE("occupancy model: layer weights multiply a layer's flux before the calibration") {
-    const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
-    const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
-    ddaq::DetectorConfig config = six_cells();
-    const ddaq::DetectorModel flat = ddaq::build_detector_model(config, table, signal, pool);
+    TwoLayerDetector d;
+    ddaq::DetectorConfig& config = d.config;
+    const ddaq::EventTable &signal = d.signal, &pool = d.pool;
+    const ddaq::DetectorModel flat = d.model();
     config.layer_weights = {{3, 2.5}};
-    const ddaq::DetectorModel m = ddaq::build_detector_model(config, table, signal, pool);
+    const ddaq::DetectorModel m = d.model();
     DOCTEST_REQUIRE(m.sites.size() == flat.sites.size());
     for (size_t i = 0; i < m.sites.size(); ++i)
       DOCTEST_CHECK(m.sites[i].flux == doctest::Approx((m.sites[i].layer == 3 ? 2.5 : 1.0) * flat.sites[i].flux));
@@ -141,19 +150,19 @@ DOCTEST_TEST_SUITE("detector") {
     DOCTEST_CHECK(layer3_share(m) > layer3_share(flat));
     DOCTEST_CHECK(overlay_means(m, signal, pool, 1.0f, 13).occupancy == doctest::Approx(6.0).epsilon(0.02));
     config.layer_weights = {{2, 1.5}};  // no trigger module in layer 2
-    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::build_detector_model(config, table, signal, pool),
-                                 doctest::Contains("layer_weights: layer 2 has no trigger module"), ddaq::Error);
+    DOCTEST_CHECK_THROWS_WITH_AS(d.model(), doctest::Contains("layer_weights: layer 2 has no trigger module"),
+                                 ddaq::Error);
   }
 
   DOCTEST_TEST_CASE("occupancy model: pileup charges scaled to a reference mean wafer sum") {
-    const ddaq::ModuleTable table = ddaq::ModuleTable::parse(two_layer_table(), "t.csv");
-    const ddaq::EventTable signal = wafers(50, 1, 1), pool = wafers(200, 3, 2);
-    ddaq::DetectorConfig config = six_cells();
-    const ddaq::DetectorModel plain = ddaq::build_detector_model(config, table, signal, pool);
+    TwoLayerDetector d;
+    ddaq::DetectorConfig& config = d.config;
+    const ddaq::EventTable &signal = d.signal, &pool = d.pool;
+    const ddaq::DetectorModel plain = d.model();
     DOCTEST_CHECK(plain.pileup_scale == 1.0);
     config.match_reference_sum = true;
     config.reference_mean_sum = 1.5 * plain.mean_sum;
-    const ddaq::DetectorModel m = ddaq::build_detector_model(config, table, signal, pool);
+    const ddaq::DetectorModel m = d.model();
     DOCTEST_CHECK(m.mu_per_flux == plain.mu_per_flux);  // occupancy is calibrated first, unchanged
     DOCTEST_CHECK(m.pileup_scale > 1.5);                // the signal's share is not scaled
     DOCTEST_CHECK(m.mean_sum == doctest::Approx(config.reference_mean_sum).epsilon(1e-9));
@@ -175,8 +184,7 @@ DOCTEST_TEST_SUITE("detector") {
     DOCTEST_CHECK(s_scaled - s_signal == doctest::Approx(m.pileup_scale * (s_unscaled - s_signal)).epsilon(1e-5));
     // A reference the signal alone exceeds: one line naming the key.
     config.reference_mean_sum = 0.5;
-    DOCTEST_CHECK_THROWS_WITH_AS(ddaq::build_detector_model(config, table, signal, pool),
-                                 doctest::Contains("occupancy.match_reference_sum"), ddaq::Error);
+    DOCTEST_CHECK_THROWS_WITH_AS(d.model(), doctest::Contains("occupancy.match_reference_sum"), ddaq::Error);
   }
 
   DOCTEST_TEST_CASE("detector mix overlay: each wafer takes a uniformly drawn module's Poisson pileup") {
