@@ -10,7 +10,10 @@
 #   A class "mix" is the detector's own mix (`ddaq detector overlay` of
 #   $DETECTOR_CONFIG, default experiments/detector/hgcal.json): each wafer
 #   gets a random trigger module's pileup, the stand-in of the 200-pileup
-#   sample the published ECON-T autoencoders were trained on.
+#   sample the published ECON-T autoencoders were trained on. A class
+#   "mixLO-HI" (LO, HI in percent, e.g. mix0-33) is the same mix over only
+#   the modules between those quantiles of mu (`--mu-quantiles`): encoders
+#   for one band of the detector, the sparsest third for mix0-33.
 # Needs runs/data/econt (scripts/make_econt_real.sh). Rerunning resumes.
 # On a cluster: add --slurm to the sweep line (one job per point).
 set -euo pipefail
@@ -33,6 +36,10 @@ for mu in $mus; do
     if [ "$mu" = mix ]; then
       "$ddaq" detector overlay "${DETECTOR_CONFIG:-$root/experiments/detector/hgcal.json}" "$data/${part}_0pu.h5" \
         --seed "$(( seed * 1000 + 999 ))" -o "$f"
+    elif [[ "$mu" =~ ^mix([0-9]+)-([0-9]+)$ ]]; then
+      lo="${BASH_REMATCH[1]}" hi="${BASH_REMATCH[2]}"
+      "$ddaq" detector overlay "${DETECTOR_CONFIG:-$root/experiments/detector/hgcal.json}" "$data/${part}_0pu.h5" \
+        --mu-quantiles "$(( 10#$lo ))e-2:$(( 10#$hi ))e-2" --seed "$(( seed * 1000000 + 10#$lo * 1000 + 10#$hi ))" -o "$f"
     else
       "$ddaq" data overlay "$data/${part}_0pu.h5" --pool "$data/pool.h5" --mu "$mu" \
         --seed "$(( seed * 1000 + ${mu%.*} ))" -o "$f"
@@ -43,8 +50,13 @@ import json, sys
 src, dst, data, mu, epochs, root = sys.argv[1:]
 c = json.load(open(src))
 c["name"] = f"econt-mu{mu}"
-c["description"] = (f"main.json trained on the mu = {mu} overlay" if mu != "mix" else
-                    "main.json trained on the detector mix (ddaq detector overlay)") + " (scripts/detector_encoders.sh)"
+if mu == "mix":
+    what = "the detector mix (ddaq detector overlay)"
+elif mu.startswith("mix"):
+    what = f"the detector mix of the modules between the {mu[3:].replace('-', '% and ')}% quantiles of mu"
+else:
+    what = f"the mu = {mu} overlay"
+c["description"] = f"main.json trained on {what} (scripts/detector_encoders.sh)"
 c["data"] = {"source": "files", "train": f"{data}/fit_mu{mu}.h5", "test": f"{data}/test_mu{mu}.h5"}
 c["training"].update(epochs=int(epochs), validation=f"{data}/val_mu{mu}.h5",
                      surrogate=f"{root}/surrogates/models/emd_surrogate.pt")

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -18,9 +19,11 @@
 
 namespace {
 
-void expect_error(const ddaq_test::CommandResult& r, const std::string& fragment) {
+// A one-line error naming `fragment`; exit 1, or 2 for a command line the
+// option parser refuses.
+void expect_error(const ddaq_test::CommandResult& r, const std::string& fragment, int exit_code = 1) {
   DOCTEST_INFO("stderr: " << r.err);
-  DOCTEST_CHECK(r.exit_code == 1);
+  DOCTEST_CHECK(r.exit_code == exit_code);
   DOCTEST_CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   DOCTEST_CHECK(r.err.find(fragment) != std::string::npos);
 }
@@ -311,6 +314,22 @@ DOCTEST_TEST_SUITE("cli") {
     for (double x : module_mu) m_mean += x / 24.0;
     for (double x : module_mu) m_var += (x - m_mean) * (x - m_mean) / 24.0;
     DOCTEST_CHECK(std::abs(mean - m_mean) < 4 * std::sqrt(m_var / 300.0));
+    // --mu-quantiles: only the modules of that band of mu (12 of 24 each),
+    // every one of them drawn (about 25 wafers each).
+    std::vector<double> sorted_mu = module_mu;
+    std::sort(sorted_mu.begin(), sorted_mu.end());
+    for (const auto& [band, first] : std::vector<std::pair<std::string, size_t>>{{"0:0.5", 0}, {"0.5:1", 12}}) {
+      const std::string file = dir.file("q" + std::to_string(first) + ".h5");
+      r = ddaq_test::run_ddaq(overlay + " -o " + file + " --seed 3 --mu-quantiles " + band);
+      DOCTEST_INFO(band, r.err);
+      DOCTEST_REQUIRE(r.exit_code == 0);
+      DOCTEST_CHECK(r.out.find("12 trigger modules of the 24 between mu quantiles") != std::string::npos);
+      const std::vector<double> band_mu = ddaq::read_results_dataset(file, "mu");
+      std::set<long> seen, expected;  // mu to 4 decimals, as allocation.csv prints it
+      for (size_t k = first; k < first + 12; ++k) expected.insert(std::lround(sorted_mu[k] * 1e4));
+      for (double m : band_mu) seen.insert(std::lround(m * 1e4));
+      DOCTEST_CHECK(seen == expected);
+    }
     // The same seed gives the same wafers; another seed other wafers.
     DOCTEST_REQUIRE(ddaq_test::run_ddaq(overlay + " -o " + dir.file("o2.h5") + " --seed 3").exit_code == 0);
     DOCTEST_REQUIRE(ddaq_test::run_ddaq(overlay + " -o " + dir.file("o3.h5") + " --seed 4").exit_code == 0);
@@ -324,6 +343,14 @@ DOCTEST_TEST_SUITE("cli") {
                                      dir.file("n.h5")),
                  "none.h5");
     DOCTEST_CHECK(!ddaq_test::exists(dir.file("n.h5")));
+    for (const auto& [band, code] : std::vector<std::pair<std::string, int>>{
+             {"0.5:0.2", 2}, {"x", 2}, {"0:1.5", 2}, {"0:nan", 2}, {"0.99:1", 1}}) {
+      const std::string fragment = code == 2 ? "--mu-quantiles: '" + band + "' is not LO:HI"
+                                             : "mu quantiles 0.99:1: no trigger module in the range (24 in the model)";
+      expect_error(ddaq_test::run_ddaq(overlay + " -o " + dir.file("n.h5") + " --mu-quantiles " + band), fragment,
+                   code);
+      DOCTEST_CHECK(!ddaq_test::exists(dir.file("n.h5")));
+    }
     // Layer weights: checked keys and values, one line naming them.
     for (const auto& [weights, fragment] : std::vector<std::pair<std::string, std::string>>{
              {R"({"x": 2})", "layer_weights: 'x' is not a layer number"},

@@ -1,6 +1,7 @@
 // The detector plan's configuration and occupancy model (detector_plan.h).
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -65,6 +66,27 @@ void overlay_detector_mix(const DetectorModel& model, const EventTable& pool, ui
     add_pileup(rng, mu, pool, scale, calq + r * kCellsPerWafer);
     if (mu_out) mu_out[r] = static_cast<float>(mu);
   }
+}
+
+DetectorModel between_mu_quantiles(const DetectorModel& model, double lo, double hi) {
+  char range[64];
+  std::snprintf(range, sizeof range, "mu quantiles %g:%g", lo, hi);
+  if (!(lo >= 0 && lo < hi && hi <= 1)) throw Error(std::string(range) + ": expected 0 <= LO < HI <= 1");
+  const size_t n = model.sites.size();
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return model.sites[a].mu < model.sites[b].mu; });
+  DetectorModel out = model;
+  out.sites.clear();
+  const double count = static_cast<double>(n);
+  for (size_t r = 0; r < n; ++r) {
+    const double rank = static_cast<double>(r);
+    if (rank >= lo * count && rank < hi * count) out.sites.push_back(model.sites[order[r]]);
+  }
+  if (out.sites.empty())
+    throw Error(std::string(range) + ": no trigger module in the range (" + std::to_string(n) + " in the model)");
+  return out;
 }
 
 DetectorConfig DetectorConfig::load(const std::string& path) {

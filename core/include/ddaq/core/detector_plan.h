@@ -127,6 +127,13 @@ void draw_module_wafer(Rng& rng, double mu, const EventTable& signal, const Even
 void overlay_detector_mix(const DetectorModel& model, const EventTable& pool, uint64_t seed, int64_t first_index,
                           int64_t rows, float* calq, float* mu_out = nullptr);
 
+// The model restricted to the trigger modules between two quantiles of mu:
+// those of rank r (ascending mu, ties by table order) with lo N <= r < hi N,
+// 0 <= lo < hi <= 1, so adjacent ranges share out the modules, each once.
+// An encoder class of the detector's sparse or dense modules for
+// overlay_detector_mix; throws ddaq::Error when the range holds no module.
+DetectorModel between_mu_quantiles(const DetectorModel& model, double lo, double hi);
+
 // Layer distances come from the table itself: for modules at the same (u,v)
 // in layers L and 1, z_L / z_1 = sinh(eta_L) / sinh(eta_1) (same transverse
 // radius), the median over those modules.
