@@ -130,7 +130,8 @@ void overlay_detector_mix(const DetectorModel& model, const EventTable& pool, ui
 // The model restricted to the trigger modules between two quantiles of mu:
 // those of rank r (ascending mu, ties by table order) with lo N <= r < hi N,
 // 0 <= lo < hi <= 1, so adjacent ranges share out the modules, each once.
-// An encoder class of the detector's sparse or dense modules for
+// Only the sites change (the calibration is the whole detector's). An
+// encoder class of the detector's sparse or dense modules for
 // overlay_detector_mix; throws ddaq::Error when the range holds no module.
 DetectorModel between_mu_quantiles(const DetectorModel& model, double lo, double hi);
 
